@@ -1,0 +1,81 @@
+//! `sluice check`: everything `run` verifies before running anything — the file, every plugin
+//! (compiled through the cache, linked, described) — and nothing is run.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::engine::Host;
+use crate::manifest::Pipeline;
+use crate::plugin;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageCheck {
+    pub stage: String,
+    pub plugin: PathBuf,
+    /// What the plugin says it is, when it could be loaded.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub phase: Option<String>,
+    pub description: Option<String>,
+    pub sha256: Option<String>,
+    pub cache_hit: Option<bool>,
+    pub imports: Vec<String>,
+    /// Why the stage cannot run, if it cannot.
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub pipeline: String,
+    pub stages: Vec<StageCheck>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.stages.iter().all(|s| s.problem.is_none())
+    }
+}
+
+/// Loads and describes every stage's plugin; problems are collected, not returned early, so
+/// one `check` shows every broken stage at once.
+pub async fn check(host: &Host, pipeline: &Pipeline) -> CheckReport {
+    let mut stages = Vec::with_capacity(pipeline.stages.len());
+    for spec in &pipeline.stages {
+        let mut entry = StageCheck {
+            stage: spec.name.clone(),
+            plugin: spec.plugin_path.clone(),
+            name: None,
+            version: None,
+            phase: None,
+            description: None,
+            sha256: None,
+            cache_hit: None,
+            imports: Vec::new(),
+            problem: None,
+        };
+        let loaded = plugin::compile(host, &spec.plugin_path).and_then(|compiled| {
+            entry.sha256 = Some(compiled.sha256.clone());
+            entry.cache_hit = Some(compiled.cache == crate::cache::CacheOutcome::Hit);
+            entry.imports = compiled.imports(host);
+            compiled.link(host)
+        });
+        match loaded {
+            Err(err) => entry.problem = Some(err.to_string()),
+            Ok(loaded) => match loaded.describe(host).await {
+                Ok(info) => {
+                    entry.name = Some(info.name);
+                    entry.version = Some(info.version);
+                    entry.phase = Some(crate::runner::phase_name(info.phase).to_string());
+                    entry.description = Some(info.description);
+                }
+                Err(err) => entry.problem = Some(err.to_string()),
+            },
+        }
+        stages.push(entry);
+    }
+    CheckReport {
+        pipeline: pipeline.name.clone(),
+        stages,
+    }
+}

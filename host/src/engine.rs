@@ -1,0 +1,92 @@
+//! The wasmtime engine every stage runs on: its configuration, the linker with exactly the
+//! imports a stage may use, the compiled-code cache and the epoch ticker behind timeouts.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::bindings::Stage;
+use crate::cache::CompiledCache;
+use crate::sandbox::StageState;
+
+/// How often running guests are interrupted to check their deadline and yield.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The engine, linker and cache shared by every stage of a process.
+pub struct Host {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<StageState>,
+    pub(crate) cache: CompiledCache,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("cache", &self.cache).finish()
+    }
+}
+
+impl Host {
+    /// A host caching compiled code under `cache_root` (`None`: compile every time).
+    pub fn new(cache_root: Option<&Path>) -> Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
+        let engine = Engine::new(&config).map_err(into_anyhow)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(into_anyhow)?;
+        Stage::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |state| state)
+            .map_err(into_anyhow)?;
+        let cache = CompiledCache::new(&engine, cache_root);
+        let ticker = EpochTicker::start(engine.clone())?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.dir()
+    }
+}
+
+/// wasmtime 48 has its own error type; this keeps its whole message chain in an `anyhow` one.
+pub(crate) fn into_anyhow(err: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{err:#}")
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] so running guests yield to the runtime
+/// (which is what lets a timeout stop a busy loop). Dropping it wakes and ends the thread at
+/// once, so process exit never waits for a tick.
+struct EpochTicker {
+    stop: Option<mpsc::Sender<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })
+            .context("cannot start the epoch thread that enforces stage timeouts")?;
+        Ok(Self { stop: Some(stop) })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.take();
+    }
+}

@@ -1,0 +1,130 @@
+//! The one event stream a run produces. The runner only emits these; every reporter (terminal,
+//! plain CI log, JSON lines) renders them, so all views of a run agree.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::artifacts::ArtifactRecord;
+use crate::report::{RunStatus, StageStatus};
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    Stdout,
+    Stderr,
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+
+    /// Trace and debug lines are stored but shown only with `--verbose`.
+    pub fn is_chatty(self) -> bool {
+        matches!(self, Self::Trace | Self::Debug)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        pipeline: String,
+        run_dir: PathBuf,
+        stages: Vec<String>,
+        #[serde(with = "humantime_serde_compat")]
+        at: SystemTime,
+    },
+    /// The stage's plugin is compiled (or loaded from the cache) and ready to instantiate.
+    PluginReady {
+        stage: String,
+        plugin: String,
+        cache_hit: bool,
+        #[serde(with = "duration_ms")]
+        load_time: Duration,
+    },
+    StageStarted {
+        stage: String,
+    },
+    Log {
+        stage: String,
+        source: LogSource,
+        line: String,
+    },
+    ArtifactWritten {
+        stage: String,
+        artifact: ArtifactRecord,
+    },
+    StageFinished {
+        stage: String,
+        status: StageStatus,
+        #[serde(with = "duration_ms")]
+        elapsed: Duration,
+        /// The plugin's summary on success, the reason otherwise.
+        message: Option<String>,
+    },
+    RunFinished {
+        status: RunStatus,
+        #[serde(with = "duration_ms")]
+        elapsed: Duration,
+        report: PathBuf,
+    },
+}
+
+/// Where the runner sends events. Sending never blocks and never fails the run: a reporter
+/// that went away must not stop a pipeline.
+#[derive(Debug, Clone)]
+pub struct EventSink(Option<mpsc::Sender<Event>>);
+
+impl EventSink {
+    pub fn new(sender: mpsc::Sender<Event>) -> Self {
+        Self(Some(sender))
+    }
+
+    /// A sink that drops every event (benchmarks, embedding).
+    pub fn discard() -> Self {
+        Self(None)
+    }
+
+    pub fn emit(&self, event: Event) {
+        if let Some(sender) = &self.0 {
+            let _ = sender.send(event);
+        }
+    }
+}
+
+pub(crate) mod duration_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+    }
+}
+
+pub(crate) mod humantime_serde_compat {
+    use serde::Serializer;
+    use std::time::SystemTime;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
+    }
+}

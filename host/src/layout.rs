@@ -1,0 +1,81 @@
+//! Where a run keeps its things: `<runs>/<run-id>/` with artifacts by stage, logs, the report.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+
+/// The folders of one run.
+#[derive(Debug, Clone)]
+pub struct RunLayout {
+    pub run_id: String,
+    pub dir: PathBuf,
+}
+
+impl RunLayout {
+    /// Creates a fresh, uniquely named run folder under `runs_root`.
+    pub fn create(runs_root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(runs_root)
+            .with_context(|| format!("cannot create the runs folder {}", runs_root.display()))?;
+        let stamp: String = humantime::format_rfc3339_seconds(SystemTime::now())
+            .to_string()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        for _ in 0..16 {
+            let mut hasher = RandomState::new().build_hasher();
+            hasher.write_u32(std::process::id());
+            let run_id = format!("{stamp}-{:06x}", hasher.finish() & 0xff_ffff);
+            let dir = runs_root.join(&run_id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    let layout = Self { run_id, dir };
+                    for sub in ["artifacts", "logs"] {
+                        std::fs::create_dir_all(layout.dir.join(sub)).with_context(|| {
+                            format!("cannot create {}", layout.dir.join(sub).display())
+                        })?;
+                    }
+                    layout.point_latest_here(runs_root);
+                    return Ok(layout);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(err) => {
+                    return Err(err).with_context(|| format!("cannot create {}", dir.display()));
+                }
+            }
+        }
+        anyhow::bail!("cannot find a free run id under {}", runs_root.display())
+    }
+
+    /// `<runs>/latest` → this run, for humans; best effort.
+    fn point_latest_here(&self, runs_root: &Path) {
+        let latest = runs_root.join("latest");
+        let tmp = runs_root.join(format!(".latest-{}", self.run_id));
+        if std::os::unix::fs::symlink(&self.run_id, &tmp).is_ok()
+            && std::fs::rename(&tmp, &latest).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    /// Where stage `stage` writes its outputs (its `/out`).
+    pub fn artifacts_of(&self, stage: &str) -> PathBuf {
+        self.dir.join("artifacts").join(stage)
+    }
+
+    /// Relative to the run folder, as recorded in the report.
+    pub fn log_rel(&self, stage: &str) -> String {
+        format!("logs/{stage}.log")
+    }
+
+    /// Scratch space for staging a stage's inputs; removed after the stage.
+    pub fn work_of(&self, stage: &str) -> PathBuf {
+        self.dir.join("work").join(stage)
+    }
+
+    pub fn report_path(&self) -> PathBuf {
+        self.dir.join("report.json")
+    }
+}

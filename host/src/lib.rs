@@ -1,0 +1,25 @@
+//! sluice: a CI/CD pipeline host whose stages are sandboxed WebAssembly components.
+//!
+//! The engine lives here; the `sluice` binary only parses arguments and calls it. A run is
+//! [`manifest::load`] → [`engine::Host::new`] → [`runner::run`], which emits [`events::Event`]s
+//! that [`reporters`] render.
+
+pub mod artifacts;
+mod bindings;
+pub mod cache;
+pub mod capture;
+pub mod check;
+pub mod diagnostic;
+pub mod engine;
+pub mod events;
+pub mod exit_codes;
+pub mod inspect;
+pub mod layout;
+pub mod manifest;
+pub mod plugin;
+pub mod report;
+pub mod reporters;
+pub mod runner;
+pub mod sandbox;
+
+pub use engine::Host;

@@ -1,0 +1,283 @@
+//! The `sluice` command line: parses arguments, picks a reporter, calls the engine, and turns
+//! the outcome into a documented exit code. All behaviour lives in the library.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice::events::EventSink;
+use sluice::reporters::{
+    self, JsonLinesReporter, PlainReporter, Reporter, TerminalReporter, Verbosity,
+};
+use sluice::{Host, cache::CompiledCache, exit_codes, manifest, runner};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run CI/CD pipelines whose stages are sandboxed WebAssembly components"
+)]
+#[command(after_help = exit_code_help())]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// Where compiled plugins are cached [default: $SLUICE_CACHE_DIR or ~/.cache/sluice/compiled]
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every plugin afresh and store nothing
+    #[arg(long, global = true)]
+    no_cache: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a pipeline, stopping at the first stage that does not succeed
+    Run(RunArgs),
+    /// Validate a pipeline file and every plugin it names; runs nothing
+    Check {
+        /// The pipeline file
+        pipeline: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a plugin component is, says about itself, imports and exports
+    Inspect {
+        /// The .wasm component
+        plugin: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The pipeline file
+    pipeline: PathBuf,
+    /// Also write the JSON run report here (it is always written to the run folder)
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Where run folders go [default: <pipeline dir>/.sluice/runs]
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
+    /// How progress is shown
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+    /// Show only stage results
+    #[arg(long, short, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also show debug logs, plugin loading and every artifact
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// Live view on a terminal, plain lines otherwise
+    Auto,
+    /// Live view with spinners
+    Tty,
+    /// Timestamped lines, for CI logs
+    Plain,
+    /// One JSON event per line on stdout
+    Json,
+}
+
+fn exit_code_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, meaning) in exit_codes::TABLE {
+        text.push_str(&format!("  {code:>3}  {meaning}\n"));
+    }
+    text
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(dispatch(cli)),
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            exit_codes::INTERNAL_ERROR
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+async fn dispatch(cli: Cli) -> i32 {
+    let host = match make_host(&cli.global) {
+        Ok(host) => host,
+        Err(err) => {
+            eprintln!("error: cannot set up the WebAssembly engine: {err:#}");
+            return exit_codes::INTERNAL_ERROR;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run(&host, args).await,
+        Command::Check { pipeline, json } => check(&host, &pipeline, json).await,
+        Command::Inspect { plugin, json } => inspect(&host, &plugin, json).await,
+    }
+}
+
+fn make_host(global: &GlobalArgs) -> anyhow::Result<Host> {
+    let root = if global.no_cache {
+        None
+    } else {
+        global
+            .cache_dir
+            .clone()
+            .or_else(CompiledCache::default_root)
+    };
+    Host::new(root.as_deref())
+}
+
+fn load_pipeline(path: &Path) -> Result<manifest::Pipeline, i32> {
+    manifest::load(path).map_err(|diag| {
+        eprintln!("error: {diag}");
+        exit_codes::INVALID_INPUT
+    })
+}
+
+async fn run(host: &Host, args: RunArgs) -> i32 {
+    let pipeline = match load_pipeline(&args.pipeline) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let verbosity = if args.quiet {
+        Verbosity::Quiet
+    } else if args.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let reporter: Box<dyn Reporter> = match args.format {
+        Format::Json => Box::new(JsonLinesReporter),
+        Format::Tty => Box::new(TerminalReporter::new(verbosity)),
+        Format::Plain => Box::new(PlainReporter::new(verbosity)),
+        Format::Auto if std::io::stderr().is_terminal() => {
+            Box::new(TerminalReporter::new(verbosity))
+        }
+        Format::Auto => Box::new(PlainReporter::new(verbosity)),
+    };
+    let (sink, reporter_thread) = reporters::spawn(reporter);
+    let options = runner::RunOptions {
+        runs_dir: args.runs_dir,
+    };
+    let outcome = runner::run(host, &pipeline, &options, &sink).await;
+    drop::<EventSink>(sink);
+    let _ = reporter_thread.join();
+    match outcome {
+        Ok(outcome) => {
+            if let Some(path) = &args.report
+                && let Err(err) = outcome.report.write_to(path)
+            {
+                eprintln!(
+                    "error: cannot write the report to {}: {err:#}",
+                    path.display()
+                );
+                return exit_codes::INTERNAL_ERROR;
+            }
+            outcome.report.exit_code
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_codes::INTERNAL_ERROR
+        }
+    }
+}
+
+async fn check(host: &Host, path: &Path, json: bool) -> i32 {
+    let pipeline = match load_pipeline(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let report = sluice::check::check(host, &pipeline).await;
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(err) => eprintln!("error: {err}"),
+        }
+    } else {
+        println!(
+            "pipeline `{}`: {} stages",
+            report.pipeline,
+            report.stages.len()
+        );
+        for stage in &report.stages {
+            match &stage.problem {
+                None => println!(
+                    "  ✔ {:<12} {} {} ({}) — {}",
+                    stage.stage,
+                    stage.name.as_deref().unwrap_or("?"),
+                    stage.version.as_deref().unwrap_or("?"),
+                    stage.phase.as_deref().unwrap_or("?"),
+                    stage.description.as_deref().unwrap_or(""),
+                ),
+                Some(problem) => println!("  ✘ {:<12} {problem}", stage.stage),
+            }
+        }
+    }
+    if report.ok() {
+        exit_codes::SUCCESS
+    } else {
+        if !json {
+            eprintln!("error: some stages cannot run; fix the problems above");
+        }
+        exit_codes::STAGE_ERROR
+    }
+}
+
+async fn inspect(host: &Host, path: &Path, json: bool) -> i32 {
+    let inspection = match sluice::inspect::inspect(host, path).await {
+        Ok(inspection) => inspection,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit_codes::STAGE_ERROR;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&inspection) {
+            Ok(text) => println!("{text}"),
+            Err(err) => eprintln!("error: {err}"),
+        }
+    } else {
+        println!("{}", inspection.file);
+        println!("  size     {} bytes", inspection.size);
+        println!("  sha256   {}", inspection.sha256);
+        match &inspection.stage {
+            Some(info) => {
+                println!(
+                    "  stage    {} {} (phase {})",
+                    info.name, info.version, info.phase
+                );
+                println!("           {}", info.description);
+            }
+            None => println!("  stage    no"),
+        }
+        println!("  imports");
+        for name in &inspection.imports {
+            println!("    {name}");
+        }
+        println!("  exports");
+        for name in &inspection.exports {
+            println!("    {name}");
+        }
+    }
+    match inspection.problem {
+        None => exit_codes::SUCCESS,
+        Some(problem) => {
+            eprintln!("error: {problem}");
+            exit_codes::STAGE_ERROR
+        }
+    }
+}

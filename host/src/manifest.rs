@@ -1,0 +1,448 @@
+//! `pipeline.toml`: the versioned file format, its parsing, and the checks that make a user's
+//! mistake an error with a file, a line, a column and a fix — never a panic.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diagnostic::Diagnostic;
+
+/// The only `version` this build of sluice reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Stages get this much wall-clock time unless the pipeline says otherwise.
+pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    version: Spanned<i64>,
+    pipeline: RawPipeline,
+    #[serde(default)]
+    stage: Vec<RawStage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    name: Spanned<String>,
+    plugin: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    inputs: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    config: Option<toml::Table>,
+}
+
+/// A validated pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    /// The manifest file as the user named it.
+    pub file: PathBuf,
+    /// The directory relative paths in the manifest are resolved against.
+    pub dir: PathBuf,
+    pub stages: Vec<StageSpec>,
+}
+
+/// One `[[stage]]` entry.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// The plugin reference exactly as written.
+    pub plugin_ref: String,
+    /// The plugin file, resolved against the manifest's directory.
+    pub plugin_path: PathBuf,
+    pub inputs: InputSelection,
+    /// The `[stage.config]` table as a JSON object.
+    pub config_json: String,
+    pub timeout: Duration,
+}
+
+/// Which earlier artifacts a stage may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSelection {
+    /// No `inputs` key: every output of every earlier stage.
+    AllEarlier,
+    /// Exactly these references.
+    Only(Vec<InputRef>),
+}
+
+/// `stage/name` (one output) or `stage/*` (all of that stage's outputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRef {
+    pub stage: String,
+    /// `None` for `stage/*`.
+    pub name: Option<String>,
+}
+
+impl std::fmt::Display for InputRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "{}/{}", self.stage, name),
+            None => write!(f, "{}/*", self.stage),
+        }
+    }
+}
+
+/// Reads and validates a pipeline file.
+pub fn load(path: &Path) -> Result<Pipeline, Diagnostic> {
+    let source = std::fs::read_to_string(path).map_err(|err| {
+        Diagnostic::new(path, format!("cannot read the pipeline file: {err}"))
+            .with_hint("check the path; `sluice run` takes the path of a pipeline.toml")
+    })?;
+    parse(path, &source)
+}
+
+/// Validates pipeline text; `path` is used for messages and to resolve plugin paths.
+pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
+    let at = |span: Range<usize>, message: String| Diagnostic::at(path, source, span, message);
+    let raw: RawManifest = toml::from_str(source).map_err(|err| {
+        let message = err.message().trim_end().to_string();
+        let hint = hint_for_toml_error(&message);
+        let diag = match err.span() {
+            Some(span) => at(span, message),
+            None => Diagnostic::new(path, message),
+        };
+        diag.with_hint(hint)
+    })?;
+
+    if *raw.version.get_ref() != i64::from(MANIFEST_VERSION) {
+        return Err(at(
+            raw.version.span(),
+            format!(
+                "unsupported pipeline file version {}",
+                raw.version.get_ref()
+            ),
+        )
+        .with_hint(format!("this sluice reads `version = {MANIFEST_VERSION}`")));
+    }
+    let name = raw.pipeline.name.get_ref().trim().to_string();
+    if name.is_empty() {
+        return Err(at(
+            raw.pipeline.name.span(),
+            "the pipeline name is empty".into(),
+        )
+        .with_hint("give the pipeline a name, e.g. `name = \"website\"`"));
+    }
+    if raw.stage.is_empty() {
+        return Err(Diagnostic::new(path, "the pipeline has no stages".into())
+            .with_hint("add at least one `[[stage]]` table with a `name` and a `plugin`"));
+    }
+    let default_timeout = match &raw.pipeline.timeout {
+        Some(text) => parse_duration(text, &at)?,
+        None => DEFAULT_STAGE_TIMEOUT,
+    };
+
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let mut stages = Vec::with_capacity(raw.stage.len());
+    for stage in raw.stage {
+        let stage_name = stage.name.get_ref().clone();
+        check_stage_name(&stage_name).map_err(|why| {
+            at(
+                stage.name.span(),
+                format!("invalid stage name `{stage_name}`: {why}"),
+            )
+            .with_hint("use letters, digits, `-` and `_`, starting with a letter")
+        })?;
+        if let Some(first) = seen.get(&stage_name) {
+            let first_line = crate::diagnostic::line_col(source, first.start).0;
+            return Err(at(
+                stage.name.span(),
+                format!("duplicate stage name `{stage_name}`"),
+            )
+            .with_hint(format!(
+                "stage names must be unique; `{stage_name}` is already used on line \
+                         {first_line}: rename one of them"
+            )));
+        }
+        let plugin_ref = stage.plugin.get_ref().trim().to_string();
+        if plugin_ref.is_empty() {
+            return Err(at(stage.plugin.span(), "the plugin path is empty".into())
+                .with_hint("set `plugin` to a .wasm component, relative to this file"));
+        }
+        let inputs = match &stage.inputs {
+            None => InputSelection::AllEarlier,
+            Some(list) => {
+                let mut refs = Vec::with_capacity(list.len());
+                for item in list {
+                    let input = parse_input_ref(item.get_ref()).map_err(|why| {
+                        at(
+                            item.span(),
+                            format!("invalid input `{}`: {why}", item.get_ref()),
+                        )
+                        .with_hint("write inputs as `stage/output-name` or `stage/*`")
+                    })?;
+                    if !seen.contains_key(&input.stage) {
+                        let hint = if input.stage == stage_name {
+                            "a stage cannot read its own outputs".to_string()
+                        } else if seen.is_empty() {
+                            "the first stage has no earlier stages to read from; remove `inputs`"
+                                .to_string()
+                        } else {
+                            let mut earlier: Vec<&str> = seen.keys().map(String::as_str).collect();
+                            earlier.sort_unstable();
+                            format!(
+                                "inputs must name an output of an earlier stage; earlier stages \
+                                 are: {}",
+                                earlier.join(", ")
+                            )
+                        };
+                        return Err(at(
+                            item.span(),
+                            format!(
+                                "input `{input}` of stage `{stage_name}` names no earlier stage \
+                                 `{}`",
+                                input.stage
+                            ),
+                        )
+                        .with_hint(hint));
+                    }
+                    refs.push(input);
+                }
+                InputSelection::Only(refs)
+            }
+        };
+        let timeout = match &stage.timeout {
+            Some(text) => parse_duration(text, &at)?,
+            None => default_timeout,
+        };
+        let config_json = match &stage.config {
+            Some(table) => serde_json::to_string(table).map_err(|err| {
+                Diagnostic::new(
+                    path,
+                    format!(
+                        "stage `{stage_name}`: its [stage.config] cannot be turned into JSON: {err}"
+                    ),
+                )
+            })?,
+            None => "{}".to_string(),
+        };
+        seen.insert(stage_name.clone(), stage.name.span());
+        stages.push(StageSpec {
+            name: stage_name,
+            description: stage.description,
+            plugin_path: dir.join(&plugin_ref),
+            plugin_ref,
+            inputs,
+            config_json,
+            timeout,
+        });
+    }
+
+    Ok(Pipeline {
+        name,
+        description: raw.pipeline.description,
+        file: path.to_path_buf(),
+        dir,
+        stages,
+    })
+}
+
+fn parse_duration(
+    text: &Spanned<String>,
+    at: &impl Fn(Range<usize>, String) -> Diagnostic,
+) -> Result<Duration, Diagnostic> {
+    match humantime::parse_duration(text.get_ref()) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err(at(
+            text.span(),
+            "a timeout of zero would stop every stage".into(),
+        )
+        .with_hint("use a positive duration such as \"90s\" or \"10m\"")),
+        Err(err) => Err(at(
+            text.span(),
+            format!("invalid duration `{}`: {err}", text.get_ref()),
+        )
+        .with_hint("write durations like \"90s\", \"10m\" or \"1h 30m\"")),
+    }
+}
+
+/// Stage names become directory and log-file names, so they stay simple.
+fn check_stage_name(name: &str) -> Result<(), &'static str> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err("it is empty"),
+        Some(first) if !first.is_ascii_alphabetic() => return Err("it must start with a letter"),
+        Some(_) => {}
+    }
+    if name.len() > 64 {
+        return Err("it is longer than 64 characters");
+    }
+    if chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        Ok(())
+    } else {
+        Err("only letters, digits, `-` and `_` are allowed")
+    }
+}
+
+fn parse_input_ref(text: &str) -> Result<InputRef, &'static str> {
+    let Some((stage, name)) = text.split_once('/') else {
+        return Err("it has no `/` between the stage and the output name");
+    };
+    if stage.is_empty() {
+        return Err("the stage part is empty");
+    }
+    if name == "*" {
+        return Ok(InputRef {
+            stage: stage.to_string(),
+            name: None,
+        });
+    }
+    crate::artifacts::check_relative_name(name)?;
+    Ok(InputRef {
+        stage: stage.to_string(),
+        name: Some(name.to_string()),
+    })
+}
+
+fn hint_for_toml_error(message: &str) -> &'static str {
+    if message.contains("unknown field") {
+        "remove or rename the key; see the README's pipeline.toml reference for the keys each table accepts"
+    } else if message.contains("missing field") {
+        "add the missing key"
+    } else if message.contains("invalid type") {
+        "check the value's type (strings need quotes, lists use [ ])"
+    } else if message.contains("duplicate key") {
+        "each key may appear once per table; remove the repeated one"
+    } else {
+        "this is not valid TOML here: check quotes, brackets and `key = value` syntax (https://toml.io)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Pipeline, Diagnostic> {
+        parse(Path::new("examples/p/pipeline.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+version = 1
+[pipeline]
+name = "demo"
+
+[[stage]]
+name = "code"
+plugin = "a.wasm"
+
+[[stage]]
+name = "build"
+plugin = "b.wasm"
+inputs = ["code/source.tar", "code/*"]
+timeout = "2m"
+[stage.config]
+profile = "release"
+"#;
+
+    #[test]
+    fn parses_a_valid_pipeline() -> Result<(), Diagnostic> {
+        let p = parse_str(GOOD)?;
+        assert_eq!(p.name, "demo");
+        assert_eq!(p.stages.len(), 2);
+        assert_eq!(p.stages[0].inputs, InputSelection::AllEarlier);
+        assert_eq!(p.stages[0].plugin_path, Path::new("examples/p/a.wasm"));
+        assert_eq!(p.stages[1].config_json, r#"{"profile":"release"}"#);
+        assert_eq!(p.stages[1].timeout, Duration::from_secs(120));
+        let InputSelection::Only(refs) = &p.stages[1].inputs else {
+            panic!("expected explicit inputs");
+        };
+        assert_eq!(refs[0].name.as_deref(), Some("source.tar"));
+        assert_eq!(refs[1].name, None);
+        Ok(())
+    }
+
+    fn error_of(text: &str) -> Diagnostic {
+        match parse_str(text) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(diag) => diag,
+        }
+    }
+
+    #[test]
+    fn unknown_key_points_at_the_key() {
+        let diag = error_of(&GOOD.replace("timeout = \"2m\"", "timout = \"2m\""));
+        assert!(diag.message.contains("unknown field `timout`"), "{diag}");
+        assert_eq!(diag.line, Some(14));
+    }
+
+    #[test]
+    fn duplicate_stage_names_the_first_one() {
+        let diag = error_of(&GOOD.replace("name = \"build\"", "name = \"code\""));
+        assert!(
+            diag.message.contains("duplicate stage name `code`"),
+            "{diag}"
+        );
+        assert_eq!(diag.line, Some(11));
+        assert!(diag.to_string().contains("line 7"), "{diag}");
+    }
+
+    #[test]
+    fn input_must_name_an_earlier_stage() {
+        let diag = error_of(&GOOD.replace("code/source.tar", "test/report.xml"));
+        assert!(
+            diag.message.contains("names no earlier stage `test`"),
+            "{diag}"
+        );
+        assert!(
+            diag.to_string().contains("earlier stages are: code"),
+            "{diag}"
+        );
+    }
+
+    #[test]
+    fn wrong_version_is_refused() {
+        let diag = error_of(&GOOD.replace("version = 1", "version = 2"));
+        assert!(diag.message.contains("unsupported pipeline file version 2"));
+        assert_eq!(diag.line, Some(2));
+    }
+
+    #[test]
+    fn bad_input_syntax_and_names() {
+        assert!(
+            error_of(&GOOD.replace("code/source.tar", "code"))
+                .message
+                .contains("no `/`")
+        );
+        assert!(
+            error_of(&GOOD.replace("code/source.tar", "code/../x"))
+                .message
+                .contains("invalid input")
+        );
+        assert!(
+            error_of(&GOOD.replace("name = \"build\"", "name = \"../b\""))
+                .message
+                .contains("invalid stage name")
+        );
+        assert!(
+            error_of(&GOOD.replace("\"2m\"", "\"soon\""))
+                .message
+                .contains("invalid duration")
+        );
+    }
+}

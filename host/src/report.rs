@@ -1,0 +1,153 @@
+//! The record of a run: what `--report FILE` and `<run-dir>/report.json` contain. Plain serde
+//! types so that tests, dashboards and later sessions read exactly what was written.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::artifacts::ArtifactRecord;
+use crate::exit_codes;
+
+/// Bumped when a field changes meaning or disappears.
+pub const REPORT_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageStatus {
+    /// Not reached yet (only seen in live views).
+    Pending,
+    Succeeded,
+    /// The plugin returned `err(failure)`.
+    Failed,
+    /// The plugin trapped or panicked.
+    Crashed,
+    /// The host could not run it, or stopped it (bad plugin, broken contract, timeout).
+    Error,
+    /// Not run because an earlier stage did not succeed.
+    Skipped,
+}
+
+impl StageStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Crashed => "crashed",
+            Self::Error => "error",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    Crashed,
+    Error,
+}
+
+impl RunStatus {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::Succeeded => exit_codes::SUCCESS,
+            Self::Failed => exit_codes::STAGE_FAILED,
+            Self::Crashed => exit_codes::STAGE_CRASHED,
+            Self::Error => exit_codes::STAGE_ERROR,
+        }
+    }
+
+    /// The run's status is that of the stage that stopped it.
+    pub fn from_stopping_stage(status: StageStatus) -> Self {
+        match status {
+            StageStatus::Failed => Self::Failed,
+            StageStatus::Crashed => Self::Crashed,
+            _ => Self::Error,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Crashed => "crashed",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// As written in the pipeline file.
+    pub reference: String,
+    /// The component file's digest, when it could be read.
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    /// What the plugin's `describe` said.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Whether compiled code came from the on-disk cache (no Cranelift work).
+    pub cache_hit: Option<bool>,
+    /// Time to compile or load compiled code, in milliseconds.
+    pub load_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub name: String,
+    pub phase: Option<String>,
+    pub status: StageStatus,
+    pub plugin: PluginRecord,
+    pub started_at: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub outputs: Vec<ArtifactRecord>,
+    /// The inputs it was given, as `stage/name`.
+    pub inputs: Vec<String>,
+    pub summary: Option<String>,
+    /// Why it did not succeed (failed, crashed, error) or why it was skipped.
+    pub message: Option<String>,
+    /// Its log file, relative to the run directory.
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema: u32,
+    pub pipeline: String,
+    pub pipeline_file: String,
+    pub run_id: String,
+    pub run_dir: String,
+    pub status: RunStatus,
+    pub exit_code: i32,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: f64,
+    pub sluice_version: String,
+    pub stages: Vec<StageRecord>,
+}
+
+impl RunReport {
+    /// Writes the report atomically (temp file + rename), so a reader never sees half of it.
+    pub fn write_to(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).context("cannot serialize the run report")?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        std::io::Write::write_all(&mut tmp, &json)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        tmp.persist(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&StageRecord> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}

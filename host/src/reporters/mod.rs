@@ -1,0 +1,77 @@
+//! Reporters render the runner's event stream: a live terminal view, plain timestamped lines for
+//! CI logs, or JSON lines for machines. They run on their own thread and never block the runner.
+
+mod json_lines;
+mod plain;
+mod terminal;
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+pub use json_lines::JsonLinesReporter;
+pub use plain::PlainReporter;
+pub use terminal::TerminalReporter;
+
+use crate::events::{Event, EventSink};
+
+/// How much a reporter shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Only stage results and the final line.
+    Quiet,
+    /// Plus what stages print (info and above).
+    Normal,
+    /// Plus debug/trace log lines and plugin loading details.
+    Verbose,
+}
+
+pub trait Reporter: Send {
+    fn event(&mut self, event: &Event);
+    /// Called once the stream ends.
+    fn finish(&mut self) {}
+}
+
+/// Runs `reporter` on its own thread; the returned sink feeds it. Join the handle after the
+/// run (and after dropping every sink clone) to be sure all output is written.
+pub fn spawn(mut reporter: Box<dyn Reporter>) -> (EventSink, JoinHandle<()>) {
+    let (sender, receiver) = mpsc::channel::<Event>();
+    let handle = std::thread::spawn(move || {
+        for event in receiver {
+            reporter.event(&event);
+        }
+        reporter.finish();
+    });
+    (EventSink::new(sender), handle)
+}
+
+/// Whether a log line is shown at this verbosity.
+pub(crate) fn shows_log(verbosity: Verbosity, source: crate::events::LogSource) -> bool {
+    match verbosity {
+        Verbosity::Quiet => false,
+        Verbosity::Normal => !source.is_chatty(),
+        Verbosity::Verbose => true,
+    }
+}
+
+pub(crate) fn mark(status: crate::report::StageStatus) -> &'static str {
+    use crate::report::StageStatus;
+    match status {
+        StageStatus::Succeeded => "✔",
+        StageStatus::Failed => "✘",
+        StageStatus::Crashed => "💥",
+        StageStatus::Error => "⚠",
+        StageStatus::Skipped => "⏭",
+        StageStatus::Pending => "·",
+    }
+}
+
+pub(crate) fn fmt_elapsed(d: std::time::Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1.0 {
+        format!("{:.0}µs", ms * 1000.0)
+    } else if ms < 1000.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}

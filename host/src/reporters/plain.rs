@@ -1,0 +1,118 @@
+//! Plain, timestamped lines for CI logs and other non-terminals: greppable, no escape codes.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use super::{Reporter, Verbosity, fmt_elapsed, shows_log};
+use crate::events::Event;
+use crate::report::{RunStatus, StageStatus};
+
+pub struct PlainReporter {
+    verbosity: Verbosity,
+    out: Box<dyn Write + Send>,
+}
+
+impl PlainReporter {
+    /// Writes to stderr, leaving stdout for machine output.
+    pub fn new(verbosity: Verbosity) -> Self {
+        Self::to_writer(verbosity, Box::new(std::io::stderr()))
+    }
+
+    pub fn to_writer(verbosity: Verbosity, out: Box<dyn Write + Send>) -> Self {
+        Self { verbosity, out }
+    }
+
+    fn line(&mut self, text: &str) {
+        let at = humantime::format_rfc3339_millis(SystemTime::now());
+        let _ = writeln!(self.out, "{at} {text}");
+    }
+}
+
+impl Reporter for PlainReporter {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                run_id,
+                pipeline,
+                stages,
+                run_dir,
+                ..
+            } => self.line(&format!(
+                "run {run_id} of pipeline `{pipeline}`: {} stages ({}), in {}",
+                stages.len(),
+                stages.join(" → "),
+                run_dir.display()
+            )),
+            Event::PluginReady {
+                stage,
+                plugin,
+                cache_hit,
+                load_time,
+            } => {
+                if self.verbosity == Verbosity::Verbose {
+                    let how = if *cache_hit { "cached" } else { "compiled" };
+                    self.line(&format!(
+                        "[{stage}] plugin {plugin} ready ({how}, {})",
+                        fmt_elapsed(*load_time)
+                    ));
+                }
+            }
+            Event::StageStarted { stage } => {
+                if self.verbosity != Verbosity::Quiet {
+                    self.line(&format!("[{stage}] started"));
+                }
+            }
+            Event::Log {
+                stage,
+                source,
+                line,
+            } => {
+                if shows_log(self.verbosity, *source) {
+                    self.line(&format!("[{stage}] {:<6} | {line}", source.label()));
+                }
+            }
+            Event::ArtifactWritten { stage, artifact } => {
+                if self.verbosity != Verbosity::Quiet {
+                    self.line(&format!(
+                        "[{stage}] output {} ({} bytes, sha256 {})",
+                        artifact.name, artifact.size, artifact.sha256
+                    ));
+                }
+            }
+            Event::StageFinished {
+                stage,
+                status,
+                elapsed,
+                message,
+            } => {
+                let mut text = format!("[{stage}] {}", status.label());
+                if *status != StageStatus::Skipped {
+                    text.push_str(&format!(" in {}", fmt_elapsed(*elapsed)));
+                }
+                if let Some(message) = message {
+                    text.push_str(&format!(": {message}"));
+                }
+                self.line(&text);
+            }
+            Event::RunFinished {
+                status,
+                elapsed,
+                report,
+            } => {
+                let verdict = match status {
+                    RunStatus::Succeeded => "succeeded".to_string(),
+                    other => format!("stopped: {}", other.label()),
+                };
+                self.line(&format!(
+                    "run {verdict} in {}; report: {}",
+                    fmt_elapsed(*elapsed),
+                    report.display()
+                ));
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        let _ = self.out.flush();
+    }
+}

@@ -1,0 +1,136 @@
+//! A user's mistakes in pipeline.toml: exit code 2, file:line:column, a hint, nothing run.
+
+use anyhow::Result;
+use sluice::exit_codes;
+
+use crate::support::Sandbox;
+
+const GOOD: &str = r#"version = 1
+[pipeline]
+name = "p"
+
+[[stage]]
+name = "code"
+plugin = "{plugin:emit}"
+[stage.config.files]
+"a.txt" = "a"
+
+[[stage]]
+name = "build"
+plugin = "{plugin:text-transform}"
+inputs = ["code/a.txt"]
+[stage.config]
+op = "upper"
+"#;
+
+/// Runs a pipeline made from GOOD with one edit; expects a clean refusal.
+fn refused(from: &str, to: &str, expected: &[&str]) -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    assert!(GOOD.contains(from), "test edit `{from}` does not apply");
+    let pipeline = sandbox.pipeline("pipeline.toml", &GOOD.replacen(from, to, 1))?;
+    let pipeline = pipeline.display().to_string();
+    for command in ["run", "check"] {
+        let ran = sandbox.sluice(&[command, &pipeline])?;
+        assert_eq!(
+            ran.code,
+            exit_codes::INVALID_INPUT,
+            "{command}: {}",
+            ran.stderr
+        );
+        assert!(ran.stderr.starts_with("error: "), "{}", ran.stderr);
+        for part in expected {
+            assert!(
+                ran.stderr.contains(part),
+                "`{part}` not in:\n{}",
+                ran.stderr
+            );
+        }
+        assert!(ran.stderr.contains("= help:"), "no hint:\n{}", ran.stderr);
+    }
+    // Nothing ran: no run folder was created.
+    assert!(!sandbox.runs_dir().exists());
+    assert!(!sandbox.path().join(".sluice").exists());
+    Ok(())
+}
+
+#[test]
+fn toml_syntax_error_points_at_line_and_column() -> Result<()> {
+    refused(
+        "op = \"upper\"",
+        "op = \"upper",
+        &["pipeline.toml:16:", "16 | op = \"upper"],
+    )
+}
+
+#[test]
+fn unknown_key_is_named() -> Result<()> {
+    refused(
+        "inputs = [",
+        "input = [",
+        &["pipeline.toml:14:1", "unknown field `input`"],
+    )
+}
+
+#[test]
+fn duplicate_stage_names_both_places() -> Result<()> {
+    refused(
+        "name = \"build\"",
+        "name = \"code\"",
+        &[
+            "pipeline.toml:12:8",
+            "duplicate stage name `code`",
+            "line 6",
+        ],
+    )
+}
+
+#[test]
+fn input_from_no_earlier_stage_is_refused() -> Result<()> {
+    refused(
+        "\"code/a.txt\"",
+        "\"deploy/a.txt\"",
+        &[
+            "pipeline.toml:14:11",
+            "names no earlier stage `deploy`",
+            "earlier stages are: code",
+        ],
+    )
+}
+
+#[test]
+fn missing_version_is_refused() -> Result<()> {
+    refused("version = 1\n", "", &["missing field `version`"])
+}
+
+#[test]
+fn a_missing_pipeline_file_is_a_clear_error() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let ran = sandbox.sluice(&["run", "no/such/pipeline.toml"])?;
+    assert_eq!(ran.code, exit_codes::INVALID_INPUT);
+    assert!(
+        ran.stderr
+            .contains("no/such/pipeline.toml: cannot read the pipeline file"),
+        "{}",
+        ran.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn an_input_that_was_not_produced_stops_at_that_stage() -> Result<()> {
+    // Valid statically (stage `code` exists), but `code` never publishes `b.txt`.
+    let sandbox = Sandbox::new()?;
+    let pipeline = sandbox.pipeline("pipeline.toml", &GOOD.replace("code/a.txt", "code/b.txt"))?;
+    let (ran, report) = sandbox.run(&pipeline)?;
+    assert_eq!(ran.code, exit_codes::STAGE_ERROR, "{}", ran.stderr);
+    let message = report
+        .stage("build")
+        .and_then(|s| s.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("input `code/b.txt` was not produced"),
+        "{message}"
+    );
+    assert!(message.contains("published a.txt"), "{message}");
+    Ok(())
+}

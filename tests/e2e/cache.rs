@@ -1,0 +1,92 @@
+//! The compiled-code cache: the first run compiles, the second loads compiled code from disk.
+
+use anyhow::Result;
+
+use crate::support::{Sandbox, repo_root};
+
+#[test]
+fn second_run_loads_every_plugin_from_the_cache() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let pipeline = repo_root().join("examples/hello/pipeline.toml");
+    let (first, cold) = sandbox.run(&pipeline)?;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // `text-transform` ... every stage uses a distinct plugin, so none can hit on the first run.
+    for stage in &cold.stages {
+        assert_eq!(
+            stage.plugin.cache_hit,
+            Some(false),
+            "{} hit a cold cache",
+            stage.name
+        );
+    }
+    let entries = std::fs::read_dir(sandbox.cache_dir())?
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
+    assert_eq!(entries, 4, "one compiled entry per distinct plugin");
+
+    let (second, warm) = sandbox.run(&pipeline)?;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_ne!(cold.run_id, warm.run_id);
+    for stage in &warm.stages {
+        assert_eq!(
+            stage.plugin.cache_hit,
+            Some(true),
+            "{} missed a warm cache",
+            stage.name
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_recompiled_not_trusted() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let pipeline = repo_root().join("examples/hello/pipeline.toml");
+    let (first, _) = sandbox.run(&pipeline)?;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    for dir in std::fs::read_dir(sandbox.cache_dir())?.flatten() {
+        for entry in std::fs::read_dir(dir.path())?.flatten() {
+            std::fs::write(entry.path(), b"garbage")?;
+        }
+    }
+    let (second, report) = sandbox.run(&pipeline)?;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        report
+            .stages
+            .iter()
+            .all(|s| s.plugin.cache_hit == Some(false))
+    );
+    Ok(())
+}
+
+#[test]
+fn no_cache_compiles_every_time_and_stores_nothing() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let pipeline = repo_root().join("examples/hello/pipeline.toml");
+    let report_path = sandbox.path().join("r.json");
+    for _ in 0..2 {
+        let ran = sandbox.sluice(&[
+            "run",
+            &pipeline.display().to_string(),
+            "--no-cache",
+            "--runs-dir",
+            &sandbox.runs_dir().display().to_string(),
+            "--report",
+            &report_path.display().to_string(),
+        ])?;
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let report: sluice::report::RunReport =
+            serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+        assert!(
+            report
+                .stages
+                .iter()
+                .all(|s| s.plugin.cache_hit == Some(false))
+        );
+    }
+    assert!(!sandbox.cache_dir().exists());
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `sluice` binary on real plugins built from `plugins/` (run
+//! `cargo xtask plugins` first; `cargo xtask test` does). Each test gets its own cache and run
+//! folders in a temp dir.
+
+mod support;
+
+mod bad_input;
+mod cache;
+mod chain;
+mod cli;
+mod failures;

@@ -1,0 +1,291 @@
+//! The project's driver, behind the README's commands: installs what the build needs (the
+//! wasm32-wasip2 target), builds the guest plugins, runs the demo, the test suite and the
+//! benchmarks. Plain `std::process::Command` calls to rustup and cargo, printed before they run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  demo      set up, build, and run the demo pipeline (examples/hello)
+  test      set up, build, and run every check: fmt, clippy, unit and end-to-end tests
+  plugins   build the guest plugins into plugins/dist/
+  setup     install the wasm32-wasip2 target and build the plugins
+  bench     per-stage overhead and whole-pipeline wall time, cold and warm cache
+";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = repo_root()?;
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&root),
+        Some("test") => test(&root),
+        Some("plugins") => build_plugins(&root),
+        Some("setup") => setup(&root),
+        Some("bench") => bench(&root),
+        _ => {
+            eprint!("{USAGE}");
+            bail!("unknown or missing command");
+        }
+    }
+}
+
+fn repo_root() -> Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask is not inside the repository")
+}
+
+/// Runs a command in `dir`, echoing it, failing with its exit status.
+fn sh(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot start `{program}`: is it installed and on PATH?"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn setup(root: &Path) -> Result<()> {
+    ensure_wasm_target(root)?;
+    build_plugins(root)
+}
+
+/// Guests build for wasm32-wasip2, which emits components directly.
+fn ensure_wasm_target(root: &Path) -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root)
+        .output()
+        .context(
+            "cannot run `rustup`: sluice's plugins need rustup to add the wasm32-wasip2 target",
+        )?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return Ok(());
+    }
+    sh(root, "rustup", &["target", "add", "wasm32-wasip2"])
+}
+
+/// Where the guest workspace builds: beside a shared CARGO_TARGET_DIR when one is set.
+fn plugin_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("wasm-plugins"),
+        None => root.join("plugins").join("target"),
+    }
+}
+
+/// Builds every guest crate and copies the components to `plugins/dist/<crate-name>.wasm`.
+fn build_plugins(root: &Path) -> Result<()> {
+    ensure_wasm_target(root)?;
+    let plugins = root.join("plugins");
+    let target_dir = plugin_target_dir(root);
+    let target_arg = target_dir.display().to_string();
+    sh(
+        &plugins,
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+            &target_arg,
+        ],
+    )?;
+    let built = target_dir.join("wasm32-wasip2").join("release");
+    let dist = plugins.join("dist");
+    std::fs::create_dir_all(&dist).with_context(|| format!("cannot create {}", dist.display()))?;
+    let mut count = 0;
+    for group in ["stages", "hostile", "fixtures"] {
+        let dir = plugins.join(group);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.path().join("Cargo.toml").is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // cdylibs are named with underscores; bins keep the package name.
+            let candidates = [
+                built.join(format!("{}.wasm", name.replace('-', "_"))),
+                built.join(format!("{name}.wasm")),
+            ];
+            let Some(source) = candidates.iter().find(|p| p.is_file()) else {
+                bail!(
+                    "plugins/{group}/{name} built no component; its package name must match its folder name"
+                );
+            };
+            std::fs::copy(source, dist.join(format!("{name}.wasm")))
+                .with_context(|| format!("cannot copy {}", source.display()))?;
+            count += 1;
+        }
+    }
+    eprintln!("xtask: {count} plugin components in {}", dist.display());
+    Ok(())
+}
+
+fn demo(root: &Path) -> Result<()> {
+    setup(root)?;
+    sh(root, "cargo", &["build", "--package", "sluice"])?;
+    let sluice = host_binary(root, "debug");
+    let sluice = sluice.display().to_string();
+    sh(root, &sluice, &["check", "examples/hello/pipeline.toml"])?;
+    sh(
+        root,
+        &sluice,
+        &[
+            "run",
+            "examples/hello/pipeline.toml",
+            "--report",
+            "target/demo-report.json",
+        ],
+    )?;
+    eprintln!(
+        "xtask: the demo run's report is in target/demo-report.json; try examples/fail-fast next"
+    );
+    Ok(())
+}
+
+fn host_binary(root: &Path, profile: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    target.join(profile).join("sluice")
+}
+
+fn test(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    setup(root)?;
+    sh(root, "cargo", &["fmt", "--all", "--check"])?;
+    sh(&root.join("plugins"), "cargo", &["fmt", "--all", "--check"])?;
+    sh(
+        root,
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    let target_arg = plugin_target_dir(root).display().to_string();
+    sh(
+        &root.join("plugins"),
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+            &target_arg,
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    sh(root, "cargo", &["test", "--workspace"])?;
+    eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn bench(root: &Path) -> Result<()> {
+    setup(root)?;
+    // The dev profile keeps every dependency (wasmtime included) at opt-level 3, so benching
+    // it reuses the test build instead of compiling wasmtime a second time.
+    sh(
+        root,
+        "cargo",
+        &[
+            "bench",
+            "--profile",
+            "dev",
+            "--package",
+            "sluice",
+            "--bench",
+            "stage_overhead",
+        ],
+    )?;
+    sh(root, "cargo", &["build", "--package", "sluice"])?;
+    whole_pipeline_wall_time(root)
+}
+
+/// Times `sluice run examples/hello` as a whole process: cold (empty compile cache) and warm.
+fn whole_pipeline_wall_time(root: &Path) -> Result<()> {
+    let sluice = host_binary(root, "debug");
+    let scratch = root.join("target").join("bench-wall");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let cache = scratch.join("cache");
+    let runs = scratch.join("runs");
+    let once = |label: &str| -> Result<f64> {
+        let started = Instant::now();
+        let status = Command::new(&sluice)
+            .args([
+                "run",
+                "examples/hello/pipeline.toml",
+                "--quiet",
+                "--format",
+                "plain",
+            ])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .current_dir(root)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("cannot start {}", sluice.display()))?;
+        if !status.success() {
+            bail!("{label} run of examples/hello failed ({status})");
+        }
+        Ok(started.elapsed().as_secs_f64() * 1000.0)
+    };
+    let mut cold = Vec::new();
+    for _ in 0..5 {
+        let _ = std::fs::remove_dir_all(&cache);
+        cold.push(once("cold")?);
+    }
+    let mut warm = Vec::new();
+    for _ in 0..20 {
+        warm.push(once("warm")?);
+    }
+    report("sluice run examples/hello, cold cache (ms)", &mut cold);
+    report("sluice run examples/hello, warm cache (ms)", &mut warm);
+    Ok(())
+}
+
+fn report(label: &str, samples: &mut [f64]) {
+    samples.sort_by(f64::total_cmp);
+    let median = samples[samples.len() / 2];
+    let min = samples[0];
+    let max = samples[samples.len() - 1];
+    println!(
+        "{label}: median {median:.1}  min {min:.1}  max {max:.1}  (n={})",
+        samples.len()
+    );
+}
