@@ -38,7 +38,13 @@ impl Host {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
-        let engine = Engine::new(&config).map_err(into_anyhow)?;
+        // Pooled memories, tables and fiber stacks are reused between stages instead of being
+        // mapped and unmapped each time: the biggest part of per-stage start-up. The pool only
+        // reserves address space; if even that is refused, fall back to on-demand allocation.
+        let engine = match Engine::new(config.clone().allocation_strategy(pooling())) {
+            Ok(engine) => engine,
+            Err(_) => Engine::new(&config).map_err(into_anyhow)?,
+        };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(into_anyhow)?;
         Stage::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |state| state)
@@ -56,6 +62,27 @@ impl Host {
     pub fn cache_dir(&self) -> Option<&Path> {
         self.cache.dir()
     }
+}
+
+/// Sized for one stage at a time (plus `describe` calls) of any guest language: componentize-py
+/// and componentize-js components have many core instances and large tables.
+fn pooling() -> wasmtime::InstanceAllocationStrategy {
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(32)
+        .total_core_instances(512)
+        .total_memories(64)
+        .total_tables(512)
+        .total_stacks(32)
+        .table_elements(200_000)
+        .max_core_instance_size(16 << 20)
+        .max_component_instance_size(16 << 20)
+        // Reset reused slots by scanning for dirty pages and keeping them resident, instead of
+        // returning them to the kernel and faulting them back in on the next stage.
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(1 << 20)
+        .async_stack_keep_resident(256 << 10);
+    wasmtime::InstanceAllocationStrategy::Pooling(pool)
 }
 
 /// wasmtime 48 has its own error type; this keeps its whole message chain in an `anyhow` one.

@@ -83,6 +83,8 @@ pub enum Event {
     },
     RunFinished {
         status: RunStatus,
+        /// The stage that did not succeed, when the run stopped early.
+        stopped_by: Option<String>,
         #[serde(with = "duration_ms")]
         elapsed: Duration,
         report: PathBuf,

@@ -76,7 +76,7 @@ pub async fn run(
                 plugins.push(plugin);
             }
             Err(err) => {
-                let message = format!("stage `{}`: {err}", spec.name);
+                let message = err.to_string();
                 record.status = StageStatus::Error;
                 record.message = Some(message.clone());
                 events.emit(Event::StageFinished {
@@ -148,6 +148,7 @@ pub async fn run(
     report.write_to(&report_path)?;
     events.emit(Event::RunFinished {
         status,
+        stopped_by: stopped_by.map(|(stage, _)| stage),
         elapsed,
         report: report_path.clone(),
     });
@@ -230,7 +231,7 @@ impl StageRun<'_> {
                 }
                 ending
             }
-            Err(err) => Ending::error(format!("stage `{name}`: cannot create its log: {err:#}")),
+            Err(err) => Ending::error(format!("cannot create its log: {err:#}")),
         };
         let _ = std::fs::remove_dir_all(self.layout.work_of(name));
         let elapsed = clock.elapsed();
@@ -259,13 +260,13 @@ impl StageRun<'_> {
         let name = &self.spec.name;
         let inputs = match select_inputs(&self.spec.inputs, published) {
             Ok(inputs) => inputs,
-            Err(message) => return Ending::error(format!("stage `{name}`: {message}")),
+            Err(message) => return Ending::error(message),
         };
         record.inputs = inputs.iter().map(|a| a.reference()).collect();
         let in_dir = self.layout.work_of(name).join("in");
         let out_dir = self.layout.artifacts_of(name);
         if let Err(err) = self.stage_files(&inputs, &in_dir, &out_dir) {
-            return Ending::error(format!("stage `{name}`: cannot prepare its files: {err:#}"));
+            return Ending::error(format!("cannot prepare its files: {err:#}"));
         }
         let mounts = Mounts {
             inputs: (!inputs.is_empty()).then_some(in_dir.as_path()),
@@ -273,7 +274,7 @@ impl StageRun<'_> {
         };
         let state = match StageState::new(name, log.clone(), mounts) {
             Ok(state) => state,
-            Err(err) => return Ending::error(format!("stage `{name}`: {err:#}")),
+            Err(err) => return Ending::error(format!("{err:#}")),
         };
         let mut store = Store::new(&self.host.engine, state);
         store.epoch_deadline_async_yield_and_update(1);
@@ -307,14 +308,14 @@ impl StageRun<'_> {
         let (info, result) = match tokio::time::timeout(self.spec.timeout, call).await {
             Err(_) => {
                 return Ending::error(format!(
-                    "stage `{name}` exceeded its {} timeout and was stopped",
+                    "exceeded its {} timeout and was stopped",
                     humantime::format_duration(self.spec.timeout)
                 ));
             }
             Ok(Err(trap)) => {
                 // The wasm backtrace helps plugin authors; it is kept in the log, shown with -v.
                 log.message(crate::events::LogSource::Debug, &format!("{trap:?}"));
-                let mut message = format!("stage `{name}` crashed: {}", trap_message(&trap));
+                let mut message = format!("the plugin trapped: {}", trap_message(&trap));
                 if let Some(tail) = log.stderr_tail() {
                     message.push_str(&format!("; it printed: {tail}"));
                 }
@@ -331,7 +332,7 @@ impl StageRun<'_> {
         match result {
             Err(failure) => Ending {
                 status: StageStatus::Failed,
-                message: Some(format!("stage `{name}` failed: {}", failure.message)),
+                message: Some(failure.message),
             },
             Ok(result) => self.publish(result, &out_dir, record),
         }
@@ -359,14 +360,14 @@ impl StageRun<'_> {
                 .any(|o: &ArtifactRecord| o.name == output.name)
             {
                 let err = artifacts::OutputError::Duplicate { name: output.name };
-                return Ending::error(format!("stage `{name}` broke the output contract: {err}"));
+                return Ending::error(format!("broke the output contract: {err}"));
             }
             if let Err(err) = artifacts::check_output(out_dir, &output.name) {
-                return Ending::error(format!("stage `{name}` broke the output contract: {err}"));
+                return Ending::error(format!("broke the output contract: {err}"));
             }
             let (sha256, size) = match artifacts::sha256_file(&out_dir.join(&output.name)) {
                 Ok(digest) => digest,
-                Err(err) => return Ending::error(format!("stage `{name}`: {err:#}")),
+                Err(err) => return Ending::error(format!("{err:#}")),
             };
             let media_type = if output.media_type.trim().is_empty() {
                 "application/octet-stream".to_string()

@@ -42,7 +42,10 @@ impl StageState {
             .stderr(log.stream(LogSource::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            // Stages run one at a time and only touch regular files in their mounts: doing file
+            // I/O on this thread saves a thread hand-off per WASI call.
+            .allow_blocking_current_thread(true);
         if let Some(dir) = mounts.inputs {
             builder
                 .preopened_dir(dir, GUEST_INPUT_DIR, FsPerms::ReadOnly)

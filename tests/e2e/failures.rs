@@ -107,7 +107,7 @@ fn a_panicking_plugin_is_reported_as_crashed() -> Result<()> {
     );
     let boom = report.stage("boom").context("no boom stage")?;
     let message = boom.message.as_deref().unwrap_or_default();
-    assert!(message.contains("crashed"), "{message}");
+    assert!(message.contains("trapped"), "{message}");
     assert!(message.contains("unreachable"), "{message}");
     assert!(message.contains("index out of bounds"), "{message}");
     assert_first_stage_intact(&report)?;
@@ -250,4 +250,35 @@ fn a_truncated_component_is_an_error() -> Result<()> {
         &format!("plugin = \"{}\"", broken.display()),
         &["is not a valid WebAssembly component"],
     )
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_stage_timeout() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let pipeline = three_stage(
+        &sandbox,
+        "[[stage]]\nname = \"spin\"\nplugin = \"{plugin:busy-loop}\"\ntimeout = \"1s\"\n",
+    )?;
+    let started = std::time::Instant::now();
+    let (ran, report) = sandbox.run(&pipeline)?;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the timeout did not stop it"
+    );
+    assert_eq!(ran.code, exit_codes::STAGE_ERROR, "{}", ran.stderr);
+    assert_eq!(
+        statuses(&report),
+        [
+            StageStatus::Succeeded,
+            StageStatus::Error,
+            StageStatus::Skipped
+        ]
+    );
+    let message = report
+        .stage("spin")
+        .and_then(|s| s.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("exceeded its 1s timeout"), "{message}");
+    assert_first_stage_intact(&report)?;
+    Ok(())
 }

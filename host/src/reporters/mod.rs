@@ -65,6 +65,15 @@ pub(crate) fn mark(status: crate::report::StageStatus) -> &'static str {
     }
 }
 
+/// "pipeline succeeded" / "pipeline stopped: stage `test` failed".
+pub(crate) fn verdict(status: crate::report::RunStatus, stopped_by: Option<&str>) -> String {
+    match (status, stopped_by) {
+        (crate::report::RunStatus::Succeeded, _) => "pipeline succeeded".to_string(),
+        (other, Some(stage)) => format!("pipeline stopped: stage `{stage}` {}", other.label()),
+        (other, None) => format!("pipeline stopped: {}", other.label()),
+    }
+}
+
 pub(crate) fn fmt_elapsed(d: std::time::Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms < 1.0 {

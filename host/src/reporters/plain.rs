@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use super::{Reporter, Verbosity, fmt_elapsed, shows_log};
 use crate::events::Event;
-use crate::report::{RunStatus, StageStatus};
+use crate::report::StageStatus;
 
 pub struct PlainReporter {
     verbosity: Verbosity,
@@ -96,15 +96,13 @@ impl Reporter for PlainReporter {
             }
             Event::RunFinished {
                 status,
+                stopped_by,
                 elapsed,
                 report,
             } => {
-                let verdict = match status {
-                    RunStatus::Succeeded => "succeeded".to_string(),
-                    other => format!("stopped: {}", other.label()),
-                };
+                let verdict = super::verdict(*status, stopped_by.as_deref());
                 self.line(&format!(
-                    "run {verdict} in {}; report: {}",
+                    "{verdict} ({}); report: {}",
                     fmt_elapsed(*elapsed),
                     report.display()
                 ));

@@ -128,13 +128,16 @@ impl Reporter for TerminalReporter {
             }
             Event::RunFinished {
                 status,
+                stopped_by,
                 elapsed,
                 report,
             } => {
-                let verdict = match status {
-                    RunStatus::Succeeded => "✔ pipeline succeeded".to_string(),
-                    other => format!("✘ pipeline stopped: {}", other.label()),
+                let mark = if *status == RunStatus::Succeeded {
+                    "✔"
+                } else {
+                    "✘"
                 };
+                let verdict = format!("{mark} {}", super::verdict(*status, stopped_by.as_deref()));
                 // Every bar is finished by now, so this lands below them.
                 for bar in self.bars.values() {
                     if !bar.is_finished() {
@@ -142,7 +145,7 @@ impl Reporter for TerminalReporter {
                     }
                 }
                 eprintln!(
-                    "{verdict} in {} · report {}",
+                    "{verdict} · {} · report {}",
                     fmt_elapsed(*elapsed),
                     report.display()
                 );
