@@ -26,6 +26,7 @@ pub use failure::Failure;
 
 /// The generated bindings for the `stage` world (`wit/`). Most stages never need them.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
