@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use sluice::capabilities::CapSet;
 use sluice::events::EventSink;
 use sluice::{Host, manifest, plugin, runner};
 
@@ -35,21 +36,21 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
     let cold = sample(5, || {
         let host = Host::new(None)?;
         let started = Instant::now();
-        plugin::load(&host, noop)?;
+        plugin::load(&host, noop, "noop", CapSet::default())?;
         Ok(started.elapsed())
     })?;
     print("plugin load, cold (Cranelift compile)", &cold);
 
     let host = Host::new(Some(&cache))?;
-    plugin::load(&host, noop)?;
+    plugin::load(&host, noop, "noop", CapSet::default())?;
     let warm = sample(200, || {
         let started = Instant::now();
-        plugin::load(&host, noop)?;
+        plugin::load(&host, noop, "noop", CapSet::default())?;
         Ok(started.elapsed())
     })?;
     print("plugin load, warm (compiled-code cache)", &warm);
 
-    let loaded = plugin::load(&host, noop)?;
+    let loaded = plugin::load(&host, noop, "noop", CapSet::default())?;
     let only_calls = std::env::args().any(|a| a == "--only-calls");
     let n = if only_calls { 50_000 } else { 2000 };
     let mut calls = Vec::with_capacity(n);

@@ -14,6 +14,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 use crate::events::{Event, EventSink, LogSource};
+use crate::secrets::Masker;
 
 /// A line longer than this is cut into pieces, so a plugin cannot grow host memory without end
 /// by never printing a newline.
@@ -31,6 +32,12 @@ struct Inner {
     stdout_partial: Vec<u8>,
     stderr_partial: Vec<u8>,
     lines: u64,
+    masker: Masker,
+    /// Bytes allowed in this log, and bytes so far.
+    limit: u64,
+    bytes: u64,
+    /// Set once the limit is hit; later output is refused.
+    overflowed: bool,
     /// The last few stderr lines, where a guest's panic message usually is.
     stderr_tail: std::collections::VecDeque<String>,
 }
@@ -42,8 +49,15 @@ impl std::fmt::Debug for StageLog {
 }
 
 impl StageLog {
-    /// A log that streams to `events` and, when `file` is given, stores lines there.
-    pub fn new(stage: &str, file: Option<&Path>, events: EventSink) -> Result<Self> {
+    /// A log that streams to `events` and, when `file` is given, stores lines there. Secret
+    /// values are masked; past `limit` bytes, output is refused (and the stage stopped).
+    pub fn new(
+        stage: &str,
+        file: Option<&Path>,
+        events: EventSink,
+        masker: Masker,
+        limit: u64,
+    ) -> Result<Self> {
         let file = match file {
             Some(path) => {
                 Some(BufWriter::new(File::create(path).with_context(|| {
@@ -60,6 +74,10 @@ impl StageLog {
             stdout_partial: Vec::new(),
             stderr_partial: Vec::new(),
             lines: 0,
+            masker,
+            limit,
+            bytes: 0,
+            overflowed: false,
             stderr_tail: std::collections::VecDeque::new(),
         }))))
     }
@@ -70,12 +88,18 @@ impl StageLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records a message from the `log` interface (may span several lines).
-    pub fn message(&self, source: LogSource, message: &str) {
+    /// Records a message (may span several lines). Err once the log limit is exceeded.
+    pub fn message(&self, source: LogSource, message: &str) -> Result<(), LogFull> {
         let mut inner = self.lock();
         for line in message.lines() {
             inner.emit(source, line.as_bytes());
         }
+        inner.check()
+    }
+
+    /// Whether the stage wrote more than its log limit.
+    pub fn overflowed(&self) -> bool {
+        self.lock().overflowed
     }
 
     /// A WASI output stream feeding this log.
@@ -86,8 +110,9 @@ impl StageLog {
         }
     }
 
-    fn write_bytes(&self, source: LogSource, bytes: &[u8]) {
+    fn write_bytes(&self, source: LogSource, bytes: &[u8]) -> Result<(), LogFull> {
         let mut inner = self.lock();
+        inner.check()?;
         let mut partial = std::mem::take(inner.partial_mut(source));
         for &byte in bytes {
             if byte == b'\n' {
@@ -102,6 +127,7 @@ impl StageLog {
             }
         }
         *inner.partial_mut(source) = partial;
+        inner.check()
     }
 
     /// Emits unterminated last lines and flushes the file. Call once the stage is over.
@@ -128,7 +154,19 @@ impl StageLog {
     }
 }
 
+/// The stage's output exceeded its log limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogFull;
+
 impl Inner {
+    fn check(&self) -> Result<(), LogFull> {
+        if self.overflowed {
+            Err(LogFull)
+        } else {
+            Ok(())
+        }
+    }
+
     fn partial_mut(&mut self, source: LogSource) -> &mut Vec<u8> {
         if source == LogSource::Stderr {
             &mut self.stderr_partial
@@ -138,8 +176,26 @@ impl Inner {
     }
 
     fn emit(&mut self, source: LogSource, bytes: &[u8]) {
+        if self.overflowed {
+            return;
+        }
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let line = String::from_utf8_lossy(bytes).into_owned();
+        self.bytes = self.bytes.saturating_add(bytes.len() as u64 + 1);
+        if self.bytes > self.limit {
+            self.overflowed = true;
+            let note = format!(
+                "sluice: log limit of {} reached; the stage is stopped",
+                crate::grants::fmt_bytes(self.limit)
+            );
+            self.store(LogSource::Error, note);
+            return;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let line = self.masker.mask(&text).into_owned();
+        self.store(source, line);
+    }
+
+    fn store(&mut self, source: LogSource, line: String) {
         self.lines += 1;
         if source == LogSource::Stderr
             && !line.trim().is_empty()
@@ -193,8 +249,9 @@ impl Pollable for CaptureStream {
 
 impl OutputStream for CaptureStream {
     fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
-        self.log.write_bytes(self.source, &bytes);
-        Ok(())
+        self.log
+            .write_bytes(self.source, &bytes)
+            .map_err(|LogFull| StreamError::Trap(wasmtime::format_err!("log limit exceeded")))
     }
 
     fn flush(&mut self) -> Result<(), StreamError> {
@@ -202,6 +259,11 @@ impl OutputStream for CaptureStream {
     }
 
     fn check_write(&mut self) -> Result<usize, StreamError> {
+        if self.log.overflowed() {
+            return Err(StreamError::Trap(wasmtime::format_err!(
+                "log limit exceeded"
+            )));
+        }
         Ok(64 * 1024)
     }
 }
@@ -212,8 +274,10 @@ impl tokio::io::AsyncWrite for CaptureStream {
         _cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.log.write_bytes(self.source, buf);
-        Poll::Ready(Ok(buf.len()))
+        match self.log.write_bytes(self.source, buf) {
+            Ok(()) => Poll::Ready(Ok(buf.len())),
+            Err(LogFull) => Poll::Ready(Err(std::io::Error::other("log limit exceeded"))),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
@@ -235,11 +299,12 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("s.log");
         let (tx, rx) = mpsc::channel();
-        let log = StageLog::new("build", Some(&path), EventSink::new(tx))?;
-        log.write_bytes(LogSource::Stdout, b"hel");
-        log.write_bytes(LogSource::Stdout, b"lo\r\nwor");
-        log.message(LogSource::Warn, "a\nb");
-        log.write_bytes(LogSource::Stdout, b"ld");
+        let masker = Masker::new(["s3cret-value".to_string()]);
+        let log = StageLog::new("build", Some(&path), EventSink::new(tx), masker, u64::MAX)?;
+        let _ = log.write_bytes(LogSource::Stdout, b"hel");
+        let _ = log.write_bytes(LogSource::Stdout, b"lo\r\nwor");
+        let _ = log.message(LogSource::Warn, "a\nb s3cret-value");
+        let _ = log.write_bytes(LogSource::Stdout, b"ld");
         assert_eq!(log.finish()?, 4);
         let lines: Vec<String> = rx
             .try_iter()
@@ -248,20 +313,41 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(lines, ["hello", "a", "b", "world"]);
+        assert_eq!(lines, ["hello", "a", "b ***", "world"]);
         let stored = std::fs::read_to_string(&path)?;
         assert!(stored.contains("stdout hello"), "{stored}");
-        assert!(stored.contains("warn   b"), "{stored}");
+        assert!(stored.contains("warn   b ***"), "{stored}");
+        assert!(!stored.contains("s3cret"), "{stored}");
         Ok(())
     }
 
     #[test]
     fn endless_lines_are_cut() -> Result<()> {
         let (tx, rx) = mpsc::channel();
-        let log = StageLog::new("s", None, EventSink::new(tx))?;
-        log.write_bytes(LogSource::Stderr, &vec![b'x'; MAX_LINE_BYTES * 2 + 5]);
+        let log = StageLog::new("s", None, EventSink::new(tx), Masker::default(), u64::MAX)?;
+        let _ = log.write_bytes(LogSource::Stderr, &vec![b'x'; MAX_LINE_BYTES * 2 + 5]);
         log.finish()?;
         assert_eq!(rx.try_iter().count(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn the_log_limit_stops_output_once_and_says_so() -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        let log = StageLog::new("s", None, EventSink::new(tx), Masker::default(), 20)?;
+        assert!(log.write_bytes(LogSource::Stdout, b"0123456789\n").is_ok());
+        assert!(log.write_bytes(LogSource::Stdout, b"0123456789\n").is_err());
+        assert!(log.overflowed());
+        assert_eq!(log.message(LogSource::Info, "more"), Err(LogFull));
+        let lines: Vec<String> = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Log { line, .. } => Some(line),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].contains("log limit of 20 B reached"), "{lines:?}");
         Ok(())
     }
 }

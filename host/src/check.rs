@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::capabilities::CapSet;
 use crate::engine::Host;
 use crate::manifest::Pipeline;
 use crate::plugin;
+use crate::secrets::SecretValues;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StageCheck {
@@ -21,6 +23,8 @@ pub struct StageCheck {
     pub sha256: Option<String>,
     pub cache_hit: Option<bool>,
     pub imports: Vec<String>,
+    /// What its pipeline entry grants, one capability per line.
+    pub grants: Vec<String>,
     /// Why the stage cannot run, if it cannot.
     pub problem: Option<String>,
 }
@@ -40,6 +44,7 @@ impl CheckReport {
 /// Loads and describes every stage's plugin; problems are collected, not returned early, so
 /// one `check` shows every broken stage at once.
 pub async fn check(host: &Host, pipeline: &Pipeline) -> CheckReport {
+    let secrets = SecretValues::load(&pipeline.secrets);
     let mut stages = Vec::with_capacity(pipeline.stages.len());
     for spec in &pipeline.stages {
         let mut entry = StageCheck {
@@ -52,16 +57,20 @@ pub async fn check(host: &Host, pipeline: &Pipeline) -> CheckReport {
             sha256: None,
             cache_hit: None,
             imports: Vec::new(),
+            grants: spec.grants.describe(),
             problem: None,
         };
         let loaded = plugin::compile(host, &spec.plugin_path).and_then(|compiled| {
             entry.sha256 = Some(compiled.sha256.clone());
             entry.cache_hit = Some(compiled.cache == crate::cache::CacheOutcome::Hit);
             entry.imports = compiled.imports(host);
-            compiled.link(host)
+            compiled.link(host, &spec.name, CapSet::of(&spec.grants))
         });
+        let loaded = loaded
+            .map_err(|err| err.to_string())
+            .and_then(|plugin| crate::runner::preflight(spec, &secrets).map(|_| plugin));
         match loaded {
-            Err(err) => entry.problem = Some(err.to_string()),
+            Err(err) => entry.problem = Some(err),
             Ok(loaded) => match loaded.describe(host).await {
                 Ok(info) => {
                     entry.name = Some(info.name);

@@ -1,16 +1,18 @@
 //! The wasmtime engine every stage runs on: its configuration, the linker with exactly the
 //! imports a stage may use, the compiled-code cache and the epoch ticker behind timeouts.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::bindings::Stage;
+use crate::bindings::sluice::pipeline::{log, process, secrets};
 use crate::cache::CompiledCache;
+use crate::capabilities::CapSet;
 use crate::sandbox::StageState;
 
 /// How often running guests are interrupted to check their deadline and yield.
@@ -19,7 +21,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The engine, linker and cache shared by every stage of a process.
 pub struct Host {
     pub(crate) engine: Engine,
-    pub(crate) linker: Linker<StageState>,
+    /// One linker per set of granted capabilities, built when first needed.
+    linkers: Mutex<HashMap<CapSet, Arc<Linker<StageState>>>>,
     pub(crate) cache: CompiledCache,
     _ticker: EpochTicker,
 }
@@ -45,15 +48,11 @@ impl Host {
             Ok(engine) => engine,
             Err(_) => Engine::new(&config).map_err(into_anyhow)?,
         };
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(into_anyhow)?;
-        Stage::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |state| state)
-            .map_err(into_anyhow)?;
         let cache = CompiledCache::new(&engine, cache_root);
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(Self {
             engine,
-            linker,
+            linkers: Mutex::new(HashMap::new()),
             cache,
             _ticker: ticker,
         })
@@ -61,6 +60,34 @@ impl Host {
 
     pub fn cache_dir(&self) -> Option<&Path> {
         self.cache.dir()
+    }
+
+    /// The linker for stages granted `caps`: WASI p2 and `log` always; wasi-http, `process` and
+    /// `secrets` only when granted, so an ungranted import cannot even be linked.
+    pub(crate) fn linker(&self, caps: CapSet) -> Result<Arc<Linker<StageState>>> {
+        let mut linkers = self.linkers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(linker) = linkers.get(&caps) {
+            return Ok(linker.clone());
+        }
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(into_anyhow)?;
+        log::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |s| s)
+            .map_err(into_anyhow)?;
+        if caps.http {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(into_anyhow)?;
+        }
+        if caps.exec {
+            process::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |s| s)
+                .map_err(into_anyhow)?;
+        }
+        if caps.secrets {
+            secrets::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |s| s)
+                .map_err(into_anyhow)?;
+        }
+        let linker = Arc::new(linker);
+        linkers.insert(caps, linker.clone());
+        Ok(linker)
     }
 }
 

@@ -7,19 +7,25 @@
 pub mod artifacts;
 mod bindings;
 pub mod cache;
+pub mod capabilities;
 pub mod capture;
 pub mod check;
 pub mod diagnostic;
 pub mod engine;
 pub mod events;
 pub mod exit_codes;
+pub mod grants;
 pub mod inspect;
 pub mod layout;
+pub mod limits;
 pub mod manifest;
+pub mod net;
 pub mod plugin;
+pub mod process;
 pub mod report;
 pub mod reporters;
 pub mod runner;
 pub mod sandbox;
+pub mod secrets;
 
 pub use engine::Host;

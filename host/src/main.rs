@@ -225,6 +225,19 @@ async fn check(host: &Host, path: &Path, json: bool) -> i32 {
                 ),
                 Some(problem) => println!("  ✘ {:<12} {problem}", stage.stage),
             }
+            if verbose_check(&stage.grants, &stage.imports) {
+                for grant in &stage.grants {
+                    println!("      grants  {grant}");
+                }
+                for import in stage.imports.iter().filter(|i| {
+                    !i.starts_with("wasi:cli/")
+                        && !i.starts_with("wasi:io/")
+                        && !i.starts_with("wasi:clocks/")
+                        && !i.starts_with("wasi:random/")
+                }) {
+                    println!("      imports {import}");
+                }
+            }
         }
     }
     if report.ok() {
@@ -235,6 +248,12 @@ async fn check(host: &Host, path: &Path, json: bool) -> i32 {
         }
         exit_codes::STAGE_ERROR
     }
+}
+
+/// Grants and the imports that matter (files, network, programs, secrets) are worth a line
+/// each; WASI basics every component imports are not.
+fn verbose_check(grants: &[String], imports: &[String]) -> bool {
+    !grants.is_empty() || !imports.is_empty()
 }
 
 async fn inspect(host: &Host, path: &Path, json: bool) -> i32 {

@@ -1,21 +1,18 @@
 //! `pipeline.toml`: the versioned file format, its parsing, and the checks that make a user's
 //! mistake an error with a file, a line, a column and a fix — never a panic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diagnostic::Diagnostic;
+use crate::grants::{Grants, Limits, RawAllow, RawLimits, RawSecret, SecretSource};
 
 /// The only `version` this build of sluice reads.
 pub const MANIFEST_VERSION: u32 = 1;
-
-/// Stages get this much wall-clock time unless the pipeline says otherwise.
-pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +21,8 @@ struct RawManifest {
     pipeline: RawPipeline,
     #[serde(default)]
     stage: Vec<RawStage>,
+    #[serde(default)]
+    secrets: BTreeMap<Spanned<String>, RawSecret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,8 +31,11 @@ struct RawPipeline {
     name: Spanned<String>,
     #[serde(default)]
     description: Option<String>,
+    /// The project checkout stages may be granted, relative to this file.
     #[serde(default)]
-    timeout: Option<Spanned<String>>,
+    workspace: Option<String>,
+    #[serde(default)]
+    limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,7 +48,9 @@ struct RawStage {
     #[serde(default)]
     inputs: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    timeout: Option<Spanned<String>>,
+    allow: RawAllow,
+    #[serde(default)]
+    limits: RawLimits,
     #[serde(default)]
     config: Option<toml::Table>,
 }
@@ -60,6 +64,10 @@ pub struct Pipeline {
     pub file: PathBuf,
     /// The directory relative paths in the manifest are resolved against.
     pub dir: PathBuf,
+    /// The project checkout (`[pipeline] workspace`, default: `dir`).
+    pub workspace: PathBuf,
+    /// Declared secrets and where their values come from.
+    pub secrets: BTreeMap<String, SecretSource>,
     pub stages: Vec<StageSpec>,
 }
 
@@ -75,7 +83,10 @@ pub struct StageSpec {
     pub inputs: InputSelection,
     /// The `[stage.config]` table as a JSON object.
     pub config_json: String,
-    pub timeout: Duration,
+    /// What it may touch.
+    pub grants: Grants,
+    /// How much it may use.
+    pub limits: Limits,
 }
 
 /// Which earlier artifacts a stage may read.
@@ -148,16 +159,34 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
         return Err(Diagnostic::new(path, "the pipeline has no stages".into())
             .with_hint("add at least one `[[stage]]` table with a `name` and a `plugin`"));
     }
-    let default_timeout = match &raw.pipeline.timeout {
-        Some(text) => parse_duration(text, &at)?,
-        None => DEFAULT_STAGE_TIMEOUT,
-    };
+    let default_limits = raw.pipeline.limits.resolve(Limits::default(), &at)?;
 
     let dir = path
         .parent()
         .map(Path::to_path_buf)
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
+    let workspace = match &raw.pipeline.workspace {
+        Some(rel) => dir.join(rel),
+        None => dir.clone(),
+    };
+    let mut secrets = BTreeMap::new();
+    for (name, raw_secret) in &raw.secrets {
+        let valid = !name.get_ref().is_empty()
+            && name
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(at(
+                name.span(),
+                format!("invalid secret name `{}`", name.get_ref()),
+            )
+            .with_hint("use letters, digits, `_` and `-`"));
+        }
+        secrets.insert(name.get_ref().clone(), raw_secret.resolve(name, &dir, &at)?);
+    }
+    let declared: BTreeSet<String> = secrets.keys().cloned().collect();
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     let mut stages = Vec::with_capacity(raw.stage.len());
     for stage in raw.stage {
@@ -227,10 +256,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
                 InputSelection::Only(refs)
             }
         };
-        let timeout = match &stage.timeout {
-            Some(text) => parse_duration(text, &at)?,
-            None => default_timeout,
-        };
+        let limits = stage.limits.resolve(default_limits, &at)?;
+        let grants = stage.allow.resolve(&dir, &declared, &at)?;
         let config_json = match &stage.config {
             Some(table) => serde_json::to_string(table).map_err(|err| {
                 Diagnostic::new(
@@ -250,7 +277,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
             plugin_ref,
             inputs,
             config_json,
-            timeout,
+            grants,
+            limits,
         });
     }
 
@@ -259,27 +287,10 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
         description: raw.pipeline.description,
         file: path.to_path_buf(),
         dir,
+        workspace,
+        secrets,
         stages,
     })
-}
-
-fn parse_duration(
-    text: &Spanned<String>,
-    at: &impl Fn(Range<usize>, String) -> Diagnostic,
-) -> Result<Duration, Diagnostic> {
-    match humantime::parse_duration(text.get_ref()) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err(at(
-            text.span(),
-            "a timeout of zero would stop every stage".into(),
-        )
-        .with_hint("use a positive duration such as \"90s\" or \"10m\"")),
-        Err(err) => Err(at(
-            text.span(),
-            format!("invalid duration `{}`: {err}", text.get_ref()),
-        )
-        .with_hint("write durations like \"90s\", \"10m\" or \"1h 30m\"")),
-    }
 }
 
 /// Stage names become directory and log-file names, so they stay simple.
@@ -337,6 +348,8 @@ fn hint_for_toml_error(message: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grants::{Access, NetGrant};
+    use std::time::Duration;
 
     fn parse_str(text: &str) -> Result<Pipeline, Diagnostic> {
         parse(Path::new("examples/p/pipeline.toml"), text)
@@ -355,7 +368,7 @@ plugin = "a.wasm"
 name = "build"
 plugin = "b.wasm"
 inputs = ["code/source.tar", "code/*"]
-timeout = "2m"
+limits = { timeout = "2m", memory = "64 MiB" }
 [stage.config]
 profile = "release"
 "#;
@@ -368,7 +381,10 @@ profile = "release"
         assert_eq!(p.stages[0].inputs, InputSelection::AllEarlier);
         assert_eq!(p.stages[0].plugin_path, Path::new("examples/p/a.wasm"));
         assert_eq!(p.stages[1].config_json, r#"{"profile":"release"}"#);
-        assert_eq!(p.stages[1].timeout, Duration::from_secs(120));
+        assert_eq!(p.stages[1].limits.timeout, Duration::from_secs(120));
+        assert_eq!(p.stages[1].limits.memory, 64 << 20);
+        assert_eq!(p.stages[0].limits, Limits::default());
+        assert_eq!(p.stages[0].grants, Grants::none());
         let InputSelection::Only(refs) = &p.stages[1].inputs else {
             panic!("expected explicit inputs");
         };
@@ -386,8 +402,8 @@ profile = "release"
 
     #[test]
     fn unknown_key_points_at_the_key() {
-        let diag = error_of(&GOOD.replace("timeout = \"2m\"", "timout = \"2m\""));
-        assert!(diag.message.contains("unknown field `timout`"), "{diag}");
+        let diag = error_of(&GOOD.replace("limits = {", "limit = {"));
+        assert!(diag.message.contains("unknown field `limit`"), "{diag}");
         assert_eq!(diag.line, Some(14));
     }
 
@@ -444,5 +460,113 @@ profile = "release"
                 .message
                 .contains("invalid duration")
         );
+    }
+
+    const GRANTED: &str = r#"
+version = 1
+[pipeline]
+name = "g"
+workspace = ".."
+limits = { memory = "256 MiB", log = "1 MiB" }
+
+[secrets]
+DEPLOY_TOKEN = { env = "MY_TOKEN" }
+KEY = { file = "key.txt" }
+
+[[stage]]
+name = "deploy"
+plugin = "d.wasm"
+limits = { timeout = "10s" }
+[stage.allow]
+workspace = "read"
+dirs = [{ host = "dist", guest = "/dist", mode = "write" }]
+env = ["RUST_LOG"]
+net = ["127.0.0.1:8080", "Example.com:443"]
+exec = ["cargo"]
+secrets = ["DEPLOY_TOKEN"]
+"#;
+
+    #[test]
+    fn parses_grants_limits_and_secrets() -> Result<(), Diagnostic> {
+        let p = parse_str(GRANTED)?;
+        assert_eq!(p.workspace, Path::new("examples/p/.."));
+        assert_eq!(
+            p.secrets.get("KEY"),
+            Some(&SecretSource::File("examples/p/key.txt".into()))
+        );
+        let stage = &p.stages[0];
+        assert_eq!(stage.limits.memory, 256 << 20);
+        assert_eq!(stage.limits.log, 1 << 20);
+        assert_eq!(stage.limits.timeout, Duration::from_secs(10));
+        let g = &stage.grants;
+        assert_eq!(g.workspace, Access::Read);
+        assert_eq!(g.dirs[0].host, Path::new("examples/p/dist"));
+        assert_eq!(g.dirs[0].access, Access::Write);
+        assert_eq!(
+            g.net,
+            [
+                NetGrant {
+                    host: "127.0.0.1".into(),
+                    port: 8080
+                },
+                NetGrant {
+                    host: "example.com".into(),
+                    port: 443
+                }
+            ]
+        );
+        assert_eq!(g.exec, ["cargo"]);
+        assert_eq!(g.secrets, ["DEPLOY_TOKEN"]);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_grants_are_refused_with_a_place() {
+        let cases = [
+            ("\"127.0.0.1:8080\"", "\"127.0.0.1\"", "no `:port`"),
+            (
+                "\"127.0.0.1:8080\"",
+                "\"127.0.0.1:99999\"",
+                "port is not a number",
+            ),
+            (
+                "secrets = [\"DEPLOY_TOKEN\"]",
+                "secrets = [\"NOPE\"]",
+                "secret `NOPE` is not declared",
+            ),
+            ("guest = \"/dist\"", "guest = \"/out\"", "already used"),
+            (
+                "guest = \"/dist\"",
+                "guest = \"dist\"",
+                "invalid guest path",
+            ),
+            (
+                "workspace = \"read\"",
+                "workspace = \"all\"",
+                "invalid access mode",
+            ),
+            ("memory = \"256 MiB\"", "memory = \"lots\"", "invalid size"),
+            (
+                "env = [\"RUST_LOG\"]",
+                "env = [\"A=B\"]",
+                "invalid variable name",
+            ),
+            (
+                "exec = [\"cargo\"]",
+                "exec = [\"cargo build\"]",
+                "invalid program",
+            ),
+            (
+                "{ env = \"MY_TOKEN\" }",
+                "{ }",
+                "exactly one of `env` or `file`",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            assert!(GRANTED.contains(from), "{from}");
+            let diag = error_of(&GRANTED.replacen(from, to, 1));
+            assert!(diag.message.contains(expected), "{to}: {diag}");
+            assert!(diag.line.is_some(), "{to}: no line in {diag}");
+        }
     }
 }

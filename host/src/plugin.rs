@@ -9,12 +9,14 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use crate::artifacts::sha256_bytes;
-use crate::bindings::{PluginInfo, StagePre};
+use crate::bindings::{PluginInfo, StageFullPre};
 use crate::cache::CacheOutcome;
+use crate::capabilities::{CapSet, ungranted_imports};
 use crate::capture::StageLog;
 use crate::engine::Host;
 use crate::events::EventSink;
-use crate::sandbox::{Mounts, StageState};
+use crate::grants::{Grants, Limits};
+use crate::sandbox::{SandboxSpec, StageState};
 
 /// How long `describe` may take before the plugin is considered broken.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,7 +27,7 @@ pub struct Plugin {
     pub sha256: String,
     pub size: u64,
     pub component: Component,
-    pub pre: StagePre<StageState>,
+    pub pre: StageFullPre<StageState>,
     pub cache: CacheOutcome,
     pub load_time: Duration,
 }
@@ -69,6 +71,16 @@ pub enum PluginError {
         path.display(), path.display()
     )]
     WrongWorld { path: PathBuf, detail: String },
+    #[error(
+        "stage `{stage}` {}\n  = help: grant it in [stage.allow], or use a plugin that does not need it; `sluice check` lists each stage's grants and imports",
+        problems.join("; and ")
+    )]
+    Ungranted {
+        stage: String,
+        problems: Vec<String>,
+    },
+    #[error("cannot link {}: {detail}", path.display())]
+    Link { path: PathBuf, detail: String },
     #[error("{} crashed while describing itself: {detail}", path.display())]
     DescribeFailed { path: PathBuf, detail: String },
 }
@@ -151,22 +163,32 @@ impl Compiled {
             .collect()
     }
 
-    /// Checks the component implements the `stage` world and pre-links it against the host.
-    pub fn link(self, host: &Host) -> Result<Plugin, PluginError> {
+    /// Checks the component implements the `stage` world, imports nothing stage `stage` is not
+    /// granted (`caps`), and pre-links it against the host.
+    pub fn link(self, host: &Host, stage: &str, caps: CapSet) -> Result<Plugin, PluginError> {
         let wrong_world = |detail: String| PluginError::WrongWorld {
             path: self.path.clone(),
             detail,
         };
         check_exports(&host.engine, &self.component).map_err(wrong_world)?;
-        let instance_pre = host
-            .linker
-            .instantiate_pre(&self.component)
-            .map_err(|err| {
-                wrong_world(format!(
-                    "it needs an import sluice does not provide ({err:#})"
-                ))
-            })?;
-        let pre = StagePre::new(instance_pre).map_err(|err| wrong_world(format!("{err:#}")))?;
+        let imports = self.imports(host);
+        let problems = ungranted_imports(imports.iter().map(String::as_str), caps);
+        if !problems.is_empty() {
+            return Err(PluginError::Ungranted {
+                stage: stage.to_string(),
+                problems,
+            });
+        }
+        let linker = host.linker(caps).map_err(|err| PluginError::Link {
+            path: self.path.clone(),
+            detail: format!("{err:#}"),
+        })?;
+        let instance_pre = linker.instantiate_pre(&self.component).map_err(|err| {
+            wrong_world(format!(
+                "it needs an import sluice does not provide ({err:#})"
+            ))
+        })?;
+        let pre = StageFullPre::new(instance_pre).map_err(|err| wrong_world(format!("{err:#}")))?;
         Ok(Plugin {
             load_time: self.started.elapsed(),
             path: self.path,
@@ -179,9 +201,10 @@ impl Compiled {
     }
 }
 
-/// Reads, compiles (or loads from the cache) and pre-links the plugin at `path`.
-pub fn load(host: &Host, path: &Path) -> Result<Plugin, PluginError> {
-    compile(host, path)?.link(host)
+/// Reads, compiles (or loads from the cache) and pre-links the plugin at `path` for stage
+/// `stage` granted `caps`.
+pub fn load(host: &Host, path: &Path, stage: &str, caps: CapSet) -> Result<Plugin, PluginError> {
+    compile(host, path)?.link(host, stage, caps)
 }
 
 /// A readable reason when `describe` or `run` are missing, naming what it exports instead.
@@ -230,11 +253,29 @@ impl Plugin {
             path: self.path.clone(),
             detail,
         };
-        let log = StageLog::new("describe", None, EventSink::discard())
-            .map_err(|e| crashed(format!("{e:#}")))?;
-        let state = StageState::new("describe", log, Mounts::default())
-            .map_err(|e| crashed(format!("{e:#}")))?;
+        let limits = Limits::default();
+        let log = StageLog::new(
+            "describe",
+            None,
+            EventSink::discard(),
+            Default::default(),
+            limits.log,
+        )
+        .map_err(|e| crashed(format!("{e:#}")))?;
+        let grants = Grants::none();
+        let no_secrets = Default::default();
+        let spec = SandboxSpec {
+            stage: "describe",
+            inputs: None,
+            outputs: None,
+            workspace: None,
+            grants: &grants,
+            limits,
+            secrets: &no_secrets,
+        };
+        let state = StageState::new(&spec, log).map_err(|e| crashed(format!("{e:#}")))?;
         let mut store = Store::new(&host.engine, state);
+        store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_async_yield_and_update(1);
         let call = async {
             let stage = self.pre.instantiate_async(&mut store).await?;

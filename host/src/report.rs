@@ -111,6 +111,9 @@ pub struct StageRecord {
     pub message: Option<String>,
     /// Its log file, relative to the run directory.
     pub log: Option<String>,
+    /// What sluice refused the stage (network, programs, secrets it was not granted).
+    #[serde(default)]
+    pub denied: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

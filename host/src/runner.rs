@@ -10,6 +10,7 @@ use wasmtime::Store;
 use crate::artifacts::{self, ArtifactRecord};
 use crate::bindings::sluice::pipeline::types::{Artifact, Phase};
 use crate::bindings::{StageContext, StageResult};
+use crate::capabilities::CapSet;
 use crate::capture::StageLog;
 use crate::engine::Host;
 use crate::events::{Event, EventSink};
@@ -17,7 +18,9 @@ use crate::layout::RunLayout;
 use crate::manifest::{InputSelection, Pipeline, StageSpec};
 use crate::plugin::{self, Plugin};
 use crate::report::{PluginRecord, REPORT_SCHEMA, RunReport, RunStatus, StageRecord, StageStatus};
-use crate::sandbox::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, Mounts, StageState};
+use crate::sandbox::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec, StageState};
+use crate::secrets::{Masker, SecretValues};
+use std::collections::BTreeMap;
 
 /// How a run is set up beyond what the pipeline file says.
 #[derive(Debug, Clone, Default)]
@@ -59,10 +62,20 @@ pub async fn run(
     // Every plugin is loaded before anything runs: a typo in the last stage's plugin path
     // should not cost the user a full build first.
     let mut plugins: Vec<Plugin> = Vec::with_capacity(pipeline.stages.len());
+    let mut granted_secrets: Vec<BTreeMap<String, String>> = Vec::new();
+    let secret_values = SecretValues::load(&pipeline.secrets);
+    let masker = secret_values.masker();
     let mut stopped_by: Option<(String, StageStatus)> = None;
     for (spec, record) in pipeline.stages.iter().zip(records.iter_mut()) {
-        match plugin::load(host, &spec.plugin_path) {
-            Ok(plugin) => {
+        let prepared = preflight(spec, &secret_values).and_then(|secrets| {
+            let caps = CapSet::of(&spec.grants);
+            let plugin = plugin::load(host, &spec.plugin_path, &spec.name, caps)
+                .map_err(|err| err.to_string())?;
+            Ok((plugin, secrets))
+        });
+        match prepared {
+            Ok((plugin, secrets)) => {
+                granted_secrets.push(secrets);
                 record.plugin.sha256 = Some(plugin.sha256.clone());
                 record.plugin.size = Some(plugin.size);
                 record.plugin.cache_hit = Some(plugin.cache == crate::cache::CacheOutcome::Hit);
@@ -75,8 +88,7 @@ pub async fn run(
                 });
                 plugins.push(plugin);
             }
-            Err(err) => {
-                let message = err.to_string();
+            Err(message) => {
                 record.status = StageStatus::Error;
                 record.message = Some(message.clone());
                 events.emit(Event::StageFinished {
@@ -116,6 +128,8 @@ pub async fn run(
             plugin,
             layout: &layout,
             events,
+            secrets: &granted_secrets[index],
+            masker: &masker,
         };
         stage_run.execute(&published, record).await;
         if record.status == StageStatus::Succeeded {
@@ -158,6 +172,30 @@ pub async fn run(
     })
 }
 
+/// What must hold before a stage can run at all; returns the secret values it is granted.
+pub(crate) fn preflight(
+    spec: &StageSpec,
+    secrets: &SecretValues,
+) -> Result<BTreeMap<String, String>, String> {
+    for dir in &spec.grants.dirs {
+        if !dir.host.is_dir() {
+            return Err(format!(
+                "granted dir {} (mounted at {}) does not exist; create it or fix `allow.dirs`",
+                dir.host.display(),
+                dir.guest
+            ));
+        }
+    }
+    let mut granted = BTreeMap::new();
+    for name in &spec.grants.secrets {
+        let value = secrets
+            .get(name)
+            .map_err(|why| format!("secret `{name}` cannot be loaded: {why}"))?;
+        granted.insert(name.clone(), value.to_string());
+    }
+    Ok(granted)
+}
+
 fn pending_record(spec: &StageSpec) -> StageRecord {
     StageRecord {
         name: spec.name.clone(),
@@ -179,6 +217,7 @@ fn pending_record(spec: &StageSpec) -> StageRecord {
         summary: None,
         message: None,
         log: None,
+        denied: Vec::new(),
     }
 }
 
@@ -190,6 +229,10 @@ struct StageRun<'a> {
     plugin: &'a Plugin,
     layout: &'a RunLayout,
     events: &'a EventSink,
+    /// Values of the secrets this stage is granted.
+    secrets: &'a BTreeMap<String, String>,
+    /// Masks every secret of the pipeline in what is logged and recorded.
+    masker: &'a Masker,
 }
 
 /// How a stage ended, before it is written into its record.
@@ -204,6 +247,16 @@ impl Ending {
             status: StageStatus::Error,
             message: Some(message),
         }
+    }
+
+    /// Adds what sluice refused the stage, which is often why it failed.
+    fn explained_by(mut self, denied: &[String]) -> Self {
+        if !denied.is_empty()
+            && let Some(message) = self.message.as_mut()
+        {
+            message.push_str(&format!(" (sluice denied: {})", denied.join("; ")));
+        }
+        self
     }
 }
 
@@ -222,6 +275,8 @@ impl StageRun<'_> {
             name,
             Some(&self.layout.dir.join(&log_rel)),
             self.events.clone(),
+            self.masker.clone(),
+            self.spec.limits.log,
         ) {
             Ok(log) => {
                 record.log = Some(log_rel);
@@ -237,6 +292,12 @@ impl StageRun<'_> {
         let elapsed = clock.elapsed();
         record.status = ending.status;
         record.duration_ms = Some(millis(elapsed));
+        let masked = |text: Option<String>| text.map(|t| self.masker.mask(&t).into_owned());
+        let ending = Ending {
+            status: ending.status,
+            message: masked(ending.message),
+        };
+        record.summary = masked(record.summary.take());
         record.message = ending.message.clone();
         let message = if ending.status == StageStatus::Succeeded {
             record.summary.clone()
@@ -268,15 +329,21 @@ impl StageRun<'_> {
         if let Err(err) = self.stage_files(&inputs, &in_dir, &out_dir) {
             return Ending::error(format!("cannot prepare its files: {err:#}"));
         }
-        let mounts = Mounts {
+        let spec = SandboxSpec {
+            stage: name,
             inputs: (!inputs.is_empty()).then_some(in_dir.as_path()),
             outputs: Some(out_dir.as_path()),
+            workspace: Some(&self.pipeline.workspace),
+            grants: &self.spec.grants,
+            limits: self.spec.limits,
+            secrets: self.secrets,
         };
-        let state = match StageState::new(name, log.clone(), mounts) {
+        let state = match StageState::new(&spec, log.clone()) {
             Ok(state) => state,
             Err(err) => return Ending::error(format!("{err:#}")),
         };
         let mut store = Store::new(&self.host.engine, state);
+        store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_async_yield_and_update(1);
 
         let guest_inputs: Vec<Artifact> = inputs
@@ -305,26 +372,39 @@ impl StageRun<'_> {
             let result = instance.call_run(&mut store, &context).await?;
             wasmtime::Result::Ok((info, result))
         };
-        let (info, result) = match tokio::time::timeout(self.spec.timeout, call).await {
-            Err(_) => {
-                return Ending::error(format!(
-                    "exceeded its {} timeout and was stopped",
-                    humantime::format_duration(self.spec.timeout)
-                ));
-            }
+        let limits = self.spec.limits;
+        let outcome = tokio::time::timeout(limits.timeout, call).await;
+        record.denied = store.data().denials();
+        let ending = match outcome {
+            Err(_) => Err(Ending::error(format!(
+                "exceeded its {} timeout and was stopped",
+                humantime::format_duration(limits.timeout)
+            ))),
+            Ok(Err(_)) if store.data().memory_exceeded() => Err(Ending::error(format!(
+                "exceeded its {} memory limit and was stopped",
+                crate::grants::fmt_bytes(limits.memory)
+            ))),
+            Ok(Err(_)) if log.overflowed() => Err(Ending::error(format!(
+                "exceeded its {} log limit and was stopped",
+                crate::grants::fmt_bytes(limits.log)
+            ))),
             Ok(Err(trap)) => {
                 // The wasm backtrace helps plugin authors; it is kept in the log, shown with -v.
-                log.message(crate::events::LogSource::Debug, &format!("{trap:?}"));
+                let _ = log.message(crate::events::LogSource::Debug, &format!("{trap:?}"));
                 let mut message = format!("the plugin trapped: {}", trap_message(&trap));
                 if let Some(tail) = log.stderr_tail() {
                     message.push_str(&format!("; it printed: {tail}"));
                 }
-                return Ending {
+                Err(Ending {
                     status: StageStatus::Crashed,
                     message: Some(message),
-                };
+                })
             }
-            Ok(Ok(done)) => done,
+            Ok(Ok(done)) => Ok(done),
+        };
+        let (info, result) = match ending {
+            Ok(done) => done,
+            Err(ending) => return ending.explained_by(&record.denied),
         };
         record.phase = Some(phase_name(info.phase).to_string());
         record.plugin.name = Some(info.name);
@@ -333,7 +413,8 @@ impl StageRun<'_> {
             Err(failure) => Ending {
                 status: StageStatus::Failed,
                 message: Some(failure.message),
-            },
+            }
+            .explained_by(&record.denied),
             Ok(result) => self.publish(result, &out_dir, record),
         }
     }
@@ -352,7 +433,16 @@ impl StageRun<'_> {
     /// Checks and hashes what the stage declared; any broken promise fails the stage.
     fn publish(&self, result: StageResult, out_dir: &Path, record: &mut StageRecord) -> Ending {
         let name = &self.spec.name;
+        let limits = self.spec.limits;
         record.summary = result.summary;
+        if result.outputs.len() as u64 > limits.outputs {
+            return Ending::error(format!(
+                "declared {} outputs, over its limit of {}",
+                result.outputs.len(),
+                limits.outputs
+            ));
+        }
+        let mut total: u64 = 0;
         let mut outputs = Vec::with_capacity(result.outputs.len());
         for output in result.outputs {
             if outputs
@@ -365,10 +455,26 @@ impl StageRun<'_> {
             if let Err(err) = artifacts::check_output(out_dir, &output.name) {
                 return Ending::error(format!("broke the output contract: {err}"));
             }
-            let (sha256, size) = match artifacts::sha256_file(&out_dir.join(&output.name)) {
+            let file = out_dir.join(&output.name);
+            let (sha256, size) = match artifacts::sha256_file(&file) {
                 Ok(digest) => digest,
                 Err(err) => return Ending::error(format!("{err:#}")),
             };
+            total = total.saturating_add(size);
+            if total > limits.output_size {
+                return Ending::error(format!(
+                    "wrote more than its {} output size limit",
+                    crate::grants::fmt_bytes(limits.output_size)
+                ));
+            }
+            if !self.masker.is_empty()
+                && std::fs::read(&file).is_ok_and(|bytes| self.masker.found_in(&bytes))
+            {
+                return Ending::error(format!(
+                    "output `{}` contains the value of a secret; secrets must never be written to artifacts",
+                    output.name
+                ));
+            }
             let media_type = if output.media_type.trim().is_empty() {
                 "application/octet-stream".to_string()
             } else {
@@ -454,7 +560,7 @@ pub fn trap_message(err: &wasmtime::Error) -> String {
 }
 
 fn tracing_note(log: &StageLog, message: &str) {
-    log.message(crate::events::LogSource::Warn, message);
+    let _ = log.message(crate::events::LogSource::Warn, message);
 }
 
 pub fn phase_name(phase: Phase) -> &'static str {

@@ -1,66 +1,144 @@
-//! What a stage instance can reach: the per-store state (WASI context, resource table, its log)
-//! and the sandbox built from it — inputs read-only, one writable output dir, nothing else.
+//! What a stage instance can reach: the per-store state (WASI, HTTP, process and secrets
+//! contexts, its log, its limiter) built from the stage's grants — inputs read-only, one
+//! writable output dir, and only what its pipeline entry allows.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::sluice::pipeline::{log, types};
-use crate::capture::StageLog;
+use crate::bindings::sluice::pipeline::{log, process, secrets, types};
+use crate::capture::{LogFull, StageLog};
 use crate::events::LogSource;
+use crate::grants::{Access, Grants, Limits};
+use crate::limits::StageLimiter;
+use crate::net::{Denials, NetPolicy};
+use crate::process::{ExecPolicy, Mount, base_env};
 
-/// Where a stage sees its inputs and writes its outputs.
+/// Where a stage sees its inputs, outputs and the project checkout.
 pub const GUEST_INPUT_DIR: &str = "/in";
 pub const GUEST_OUTPUT_DIR: &str = "/out";
+pub const GUEST_WORKSPACE_DIR: &str = "/workspace";
+
+/// Everything that shapes one stage's sandbox.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxSpec<'a> {
+    pub stage: &'a str,
+    /// Staged inputs, visible read-only at `/in`.
+    pub inputs: Option<&'a Path>,
+    /// The stage's output folder, visible read-write at `/out`.
+    pub outputs: Option<&'a Path>,
+    /// The project checkout, mounted at `/workspace` per `grants.workspace`.
+    pub workspace: Option<&'a Path>,
+    pub grants: &'a Grants,
+    pub limits: Limits,
+    /// Values of the secrets this stage is granted.
+    pub secrets: &'a BTreeMap<String, String>,
+}
 
 /// The data of one stage's `Store`: a fresh one per run, dropped after it.
 pub struct StageState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    net: NetPolicy,
+    exec: ExecPolicy,
+    secrets: BTreeMap<String, String>,
     log: StageLog,
-}
-
-/// The host folders a stage gets.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Mounts<'a> {
-    /// Staged inputs, visible read-only at `/in`.
-    pub inputs: Option<&'a Path>,
-    /// The stage's output folder, visible read-write at `/out`.
-    pub outputs: Option<&'a Path>,
+    pub(crate) limiter: StageLimiter,
+    denials: Denials,
 }
 
 impl StageState {
-    /// A sandbox with only the given mounts: no environment, no arguments, no network, no
-    /// host files besides the mounts; stdout/stderr go to the stage log.
-    pub fn new(stage: &str, log: StageLog, mounts: Mounts<'_>) -> Result<Self> {
+    /// A sandbox with nothing but what `spec` grants: no environment but `allow.env`, no
+    /// arguments, no network but `allow.net`, no host files besides the mounts.
+    pub fn new(spec: &SandboxSpec<'_>, log: StageLog) -> Result<Self> {
+        let grants = spec.grants;
+        let denials = Denials::default();
+        let net = NetPolicy::new(&grants.net, denials.clone(), log.clone());
         let mut builder = WasiCtxBuilder::new();
         builder
-            .args(&[stage])
+            .args(&[spec.stage])
             .stdout(log.stream(LogSource::Stdout))
             .stderr(log.stream(LogSource::Stderr))
-            .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            // Stages run one at a time and only touch regular files in their mounts: doing file
-            // I/O on this thread saves a thread hand-off per WASI call.
-            .allow_blocking_current_thread(true);
-        if let Some(dir) = mounts.inputs {
-            builder
-                .preopened_dir(dir, GUEST_INPUT_DIR, FsPerms::ReadOnly)
-                .map_err(|e| anyhow!("cannot open input folder {}: {e:#}", dir.display()))?;
+            .allow_tcp(!net.is_empty())
+            .allow_ip_name_lookup(!net.is_empty())
+            .socket_addr_check(net.socket_check());
+        for name in &grants.env {
+            if let Ok(value) = std::env::var(name) {
+                builder.env(name, value);
+            }
         }
-        if let Some(dir) = mounts.outputs {
+        let mut mounts = Vec::new();
+        let mut mount = |host: &Path, guest: &str, access: Access| -> Result<()> {
+            let perms = if access == Access::Write {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
             builder
-                .preopened_dir(dir, GUEST_OUTPUT_DIR, FsPerms::ReadWrite)
-                .map_err(|e| anyhow!("cannot open output folder {}: {e:#}", dir.display()))?;
+                .preopened_dir(host, guest, perms)
+                .map_err(|e| anyhow!("cannot mount {} at {guest}: {e:#}", host.display()))?;
+            mounts.push(Mount {
+                guest: guest.to_string(),
+                host: host.to_path_buf(),
+            });
+            Ok(())
+        };
+        if let Some(dir) = spec.inputs {
+            mount(dir, GUEST_INPUT_DIR, Access::Read)?;
         }
+        if let Some(dir) = spec.outputs {
+            mount(dir, GUEST_OUTPUT_DIR, Access::Write)?;
+        }
+        if let Some(dir) = spec.workspace
+            && grants.workspace != Access::None
+        {
+            mount(dir, GUEST_WORKSPACE_DIR, grants.workspace)?;
+        }
+        for dir in &grants.dirs {
+            if !dir.host.is_dir() {
+                return Err(anyhow!(
+                    "granted dir {} does not exist (allow.dirs, guest path {})",
+                    dir.host.display(),
+                    dir.guest
+                ));
+            }
+            mount(&dir.host, &dir.guest, dir.access)?;
+        }
+        let exec = ExecPolicy {
+            programs: grants.exec.clone(),
+            mounts,
+            env: base_env(&grants.env),
+            deadline: Instant::now() + spec.limits.timeout,
+            denials: denials.clone(),
+            log: log.clone(),
+        };
         Ok(Self {
             wasi: builder.build(),
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            net,
+            exec,
+            secrets: spec.secrets.clone(),
             log,
+            limiter: StageLimiter::new(spec.limits.memory),
+            denials,
         })
+    }
+
+    /// What the stage tried and was refused.
+    pub fn denials(&self) -> Vec<String> {
+        self.denials.list()
+    }
+
+    pub fn memory_exceeded(&self) -> bool {
+        self.limiter.memory_exceeded
     }
 }
 
@@ -73,10 +151,20 @@ impl WasiView for StageState {
     }
 }
 
+impl WasiHttpView for StageState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.net,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
 impl types::Host for StageState {}
 
 impl log::Host for StageState {
-    fn log(&mut self, level: log::Level, message: String) {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let source = match level {
             log::Level::Trace => LogSource::Trace,
             log::Level::Debug => LogSource::Debug,
@@ -84,6 +172,36 @@ impl log::Host for StageState {
             log::Level::Warn => LogSource::Warn,
             log::Level::Error => LogSource::Error,
         };
-        self.log.message(source, &message);
+        self.log
+            .message(source, &message)
+            .map_err(|LogFull| wasmtime::format_err!("log limit exceeded"))
+    }
+}
+
+impl process::Host for StageState {
+    async fn run(
+        &mut self,
+        command: process::Command,
+    ) -> wasmtime::Result<Result<process::Completed, String>> {
+        Ok(self.exec.run(command).await)
+    }
+}
+
+impl secrets::Host for StageState {
+    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, String>> {
+        Ok(match self.secrets.get(&name) {
+            Some(value) => Ok(value.clone()),
+            None => {
+                let what = format!("secret `{name}`");
+                let _ = self.log.message(
+                    LogSource::Warn,
+                    &format!("sluice denied {what}: not in this stage's allow.secrets"),
+                );
+                self.denials.record(what);
+                Err(format!(
+                    "secret `{name}` is not granted to this stage (allow.secrets)"
+                ))
+            }
+        })
     }
 }

@@ -257,7 +257,7 @@ fn an_endless_loop_is_stopped_by_the_stage_timeout() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let pipeline = three_stage(
         &sandbox,
-        "[[stage]]\nname = \"spin\"\nplugin = \"{plugin:busy-loop}\"\ntimeout = \"1s\"\n",
+        "[[stage]]\nname = \"spin\"\nplugin = \"{plugin:busy-loop}\"\nlimits = { timeout = \"1s\" }\n",
     )?;
     let started = std::time::Instant::now();
     let (ran, report) = sandbox.run(&pipeline)?;

@@ -19,9 +19,11 @@
 //! ```
 
 mod context;
+mod exec;
 mod failure;
 
 pub use context::Context;
+pub use exec::{Command, Completed, secret};
 pub use failure::Failure;
 
 /// The generated bindings for the `stage` world (`wit/`). Most stages never need them.
@@ -30,7 +32,7 @@ pub use failure::Failure;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "stage",
+        world: "stage-full",
         pub_export_macro: true,
         export_macro_name: "export_stage",
         default_bindings_module: "sluice_sdk::bindings",
