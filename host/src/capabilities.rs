@@ -73,17 +73,39 @@ impl CapSet {
     }
 }
 
-/// Every import the stage is not granted, as "imports X but `allow.Y` is empty".
+/// One line per capability the stage imports but is not granted:
+/// "imports wasi:http/outgoing-handler@0.2.4 but `allow.net` is empty (also: wasi:http/types@0.2.4)".
 pub fn ungranted_imports<'a>(
     imports: impl IntoIterator<Item = &'a str>,
     caps: CapSet,
 ) -> Vec<String> {
-    imports
+    let mut missing: Vec<(Capability, Vec<&str>)> = Vec::new();
+    for import in imports {
+        let Some(needed) = Capability::needed_by(import) else {
+            continue;
+        };
+        if caps.has(needed) {
+            continue;
+        }
+        match missing.iter_mut().find(|(c, _)| *c == needed) {
+            Some((_, names)) => names.push(import),
+            None => missing.push((needed, vec![import])),
+        }
+    }
+    missing
         .into_iter()
-        .filter_map(|import| {
-            let needed = Capability::needed_by(import)?;
-            (!caps.has(needed))
-                .then(|| format!("imports {import} but `{}` is empty", needed.grant_key()))
+        .map(|(capability, mut names)| {
+            // Name the entry point (the handler), not the type interface, first.
+            names.sort_by_key(|n| !n.contains("outgoing-handler"));
+            let mut line = format!(
+                "imports {} but `{}` is empty",
+                names[0],
+                capability.grant_key()
+            );
+            if names.len() > 1 {
+                line.push_str(&format!(" (also: {})", names[1..].join(", ")));
+            }
+            line
         })
         .collect()
 }
@@ -102,12 +124,13 @@ mod tests {
             "sluice:pipeline/log@0.1.0",
         ];
         let none = ungranted_imports(imports, CapSet::default());
-        assert_eq!(none.len(), 3);
+        assert_eq!(none.len(), 2);
         assert_eq!(
             none[0],
-            "imports wasi:http/outgoing-handler@0.2.6 but `allow.net` is empty"
+            "imports wasi:http/outgoing-handler@0.2.6 but `allow.net` is empty \
+             (also: wasi:http/types@0.2.6)"
         );
-        assert!(none[2].contains("`allow.exec`"));
+        assert!(none[1].contains("`allow.exec`"));
         let http_only = CapSet {
             http: true,
             ..CapSet::default()

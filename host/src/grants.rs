@@ -182,6 +182,14 @@ impl Default for Limits {
 
 /// Formats a byte count the way limits are written: `512 MiB`.
 pub fn fmt_bytes(bytes: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{} {unit}", bytes / size);
+        }
+    }
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
     bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 

@@ -105,7 +105,13 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(dispatch(cli)),
+        Ok(runtime) => {
+            let code = runtime.block_on(dispatch(cli));
+            // A stage stopped mid-way may leave a blocked file read on a pool thread; do not
+            // wait for it on the way out.
+            runtime.shutdown_background();
+            code
+        }
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
             exit_codes::INTERNAL_ERROR
@@ -223,7 +229,13 @@ async fn check(host: &Host, path: &Path, json: bool) -> i32 {
                     stage.phase.as_deref().unwrap_or("?"),
                     stage.description.as_deref().unwrap_or(""),
                 ),
-                Some(problem) => println!("  ✘ {:<12} {problem}", stage.stage),
+                Some(problem) => {
+                    println!(
+                        "  ✘ {:<12} {}",
+                        stage.stage,
+                        problem.replace('\n', "\n                 ")
+                    )
+                }
             }
             if verbose_check(&stage.grants, &stage.imports) {
                 for grant in &stage.grants {

@@ -289,6 +289,9 @@ impl StageRun<'_> {
             Err(err) => Ending::error(format!("cannot create its log: {err:#}")),
         };
         let _ = std::fs::remove_dir_all(self.layout.work_of(name));
+        if !self.masker.is_empty() {
+            self.sweep_secrets(&self.layout.artifacts_of(name));
+        }
         let elapsed = clock.elapsed();
         record.status = ending.status;
         record.duration_ms = Some(millis(elapsed));
@@ -430,6 +433,37 @@ impl StageRun<'_> {
             .with_context(|| format!("cannot create {}", out_dir.display()))
     }
 
+    /// Deletes any file under `dir` that holds a secret value, declared or not: secrets never
+    /// stay on disk in a run folder.
+    fn sweep_secrets(&self, dir: &Path) {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(next) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&next) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => stack.push(path),
+                    Ok(kind) if kind.is_file() => {
+                        let leaked = std::fs::read(&path).is_ok_and(|b| self.masker.found_in(&b));
+                        if leaked && std::fs::remove_file(&path).is_ok() {
+                            self.events.emit(Event::Log {
+                                stage: self.spec.name.clone(),
+                                source: crate::events::LogSource::Warn,
+                                line: format!(
+                                    "sluice deleted {}: it contained a secret value",
+                                    path.strip_prefix(dir).unwrap_or(&path).display()
+                                ),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// Checks and hashes what the stage declared; any broken promise fails the stage.
     fn publish(&self, result: StageResult, out_dir: &Path, record: &mut StageRecord) -> Ending {
         let name = &self.spec.name;
@@ -470,9 +504,16 @@ impl StageRun<'_> {
             if !self.masker.is_empty()
                 && std::fs::read(&file).is_ok_and(|bytes| self.masker.found_in(&bytes))
             {
+                // The file must not stay on disk either.
+                let removed = std::fs::remove_file(&file).is_ok();
                 return Ending::error(format!(
-                    "output `{}` contains the value of a secret; secrets must never be written to artifacts",
-                    output.name
+                    "output `{}` contains the value of a secret; secrets must never be written to artifacts ({})",
+                    output.name,
+                    if removed {
+                        "the file was deleted"
+                    } else {
+                        "the file could not be deleted"
+                    }
                 ));
             }
             let media_type = if output.media_type.trim().is_empty() {

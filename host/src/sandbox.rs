@@ -65,6 +65,9 @@ impl StageState {
             .args(&[spec.stage])
             .stdout(log.stream(LogSource::Stdout))
             .stderr(log.stream(LogSource::Stderr))
+            // File I/O goes through tokio's blocking pool, never this thread: a read that never
+            // returns (a FIFO in a granted folder) must not stop the timeout from firing.
+            .allow_blocking_current_thread(false)
             .allow_udp(false)
             .allow_tcp(!net.is_empty())
             .allow_ip_name_lookup(!net.is_empty())

@@ -3,51 +3,9 @@
 
 use anyhow::{Context, Result};
 use sluice::exit_codes;
-use sluice::report::{RunReport, RunStatus, StageStatus};
+use sluice::report::{RunStatus, StageStatus};
 
-use crate::support::{Sandbox, repo_root, sha256_of};
-
-fn statuses(report: &RunReport) -> Vec<StageStatus> {
-    report.stages.iter().map(|s| s.status).collect()
-}
-
-/// The first stage's outputs are on disk with the digests recorded for them.
-fn assert_first_stage_intact(report: &RunReport) -> Result<()> {
-    let first = report.stages.first().context("no stages")?;
-    assert_eq!(first.status, StageStatus::Succeeded);
-    assert!(!first.outputs.is_empty());
-    for artifact in &first.outputs {
-        let file = std::path::Path::new(&report.run_dir).join(&artifact.path);
-        assert_eq!(
-            sha256_of(&file)?,
-            artifact.sha256,
-            "{} damaged",
-            artifact.reference()
-        );
-    }
-    Ok(())
-}
-
-const EMIT: &str = r#"
-[[stage]]
-name = "code"
-plugin = "{plugin:emit}"
-[stage.config.files]
-"a.txt" = "alpha\n"
-"#;
-
-const AFTER: &str = r#"
-[[stage]]
-name = "release"
-plugin = "{plugin:checksum}"
-"#;
-
-fn three_stage(sandbox: &Sandbox, middle: &str) -> Result<std::path::PathBuf> {
-    sandbox.pipeline(
-        "pipeline.toml",
-        &format!("version = 1\n[pipeline]\nname = \"t\"\n{EMIT}\n{middle}\n{AFTER}"),
-    )
-}
+use crate::support::{Sandbox, assert_first_stage_intact, repo_root, statuses, three_stage};
 
 #[test]
 fn a_failing_stage_stops_the_chain() -> Result<()> {

@@ -9,3 +9,5 @@ mod cache;
 mod chain;
 mod cli;
 mod failures;
+mod grants;
+mod security;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use sluice::report::RunReport;
+use sluice::report::{RunReport, StageStatus};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -91,8 +91,14 @@ impl Sandbox {
 
     /// Runs `sluice ARGS` with this sandbox's cache.
     pub fn sluice(&self, args: &[&str]) -> Result<Ran> {
+        self.sluice_with_env(args, &[])
+    }
+
+    /// Runs `sluice ARGS` with extra environment variables.
+    pub fn sluice_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Ran> {
         let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
+            .envs(env.iter().copied())
             .env("SLUICE_CACHE_DIR", self.cache_dir())
             .env_remove("RUST_BACKTRACE")
             .output()
@@ -108,18 +114,26 @@ impl Sandbox {
 
     /// `sluice run PIPELINE` in plain format, returning the process and its `--report`.
     pub fn run(&self, pipeline: &Path) -> Result<(Ran, RunReport)> {
+        self.run_with_env(pipeline, &[])
+    }
+
+    /// `run` with extra environment variables for the sluice process.
+    pub fn run_with_env(&self, pipeline: &Path, env: &[(&str, &str)]) -> Result<(Ran, RunReport)> {
         let report_path = self.path().join("report.json");
         let _ = std::fs::remove_file(&report_path);
-        let ran = self.sluice(&[
-            "run",
-            &pipeline.display().to_string(),
-            "--format",
-            "plain",
-            "--runs-dir",
-            &self.runs_dir().display().to_string(),
-            "--report",
-            &report_path.display().to_string(),
-        ])?;
+        let ran = self.sluice_with_env(
+            &[
+                "run",
+                &pipeline.display().to_string(),
+                "--format",
+                "plain",
+                "--runs-dir",
+                &self.runs_dir().display().to_string(),
+                "--report",
+                &report_path.display().to_string(),
+            ],
+            env,
+        )?;
         let text = std::fs::read_to_string(&report_path)
             .with_context(|| format!("no report written (exit {}):\n{}", ran.code, ran.stderr))?;
         let report: RunReport = serde_json::from_str(&text)?;
@@ -130,4 +144,148 @@ impl Sandbox {
 /// The digest of a file, recomputed independently of the host.
 pub fn sha256_of(path: &Path) -> Result<String> {
     Ok(sluice::artifacts::sha256_file(path)?.0)
+}
+
+pub fn statuses(report: &RunReport) -> Vec<StageStatus> {
+    report.stages.iter().map(|s| s.status).collect()
+}
+
+/// The first stage's outputs are on disk with the digests recorded for them.
+pub fn assert_first_stage_intact(report: &RunReport) -> Result<()> {
+    let first = report.stages.first().context("no stages")?;
+    assert_eq!(first.status, StageStatus::Succeeded);
+    assert!(!first.outputs.is_empty());
+    for artifact in &first.outputs {
+        let file = std::path::Path::new(&report.run_dir).join(&artifact.path);
+        assert_eq!(
+            sha256_of(&file)?,
+            artifact.sha256,
+            "{} damaged",
+            artifact.reference()
+        );
+    }
+    Ok(())
+}
+
+pub const EMIT: &str = r#"
+[[stage]]
+name = "code"
+plugin = "{plugin:emit}"
+[stage.config.files]
+"a.txt" = "alpha\n"
+"#;
+
+pub const AFTER: &str = r#"
+[[stage]]
+name = "release"
+plugin = "{plugin:checksum}"
+"#;
+
+pub fn three_stage(sandbox: &Sandbox, middle: &str) -> Result<std::path::PathBuf> {
+    sandbox.pipeline(
+        "pipeline.toml",
+        &format!("version = 1\n[pipeline]\nname = \"t\"\n{EMIT}\n{middle}\n{AFTER}"),
+    )
+}
+
+/// `three_stage` with extra top-level TOML (e.g. a `[secrets]` table) after `[pipeline]`.
+pub fn three_stage_with(sandbox: &Sandbox, top: &str, middle: &str) -> Result<std::path::PathBuf> {
+    sandbox.pipeline(
+        "pipeline.toml",
+        &format!("version = 1\n[pipeline]\nname = \"t\"\n{top}\n{EMIT}\n{middle}\n{AFTER}"),
+    )
+}
+
+/// A real TCP listener on 127.0.0.1 that counts connections; with `http`, it answers each with
+/// `200 ok`. Stops when dropped.
+pub struct Listener {
+    pub addr: std::net::SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Listener {
+    pub fn start(http: bool) -> Result<Self> {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (connections.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        if http {
+                            let _ = stream.set_nonblocking(false);
+                            let _ =
+                                stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                            let mut request = Vec::new();
+                            let mut buf = [0u8; 1024];
+                            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                                match stream.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                                }
+                            }
+                            let _ = stream.write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                            );
+                        }
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            connections,
+            stop,
+        })
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The stage's status and message.
+pub fn stage_outcome(report: &RunReport, stage: &str) -> (StageStatus, String) {
+    report
+        .stage(stage)
+        .map(|s| (s.status, s.message.clone().unwrap_or_default()))
+        .unwrap_or((StageStatus::Pending, String::new()))
+}
+
+/// Every file under `dir`, read as text (lossy).
+pub fn all_text_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => {
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }

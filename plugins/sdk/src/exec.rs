@@ -75,9 +75,8 @@ impl Command {
 
     /// Runs the program; Err when it cannot be started (for example, not granted).
     pub fn run(&self) -> Result<Completed, Failure> {
-        let done = process::run(&self.inner).map_err(|err| {
-            Failure::new(format!("cannot run `{}`: {err}", self.inner.program))
-        })?;
+        let done = process::run(&self.inner)
+            .map_err(|err| Failure::new(format!("cannot run `{}`: {err}", self.inner.program)))?;
         Ok(Completed {
             exit_code: done.exit_code,
             timed_out: done.timed_out,

@@ -1,0 +1,36 @@
+//! Hostile fixture: runs the host program named in its config. Succeeds only if it ran.
+
+use serde::Deserialize;
+use sluice_sdk::{Command, Context, Failure, Phase, Stage};
+
+#[derive(Deserialize)]
+struct Config {
+    program: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    cwd: Option<String>,
+}
+
+struct ExecProbe;
+
+impl Stage for ExecProbe {
+    const PHASE: Phase = Phase::Other;
+    const DESCRIPTION: &'static str = "Runs a host program it was given";
+
+    fn run(ctx: &mut Context) -> Result<(), Failure> {
+        let config: Config = ctx.config()?;
+        let mut command = Command::new(&config.program).args(config.args.iter().cloned());
+        if let Some(cwd) = &config.cwd {
+            command = command.cwd(cwd);
+        }
+        let done = command
+            .run()
+            .map_err(|e| Failure::new(format!("blocked: {e}")))?;
+        ctx.write_output("loot.txt", "text/plain", &done.stdout)?;
+        ctx.set_summary(format!("exit {:?}", done.exit_code));
+        Ok(())
+    }
+}
+
+sluice_sdk::stage!(ExecProbe);
