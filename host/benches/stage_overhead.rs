@@ -75,6 +75,7 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
     let pipeline = manifest::load(&pipeline_file)?;
     let options = runner::RunOptions {
         runs_dir: Some(scratch.path().join("runs")),
+        ..Default::default()
     };
     let mut runs = Vec::with_capacity(200);
     for _ in 0..200 {

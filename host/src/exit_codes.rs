@@ -12,6 +12,9 @@ pub const STAGE_CRASHED: i32 = 3;
 /// The host could not run a stage: plugin missing, not a component, wrong world, broken output
 /// contract, or a limit (such as the timeout) stopped it.
 pub const STAGE_ERROR: i32 = 4;
+/// The run stopped at a manual gate (`approval = "manual"`) nobody approved; continue it with
+/// `sluice resume RUN_ID --approve STAGE`.
+pub const AWAITING_APPROVAL: i32 = 5;
 /// sluice itself failed (I/O on the run directory, an internal bug). Please report it.
 pub const INTERNAL_ERROR: i32 = 70;
 
@@ -27,6 +30,10 @@ pub const TABLE: &[(i32, &str)] = &[
     (
         STAGE_ERROR,
         "the host could not run a stage (plugin, contract or limit)",
+    ),
+    (
+        AWAITING_APPROVAL,
+        "stopped at a manual gate; `sluice resume` continues it",
     ),
     (INTERNAL_ERROR, "sluice itself failed"),
 ];

@@ -49,6 +49,14 @@ impl RunLayout {
         anyhow::bail!("cannot find a free run id under {}", runs_root.display())
     }
 
+    /// An existing run folder (to resume a run).
+    pub fn open(dir: &Path, run_id: &str) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
     /// `<runs>/latest` → this run, for humans; best effort.
     fn point_latest_here(&self, runs_root: &Path) {
         let latest = runs_root.join("latest");

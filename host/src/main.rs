@@ -40,6 +40,8 @@ struct GlobalArgs {
 enum Command {
     /// Run a pipeline, stopping at the first stage that does not succeed
     Run(RunArgs),
+    /// Continue a run that stopped at a manual gate, without re-running finished stages
+    Resume(ResumeArgs),
     /// Validate a pipeline file and every plugin it names; runs nothing
     Check {
         /// The pipeline file
@@ -59,15 +61,27 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
-struct RunArgs {
-    /// The pipeline file
-    pipeline: PathBuf,
+struct ResumeArgs {
+    /// The run id (or the path of its run folder)
+    run: String,
+    /// Approve this gated stage (repeatable)
+    #[arg(long, value_name = "STAGE")]
+    approve: Vec<String>,
+    /// The runs folder holding the run [default: ./.sluice/runs]
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
+    /// The pipeline file [default: the one the run was started with]
+    #[arg(long, value_name = "FILE")]
+    pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    view: ViewArgs,
+}
+
+#[derive(Args, Debug)]
+struct ViewArgs {
     /// Also write the JSON run report here (it is always written to the run folder)
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
-    /// Where run folders go [default: <pipeline dir>/.sluice/runs]
-    #[arg(long, value_name = "DIR")]
-    runs_dir: Option<PathBuf>,
     /// How progress is shown
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
@@ -77,6 +91,21 @@ struct RunArgs {
     /// Also show debug logs, plugin loading and every artifact
     #[arg(long, short)]
     verbose: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The pipeline file
+    pipeline: PathBuf,
+    /// Approve this gated stage in advance (repeatable); otherwise a terminal asks, and a
+    /// non-interactive run stops at the gate
+    #[arg(long, value_name = "STAGE")]
+    approve: Vec<String>,
+    /// Where run folders go [default: <pipeline dir>/.sluice/runs]
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +159,7 @@ async fn dispatch(cli: Cli) -> i32 {
     };
     match cli.command {
         Command::Run(args) => run(&host, args).await,
+        Command::Resume(args) => resume(&host, args).await,
         Command::Check { pipeline, json } => check(&host, &pipeline, json).await,
         Command::Inspect { plugin, json } => inspect(&host, &plugin, json).await,
     }
@@ -159,14 +189,108 @@ async fn run(host: &Host, args: RunArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let verbosity = if args.quiet {
+    let options = runner::RunOptions {
+        runs_dir: args.runs_dir,
+        approve: args.approve,
+        approver: interactive_approver(),
+    };
+    report_run(&args.view, |sink| async move {
+        runner::run(host, &pipeline, &options, &sink).await
+    })
+    .await
+}
+
+async fn resume(host: &Host, args: ResumeArgs) -> i32 {
+    let run_dir = match find_run(&args) {
+        Ok(dir) => dir,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit_codes::INVALID_INPUT;
+        }
+    };
+    let pipeline_file = match &args.pipeline {
+        Some(file) => file.clone(),
+        None => match sluice::report::RunReport::read(&run_dir.join("report.json")) {
+            Ok(report) => PathBuf::from(report.pipeline_file),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return exit_codes::INVALID_INPUT;
+            }
+        },
+    };
+    let pipeline = match load_pipeline(&pipeline_file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let options = runner::RunOptions {
+        runs_dir: None,
+        approve: args.approve,
+        approver: interactive_approver(),
+    };
+    report_run(&args.view, |sink| async move {
+        runner::resume(host, &pipeline, &run_dir, &options, &sink).await
+    })
+    .await
+}
+
+/// The run folder `args.run` names: a path, or an id under the runs folder.
+fn find_run(args: &ResumeArgs) -> Result<PathBuf, String> {
+    let direct = PathBuf::from(&args.run);
+    if direct.join("report.json").is_file() {
+        return Ok(direct);
+    }
+    let runs = args
+        .runs_dir
+        .clone()
+        .or_else(|| {
+            args.pipeline
+                .as_ref()
+                .and_then(|p| p.parent().map(|d| d.join(".sluice/runs")))
+        })
+        .unwrap_or_else(|| PathBuf::from(".sluice/runs"));
+    let dir = runs.join(&args.run);
+    if dir.join("report.json").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "no run `{}` in {}\n  = help: pass the run folder's path, or --runs-dir DIR (runs live in <pipeline dir>/.sluice/runs)",
+            args.run,
+            runs.display()
+        ))
+    }
+}
+
+/// Asks on the terminal when both stdin and stderr are one; otherwise gates wait.
+fn interactive_approver() -> Option<std::sync::Arc<dyn runner::Approver>> {
+    (std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
+        .then(|| std::sync::Arc::new(TerminalApprover) as std::sync::Arc<dyn runner::Approver>)
+}
+
+struct TerminalApprover;
+
+impl runner::Approver for TerminalApprover {
+    fn approve(&self, pipeline: &str, stage: &str) -> bool {
+        eprint!("\n⏸  pipeline `{pipeline}`: run stage `{stage}`? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok()
+            && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    }
+}
+
+/// Runs `work` with the reporter `view` asks for, writes `--report`, returns the exit code.
+async fn report_run<F, Fut>(view: &ViewArgs, work: F) -> i32
+where
+    F: FnOnce(EventSink) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<runner::RunOutcome>>,
+{
+    let verbosity = if view.quiet {
         Verbosity::Quiet
-    } else if args.verbose {
+    } else if view.verbose {
         Verbosity::Verbose
     } else {
         Verbosity::Normal
     };
-    let reporter: Box<dyn Reporter> = match args.format {
+    let reporter: Box<dyn Reporter> = match view.format {
         Format::Json => Box::new(JsonLinesReporter),
         Format::Tty => Box::new(TerminalReporter::new(verbosity)),
         Format::Plain => Box::new(PlainReporter::new(verbosity)),
@@ -176,15 +300,11 @@ async fn run(host: &Host, args: RunArgs) -> i32 {
         Format::Auto => Box::new(PlainReporter::new(verbosity)),
     };
     let (sink, reporter_thread) = reporters::spawn(reporter);
-    let options = runner::RunOptions {
-        runs_dir: args.runs_dir,
-    };
-    let outcome = runner::run(host, &pipeline, &options, &sink).await;
-    drop::<EventSink>(sink);
+    let outcome = work(sink).await;
     let _ = reporter_thread.join();
     match outcome {
         Ok(outcome) => {
-            if let Some(path) = &args.report
+            if let Some(path) = &view.report
                 && let Err(err) = outcome.report.write_to(path)
             {
                 eprintln!(

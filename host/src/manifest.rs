@@ -51,6 +51,12 @@ struct RawStage {
     allow: RawAllow,
     #[serde(default)]
     limits: RawLimits,
+    /// "manual": a person must approve before the stage runs.
+    #[serde(default)]
+    approval: Option<Spanned<String>>,
+    /// "on-success" (default), "on-failure" or "always".
+    #[serde(default)]
+    when: Option<Spanned<String>>,
     #[serde(default)]
     config: Option<toml::Table>,
 }
@@ -87,6 +93,20 @@ pub struct StageSpec {
     pub grants: Grants,
     /// How much it may use.
     pub limits: Limits,
+    /// Whether a person must approve it first (a delivery gate).
+    pub manual_approval: bool,
+    pub when: When,
+}
+
+/// When a stage runs, given how the stages before it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Only while every earlier stage succeeded (the default).
+    OnSuccess,
+    /// Only after an earlier stage failed, crashed or errored: rollbacks, notifications.
+    OnFailure,
+    /// Either way.
+    Always,
 }
 
 /// Which earlier artifacts a stage may read.
@@ -257,6 +277,29 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
             }
         };
         let limits = stage.limits.resolve(default_limits, &at)?;
+        let manual_approval = match &stage.approval {
+            None => false,
+            Some(text) => match text.get_ref().as_str() {
+                "manual" => true,
+                "none" => false,
+                other => {
+                    return Err(at(text.span(), format!("invalid approval `{other}`"))
+                        .with_hint("use \"manual\" to require approval before the stage runs"));
+                }
+            },
+        };
+        let when = match &stage.when {
+            None => When::OnSuccess,
+            Some(text) => match text.get_ref().as_str() {
+                "on-success" => When::OnSuccess,
+                "on-failure" => When::OnFailure,
+                "always" => When::Always,
+                other => {
+                    return Err(at(text.span(), format!("invalid `when` value `{other}`"))
+                        .with_hint("use \"on-success\" (default), \"on-failure\" or \"always\""));
+                }
+            },
+        };
         let grants = stage.allow.resolve(&dir, &declared, &at)?;
         let config_json = match &stage.config {
             Some(table) => serde_json::to_string(table).map_err(|err| {
@@ -279,6 +322,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
             config_json,
             grants,
             limits,
+            manual_approval,
+            when,
         });
     }
 

@@ -24,8 +24,11 @@ pub enum StageStatus {
     Crashed,
     /// The host could not run it, or stopped it (bad plugin, broken contract, timeout).
     Error,
-    /// Not run because an earlier stage did not succeed.
+    /// Not run because an earlier stage did not succeed (or, for `when = "on-failure"`
+    /// stages, because nothing failed).
     Skipped,
+    /// A manual gate nobody approved yet; `sluice resume` continues from here.
+    AwaitingApproval,
 }
 
 impl StageStatus {
@@ -37,6 +40,7 @@ impl StageStatus {
             Self::Crashed => "crashed",
             Self::Error => "error",
             Self::Skipped => "skipped",
+            Self::AwaitingApproval => "awaiting approval",
         }
     }
 }
@@ -48,6 +52,8 @@ pub enum RunStatus {
     Failed,
     Crashed,
     Error,
+    /// Stopped at a manual gate; resumable.
+    AwaitingApproval,
 }
 
 impl RunStatus {
@@ -57,6 +63,7 @@ impl RunStatus {
             Self::Failed => exit_codes::STAGE_FAILED,
             Self::Crashed => exit_codes::STAGE_CRASHED,
             Self::Error => exit_codes::STAGE_ERROR,
+            Self::AwaitingApproval => exit_codes::AWAITING_APPROVAL,
         }
     }
 
@@ -75,6 +82,7 @@ impl RunStatus {
             Self::Failed => "failed",
             Self::Crashed => "crashed",
             Self::Error => "error",
+            Self::AwaitingApproval => "is awaiting approval",
         }
     }
 }
@@ -121,11 +129,16 @@ pub struct RunReport {
     pub schema: u32,
     pub pipeline: String,
     pub pipeline_file: String,
+    /// Digest of the pipeline file; a resumed run must use the same one.
+    pub pipeline_sha256: String,
     pub run_id: String,
     pub run_dir: String,
     pub status: RunStatus,
     pub exit_code: i32,
     pub started_at: String,
+    /// When the run was continued after a gate, if it was.
+    #[serde(default)]
+    pub resumed_at: Vec<String>,
     pub finished_at: String,
     pub duration_ms: f64,
     pub sluice_version: String,
@@ -148,6 +161,13 @@ impl RunReport {
         tmp.persist(path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the run report {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a sluice run report", path.display()))
     }
 
     pub fn stage(&self, name: &str) -> Option<&StageRecord> {

@@ -8,25 +8,46 @@ use anyhow::{Context, Result};
 use wasmtime::Store;
 
 use crate::artifacts::{self, ArtifactRecord};
-use crate::bindings::sluice::pipeline::types::{Artifact, Phase};
+use crate::bindings::sluice::pipeline::types::{Artifact, Phase, StageRun as EarlierStage};
 use crate::bindings::{StageContext, StageResult};
 use crate::capabilities::CapSet;
 use crate::capture::StageLog;
 use crate::engine::Host;
 use crate::events::{Event, EventSink};
 use crate::layout::RunLayout;
-use crate::manifest::{InputSelection, Pipeline, StageSpec};
+use crate::manifest::{InputSelection, Pipeline, StageSpec, When};
 use crate::plugin::{self, Plugin};
 use crate::report::{PluginRecord, REPORT_SCHEMA, RunReport, RunStatus, StageRecord, StageStatus};
 use crate::sandbox::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec, StageState};
 use crate::secrets::{Masker, SecretValues};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How a run is set up beyond what the pipeline file says.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Where run folders go; default `<pipeline dir>/.sluice/runs`.
     pub runs_dir: Option<PathBuf>,
+    /// Stages approved in advance (`--approve STAGE`).
+    pub approve: Vec<String>,
+    /// Asks a person about the other gated stages; without one, the run stops at the gate.
+    pub approver: Option<Arc<dyn Approver>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("runs_dir", &self.runs_dir)
+            .field("approve", &self.approve)
+            .field("approver", &self.approver.is_some())
+            .finish()
+    }
+}
+
+/// Decides a manual gate (`approval = "manual"`) when it was not approved in advance.
+pub trait Approver: Send + Sync {
+    /// True to run `stage` now; false leaves the run waiting for approval.
+    fn approve(&self, pipeline: &str, stage: &str) -> bool;
 }
 
 /// What a finished run leaves behind.
@@ -36,37 +57,140 @@ pub struct RunOutcome {
     pub report_path: PathBuf,
 }
 
-/// Runs `pipeline` to its end or to the first stage that does not succeed.
+/// Runs `pipeline` to its end, to the first stage that does not succeed (then only its
+/// `when = "on-failure"` stages), or to a gate nobody approved.
 pub async fn run(
     host: &Host,
     pipeline: &Pipeline,
     options: &RunOptions,
     events: &EventSink,
 ) -> Result<RunOutcome> {
-    let started_at = SystemTime::now();
-    let clock = Instant::now();
     let runs_root = options
         .runs_dir
         .clone()
         .unwrap_or_else(|| pipeline.dir.join(".sluice").join("runs"));
     let layout = RunLayout::create(&runs_root)?;
+    let records = pipeline.stages.iter().map(pending_record).collect();
+    let history = RunHistory {
+        started_at: rfc3339(SystemTime::now()),
+        resumed_at: Vec::new(),
+        pipeline_sha256: pipeline_digest(pipeline)?,
+    };
+    drive(host, pipeline, options, events, layout, records, history, 0).await
+}
+
+/// Continues a run that stopped at a gate, from its stored artifacts: finished stages are not
+/// run again. The gated stage must be approved in `options`.
+pub async fn resume(
+    host: &Host,
+    pipeline: &Pipeline,
+    run_dir: &Path,
+    options: &RunOptions,
+    events: &EventSink,
+) -> Result<RunOutcome> {
+    let report = RunReport::read(&run_dir.join("report.json"))?;
+    anyhow::ensure!(
+        report.status == RunStatus::AwaitingApproval,
+        "run {} is not waiting for approval (it {}); start a new run instead",
+        report.run_id,
+        report.status.label()
+    );
+    let digest = pipeline_digest(pipeline)?;
+    anyhow::ensure!(
+        digest == report.pipeline_sha256,
+        "{} changed since run {} started; a resumed run must use the same pipeline, so start a new run",
+        pipeline.file.display(),
+        report.run_id
+    );
+    let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+    let recorded: Vec<&str> = report.stages.iter().map(|s| s.name.as_str()).collect();
+    anyhow::ensure!(
+        names == recorded,
+        "the run's stages do not match the pipeline's"
+    );
+    let gate = report
+        .stages
+        .iter()
+        .position(|s| s.status == StageStatus::AwaitingApproval)
+        .context("the run records no stage waiting for approval")?;
+    let mut records = report.stages;
+    records[gate] = pending_record(&pipeline.stages[gate]);
+    let layout = RunLayout::open(run_dir, &report.run_id);
+    let mut resumed_at = report.resumed_at;
+    resumed_at.push(rfc3339(SystemTime::now()));
+    let history = RunHistory {
+        started_at: report.started_at,
+        resumed_at,
+        pipeline_sha256: digest,
+    };
+    drive(
+        host, pipeline, options, events, layout, records, history, gate,
+    )
+    .await
+}
+
+/// What a report keeps across a resume.
+struct RunHistory {
+    started_at: String,
+    resumed_at: Vec<String>,
+    pipeline_sha256: String,
+}
+
+fn pipeline_digest(pipeline: &Pipeline) -> Result<String> {
+    let bytes = std::fs::read(&pipeline.file)
+        .with_context(|| format!("cannot read {}", pipeline.file.display()))?;
+    Ok(artifacts::sha256_bytes(&bytes))
+}
+
+/// Runs stages `start..` given the records of the ones before.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    host: &Host,
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    events: &EventSink,
+    layout: RunLayout,
+    mut records: Vec<StageRecord>,
+    history: RunHistory,
+    start: usize,
+) -> Result<RunOutcome> {
+    let clock = Instant::now();
     events.emit(Event::RunStarted {
         run_id: layout.run_id.clone(),
         pipeline: pipeline.name.clone(),
         run_dir: layout.dir.clone(),
         stages: pipeline.stages.iter().map(|s| s.name.clone()).collect(),
-        at: started_at,
+        at: SystemTime::now(),
     });
+    for record in &records[..start] {
+        events.emit(Event::StageFinished {
+            stage: record.name.clone(),
+            status: record.status,
+            elapsed: Duration::from_secs_f64(record.duration_ms.unwrap_or(0.0) / 1000.0),
+            message: Some("done in an earlier session of this run".into()),
+        });
+    }
+    // A failure before `start` (a gate on a rollback stage) still counts.
+    let mut stopped_by: Option<(String, StageStatus)> = records[..start]
+        .iter()
+        .find(|r| {
+            matches!(
+                r.status,
+                StageStatus::Failed | StageStatus::Crashed | StageStatus::Error
+            )
+        })
+        .map(|r| (r.name.clone(), r.status));
 
-    let mut records: Vec<StageRecord> = pipeline.stages.iter().map(pending_record).collect();
     // Every plugin is loaded before anything runs: a typo in the last stage's plugin path
     // should not cost the user a full build first.
-    let mut plugins: Vec<Plugin> = Vec::with_capacity(pipeline.stages.len());
-    let mut granted_secrets: Vec<BTreeMap<String, String>> = Vec::new();
+    let count = pipeline.stages.len();
+    let mut plugins: Vec<Option<Plugin>> = (0..count).map(|_| None).collect();
+    let mut granted_secrets: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); count];
     let secret_values = SecretValues::load(&pipeline.secrets);
     let masker = secret_values.masker();
-    let mut stopped_by: Option<(String, StageStatus)> = None;
-    for (spec, record) in pipeline.stages.iter().zip(records.iter_mut()) {
+    let mut preflight_failed = false;
+    for index in start..count {
+        let (spec, record) = (&pipeline.stages[index], &mut records[index]);
         let prepared = preflight(spec, &secret_values).and_then(|secrets| {
             let caps = CapSet::of(&spec.grants);
             let plugin = plugin::load(host, &spec.plugin_path, &spec.name, caps)
@@ -75,7 +199,6 @@ pub async fn run(
         });
         match prepared {
             Ok((plugin, secrets)) => {
-                granted_secrets.push(secrets);
                 record.plugin.sha256 = Some(plugin.sha256.clone());
                 record.plugin.size = Some(plugin.size);
                 record.plugin.cache_hit = Some(plugin.cache == crate::cache::CacheOutcome::Hit);
@@ -86,7 +209,8 @@ pub async fn run(
                     cache_hit: plugin.cache == crate::cache::CacheOutcome::Hit,
                     load_time: plugin.load_time,
                 });
-                plugins.push(plugin);
+                plugins[index] = Some(plugin);
+                granted_secrets[index] = secrets;
             }
             Err(message) => {
                 record.status = StageStatus::Error;
@@ -97,31 +221,74 @@ pub async fn run(
                     elapsed: Duration::ZERO,
                     message: Some(message),
                 });
-                stopped_by = Some((spec.name.clone(), StageStatus::Error));
+                stopped_by.get_or_insert((spec.name.clone(), StageStatus::Error));
+                preflight_failed = true;
                 break;
             }
         }
     }
 
-    let mut published: Vec<ArtifactRecord> = Vec::new();
-    for (index, spec) in pipeline.stages.iter().enumerate() {
-        if let Some((stopper, status)) = &stopped_by {
-            if records[index].status == StageStatus::Pending {
-                let message = format!("not run: stage `{stopper}` {}", status.label());
-                records[index].status = StageStatus::Skipped;
-                records[index].message = Some(message.clone());
-                events.emit(Event::StageFinished {
-                    stage: spec.name.clone(),
-                    status: StageStatus::Skipped,
-                    elapsed: Duration::ZERO,
-                    message: Some(message),
-                });
-            }
+    let mut published: Vec<ArtifactRecord> = records[..start]
+        .iter()
+        .filter(|r| r.status == StageStatus::Succeeded)
+        .flat_map(|r| r.outputs.iter().cloned())
+        .collect();
+    let mut awaiting: Option<String> = None;
+    for index in start..count {
+        let spec = &pipeline.stages[index];
+        if records[index].status != StageStatus::Pending {
             continue;
         }
+        let skip = if preflight_failed {
+            Some("not run: a plugin could not be prepared".to_string())
+        } else {
+            match (&stopped_by, spec.when) {
+                (None, When::OnFailure) => Some("not run: no earlier stage failed".to_string()),
+                (Some((stopper, status)), When::OnSuccess) => {
+                    Some(format!("not run: stage `{stopper}` {}", status.label()))
+                }
+                _ => None,
+            }
+        };
+        if let Some(message) = skip {
+            records[index].status = StageStatus::Skipped;
+            records[index].message = Some(message.clone());
+            events.emit(Event::StageFinished {
+                stage: spec.name.clone(),
+                status: StageStatus::Skipped,
+                elapsed: Duration::ZERO,
+                message: Some(message),
+            });
+            continue;
+        }
+        let approved = !spec.manual_approval
+            || options.approve.iter().any(|s| s == &spec.name)
+            || options
+                .approver
+                .as_ref()
+                .is_some_and(|a| a.approve(&pipeline.name, &spec.name));
+        if !approved {
+            let message = format!(
+                "waiting for approval; continue with `sluice resume {} --approve {}`",
+                layout.run_id, spec.name
+            );
+            records[index].status = StageStatus::AwaitingApproval;
+            records[index].message = Some(message.clone());
+            events.emit(Event::StageFinished {
+                stage: spec.name.clone(),
+                status: StageStatus::AwaitingApproval,
+                elapsed: Duration::ZERO,
+                message: Some(message),
+            });
+            awaiting = Some(spec.name.clone());
+            break;
+        }
+        let Some(plugin) = plugins[index].as_ref() else {
+            continue;
+        };
+        let earlier = earlier_stages(&records[..index]);
         let record = &mut records[index];
-        let plugin = &plugins[index];
-        let stage_run = StageRun {
+        let execution = StageExecution {
             host,
             pipeline,
             spec,
@@ -130,29 +297,36 @@ pub async fn run(
             events,
             secrets: &granted_secrets[index],
             masker: &masker,
+            earlier,
         };
-        stage_run.execute(&published, record).await;
+        execution.execute(&published, record).await;
         if record.status == StageStatus::Succeeded {
             published.extend(record.outputs.iter().cloned());
         } else {
-            stopped_by = Some((spec.name.clone(), record.status));
+            stopped_by.get_or_insert((spec.name.clone(), record.status));
         }
     }
 
-    let status = match &stopped_by {
-        None => RunStatus::Succeeded,
-        Some((_, stage_status)) => RunStatus::from_stopping_stage(*stage_status),
+    let status = match (&awaiting, &stopped_by) {
+        (Some(_), _) => RunStatus::AwaitingApproval,
+        (None, None) => RunStatus::Succeeded,
+        (None, Some((_, stage_status))) => RunStatus::from_stopping_stage(*stage_status),
     };
     let elapsed = clock.elapsed();
     let report = RunReport {
         schema: REPORT_SCHEMA,
         pipeline: pipeline.name.clone(),
-        pipeline_file: pipeline.file.display().to_string(),
+        pipeline_file: std::path::absolute(&pipeline.file)
+            .unwrap_or_else(|_| pipeline.file.clone())
+            .display()
+            .to_string(),
+        pipeline_sha256: history.pipeline_sha256,
         run_id: layout.run_id.clone(),
         run_dir: layout.dir.display().to_string(),
         status,
         exit_code: status.exit_code(),
-        started_at: rfc3339(started_at),
+        started_at: history.started_at,
+        resumed_at: history.resumed_at,
         finished_at: rfc3339(SystemTime::now()),
         duration_ms: millis(elapsed),
         sluice_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -162,7 +336,7 @@ pub async fn run(
     report.write_to(&report_path)?;
     events.emit(Event::RunFinished {
         status,
-        stopped_by: stopped_by.map(|(stage, _)| stage),
+        stopped_by: awaiting.or(stopped_by.map(|(stage, _)| stage)),
         elapsed,
         report: report_path.clone(),
     });
@@ -196,6 +370,25 @@ pub(crate) fn preflight(
     Ok(granted)
 }
 
+/// What a stage is told about the stages that ran before it.
+fn earlier_stages(records: &[StageRecord]) -> Vec<EarlierStage> {
+    records
+        .iter()
+        .filter(|r| !matches!(r.status, StageStatus::Pending | StageStatus::Skipped))
+        .map(|r| EarlierStage {
+            name: r.name.clone(),
+            plugin: r
+                .plugin
+                .name
+                .clone()
+                .unwrap_or_else(|| r.plugin.reference.clone()),
+            plugin_version: r.plugin.version.clone().unwrap_or_default(),
+            plugin_sha256: r.plugin.sha256.clone().unwrap_or_default(),
+            status: r.status.label().to_string(),
+        })
+        .collect()
+}
+
 fn pending_record(spec: &StageSpec) -> StageRecord {
     StageRecord {
         name: spec.name.clone(),
@@ -222,7 +415,7 @@ fn pending_record(spec: &StageSpec) -> StageRecord {
 }
 
 /// One stage's execution, with everything it needs borrowed from the run.
-struct StageRun<'a> {
+struct StageExecution<'a> {
     host: &'a Host,
     pipeline: &'a Pipeline,
     spec: &'a StageSpec,
@@ -233,6 +426,8 @@ struct StageRun<'a> {
     secrets: &'a BTreeMap<String, String>,
     /// Masks every secret of the pipeline in what is logged and recorded.
     masker: &'a Masker,
+    /// The stages that ran before this one.
+    earlier: Vec<EarlierStage>,
 }
 
 /// How a stage ended, before it is written into its record.
@@ -260,7 +455,7 @@ impl Ending {
     }
 }
 
-impl StageRun<'_> {
+impl StageExecution<'_> {
     /// Runs the stage and fills in `record`. Never fails: whatever goes wrong becomes the
     /// stage's status and message, so the run can still be recorded.
     async fn execute(&self, published: &[ArtifactRecord], record: &mut StageRecord) {
@@ -371,6 +566,7 @@ impl StageRun<'_> {
                 config: self.spec.config_json.clone(),
                 inputs: guest_inputs,
                 output_dir: GUEST_OUTPUT_DIR.to_string(),
+                earlier: self.earlier.clone(),
             };
             let result = instance.call_run(&mut store, &context).await?;
             wasmtime::Result::Ok((info, result))

@@ -62,6 +62,7 @@ pub(crate) fn mark(status: crate::report::StageStatus) -> &'static str {
         StageStatus::Error => "⚠",
         StageStatus::Skipped => "⏭",
         StageStatus::Pending => "·",
+        StageStatus::AwaitingApproval => "⏸",
     }
 }
 
@@ -69,6 +70,9 @@ pub(crate) fn mark(status: crate::report::StageStatus) -> &'static str {
 pub(crate) fn verdict(status: crate::report::RunStatus, stopped_by: Option<&str>) -> String {
     match (status, stopped_by) {
         (crate::report::RunStatus::Succeeded, _) => "pipeline succeeded".to_string(),
+        (crate::report::RunStatus::AwaitingApproval, Some(stage)) => {
+            format!("pipeline paused: stage `{stage}` is awaiting approval")
+        }
         (other, Some(stage)) => format!("pipeline stopped: stage `{stage}` {}", other.label()),
         (other, None) => format!("pipeline stopped: {}", other.label()),
     }

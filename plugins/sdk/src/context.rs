@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
-use crate::bindings::sluice::pipeline::types::{Output, StageContext, StageResult};
+use crate::bindings::sluice::pipeline::types::{Output, StageContext, StageResult, StageRun};
 use crate::{Artifact, Failure, Phase};
 
 /// The stage's view of the run. Outputs written through it are declared automatically.
@@ -57,6 +57,11 @@ impl Context {
     /// The raw config JSON.
     pub fn config_json(&self) -> &str {
         &self.raw.config
+    }
+
+    /// The stages that ran before this one in this run (name, plugin, its digest, status).
+    pub fn earlier_stages(&self) -> &[StageRun] {
+        &self.raw.earlier
     }
 
     /// Every artifact this stage may read.

@@ -40,7 +40,7 @@ pub mod bindings {
 }
 
 pub use bindings::sluice::pipeline::log::Level;
-pub use bindings::sluice::pipeline::types::{Artifact, Phase, PluginInfo};
+pub use bindings::sluice::pipeline::types::{Artifact, Phase, PluginInfo, StageRun};
 
 /// A pipeline stage. `run` is called once per pipeline run in a fresh sandbox that holds the
 /// stage's inputs (read-only) and its output directory.
