@@ -38,6 +38,9 @@ struct RawDir {
     guest: Spanned<String>,
     #[serde(default)]
     mode: Option<Spanned<String>>,
+    /// Mount only if the host folder exists (e.g. a `.git` that a copy may lack).
+    #[serde(default)]
+    optional: bool,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -81,6 +84,8 @@ pub struct DirGrant {
     /// An absolute guest path, e.g. `/dist`.
     pub guest: String,
     pub access: Access,
+    /// Skipped, rather than an error, when the host folder does not exist.
+    pub optional: bool,
 }
 
 /// One `host:port` a stage may connect to (HTTP or TCP).
@@ -301,6 +306,7 @@ impl RawAllow {
                 host: pipeline_dir.join(host),
                 guest,
                 access,
+                optional: dir.optional,
             });
         }
         for name in &self.env {

@@ -247,7 +247,8 @@ async fn drive(
                 (Some((stopper, status)), When::OnSuccess) => {
                     Some(format!("not run: stage `{stopper}` {}", status.label()))
                 }
-                _ => None,
+                // A rollback that needs the deploy's record runs only if the deploy ran.
+                _ => unmet_inputs(&spec.inputs, &records[..index]),
             }
         };
         if let Some(message) = skip {
@@ -352,7 +353,7 @@ pub(crate) fn preflight(
     secrets: &SecretValues,
 ) -> Result<BTreeMap<String, String>, String> {
     for dir in &spec.grants.dirs {
-        if !dir.host.is_dir() {
+        if !dir.optional && !dir.host.is_dir() {
             return Err(format!(
                 "granted dir {} (mounted at {}) does not exist; create it or fix `allow.dirs`",
                 dir.host.display(),
@@ -368,6 +369,27 @@ pub(crate) fn preflight(
         granted.insert(name.clone(), value.to_string());
     }
     Ok(granted)
+}
+
+/// Why a stage's explicit inputs cannot be met because their stage did not succeed.
+fn unmet_inputs(selection: &InputSelection, records: &[StageRecord]) -> Option<String> {
+    let InputSelection::Only(refs) = selection else {
+        return None;
+    };
+    refs.iter().find_map(|input| {
+        let producer = records.iter().find(|r| r.name == input.stage)?;
+        (producer.status != StageStatus::Succeeded).then(|| {
+            format!(
+                "not run: it needs `{input}`, but stage `{}` {}",
+                producer.name,
+                if producer.status == StageStatus::Skipped {
+                    "did not run".to_string()
+                } else {
+                    producer.status.label().to_string()
+                }
+            )
+        })
+    })
 }
 
 /// What a stage is told about the stages that ran before it.

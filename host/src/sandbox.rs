@@ -87,9 +87,10 @@ impl StageState {
             builder
                 .preopened_dir(host, guest, perms)
                 .map_err(|e| anyhow!("cannot mount {} at {guest}: {e:#}", host.display()))?;
+            // Programs run from another working directory: give them absolute paths.
             mounts.push(Mount {
                 guest: guest.to_string(),
-                host: host.to_path_buf(),
+                host: std::path::absolute(host).unwrap_or_else(|_| host.to_path_buf()),
             });
             Ok(())
         };
@@ -105,6 +106,9 @@ impl StageState {
             mount(dir, GUEST_WORKSPACE_DIR, grants.workspace)?;
         }
         for dir in &grants.dirs {
+            if dir.optional && !dir.host.is_dir() {
+                continue;
+            }
             if !dir.host.is_dir() {
                 return Err(anyhow!(
                     "granted dir {} does not exist (allow.dirs, guest path {})",

@@ -10,4 +10,5 @@ mod chain;
 mod cli;
 mod failures;
 mod grants;
+mod phases;
 mod security;

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  demo      set up, build, and run the demo pipeline (examples/hello)
+  demo      set up, build, and run the demo: the six-phase website pipeline against a real
+            nginx on 127.0.0.1:18080 (then examples/hello and examples/rust-crate)
   test      set up, build, and run every check: fmt, clippy, unit and end-to-end tests
   plugins   build the guest plugins into plugins/dist/
   setup     install the wasm32-wasip2 target and build the plugins
@@ -65,7 +66,125 @@ fn sh(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
 
 fn setup(root: &Path) -> Result<()> {
     ensure_wasm_target(root)?;
+    ensure_nginx(root)?;
     build_plugins(root)
+}
+
+/// The website example deploys to a real nginx. Debian's package is installed if missing, with
+/// service start-up blocked (policy-rc.d), so nothing listens until a test or the demo starts
+/// its own instance on 127.0.0.1.
+fn ensure_nginx(root: &Path) -> Result<()> {
+    if nginx_binary().is_some() {
+        return Ok(());
+    }
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
+    let run = |args: &[&str]| -> Result<()> {
+        let mut full: Vec<&str> = sudo.to_vec();
+        full.extend_from_slice(args);
+        sh(root, full[0], &full[1..])
+    };
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let placed_policy = !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok();
+    if placed_policy {
+        let _ = sh(root, "chmod", &["+x", "/usr/sbin/policy-rc.d"]);
+    }
+    let installed = run(&["apt-get", "update", "-qq"]).and_then(|()| {
+        run(&[
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "nginx",
+        ])
+    });
+    if placed_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    installed.context(
+        "cannot install nginx (Debian package `nginx`), which the website example deploys to",
+    )?;
+    nginx_binary()
+        .map(|_| ())
+        .context("nginx was installed but is not found")
+}
+
+fn nginx_binary() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// An nginx serving `deploy_root/current` on 127.0.0.1:`port`, stopped when dropped.
+struct Nginx {
+    child: std::process::Child,
+}
+
+impl Nginx {
+    fn start(root: &Path, deploy_root: &Path, port: u16, prefix: &Path) -> Result<Self> {
+        let binary = nginx_binary().context("nginx is not installed; run `cargo xtask setup`")?;
+        std::fs::create_dir_all(prefix)?;
+        let template = std::fs::read_to_string(root.join("examples/website/nginx.conf"))?;
+        let deploy_root = std::path::absolute(deploy_root)?;
+        let prefix = std::path::absolute(prefix)?;
+        let conf = template
+            .replace("{USER}", if is_root() { "user root;" } else { "" })
+            .replace("{PREFIX}", &prefix.display().to_string())
+            .replace("{ROOT}", &deploy_root.display().to_string())
+            .replace("{PORT}", &port.to_string());
+        let conf_path = prefix.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        eprintln!(
+            "xtask: starting nginx on 127.0.0.1:{port} serving {}/current",
+            deploy_root.display()
+        );
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-e")
+            .arg(prefix.join("error.log"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start nginx")?;
+        let nginx = Self { child };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(nginx);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        bail!(
+            "nginx did not start listening on 127.0.0.1:{port}; see {}",
+            prefix.join("error.log").display()
+        )
+    }
+}
+
+impl Drop for Nginx {
+    /// SIGTERM lets the master stop its workers (SIGKILL would orphan them).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 /// Guests build for wasm32-wasip2, which emits components directly.
@@ -148,23 +267,55 @@ fn build_plugins(root: &Path) -> Result<()> {
 fn demo(root: &Path) -> Result<()> {
     setup(root)?;
     sh(root, "cargo", &["build", "--package", "sluice"])?;
-    let sluice = host_binary(root, "debug");
-    let sluice = sluice.display().to_string();
-    sh(root, &sluice, &["check", "examples/hello/pipeline.toml"])?;
+    let sluice = host_binary(root, "debug").display().to_string();
+    let website = root.join("examples/website");
+    std::fs::create_dir_all(website.join(".deploy"))?;
+    let nginx = Nginx::start(
+        root,
+        &website.join(".deploy"),
+        18080,
+        &root.join("target/demo-nginx"),
+    )?;
+    sh(root, &sluice, &["check", "examples/website/pipeline.toml"])?;
+    // Continuous delivery: the deploy stage is gated; the demo approves it up front.
     sh(
         root,
         &sluice,
         &[
             "run",
-            "examples/hello/pipeline.toml",
+            "examples/website/pipeline.toml",
+            "--approve",
+            "deploy",
             "--report",
             "target/demo-report.json",
         ],
     )?;
+    let page = http_get(18080, "/")?;
     eprintln!(
-        "xtask: the demo run's report is in target/demo-report.json; try examples/fail-fast next"
+        "xtask: nginx now serves the deployed site: {}",
+        page.lines()
+            .find(|l| l.contains("<h1>"))
+            .unwrap_or("")
+            .trim()
+    );
+    drop(nginx);
+    sh(root, &sluice, &["run", "examples/hello/pipeline.toml"])?;
+    eprintln!(
+        "xtask: demo done. Report: target/demo-report.json. Try examples/website/broken-release.toml \
+         (its monitor fails and the rollback restores the previous release), examples/fail-fast and \
+         examples/rust-crate."
     );
     Ok(())
+}
+
+/// A plain HTTP/1.0 GET against 127.0.0.1, for the demo's last look at the deployed site.
+fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    Ok(body)
 }
 
 fn host_binary(root: &Path, profile: &str) -> PathBuf {

@@ -25,6 +25,9 @@ struct Config {
     /// Files to copy into the outputs: `{ from = "/workspace/target/release/app", to = "app" }`.
     #[serde(default)]
     collect: Vec<Collect>,
+    /// Scratch paths under /out to delete once outputs are collected (e.g. a build's target dir).
+    #[serde(default)]
+    remove: Vec<String>,
     /// Publish the program's stdout and stderr under this name (default "<program>.log").
     #[serde(default)]
     log_name: Option<String>,
@@ -100,6 +103,10 @@ impl Stage for Exec {
                 .map_err(|err| Failure::new(format!("cannot collect {}: {err}", item.from)))?;
             ctx.write_output(&item.to, "application/octet-stream", bytes)?;
             info!("collected {} as {}", item.from, item.to);
+        }
+        for scratch in &config.remove {
+            let path = ctx.output_path(scratch);
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
         }
         ctx.set_summary(format!(
             "`{}` exited 0; {} outputs",

@@ -1,0 +1,130 @@
+//! Just enough of git's on-disk format to tell the commit, the branch and whether the work tree
+//! differs from the index — read from `.git` directly, since a stage cannot run `git`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+
+pub struct Repo {
+    dir: PathBuf,
+    head: String,
+}
+
+impl Repo {
+    /// The repository at `git_dir`, if it is a readable one.
+    pub fn open(git_dir: &Path) -> Option<Self> {
+        let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+        Some(Self {
+            dir: git_dir.to_path_buf(),
+            head: head.trim().to_string(),
+        })
+    }
+
+    /// The branch HEAD points at; None when detached.
+    pub fn branch(&self) -> Option<String> {
+        self.head
+            .strip_prefix("ref: refs/heads/")
+            .map(str::to_string)
+    }
+
+    /// The commit HEAD resolves to.
+    pub fn head_commit(&self) -> Option<String> {
+        let Some(reference) = self.head.strip_prefix("ref: ") else {
+            return is_hash(&self.head).then(|| self.head.clone());
+        };
+        if let Ok(text) = std::fs::read_to_string(self.dir.join(reference)) {
+            let hash = text.trim();
+            return is_hash(hash).then(|| hash.to_string());
+        }
+        let packed = std::fs::read_to_string(self.dir.join("packed-refs")).ok()?;
+        packed.lines().find_map(|line| {
+            let (hash, name) = line.split_once(' ')?;
+            (name == reference && is_hash(hash)).then(|| hash.to_string())
+        })
+    }
+
+    /// Differences between the work tree under `root` and the index, limited to paths under
+    /// `prefix` (the workspace's place in the repository, `""` at its root): modified, deleted
+    /// and untracked files. None when the index cannot be read.
+    pub fn status(&self, root: &Path, prefix: &str, files: &[PathBuf]) -> Option<Vec<String>> {
+        let bytes = std::fs::read(self.dir.join("index")).ok()?;
+        let entries = parse_index(&bytes)?;
+        let mut changes = Vec::new();
+        let mut tracked = BTreeSet::new();
+        for entry in entries {
+            let Some(relative) = entry.path.strip_prefix(prefix) else {
+                continue;
+            };
+            tracked.insert(PathBuf::from(relative));
+            match std::fs::read(root.join(relative)) {
+                Err(_) => changes.push(format!("deleted: {relative}")),
+                Ok(content) => {
+                    if content.len() as u64 != u64::from(entry.size)
+                        || blob_id(&content) != entry.id
+                    {
+                        changes.push(format!("modified: {relative}"));
+                    }
+                }
+            }
+        }
+        for file in files {
+            if !tracked.contains(file) {
+                changes.push(format!("untracked: {}", file.display()));
+            }
+        }
+        Some(changes)
+    }
+}
+
+fn is_hash(text: &str) -> bool {
+    (text.len() == 40 || text.len() == 64) && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// git's object id of a file's content: sha1 of `blob <len>\0<content>`.
+fn blob_id(content: &[u8]) -> [u8; 20] {
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {}\0", content.len()).as_bytes());
+    hasher.update(content);
+    hasher.finalize().into()
+}
+
+struct IndexEntry {
+    path: String,
+    size: u32,
+    id: [u8; 20],
+}
+
+/// Index versions 2 and 3 (version 4 compresses paths; it is reported as unknown).
+fn parse_index(bytes: &[u8]) -> Option<Vec<IndexEntry>> {
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    if bytes.get(0..4)? != b"DIRC" {
+        return None;
+    }
+    let version = u32_at(4)?;
+    if !(2..=3).contains(&version) {
+        return None;
+    }
+    let count = u32_at(8)? as usize;
+    let mut entries = Vec::with_capacity(count);
+    let mut at = 12;
+    for _ in 0..count {
+        let start = at;
+        let size = u32_at(at + 36)?;
+        let id: [u8; 20] = bytes.get(at + 40..at + 60)?.try_into().ok()?;
+        let flags = u16::from_be_bytes(bytes.get(at + 60..at + 62)?.try_into().ok()?);
+        at += 62;
+        if version == 3 && flags & 0x4000 != 0 {
+            at += 2;
+        }
+        let end = at + bytes.get(at..)?.iter().position(|&b| b == 0)?;
+        let path = String::from_utf8(bytes.get(at..end)?.to_vec()).ok()?;
+        // Entries are padded with NULs to a multiple of 8 bytes (at least one NUL).
+        let length = end + 1 - start;
+        at = start + length.div_ceil(8) * 8;
+        entries.push(IndexEntry { path, size, id });
+    }
+    Some(entries)
+}
