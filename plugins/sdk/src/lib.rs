@@ -21,6 +21,7 @@
 mod context;
 mod exec;
 mod failure;
+pub mod junit;
 
 pub use context::Context;
 pub use exec::{Command, Completed, secret};

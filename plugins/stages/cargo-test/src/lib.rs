@@ -2,6 +2,7 @@
 //! into JUnit XML, and fails the pipeline on any failed test (or a build that does not compile).
 
 use serde::Deserialize;
+use sluice_sdk::junit::JUnit;
 use sluice_sdk::{Command, Context, Failure, Phase, Stage, info};
 
 #[derive(Deserialize, Default)]
@@ -45,13 +46,6 @@ fn parse(stdout: &str) -> Vec<Case> {
         .collect()
 }
 
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 impl Stage for CargoTest {
     const PHASE: Phase = Phase::Test;
     const DESCRIPTION: &'static str =
@@ -80,24 +74,15 @@ impl Stage for CargoTest {
         let stdout = done.stdout_text();
         let cases = parse(&stdout);
         let failed: Vec<&Case> = cases.iter().filter(|c| c.outcome == "failed").collect();
-        let mut body = String::new();
+        let mut junit = JUnit::new("cargo test");
         for case in &cases {
-            body.push_str(&format!(
-                "    <testcase classname=\"cargo\" name=\"{}\">",
-                xml(&case.name)
-            ));
             match case.outcome {
-                "failed" => body.push_str("<failure message=\"test failed\"/>"),
-                "ignored" => body.push_str("<skipped/>"),
-                _ => {}
+                "failed" => junit.failed("cargo", &case.name, "test failed", ""),
+                "ignored" => junit.skipped("cargo", &case.name),
+                _ => junit.passed("cargo", &case.name),
             }
-            body.push_str("</testcase>\n");
         }
-        let junit = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"cargo test\" tests=\"{}\" failures=\"{}\">\n{body}  </testsuite>\n</testsuites>\n",
-            cases.len(),
-            failed.len()
-        );
+        let junit = junit.to_xml();
         ctx.write_output("junit.xml", "application/xml", junit)?;
         let mut log = done.stdout.clone();
         log.extend_from_slice(&done.stderr);

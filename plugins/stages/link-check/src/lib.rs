@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
+use sluice_sdk::junit::JUnit;
 use sluice_sdk::{Context, Failure, Phase, Stage, info, warn};
 
 #[derive(Deserialize, Default)]
@@ -54,13 +55,6 @@ fn resolve(page: &str, target: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 impl Stage for LinkCheck {
     const PHASE: Phase = Phase::Test;
     const DESCRIPTION: &'static str =
@@ -79,7 +73,7 @@ impl Stage for LinkCheck {
             .iter()
             .map(|a| a.name[root.len()..].to_string())
             .collect();
-        let mut cases = String::new();
+        let mut junit = JUnit::new("link-check");
         let (mut pages, mut broken_total, mut checked) = (0, 0, 0);
         let mut first_broken = None;
         for input in inputs.iter().filter(|a| a.name.ends_with(".html")) {
@@ -104,27 +98,18 @@ impl Stage for LinkCheck {
                     broken.push(link);
                 }
             }
-            cases.push_str(&format!(
-                "    <testcase classname=\"links\" name=\"{}\">",
-                xml(page)
-            ));
-            if !broken.is_empty() {
+            if broken.is_empty() {
+                junit.passed("links", page);
+            } else {
                 warn!("{page}: broken links: {}", broken.join(", "));
                 first_broken.get_or_insert_with(|| format!("{page} → {}", broken[0]));
                 broken_total += broken.len();
-                cases.push_str(&format!(
-                    "<failure message=\"{} broken links\">{}</failure>",
-                    broken.len(),
-                    xml(&broken.join("\n"))
-                ));
+                let message = format!("{} broken links", broken.len());
+                junit.failed("links", page, &message, &broken.join("\n"));
             }
-            cases.push_str("</testcase>\n");
         }
-        let failures = cases.matches("<failure").count();
-        let junit = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"link-check\" tests=\"{pages}\" failures=\"{failures}\">\n{cases}  </testsuite>\n</testsuites>\n"
-        );
-        ctx.write_output("junit.xml", "application/xml", junit)?;
+        let failures = junit.failures();
+        ctx.write_output("junit.xml", "application/xml", junit.to_xml())?;
         if pages == 0 {
             return Err(Failure::new(format!(
                 "no HTML pages under {root} among the inputs"

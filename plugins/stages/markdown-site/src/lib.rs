@@ -6,6 +6,7 @@ use std::io::Read;
 
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
 use serde::Deserialize;
+use sluice_sdk::junit::escape;
 use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
 
 #[derive(Deserialize)]
@@ -82,12 +83,6 @@ fn rewrite_link(dest: &str) -> String {
         Some(stem) => format!("{stem}.html{anchor}"),
         None => dest.to_string(),
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 impl Stage for MarkdownSite {

@@ -1,0 +1,102 @@
+//! JUnit XML, the report format every CI dashboard reads, for test stages to publish.
+
+/// Escapes text for XML content and attribute values.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One test suite's results.
+#[derive(Debug, Clone)]
+pub struct JUnit {
+    suite: String,
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    class: String,
+    name: String,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Passed,
+    Failed { message: String, detail: String },
+    Skipped,
+}
+
+impl JUnit {
+    pub fn new(suite: impl Into<String>) -> Self {
+        Self {
+            suite: suite.into(),
+            cases: Vec::new(),
+        }
+    }
+
+    pub fn passed(&mut self, class: &str, name: &str) {
+        self.push(class, name, Outcome::Passed);
+    }
+
+    pub fn failed(&mut self, class: &str, name: &str, message: &str, detail: &str) {
+        let outcome = Outcome::Failed {
+            message: message.to_string(),
+            detail: detail.to_string(),
+        };
+        self.push(class, name, outcome);
+    }
+
+    pub fn skipped(&mut self, class: &str, name: &str) {
+        self.push(class, name, Outcome::Skipped);
+    }
+
+    fn push(&mut self, class: &str, name: &str, outcome: Outcome) {
+        self.cases.push(Case {
+            class: class.to_string(),
+            name: name.to_string(),
+            outcome,
+        });
+    }
+
+    pub fn tests(&self) -> usize {
+        self.cases.len()
+    }
+
+    pub fn failures(&self) -> usize {
+        self.cases
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Failed { .. }))
+            .count()
+    }
+
+    pub fn to_xml(&self) -> String {
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\">\n",
+            escape(&self.suite),
+            self.tests(),
+            self.failures()
+        );
+        for case in &self.cases {
+            xml.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\">",
+                escape(&case.class),
+                escape(&case.name)
+            ));
+            match &case.outcome {
+                Outcome::Passed => {}
+                Outcome::Skipped => xml.push_str("<skipped/>"),
+                Outcome::Failed { message, detail } => xml.push_str(&format!(
+                    "<failure message=\"{}\">{}</failure>",
+                    escape(message),
+                    escape(detail)
+                )),
+            }
+            xml.push_str("</testcase>\n");
+        }
+        xml.push_str("  </testsuite>\n</testsuites>\n");
+        xml
+    }
+}
