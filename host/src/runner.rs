@@ -810,7 +810,7 @@ pub fn trap_message(err: &wasmtime::Error) -> String {
         let text = trap.to_string();
         return match trap {
             wasmtime::Trap::UnreachableCodeReached => {
-                format!("{text} (a Rust panic or C abort ends this way)")
+                format!("{text} (a panic or abort in the plugin ends this way)")
             }
             _ => text,
         };

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod polyglot;
+
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
@@ -260,8 +262,17 @@ fn build_plugins(root: &Path) -> Result<()> {
             count += 1;
         }
     }
+    count += polyglot::build_all(root, &dist, &toolchains_dir(root))?;
     eprintln!("xtask: {count} plugin components in {}", dist.display());
     Ok(())
+}
+
+/// Where the guest toolchains for Python, JavaScript and C are installed.
+fn toolchains_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("toolchains"),
+        None => root.join("target").join("toolchains"),
+    }
 }
 
 fn demo(root: &Path) -> Result<()> {

