@@ -11,4 +11,5 @@ mod cli;
 mod failures;
 mod grants;
 mod phases;
+mod polyglot;
 mod security;

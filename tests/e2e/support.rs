@@ -30,6 +30,8 @@ pub fn plugin(name: &str) -> Result<PathBuf> {
 /// An isolated place for one test: its own compile cache, runs folder and pipeline files.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// A compile cache shared between tests (for the large Python and JS components).
+    shared_cache: Option<PathBuf>,
 }
 
 /// One finished `sluice` process.
@@ -60,7 +62,17 @@ impl Sandbox {
     pub fn new() -> Result<Self> {
         Ok(Self {
             dir: tempfile::tempdir()?,
+            shared_cache: None,
         })
+    }
+
+    /// A sandbox whose compile cache is shared with other tests that ask for it, so each large
+    /// component is compiled once per test run.
+    pub fn with_shared_cache() -> Result<Self> {
+        let mut sandbox = Self::new()?;
+        sandbox.shared_cache =
+            Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-compile-cache"));
+        Ok(sandbox)
     }
 
     pub fn path(&self) -> &Path {
@@ -68,7 +80,9 @@ impl Sandbox {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.path().join("cache")
+        self.shared_cache
+            .clone()
+            .unwrap_or_else(|| self.path().join("cache"))
     }
 
     pub fn runs_dir(&self) -> PathBuf {
@@ -206,6 +220,11 @@ pub struct Listener {
 
 impl Listener {
     pub fn start(http: bool) -> Result<Self> {
+        Self::start_answering(http, 200)
+    }
+
+    /// An HTTP listener that answers every request with `status`.
+    pub fn start_answering(http: bool, status: u16) -> Result<Self> {
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -231,8 +250,9 @@ impl Listener {
                                     Ok(n) => request.extend_from_slice(&buf[..n]),
                                 }
                             }
-                            let _ = stream.write_all(
-                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
                             );
                         }
                     }

@@ -8,6 +8,8 @@
 
 import { log } from 'sluice:pipeline/log@0.1.0';
 
+// Returning a value is `ok(stage-result)`; throwing a `failure` record ({ message }) is `err`.
+
 const info = (message) => log('info', message);
 
 export function describe() {
@@ -22,7 +24,7 @@ export function describe() {
 export async function run(ctx) {
   const config = JSON.parse(ctx.config);
   if (!config.url) {
-    throw { tag: 'err', val: { message: 'set `url` in [stage.config]: the webhook to notify' } };
+    throw { message: 'set `url` in [stage.config]: the webhook to notify' };
   }
   const body = {
     pipeline: ctx.pipeline,
@@ -40,11 +42,11 @@ export async function run(ctx) {
       body: JSON.stringify(body),
     });
   } catch (err) {
-    throw { tag: 'err', val: { message: `cannot reach ${config.url}: ${err}` } };
+    throw { message: `cannot reach ${config.url}: ${err}` };
   }
   const ok = config.expect_status ? response.status === config.expect_status : response.ok;
   if (!ok) {
-    throw { tag: 'err', val: { message: `${config.url} answered ${response.status}` } };
+    throw { message: `${config.url} answered ${response.status}` };
   }
   info(`notified ${config.url} (${response.status})`);
   return { outputs: [], summary: `notified ${config.url}: ${response.status}` };
