@@ -26,6 +26,7 @@ pub mod report;
 pub mod reporters;
 pub mod runner;
 pub mod sandbox;
+pub mod scaffold;
 pub mod secrets;
 
 pub use engine::Host;

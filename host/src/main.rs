@@ -50,6 +50,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make or build a stage plugin
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Show what a plugin component is, says about itself, imports and exports
     Inspect {
         /// The .wasm component
@@ -58,6 +61,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Scaffold a new plugin that builds with one command and passes `sluice check`
+    New {
+        /// The plugin's name (lower-case letters, digits, `-`)
+        name: String,
+        #[arg(long, value_enum)]
+        lang: LangArg,
+        /// The folder to create it in
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin made by `sluice plugin new` (runs its build.sh) and inspect the result
+    Build {
+        /// The plugin's folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum LangArg {
+    Rust,
+    Python,
+    Js,
+    C,
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +193,15 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Resume(args) => resume(&host, args).await,
         Command::Check { pipeline, json } => check(&host, &pipeline, json).await,
         Command::Inspect { plugin, json } => inspect(&host, &plugin, json).await,
+        Command::Plugin(PluginCommand::New { name, lang, dir }) => plugin_new(&name, lang, &dir),
+        Command::Plugin(PluginCommand::Build { dir }) => match sluice::scaffold::build_plugin(&dir)
+        {
+            Ok(component) => inspect(&host, &component, false).await,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                exit_codes::STAGE_ERROR
+            }
+        },
     }
 }
 
@@ -379,6 +419,31 @@ async fn check(host: &Host, path: &Path, json: bool) -> i32 {
             eprintln!("error: some stages cannot run; fix the problems above");
         }
         exit_codes::STAGE_ERROR
+    }
+}
+
+fn plugin_new(name: &str, lang: LangArg, dir: &Path) -> i32 {
+    use sluice::scaffold::Lang;
+    let lang = match lang {
+        LangArg::Rust => Lang::Rust,
+        LangArg::Python => Lang::Python,
+        LangArg::Js => Lang::Js,
+        LangArg::C => Lang::C,
+    };
+    match sluice::scaffold::new_plugin(name, lang, dir) {
+        Ok(created) => {
+            println!("created {}", created.display());
+            println!("build it:   sluice plugin build {}", created.display());
+            println!(
+                "use it:     [[stage]] name = \"{name}\" plugin = \"{}/{name}.wasm\"",
+                created.display()
+            );
+            exit_codes::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_codes::INVALID_INPUT
+        }
     }
 }
 

@@ -12,4 +12,5 @@ mod failures;
 mod grants;
 mod phases;
 mod polyglot;
+mod scaffold;
 mod security;

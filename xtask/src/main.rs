@@ -370,7 +370,18 @@ fn test(root: &Path) -> Result<()> {
             "warnings",
         ],
     )?;
-    sh(root, "cargo", &["test", "--workspace"])?;
+    // The scaffold tests build plugins with the same toolchains and compiled dependencies.
+    eprintln!("xtask: $ cargo test --workspace");
+    let status = Command::new("cargo")
+        .args(["test", "--workspace"])
+        .env("SLUICE_TOOLCHAINS", toolchains_dir(root))
+        .env("SLUICE_PLUGIN_TARGET", plugin_target_dir(root))
+        .current_dir(root)
+        .status()
+        .context("cannot start cargo")?;
+    if !status.success() {
+        bail!("`cargo test --workspace` failed ({status})");
+    }
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Builds {{name}}.wasm: wit-bindgen c → zig cc (wasm32-wasi reactor) → wasm-tools component new
+# with the WASI preview1 reactor adapter (all installed by `cargo xtask plugins` into the
+# toolchains folder, or set SLUICE_TOOLCHAINS).
+set -eu
+cd "$(dirname "$0")"
+tools="${SLUICE_TOOLCHAINS:-{{toolchains}}}"
+mkdir -p gen
+"$tools/cargo/bin/wit-bindgen" c wit --world stage --out-dir gen
+"$tools/python/bin/python" -m ziglang cc --target=wasm32-wasi -mexec-model=reactor -O2 -Wall \
+  -I gen -o gen/core.wasm stage.c gen/stage.c gen/stage_component_type.o
+"$tools/python/bin/wasm-tools" component new gen/core.wasm \
+  --adapt "wasi_snapshot_preview1=$tools/wasi_snapshot_preview1.reactor.wasm" -o {{name}}.wasm
+echo "built {{name}}.wasm"
