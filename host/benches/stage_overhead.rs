@@ -96,6 +96,55 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
         hello_runs.push(started.elapsed());
     }
     print("examples/hello runner::run, 4 stages, warm", &hello_runs);
+    languages(root).await
+}
+
+/// Per guest language: component size, first (cold) compile, warm load from the cache, and
+/// instantiate + call of `describe` on a fresh store.
+async fn languages(root: &Path) -> Result<()> {
+    println!();
+    for (language, plugin) in [
+        ("Rust", "emit"),
+        ("Python", "config-check"),
+        ("JavaScript", "notify"),
+        ("C", "digest"),
+    ] {
+        let path = root.join("plugins/dist").join(format!("{plugin}.wasm"));
+        if !path.is_file() {
+            println!("{language:<10} {plugin}: not built (run `cargo xtask plugins`)");
+            continue;
+        }
+        let size = std::fs::metadata(&path)?.len();
+        let scratch = tempfile::tempdir()?;
+        let host = Host::new(Some(scratch.path()))?;
+        let started = Instant::now();
+        plugin::load(&host, &path, plugin, CapSet::all())?;
+        let cold = started.elapsed();
+        let warm = sample(20, || {
+            let started = Instant::now();
+            plugin::load(&host, &path, plugin, CapSet::all())?;
+            Ok(started.elapsed())
+        })?;
+        let loaded = plugin::load(&host, &path, plugin, CapSet::all())?;
+        let mut calls = Vec::with_capacity(200);
+        for _ in 0..200 {
+            let started = Instant::now();
+            loaded.describe(&host).await?;
+            calls.push(started.elapsed());
+        }
+        let median = |samples: &[Duration]| {
+            let mut sorted = samples.to_vec();
+            sorted.sort();
+            sorted[sorted.len() / 2]
+        };
+        println!(
+            "{language:<10} {plugin:<13} {:>9.1} KiB   first compile {:>10}   warm load {:>10}   instantiate+call {:>10}",
+            size as f64 / 1024.0,
+            fmt(cold),
+            fmt(median(&warm)),
+            fmt(median(&calls))
+        );
+    }
     Ok(())
 }
 
