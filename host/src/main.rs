@@ -248,16 +248,25 @@ async fn resume(host: &Host, args: ResumeArgs) -> i32 {
             return exit_codes::INVALID_INPUT;
         }
     };
-    let pipeline_file = match &args.pipeline {
-        Some(file) => file.clone(),
-        None => match sluice::report::RunReport::read(&run_dir.join("report.json")) {
-            Ok(report) => PathBuf::from(report.pipeline_file),
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                return exit_codes::INVALID_INPUT;
-            }
-        },
+    let report = match sluice::report::RunReport::read(&run_dir.join("report.json")) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return exit_codes::INVALID_INPUT;
+        }
     };
+    if report.status != sluice::report::RunStatus::AwaitingApproval {
+        eprintln!(
+            "error: run {} is not waiting for approval (it {}); start a new run instead",
+            report.run_id,
+            report.status.label()
+        );
+        return exit_codes::INVALID_INPUT;
+    }
+    let pipeline_file = args
+        .pipeline
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&report.pipeline_file));
     let pipeline = match load_pipeline(&pipeline_file) {
         Ok(p) => p,
         Err(code) => return code,

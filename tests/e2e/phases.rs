@@ -338,6 +338,28 @@ fn a_gate_stops_a_non_interactive_run_and_resume_finishes_it() -> Result<()> {
     );
     assert_eq!(names_with(&after, StageStatus::Succeeded).len(), 6);
     assert_eq!(site.get("/")?.0, 200);
+    // A finished run cannot be resumed.
+    let finished = site.sandbox.sluice(&[
+        "resume",
+        &report.run_id,
+        "--approve",
+        "deploy",
+        "--runs-dir",
+        &runs,
+    ])?;
+    assert_eq!(
+        finished.code,
+        exit_codes::INVALID_INPUT,
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        finished
+            .stderr
+            .contains("is not waiting for approval (it succeeded)"),
+        "{}",
+        finished.stderr
+    );
     Ok(())
 }
 
