@@ -252,7 +252,8 @@ impl Listener {
                             }
                             let _ = write!(
                                 stream,
-                                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                                "HTTP/1.1 {status} {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                                if status == 200 { "OK" } else { "Not OK" }
                             );
                         }
                     }
