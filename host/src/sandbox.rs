@@ -121,7 +121,11 @@ impl StageState {
         let exec = ExecPolicy {
             programs: grants.exec.clone(),
             mounts,
-            env: base_env(&grants.env),
+            env: if grants.exec.is_empty() {
+                Vec::new()
+            } else {
+                base_env(&grants.env)
+            },
             deadline: Instant::now() + spec.limits.timeout,
             denials: denials.clone(),
             log: log.clone(),
