@@ -442,3 +442,60 @@ fn the_rust_crate_is_built_and_tested_with_real_cargo() -> Result<()> {
     );
     Ok(())
 }
+
+/// Runs `sluice run` inside a pseudo-terminal (util-linux `script`), typing `answer`.
+fn run_on_a_terminal(site: &Website, answer: &str) -> Result<(i32, RunReport)> {
+    use std::io::Write;
+    let report = site.sandbox.path().join("tty-report.json");
+    let _ = std::fs::remove_file(&report);
+    let command = format!(
+        "{} run {} --report {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        site.dir.join("pipeline.toml").display(),
+        report.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SLUICE_CACHE_DIR", site.sandbox.cache_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("util-linux `script` is needed to give sluice a terminal")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // Answer once the prompt is up; the terminal keeps the line until sluice reads it.
+        stdin.write_all(answer.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    let code = output.status.code().unwrap_or(-1);
+    let text = std::fs::read_to_string(&report).with_context(|| {
+        format!(
+            "no report (exit {code}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })?;
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains("run stage `deploy`? [y/N]"),
+        "no prompt on the terminal:\n{screen}"
+    );
+    Ok((code, serde_json::from_str(&text)?))
+}
+
+#[test]
+fn on_a_terminal_the_gate_asks_and_a_yes_deploys() -> Result<()> {
+    let site = Website::new()?;
+    let (code, report) = run_on_a_terminal(&site, "n\n")?;
+    assert_eq!(code, exit_codes::AWAITING_APPROVAL);
+    assert_eq!(
+        names_with(&report, StageStatus::AwaitingApproval),
+        ["deploy"]
+    );
+    let (code, report) = run_on_a_terminal(&site, "y\n")?;
+    assert_eq!(code, 0);
+    assert_eq!(
+        report.stage("deploy").map(|s| s.status),
+        Some(StageStatus::Succeeded)
+    );
+    assert_eq!(site.get("/")?.0, 200);
+    Ok(())
+}
