@@ -233,6 +233,7 @@ async fn run(host: &Host, args: RunArgs) -> i32 {
         runs_dir: args.runs_dir,
         approve: args.approve,
         approver: interactive_approver(),
+        interrupt: Some(interrupt_on_ctrl_c()),
     };
     report_run(&args.view, |sink| async move {
         runner::run(host, &pipeline, &options, &sink).await
@@ -275,11 +276,30 @@ async fn resume(host: &Host, args: ResumeArgs) -> i32 {
         runs_dir: None,
         approve: args.approve,
         approver: interactive_approver(),
+        interrupt: Some(interrupt_on_ctrl_c()),
     };
     report_run(&args.view, |sink| async move {
         runner::resume(host, &pipeline, &run_dir, &options, &sink).await
     })
     .await
+}
+
+/// Ctrl-C stops the running stage; the run is recorded and the process exits normally.
+fn interrupt_on_ctrl_c() -> runner::Interrupt {
+    let interrupt = runner::Interrupt::new();
+    let trigger = interrupt.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\ninterrupted: stopping the running stage and recording the run (Ctrl-C again to quit now)"
+            );
+            trigger.trigger();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    interrupt
 }
 
 /// The run folder `args.run` names: a path, or an id under the runs folder.

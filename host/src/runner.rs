@@ -32,6 +32,33 @@ pub struct RunOptions {
     pub approve: Vec<String>,
     /// Asks a person about the other gated stages; without one, the run stops at the gate.
     pub approver: Option<Arc<dyn Approver>>,
+    /// Set (e.g. on Ctrl-C) to stop the running stage; the run is still recorded.
+    pub interrupt: Option<Interrupt>,
+}
+
+/// A request to stop the run, shared between a signal handler and the runner.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Interrupt {
+    pub fn new() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+
+    /// Asks the run to stop.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once triggered.
+    async fn triggered(&self) {
+        let mut receiver = self.0.subscribe();
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -40,6 +67,7 @@ impl std::fmt::Debug for RunOptions {
             .field("runs_dir", &self.runs_dir)
             .field("approve", &self.approve)
             .field("approver", &self.approver.is_some())
+            .field("interrupt", &self.interrupt.is_some())
             .finish()
     }
 }
@@ -239,7 +267,13 @@ async fn drive(
         if records[index].status != StageStatus::Pending {
             continue;
         }
-        let skip = if preflight_failed {
+        let interrupted = options
+            .interrupt
+            .as_ref()
+            .is_some_and(Interrupt::is_triggered);
+        let skip = if interrupted {
+            Some("not run: the run was interrupted".to_string())
+        } else if preflight_failed {
             Some("not run: a plugin could not be prepared".to_string())
         } else {
             match (&stopped_by, spec.when) {
@@ -299,6 +333,7 @@ async fn drive(
             secrets: &granted_secrets[index],
             masker: &masker,
             earlier,
+            interrupt: options.interrupt.clone(),
         };
         execution.execute(&published, record).await;
         if record.status == StageStatus::Succeeded {
@@ -450,6 +485,7 @@ struct StageExecution<'a> {
     masker: &'a Masker,
     /// The stages that ran before this one.
     earlier: Vec<EarlierStage>,
+    interrupt: Option<Interrupt>,
 }
 
 /// How a stage ended, before it is written into its record.
@@ -594,8 +630,17 @@ impl StageExecution<'_> {
             wasmtime::Result::Ok((info, result))
         };
         let limits = self.spec.limits;
-        let outcome = tokio::time::timeout(limits.timeout, call).await;
+        let interrupt = self.interrupt.clone().unwrap_or_default();
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(limits.timeout, call) => Some(outcome),
+            () = interrupt.triggered(), if self.interrupt.is_some() => None,
+        };
         record.denied = store.data().denials();
+        let Some(outcome) = outcome else {
+            return Ending::error(
+                "interrupted (Ctrl-C) and stopped; earlier artifacts are kept".into(),
+            );
+        };
         let ending = match outcome {
             Err(_) => Err(Ending::error(format!(
                 "exceeded its {} timeout and was stopped",

@@ -240,3 +240,68 @@ fn an_endless_loop_is_stopped_by_the_stage_timeout() -> Result<()> {
     assert_first_stage_intact(&report)?;
     Ok(())
 }
+
+#[test]
+fn ctrl_c_stops_the_running_stage_and_the_run_is_recorded() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let pipeline = three_stage(
+        &sandbox,
+        "[[stage]]\nname = \"spin\"\nplugin = \"{plugin:busy-loop}\"\nlimits = { timeout = \"5m\" }\n",
+    )?;
+    let report_path = sandbox.path().join("report.json");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &pipeline.display().to_string(), "--format", "plain"])
+        .arg("--runs-dir")
+        .arg(sandbox.runs_dir())
+        .arg("--report")
+        .arg(&report_path)
+        .env("SLUICE_CACHE_DIR", sandbox.cache_dir())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Wait until the endless stage is running (its log exists), then press Ctrl-C.
+    let started = std::time::Instant::now();
+    let running = || {
+        std::fs::read_dir(sandbox.runs_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|run| run.path().join("logs/spin.log").exists())
+    };
+    while !running() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the stage never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    assert!(sent.success());
+    let output = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STAGE_ERROR),
+        "{stderr}"
+    );
+    let report: sluice::report::RunReport =
+        serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+    assert_eq!(
+        statuses(&report),
+        [
+            StageStatus::Succeeded,
+            StageStatus::Error,
+            StageStatus::Skipped
+        ]
+    );
+    let message = report
+        .stage("spin")
+        .and_then(|s| s.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("interrupted (Ctrl-C)"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert_first_stage_intact(&report)?;
+    Ok(())
+}
