@@ -88,6 +88,8 @@ pub enum Event {
         #[serde(with = "duration_ms")]
         elapsed: Duration,
         report: PathBuf,
+        /// What was written about the release's provenance, when the run released something.
+        provenance: Option<String>,
     },
 }
 

@@ -7,10 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::events::EventSink;
+use sluice::plugin_store::PluginStore;
 use sluice::reporters::{
     self, JsonLinesReporter, PlainReporter, Reporter, TerminalReporter, Verbosity,
 };
 use sluice::{Host, cache::CompiledCache, exit_codes, manifest, runner};
+
+mod sharing_commands;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +37,20 @@ struct GlobalArgs {
     /// Compile every plugin afresh and store nothing
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Where registry plugins are kept by digest [default: ~/.cache/sluice/plugins]
+    #[arg(long, global = true, value_name = "DIR", env = "SLUICE_PLUGIN_STORE")]
+    plugin_store: Option<PathBuf>,
+}
+
+/// How `oci://` plugins are resolved before a run.
+#[derive(Args, Debug, Clone, Copy)]
+struct ResolveArgs {
+    /// Use only the local plugin store; say what is missing instead of fetching it
+    #[arg(long)]
+    offline: bool,
+    /// Refuse to run if pipeline.lock would have to change (for CI)
+    #[arg(long)]
+    locked: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,9 +67,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Make or build a stage plugin
+    /// Make, build, publish, fetch, sign and verify stage plugins
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Resolve every registry plugin of a pipeline and write pipeline.lock; runs nothing
+    Lock {
+        /// The pipeline file
+        pipeline: PathBuf,
+        /// Re-resolve every tag instead of keeping the lock's pins
+        #[arg(long)]
+        update: bool,
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Make ed25519 signing keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Check a signed statement (e.g. a run's provenance.intoto.dsse.json) against public keys
+    Verify {
+        /// The DSSE envelope file
+        envelope: PathBuf,
+        /// A trusted public key file (repeatable)
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+    },
     /// Show what a plugin component is, says about itself, imports and exports
     Inspect {
         /// The .wasm component
@@ -81,6 +119,49 @@ enum PluginCommand {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Publish a component to an OCI registry as a Wasm artifact
+    Push {
+        /// The .wasm component
+        file: PathBuf,
+        /// Where to publish it, e.g. oci://127.0.0.1:5000/acme/checkout:1.2.0
+        reference: String,
+        /// Also sign it with this private key
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+    },
+    /// Fetch a plugin into the local plugin store (and optionally copy it out)
+    Pull {
+        reference: String,
+        /// Also write the component here
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Require a signature by this public key (repeatable)
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
+    },
+    /// Sign a published plugin; the signature is stored in the registry next to it
+    Sign {
+        reference: String,
+        /// The private key (from `sluice key generate`)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
+    /// Check that a published plugin is signed by one of the given keys
+    Verify {
+        reference: String,
+        /// A trusted public key file (repeatable)
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Write PREFIX.key (private, PKCS#8 PEM, mode 0600) and PREFIX.pub (public, SPKI PEM)
+    Generate {
+        /// The path prefix, e.g. keys/team-a
+        prefix: PathBuf,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -104,6 +185,8 @@ struct ResumeArgs {
     /// The pipeline file [default: the one the run was started with]
     #[arg(long, value_name = "FILE")]
     pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    resolve: ResolveArgs,
     #[command(flatten)]
     view: ViewArgs,
 }
@@ -135,6 +218,8 @@ struct RunArgs {
     /// Where run folders go [default: <pipeline dir>/.sluice/runs]
     #[arg(long, value_name = "DIR")]
     runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    resolve: ResolveArgs,
     #[command(flatten)]
     view: ViewArgs,
 }
@@ -188,10 +273,39 @@ async fn dispatch(cli: Cli) -> i32 {
             return exit_codes::INTERNAL_ERROR;
         }
     };
+    let store = sluice::plugin_store::PluginStore::new(
+        cli.global
+            .plugin_store
+            .clone()
+            .unwrap_or_else(sluice::plugin_store::PluginStore::default_root),
+    );
     match cli.command {
-        Command::Run(args) => run(&host, args).await,
-        Command::Resume(args) => resume(&host, args).await,
-        Command::Check { pipeline, json } => check(&host, &pipeline, json).await,
+        Command::Run(args) => run(&host, &store, args).await,
+        Command::Resume(args) => resume(&host, &store, args).await,
+        Command::Check { pipeline, json } => check(&host, &store, &pipeline, json).await,
+        Command::Lock {
+            pipeline,
+            update,
+            offline,
+        } => sharing_commands::lock(&store, &pipeline, update, offline).await,
+        Command::Key(KeyCommand::Generate { prefix }) => sharing_commands::key_generate(&prefix),
+        Command::Verify { envelope, keys } => sharing_commands::verify_envelope(&envelope, &keys),
+        Command::Plugin(PluginCommand::Push {
+            file,
+            reference,
+            sign,
+        }) => sharing_commands::push(&host, &file, &reference, sign.as_deref()).await,
+        Command::Plugin(PluginCommand::Pull {
+            reference,
+            output,
+            keys,
+        }) => sharing_commands::pull(&store, &reference, output.as_deref(), &keys).await,
+        Command::Plugin(PluginCommand::Sign { reference, key }) => {
+            sharing_commands::sign(&reference, &key).await
+        }
+        Command::Plugin(PluginCommand::Verify { reference, keys }) => {
+            sharing_commands::verify(&reference, &keys).await
+        }
         Command::Inspect { plugin, json } => inspect(&host, &plugin, json).await,
         Command::Plugin(PluginCommand::New { name, lang, dir }) => plugin_new(&name, lang, &dir),
         Command::Plugin(PluginCommand::Build { dir }) => match sluice::scaffold::build_plugin(&dir)
@@ -224,11 +338,14 @@ fn load_pipeline(path: &Path) -> Result<manifest::Pipeline, i32> {
     })
 }
 
-async fn run(host: &Host, args: RunArgs) -> i32 {
-    let pipeline = match load_pipeline(&args.pipeline) {
+async fn run(host: &Host, store: &PluginStore, args: RunArgs) -> i32 {
+    let mut pipeline = match load_pipeline(&args.pipeline) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = sharing_commands::resolve(&mut pipeline, store, args.resolve).await {
+        return code;
+    }
     let options = runner::RunOptions {
         runs_dir: args.runs_dir,
         approve: args.approve,
@@ -241,7 +358,7 @@ async fn run(host: &Host, args: RunArgs) -> i32 {
     .await
 }
 
-async fn resume(host: &Host, args: ResumeArgs) -> i32 {
+async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> i32 {
     let run_dir = match find_run(&args) {
         Ok(dir) => dir,
         Err(message) => {
@@ -268,10 +385,13 @@ async fn resume(host: &Host, args: ResumeArgs) -> i32 {
         .pipeline
         .clone()
         .unwrap_or_else(|| PathBuf::from(&report.pipeline_file));
-    let pipeline = match load_pipeline(&pipeline_file) {
+    let mut pipeline = match load_pipeline(&pipeline_file) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = sharing_commands::resolve(&mut pipeline, store, args.resolve).await {
+        return code;
+    }
     let options = runner::RunOptions {
         runs_dir: None,
         approve: args.approve,
@@ -391,11 +511,18 @@ where
     }
 }
 
-async fn check(host: &Host, path: &Path, json: bool) -> i32 {
-    let pipeline = match load_pipeline(path) {
+async fn check(host: &Host, store: &PluginStore, path: &Path, json: bool) -> i32 {
+    let mut pipeline = match load_pipeline(path) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let resolve = ResolveArgs {
+        offline: false,
+        locked: false,
+    };
+    if let Err(code) = sharing_commands::resolve(&mut pipeline, store, resolve).await {
+        return code;
+    }
     let report = sluice::check::check(host, &pipeline).await;
     if json {
         match serde_json::to_string_pretty(&report) {

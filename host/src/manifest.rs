@@ -10,6 +10,9 @@ use toml::Spanned;
 
 use crate::diagnostic::Diagnostic;
 use crate::grants::{Grants, Limits, RawAllow, RawLimits, RawSecret, SecretSource};
+use crate::registry::{PluginRef, SCHEME};
+use crate::resolve::Pin;
+use crate::signing::TrustedKey;
 
 /// The only `version` this build of sluice reads.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -36,6 +39,13 @@ struct RawPipeline {
     workspace: Option<String>,
     #[serde(default)]
     limits: RawLimits,
+    /// Public keys (files, relative to this file) one of which must have signed every
+    /// registry plugin.
+    #[serde(default)]
+    trusted_keys: Option<Vec<Spanned<String>>>,
+    /// The secret holding the ed25519 key that signs release provenance.
+    #[serde(default)]
+    provenance_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +69,9 @@ struct RawStage {
     when: Option<Spanned<String>>,
     #[serde(default)]
     config: Option<toml::Table>,
+    /// Replaces the pipeline's `trusted_keys` for this stage's plugin.
+    #[serde(default)]
+    trusted_keys: Option<Vec<Spanned<String>>>,
 }
 
 /// A validated pipeline, ready to run.
@@ -75,6 +88,8 @@ pub struct Pipeline {
     /// Declared secrets and where their values come from.
     pub secrets: BTreeMap<String, SecretSource>,
     pub stages: Vec<StageSpec>,
+    /// The secret whose value signs release provenance, if any.
+    pub provenance_key: Option<String>,
 }
 
 /// One `[[stage]]` entry.
@@ -84,8 +99,15 @@ pub struct StageSpec {
     pub description: Option<String>,
     /// The plugin reference exactly as written.
     pub plugin_ref: String,
-    /// The plugin file, resolved against the manifest's directory.
+    /// The plugin file: resolved against the manifest's directory, or, for a registry plugin,
+    /// its copy in the local plugin store once [`crate::resolve`] pinned it.
     pub plugin_path: PathBuf,
+    /// Set when `plugin` is an `oci://` reference.
+    pub registry: Option<PluginRef>,
+    /// The exact registry bytes resolution settled on (registry plugins only).
+    pub pin: Option<Pin>,
+    /// Keys one of which must have signed this stage's registry plugin (empty: none required).
+    pub trusted_keys: Vec<TrustedKey>,
     pub inputs: InputSelection,
     /// The `[stage.config]` table as a JSON object.
     pub config_json: String,
@@ -207,6 +229,40 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
         secrets.insert(name.get_ref().clone(), raw_secret.resolve(name, &dir, &at)?);
     }
     let declared: BTreeSet<String> = secrets.keys().cloned().collect();
+    let load_keys = |list: &Option<Vec<Spanned<String>>>| -> Result<Vec<TrustedKey>, Diagnostic> {
+        let mut keys = Vec::new();
+        for item in list.iter().flatten() {
+            let key = TrustedKey::from_file(&dir.join(item.get_ref())).map_err(|err| {
+                at(item.span(), format!("trusted key `{}`: {err:#}", item.get_ref()))
+                    .with_hint("list public key files (.pub) relative to this file; `sluice key generate NAME` makes a pair")
+            })?;
+            keys.push(key);
+        }
+        Ok(keys)
+    };
+    let pipeline_keys = load_keys(&raw.pipeline.trusted_keys)?;
+    if let Some(list) = &raw.pipeline.trusted_keys
+        && list.is_empty()
+    {
+        return Err(Diagnostic::new(path, "`trusted_keys` is empty".into())
+            .with_hint("list at least one public key file, or remove `trusted_keys`"));
+    }
+    let provenance_key = match &raw.pipeline.provenance_key {
+        None => None,
+        Some(name) if declared.contains(name.get_ref()) => Some(name.get_ref().clone()),
+        Some(name) => {
+            return Err(at(
+                name.span(),
+                format!(
+                    "`provenance_key` names `{}`, which is not a declared secret",
+                    name.get_ref()
+                ),
+            )
+            .with_hint(
+                "declare it under [secrets], e.g. `release_key = { file = \"keys/ci.key\" }`",
+            ));
+        }
+    };
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     let mut stages = Vec::with_capacity(raw.stage.len());
     for stage in raw.stage {
@@ -234,6 +290,21 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
             return Err(at(stage.plugin.span(), "the plugin path is empty".into())
                 .with_hint("set `plugin` to a .wasm component, relative to this file"));
         }
+        let registry = if plugin_ref.starts_with(SCHEME) {
+            Some(PluginRef::parse(&plugin_ref).map_err(|why| {
+                at(
+                    stage.plugin.span(),
+                    format!("invalid plugin reference `{plugin_ref}`: {why}"),
+                )
+                .with_hint("write oci://REGISTRY/REPOSITORY:VERSION or oci://REGISTRY/REPOSITORY@sha256:DIGEST")
+            })?)
+        } else {
+            None
+        };
+        let trusted_keys = match &stage.trusted_keys {
+            Some(_) => load_keys(&stage.trusted_keys)?,
+            None => pipeline_keys.clone(),
+        };
         let inputs = match &stage.inputs {
             None => InputSelection::AllEarlier,
             Some(list) => {
@@ -316,8 +387,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
         stages.push(StageSpec {
             name: stage_name,
             description: stage.description,
-            plugin_path: dir.join(&plugin_ref),
+            plugin_path: if registry.is_some() {
+                PathBuf::new()
+            } else {
+                dir.join(&plugin_ref)
+            },
             plugin_ref,
+            registry,
+            pin: None,
+            trusted_keys,
             inputs,
             config_json,
             grants,
@@ -335,6 +413,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Pipeline, Diagnostic> {
         workspace,
         secrets,
         stages,
+        provenance_key,
     })
 }
 

@@ -101,6 +101,12 @@ pub struct PluginRecord {
     pub cache_hit: Option<bool>,
     /// Time to compile or load compiled code, in milliseconds.
     pub load_ms: Option<f64>,
+    /// For a registry plugin: the OCI manifest digest it was pinned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    /// For a registry plugin: the trusted keys whose signatures were verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +149,9 @@ pub struct RunReport {
     pub duration_ms: f64,
     pub sluice_version: String,
     pub stages: Vec<StageRecord>,
+    /// SLSA provenance written for a run that released something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::provenance::ProvenanceRecord>,
 }
 
 impl RunReport {

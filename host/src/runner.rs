@@ -17,6 +17,7 @@ use crate::events::{Event, EventSink};
 use crate::layout::RunLayout;
 use crate::manifest::{InputSelection, Pipeline, StageSpec, When};
 use crate::plugin::{self, Plugin};
+use crate::provenance;
 use crate::report::{PluginRecord, REPORT_SCHEMA, RunReport, RunStatus, StageRecord, StageStatus};
 use crate::sandbox::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec, StageState};
 use crate::secrets::{Masker, SecretValues};
@@ -221,8 +222,22 @@ async fn drive(
         let (spec, record) = (&pipeline.stages[index], &mut records[index]);
         let prepared = preflight(spec, &secret_values).and_then(|secrets| {
             let caps = CapSet::of(&spec.grants);
+            if spec.registry.is_some() && spec.pin.is_none() {
+                return Err(format!(
+                    "registry plugin {} was not resolved before the run",
+                    spec.plugin_ref
+                ));
+            }
             let plugin = plugin::load(host, &spec.plugin_path, &spec.name, caps)
                 .map_err(|err| err.to_string())?;
+            if let Some(pin) = &spec.pin
+                && pin.layer_digest.trim_start_matches("sha256:") != plugin.sha256
+            {
+                return Err(format!(
+                    "the local copy of {} changed after it was verified (pinned {}, found sha256:{})",
+                    spec.plugin_ref, pin.layer_digest, plugin.sha256
+                ));
+            }
             Ok((plugin, secrets))
         });
         match prepared {
@@ -367,7 +382,26 @@ async fn drive(
         duration_ms: millis(elapsed),
         sluice_version: env!("CARGO_PKG_VERSION").to_string(),
         stages: records,
+        provenance: None,
     };
+    let mut report = report;
+    let provenance_note =
+        match provenance::write_for_run(pipeline, &report, &layout.dir, &secret_values) {
+            None => None,
+            Some(Ok(record)) => {
+                let note = match (&record.envelope, &record.signed_by, &record.problem) {
+                    (Some(envelope), Some(key), _) => format!("{envelope} (signed by {key})"),
+                    (_, _, Some(problem)) => format!("{} ({problem})", record.statement),
+                    _ => format!(
+                        "{} (unsigned: the pipeline names no provenance_key)",
+                        record.statement
+                    ),
+                };
+                report.provenance = Some(record);
+                Some(note)
+            }
+            Some(Err(err)) => Some(format!("could not be written: {err:#}")),
+        };
     let report_path = layout.report_path();
     report.write_to(&report_path)?;
     events.emit(Event::RunFinished {
@@ -375,6 +409,7 @@ async fn drive(
         stopped_by: awaiting.or(stopped_by.map(|(stage, _)| stage)),
         elapsed,
         report: report_path.clone(),
+        provenance: provenance_note,
     });
     Ok(RunOutcome {
         report,
@@ -459,6 +494,12 @@ fn pending_record(spec: &StageSpec) -> StageRecord {
             version: None,
             cache_hit: None,
             load_ms: None,
+            manifest_digest: spec.pin.as_ref().map(|p| p.manifest_digest.clone()),
+            signed_by: spec
+                .pin
+                .as_ref()
+                .map(|p| p.signed_by.clone())
+                .unwrap_or_default(),
         },
         started_at: None,
         duration_ms: None,

@@ -14,3 +14,4 @@ mod phases;
 mod polyglot;
 mod scaffold;
 mod security;
+mod sharing;

@@ -27,7 +27,7 @@ impl Website {
         let _ = std::fs::remove_dir_all(dir.join(".sluice"));
         let _ = std::fs::remove_dir_all(dir.join(".deploy"));
         std::fs::create_dir_all(dir.join(".deploy"))?;
-        let port = free_port()?;
+        let port = crate::support::free_port()?;
         let dist = repo_root().join("plugins/dist");
         for file in ["pipeline.toml", "broken-release.toml"] {
             let text = std::fs::read_to_string(dir.join(file))?
@@ -147,12 +147,6 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn statuses(report: &RunReport) -> Vec<(String, StageStatus)> {

@@ -114,6 +114,7 @@ impl Sandbox {
             .args(args)
             .envs(env.iter().copied())
             .env("SLUICE_CACHE_DIR", self.cache_dir())
+            .env("SLUICE_PLUGIN_STORE", self.path().join("plugin-store"))
             .env_remove("RUST_BACKTRACE")
             .output()
             .context("cannot start sluice")?;
@@ -309,4 +310,89 @@ pub fn all_text_under(dir: &Path) -> Vec<(PathBuf, String)> {
         }
     }
     out
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A real OCI registry (Debian's `docker-registry`, distribution v2) on 127.0.0.1, started from
+/// the repository's `registry/config.yml` with its own storage folder; stopped when dropped.
+pub struct RegistryServer {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    pub storage: tempfile::TempDir,
+}
+
+impl RegistryServer {
+    pub fn start() -> Result<Self> {
+        let binary = Path::new("/usr/bin/docker-registry");
+        if !binary.is_file() {
+            bail!(
+                "docker-registry is not installed: run `cargo xtask setup` (the test command does)"
+            );
+        }
+        let port = free_port()?;
+        let storage = tempfile::tempdir()?;
+        let log = std::fs::File::create(storage.path().join("registry.log"))?;
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(repo_root().join("registry/config.yml"))
+            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                storage.path().join("data"),
+            )
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start docker-registry")?;
+        let mut server = Self {
+            child: Some(child),
+            port,
+            storage,
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        server.stop();
+        bail!("docker-registry did not listen on 127.0.0.1:{port}")
+    }
+
+    /// `oci://127.0.0.1:PORT/PATH`.
+    pub fn reference(&self, path: &str) -> String {
+        format!("oci://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// The file the registry keeps a blob's bytes in.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -68,15 +68,29 @@ fn sh(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
 
 fn setup(root: &Path) -> Result<()> {
     ensure_wasm_target(root)?;
-    ensure_nginx(root)?;
+    ensure_debian_tools(root)?;
     build_plugins(root)
 }
 
-/// The website example deploys to a real nginx. Debian's package is installed if missing, with
+/// Debian packages the demo and the tests drive: nginx (the website example deploys to it) and
+/// docker-registry (distribution v2, where plugins are shared). Missing ones are installed with
 /// service start-up blocked (policy-rc.d), so nothing listens until a test or the demo starts
 /// its own instance on 127.0.0.1.
-fn ensure_nginx(root: &Path) -> Result<()> {
-    if nginx_binary().is_some() {
+const DEBIAN_TOOLS: &[(&str, &[&str])] = &[
+    (
+        "nginx",
+        &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"],
+    ),
+    ("docker-registry", &["/usr/bin/docker-registry"]),
+];
+
+fn ensure_debian_tools(root: &Path) -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_TOOLS
+        .iter()
+        .filter(|(package, _)| tool_binary(package).is_none())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
@@ -91,7 +105,7 @@ fn ensure_nginx(root: &Path) -> Result<()> {
         let _ = sh(root, "chmod", &["+x", "/usr/sbin/policy-rc.d"]);
     }
     let installed = run(&["apt-get", "update", "-qq"]).and_then(|()| {
-        run(&[
+        let mut args = vec![
             "env",
             "DEBIAN_FRONTEND=noninteractive",
             "apt-get",
@@ -99,25 +113,40 @@ fn ensure_nginx(root: &Path) -> Result<()> {
             "-y",
             "-qq",
             "--no-install-recommends",
-            "nginx",
-        ])
+        ];
+        args.extend(&missing);
+        run(&args)
     });
     if placed_policy {
         let _ = std::fs::remove_file(policy);
     }
-    installed.context(
-        "cannot install nginx (Debian package `nginx`), which the website example deploys to",
-    )?;
-    nginx_binary()
-        .map(|_| ())
-        .context("nginx was installed but is not found")
+    installed.with_context(|| {
+        format!(
+            "cannot install the Debian packages {} (nginx serves the website example, \
+             docker-registry is the plugin registry)",
+            missing.join(", ")
+        )
+    })?;
+    for package in missing {
+        tool_binary(package)
+            .with_context(|| format!("{package} was installed but its program is not found"))?;
+    }
+    Ok(())
 }
 
-fn nginx_binary() -> Option<PathBuf> {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+/// The installed program of one of [`DEBIAN_TOOLS`].
+fn tool_binary(package: &str) -> Option<PathBuf> {
+    DEBIAN_TOOLS
+        .iter()
+        .find(|(name, _)| *name == package)?
+        .1
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
+}
+
+fn nginx_binary() -> Option<PathBuf> {
+    tool_binary("nginx")
 }
 
 fn is_root() -> bool {

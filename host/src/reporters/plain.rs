@@ -99,7 +99,11 @@ impl Reporter for PlainReporter {
                 stopped_by,
                 elapsed,
                 report,
+                provenance,
             } => {
+                if let Some(provenance) = provenance {
+                    self.line(&format!("provenance: {provenance}"));
+                }
                 let verdict = super::verdict(*status, stopped_by.as_deref());
                 self.line(&format!(
                     "{verdict} ({}); report: {}",

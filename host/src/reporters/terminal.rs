@@ -131,6 +131,7 @@ impl Reporter for TerminalReporter {
                 stopped_by,
                 elapsed,
                 report,
+                provenance,
             } => {
                 let mark = if *status == RunStatus::Succeeded {
                     "✔"
@@ -143,6 +144,9 @@ impl Reporter for TerminalReporter {
                     if !bar.is_finished() {
                         bar.abandon();
                     }
+                }
+                if let Some(provenance) = provenance {
+                    eprintln!("  provenance: {provenance}");
                 }
                 eprintln!(
                     "{verdict} · {} · report {}",

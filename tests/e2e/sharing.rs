@@ -1,0 +1,620 @@
+//! Plugin sharing through a real registry (Debian's docker-registry on 127.0.0.1): two teams
+//! share a signed stage pinned by pipeline.lock; every refusal path (tampered blob, moved tag,
+//! unsigned, wrongly signed, forged, offline and missing, unreachable) and SLSA provenance.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sluice::exit_codes;
+use sluice::report::{RunStatus, StageStatus};
+
+use crate::support::{Ran, RegistryServer, Sandbox, plugin, sha256_of};
+
+/// One team: its own folder, plugin store, compile cache and keys.
+struct Team {
+    sandbox: Sandbox,
+    name: &'static str,
+}
+
+impl Team {
+    fn new(name: &'static str) -> Result<Self> {
+        Ok(Self {
+            sandbox: Sandbox::new()?,
+            name,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.sandbox.path()
+    }
+
+    fn sluice(&self, args: &[&str]) -> Result<Ran> {
+        self.sandbox.sluice(args)
+    }
+
+    /// `sluice key generate`; returns (private, public) key files.
+    fn keys(&self) -> Result<(PathBuf, PathBuf)> {
+        let prefix = self.path().join("keys").join(self.name);
+        let ran = self.sluice(&["key", "generate", &prefix.display().to_string()])?;
+        anyhow::ensure!(ran.code == 0, "key generate failed: {}", ran.stderr);
+        Ok((prefix.with_extension("key"), prefix.with_extension("pub")))
+    }
+
+    /// `sluice plugin push FILE REF [--sign KEY]`; returns the manifest digest it printed.
+    fn push(&self, file: &Path, reference: &str, key: Option<&Path>) -> Result<String> {
+        let file = file.display().to_string();
+        let mut args = vec!["plugin", "push", file.as_str(), reference];
+        let key = key.map(|k| k.display().to_string());
+        if let Some(key) = &key {
+            args.extend(["--sign", key.as_str()]);
+        }
+        let ran = self.sluice(&args)?;
+        anyhow::ensure!(ran.code == 0, "push failed: {}{}", ran.stdout, ran.stderr);
+        ran.stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("manifest  "))
+            .map(str::to_string)
+            .context("push printed no manifest digest")
+    }
+
+    fn run(&self, pipeline: &Path, extra: &[&str]) -> Result<Ran> {
+        let pipeline = pipeline.display().to_string();
+        let runs = self.sandbox.runs_dir().display().to_string();
+        let mut args = vec![
+            "run",
+            pipeline.as_str(),
+            "--format",
+            "plain",
+            "--runs-dir",
+            &runs,
+        ];
+        args.extend_from_slice(extra);
+        self.sluice(&args)
+    }
+
+    fn runs(&self) -> usize {
+        std::fs::read_dir(self.sandbox.runs_dir()).map_or(0, |d| d.count())
+    }
+
+    fn latest_report(&self) -> Result<sluice::report::RunReport> {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.sandbox.runs_dir())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        runs.sort();
+        let last = runs.last().context("no run recorded")?;
+        sluice::report::RunReport::read(&last.join("report.json"))
+    }
+}
+
+/// Team B's pipeline: a local first stage, then the shared stage from the registry.
+fn consumer_pipeline(team: &Team, reference: &str, trusted: Option<&Path>) -> Result<PathBuf> {
+    let trust = match trusted {
+        Some(key) => format!("trusted_keys = [\"{}\"]", key.display()),
+        None => String::new(),
+    };
+    team.sandbox.pipeline(
+        "pipeline.toml",
+        &format!(
+            r#"
+version = 1
+[pipeline]
+name = "team-b"
+{trust}
+
+[[stage]]
+name = "code"
+plugin = "{{plugin:emit}}"
+[stage.config.files]
+"greeting.txt" = "hello from team b\n"
+
+[[stage]]
+name = "build"
+plugin = "{reference}"
+inputs = ["code/*"]
+[stage.config]
+op = "upper"
+"#
+        ),
+    )
+}
+
+fn lock_text(pipeline: &Path) -> String {
+    std::fs::read_to_string(pipeline.with_extension("lock")).unwrap_or_default()
+}
+
+#[test]
+fn two_teams_share_a_signed_stage_pinned_by_the_lock() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let (team_a, team_b) = (Team::new("team-a")?, Team::new("team-b")?);
+    let (private, public) = team_a.keys()?;
+    let reference = registry.reference("acme/text-transform:1.0.0");
+    let component = plugin("text-transform")?;
+    let manifest = team_a.push(&component, &reference, Some(&private))?;
+
+    // Team B trusts team A's public key and nothing else.
+    let trusted = team_b.path().join("team-a.pub");
+    std::fs::copy(&public, &trusted)?;
+    let pipeline = consumer_pipeline(&team_b, &reference, Some(&trusted))?;
+    let ran = team_b.run(&pipeline, &[])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stderr.contains("fetched"), "{}", ran.stderr);
+    let report = team_b.latest_report()?;
+    let build = &report.stages[1];
+    assert_eq!(build.status, StageStatus::Succeeded);
+    assert_eq!(
+        build.plugin.sha256.as_deref(),
+        Some(sha256_of(&component)?.as_str())
+    );
+    assert_eq!(
+        build.plugin.manifest_digest.as_deref(),
+        Some(manifest.as_str())
+    );
+    assert_eq!(
+        build.plugin.signed_by.len(),
+        1,
+        "{:?}",
+        build.plugin.signed_by
+    );
+    let out = std::fs::read_to_string(Path::new(&report.run_dir).join(&build.outputs[0].path))?;
+    assert_eq!(out, "HELLO FROM TEAM B\n");
+
+    // The lock pins the manifest and the component.
+    let lock = lock_text(&pipeline);
+    assert!(
+        lock.contains(&format!("reference = \"{reference}\"")),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&format!("manifest = \"{manifest}\"")),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&format!("layer = \"sha256:{}\"", sha256_of(&component)?)),
+        "{lock}"
+    );
+
+    // A warm run needs no network: with the registry gone it still runs, signature included.
+    drop(registry);
+    let ran = team_b.run(&pipeline, &["--locked"])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(!ran.stderr.contains("fetched"), "{}", ran.stderr);
+    let ran = team_b.run(&pipeline, &["--offline"])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(team_b.latest_report()?.status, RunStatus::Succeeded);
+    Ok(())
+}
+
+#[test]
+fn a_blob_changed_in_the_registry_is_refused_before_anything_runs() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let (team_a, team_b) = (Team::new("team-a")?, Team::new("team-b")?);
+    let reference = registry.reference("acme/text-transform:1.0.0");
+    let component = plugin("text-transform")?;
+    team_a.push(&component, &reference, None)?;
+
+    // Someone with access to the registry's disk rewrites the published component.
+    let blob = registry.blob_file(&format!("sha256:{}", sha256_of(&component)?));
+    let mut bytes = std::fs::read(&blob)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&blob, bytes)?;
+
+    let pipeline = consumer_pipeline(&team_b, &reference, None)?;
+    let ran = team_b.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("stage `build`"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("changed after it was published"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(team_b.runs(), 0, "nothing may run");
+    assert!(
+        lock_text(&pipeline).is_empty(),
+        "a refused plugin is not locked"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_changed_copy_in_the_local_store_is_never_run() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let team = Team::new("team-b")?;
+    let reference = registry.reference("acme/text-transform:1.0.0");
+    let component = plugin("text-transform")?;
+    team.push(&component, &reference, None)?;
+    let pipeline = consumer_pipeline(&team, &reference, None)?;
+    assert_eq!(team.run(&pipeline, &[])?.code, 0);
+
+    let stored = team
+        .path()
+        .join("plugin-store/blobs/sha256")
+        .join(sha256_of(&component)?);
+    std::fs::write(&stored, b"\0asm not the published bytes")?;
+    // Offline there is nothing to repair it from: refused.
+    let ran = team.run(&pipeline, &["--offline"])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("corrupt"), "{}", ran.stderr);
+    // Online, the store is refilled from the registry and the pinned bytes run.
+    let ran = team.run(&pipeline, &[])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(sha256_of(&stored)?, sha256_of(&component)?);
+    Ok(())
+}
+
+#[test]
+fn a_moved_tag_changes_nothing_until_lock_update() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let (team_a, team_b) = (Team::new("team-a")?, Team::new("team-b")?);
+    let reference = registry.reference("acme/stage:1.0.0");
+    let first = plugin("text-transform")?;
+    let first_manifest = team_a.push(&first, &reference, None)?;
+    let pipeline = consumer_pipeline(&team_b, &reference, None)?;
+    assert_eq!(team_b.run(&pipeline, &[])?.code, 0);
+
+    // The publisher re-pushes different bytes under the same tag.
+    let second = plugin("checksum")?;
+    let second_manifest = team_a.push(&second, &reference, None)?;
+    assert_ne!(first_manifest, second_manifest);
+
+    // The lock still wins, even with a fresh store (the old manifest is fetched by digest).
+    std::fs::remove_dir_all(team_b.path().join("plugin-store"))?;
+    let ran = team_b.run(&pipeline, &["--locked"])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let report = team_b.latest_report()?;
+    assert_eq!(
+        report.stages[1].plugin.sha256.as_deref(),
+        Some(sha256_of(&first)?.as_str())
+    );
+
+    // Re-resolving on purpose moves the pin, and says so.
+    let ran = team_b.sluice(&["lock", &pipeline.display().to_string(), "--update"])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!("update {reference}")),
+        "{}",
+        ran.stderr
+    );
+    assert!(lock_text(&pipeline).contains(&second_manifest));
+
+    // With --locked, a pipeline whose lock is out of date is refused.
+    let other = registry.reference("acme/stage:2.0.0");
+    team_a.push(&second, &other, None)?;
+    let pipeline = consumer_pipeline(&team_b, &other, None)?;
+    let ran = team_b.run(&pipeline, &["--locked"])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("out of date"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("sluice lock"), "{}", ran.stderr);
+    Ok(())
+}
+
+#[test]
+fn unsigned_wrongly_signed_and_forged_plugins_are_refused() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let (team_a, team_b, mallory) = (
+        Team::new("team-a")?,
+        Team::new("team-b")?,
+        Team::new("mallory")?,
+    );
+    let (_, a_public) = team_a.keys()?;
+    let (m_private, _) = mallory.keys()?;
+    let reference = registry.reference("acme/text-transform:1.0.0");
+    let manifest = team_a.push(&plugin("text-transform")?, &reference, None)?;
+    let pipeline = consumer_pipeline(&team_b, &reference, Some(&a_public))?;
+
+    // Unsigned.
+    let ran = team_b.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("is not signed"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("refused before running"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(team_b.runs(), 0);
+
+    // Signed, but by a key the pipeline does not trust.
+    let ran = mallory.sluice(&[
+        "plugin",
+        "sign",
+        &reference,
+        "--key",
+        &m_private.display().to_string(),
+    ])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let ran = team_b.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("does not trust"), "{}", ran.stderr);
+    let ran = team_b.sluice(&[
+        "plugin",
+        "verify",
+        &reference,
+        "--key",
+        &a_public.display().to_string(),
+    ])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+
+    // Forged: mallory's signature relabelled with team A's key id.
+    let a_id = sluice::signing::TrustedKey::from_file(&a_public)?.id;
+    let signatures = team_b
+        .path()
+        .join("plugin-store/signatures")
+        .join(format!("{}.json", manifest.trim_start_matches("sha256:")));
+    let forged = std::fs::read_to_string(&signatures)?;
+    let mut envelopes: Vec<sluice::signing::Envelope> = serde_json::from_str(&forged)?;
+    for envelope in &mut envelopes {
+        for signature in &mut envelope.signatures {
+            signature.keyid = a_id.clone();
+        }
+    }
+    std::fs::write(&signatures, serde_json::to_vec(&envelopes)?)?;
+    let ran = team_b.run(&pipeline, &["--offline"])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("does not match the signed content"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(team_b.runs(), 0);
+    Ok(())
+}
+
+#[test]
+fn offline_names_what_is_missing_and_a_bad_registry_says_what_to_do() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let team = Team::new("team-b")?;
+    let reference = registry.reference("acme/text-transform:1.0.0");
+    let pipeline = consumer_pipeline(&team, &reference, None)?;
+
+    let ran = team.run(&pipeline, &["--offline"])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("not in the local plugin store"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("without --offline"), "{}", ran.stderr);
+
+    // Never published.
+    let ran = team.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("is not in the registry"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("sluice plugin push"), "{}", ran.stderr);
+
+    // Not a plugin at all: an OCI artifact of another kind is refused by its media type.
+    // (A valid component of another world is refused at load, as local files are.)
+    let ran = team.sluice(&[
+        "plugin",
+        "push",
+        &plugin("not-a-stage")?.display().to_string(),
+        &reference,
+    ])?;
+    assert_ne!(
+        ran.code, 0,
+        "a component that is not a stage must not be published"
+    );
+    assert!(ran.stderr.contains("not a sluice stage"), "{}", ran.stderr);
+
+    // Nobody listening.
+    let port = crate::support::free_port()?;
+    let pipeline = consumer_pipeline(&team, &format!("oci://127.0.0.1:{port}/acme/x:1.0.0"), None)?;
+    let ran = team.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("did not answer"), "{}", ran.stderr);
+    assert_eq!(team.runs(), 0);
+    Ok(())
+}
+
+#[test]
+fn bad_references_and_keys_in_the_pipeline_point_at_the_line() -> Result<()> {
+    let team = Team::new("team-b")?;
+    let pipeline = consumer_pipeline(&team, "oci://127.0.0.1:5000/Acme/x:1.0", None)?;
+    let ran = team.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::INVALID_INPUT, "{}", ran.stderr);
+    assert!(ran.stderr.contains("pipeline.toml:15:"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("not a repository name"),
+        "{}",
+        ran.stderr
+    );
+
+    let missing = team.path().join("nope.pub");
+    let pipeline = consumer_pipeline(&team, "oci://127.0.0.1:5000/acme/x:1.0", Some(&missing))?;
+    let ran = team.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::INVALID_INPUT, "{}", ran.stderr);
+    assert!(ran.stderr.contains("trusted key"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("sluice key generate"), "{}", ran.stderr);
+    Ok(())
+}
+
+#[test]
+fn pull_fetches_the_published_bytes_and_checks_the_signature() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let (team_a, team_b) = (Team::new("team-a")?, Team::new("team-b")?);
+    let (private, public) = team_a.keys()?;
+    let reference = registry.reference("acme/checksum:0.3.1");
+    let component = plugin("checksum")?;
+    team_a.push(&component, &reference, Some(&private))?;
+    let out = team_b.path().join("checksum.wasm");
+    let ran = team_b.sluice(&[
+        "plugin",
+        "pull",
+        &reference,
+        "--output",
+        &out.display().to_string(),
+        "--key",
+        &public.display().to_string(),
+    ])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stdout.contains("signed by ed25519:"), "{}", ran.stdout);
+    assert_eq!(sha256_of(&out)?, sha256_of(&component)?);
+    Ok(())
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<()> {
+    let status = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.test"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("cannot run git")?;
+    anyhow::ensure!(status.success(), "git {args:?} failed");
+    Ok(())
+}
+
+#[test]
+fn a_release_run_writes_signed_slsa_provenance() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let (team_a, team_b) = (Team::new("team-a")?, Team::new("team-b")?);
+    let (a_private, a_public) = team_a.keys()?;
+    let release_ref = registry.reference("acme/release:1.0.0");
+    let release_manifest = team_a.push(&plugin("release")?, &release_ref, Some(&a_private))?;
+    let (ci_private, ci_public) = team_b.keys()?;
+
+    let workspace = team_b.path().join("ws");
+    std::fs::create_dir_all(&workspace)?;
+    std::fs::write(workspace.join("README.md"), "# product\n")?;
+    git(&workspace, &["init", "-q"])?;
+    git(&workspace, &["add", "."])?;
+    git(&workspace, &["commit", "-q", "-m", "first"])?;
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&workspace)
+        .output()?;
+    let commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+
+    let pipeline = team_b.sandbox.pipeline(
+        "pipeline.toml",
+        &format!(
+            r#"
+version = 1
+[pipeline]
+name = "product"
+workspace = "ws"
+trusted_keys = ["{a_public}"]
+provenance_key = "ci_key"
+
+[secrets]
+ci_key = {{ file = "{ci_private}" }}
+
+[[stage]]
+name = "code"
+plugin = "{{plugin:checkout}}"
+[stage.allow]
+workspace = "read"
+dirs = [{{ host = "ws/.git", guest = "/git", mode = "read" }}]
+[stage.config]
+git_dir = "/git"
+
+[[stage]]
+name = "build"
+plugin = "{{plugin:emit}}"
+[stage.config.files]
+"app.txt" = "the product\n"
+
+[[stage]]
+name = "release"
+plugin = "{release_ref}"
+inputs = ["code/*", "build/*"]
+[stage.config]
+name = "product"
+version = "1.0.0"
+"#,
+            a_public = a_public.display(),
+            ci_private = ci_private.display(),
+        ),
+    )?;
+    let ran = team_b.run(&pipeline, &[])?;
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("provenance: provenance.intoto.dsse.json (signed by ed25519:"),
+        "{}",
+        ran.stderr
+    );
+    let report = team_b.latest_report()?;
+    let run_dir = PathBuf::from(&report.run_dir);
+    let record = report
+        .provenance
+        .clone()
+        .context("no provenance recorded")?;
+    assert_eq!(
+        record.envelope.as_deref(),
+        Some("provenance.intoto.dsse.json")
+    );
+
+    let statement: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join(&record.statement))?)?;
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    // Subjects: exactly the release's outputs, with the digests the host recorded.
+    let release = &report.stages[2];
+    let subjects = statement["subject"].as_array().context("no subjects")?;
+    assert_eq!(subjects.len(), release.outputs.len());
+    for output in &release.outputs {
+        assert!(
+            subjects.iter().any(|s| s["name"] == output.name.as_str()
+                && s["digest"]["sha256"] == output.sha256.as_str()),
+            "{} missing from {subjects:?}",
+            output.name
+        );
+    }
+    let predicate = &statement["predicate"];
+    assert_eq!(
+        predicate["buildDefinition"]["externalParameters"]["pipeline"]["digest"]["sha256"],
+        sha256_of(&pipeline)?.as_str()
+    );
+    assert_eq!(
+        predicate["runDetails"]["metadata"]["invocationId"],
+        report.run_id.as_str()
+    );
+    let deps = predicate["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .context("no dependencies")?;
+    for (stage, name) in report.stages.iter().zip(["checkout", "emit", "release"]) {
+        let sha = sha256_of(&plugin(name)?)?;
+        assert_eq!(stage.plugin.sha256.as_deref(), Some(sha.as_str()));
+        assert!(
+            deps.iter().any(|d| d["digest"]["sha256"] == sha.as_str()),
+            "plugin {name} missing from {deps:?}"
+        );
+    }
+    assert!(deps.iter().any(|d| d["uri"] == release_ref.as_str()
+        && d["annotations"]["manifestDigest"] == release_manifest.as_str()));
+    assert!(
+        deps.iter()
+            .any(|d| d["digest"]["gitCommit"] == commit.as_str()),
+        "source commit {commit} missing from {deps:?}"
+    );
+
+    // The envelope verifies with the CI public key and not with another.
+    let envelope = run_dir
+        .join("provenance.intoto.dsse.json")
+        .display()
+        .to_string();
+    let ran = team_b.sluice(&[
+        "verify",
+        &envelope,
+        "--key",
+        &ci_public.display().to_string(),
+    ])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("https://slsa.dev/provenance/v1"),
+        "{}",
+        ran.stdout
+    );
+    let ran = team_b.sluice(&[
+        "verify",
+        &envelope,
+        "--key",
+        &a_public.display().to_string(),
+    ])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    Ok(())
+}
