@@ -2,7 +2,9 @@
 //! (`cargo xtask bench` builds them and runs this):
 //! - compile a plugin cold vs load its compiled code from the cache;
 //! - instantiate + call a trivial stage (fresh store and sandbox each time);
-//! - a whole one-stage `runner::run` (run folder, log, report included).
+//! - a whole one-stage `runner::run` (run folder, log, report included);
+//! - resolving a signed registry plugin on a warm run (pipeline.lock + local plugin store, no
+//!   network), for a small and a large component.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -96,7 +98,84 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
         hello_runs.push(started.elapsed());
     }
     print("examples/hello runner::run, 4 stages, warm", &hello_runs);
+    for plugin in ["emit", "config-check"] {
+        let component = root.join("plugins/dist").join(format!("{plugin}.wasm"));
+        if component.is_file() {
+            warm_resolution(&component).await?;
+        }
+    }
     languages(root).await
+}
+
+/// `manifest::load` + `resolve_pipeline` for one signed registry plugin already in the lock and
+/// the store. The reference names a port nothing listens on: any network use would fail.
+async fn warm_resolution(component: &Path) -> Result<()> {
+    use sluice::registry::{Descriptor, Manifest, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
+    use sluice::signing::{SigningKey, Statement, Subject, generate_key_pair};
+    let scratch = tempfile::tempdir()?;
+    let store = sluice::plugin_store::PluginStore::new(scratch.path().join("store"));
+    let bytes = std::fs::read(component)?;
+    let layer = Descriptor::of(WASM_LAYER_MEDIA_TYPE, &bytes);
+    let manifest = serde_json::to_vec(&Manifest {
+        schema_version: 2,
+        media_type: None,
+        artifact_type: None,
+        config: Descriptor::of(WASM_CONFIG_MEDIA_TYPE, b"{}"),
+        layers: vec![layer.clone()],
+        annotations: Default::default(),
+    })?;
+    let manifest_digest = format!("sha256:{}", sluice::artifacts::sha256_bytes(&manifest));
+    store.put_blob(&manifest_digest, &manifest)?;
+    store.put_blob(&layer.digest, &bytes)?;
+    let (private, public, _) = generate_key_pair(&scratch.path().join("team"))?;
+    let statement = Statement::new(
+        vec![Subject::sha256(
+            "127.0.0.1:9/acme/stage",
+            manifest_digest.trim_start_matches("sha256:"),
+        )],
+        sluice::sharing::PLUGIN_SIGNATURE_PREDICATE,
+        serde_json::json!({}),
+    );
+    let envelope = SigningKey::from_file(&private)?.sign_statement(&statement)?;
+    store.add_signatures(&manifest_digest, &[envelope])?;
+    let reference = "oci://127.0.0.1:9/acme/stage:1.0.0";
+    let pipeline_file = scratch.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline_file,
+        format!(
+            "version = 1\n[pipeline]\nname = \"bench\"\ntrusted_keys = [\"{}\"]\n[[stage]]\nname = \"s\"\nplugin = \"{reference}\"\n",
+            public.display()
+        ),
+    )?;
+    std::fs::write(
+        scratch.path().join("pipeline.lock"),
+        format!(
+            "version = 1\n[[plugin]]\nreference = \"{reference}\"\nmanifest = \"{manifest_digest}\"\nlayer = \"{}\"\nsize = {}\n",
+            layer.digest,
+            bytes.len()
+        ),
+    )?;
+    let options = sluice::resolve::ResolveOptions {
+        store,
+        offline: false,
+        update: false,
+        locked: true,
+    };
+    let mut samples = Vec::with_capacity(50);
+    for _ in 0..50 {
+        let started = Instant::now();
+        let mut pipeline = manifest::load(&pipeline_file)?;
+        sluice::resolve::resolve_pipeline(&mut pipeline, &options).await?;
+        samples.push(started.elapsed());
+    }
+    print(
+        &format!(
+            "resolve a signed registry plugin, warm ({} KiB, lock + store)",
+            bytes.len() / 1024
+        ),
+        &samples,
+    );
+    Ok(())
 }
 
 /// Per guest language: component size, first (cold) compile, warm load from the cache, and

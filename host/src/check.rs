@@ -15,6 +15,13 @@ use crate::secrets::SecretValues;
 pub struct StageCheck {
     pub stage: String,
     pub plugin: PathBuf,
+    /// As written in the pipeline file.
+    pub reference: String,
+    /// For a registry plugin: the manifest digest it is pinned to, and who signed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<String>,
     /// What the plugin says it is, when it could be loaded.
     pub name: Option<String>,
     pub version: Option<String>,
@@ -50,6 +57,13 @@ pub async fn check(host: &Host, pipeline: &Pipeline) -> CheckReport {
         let mut entry = StageCheck {
             stage: spec.name.clone(),
             plugin: spec.plugin_path.clone(),
+            reference: spec.plugin_ref.clone(),
+            manifest_digest: spec.pin.as_ref().map(|p| p.manifest_digest.clone()),
+            signed_by: spec
+                .pin
+                .as_ref()
+                .map(|p| p.signed_by.clone())
+                .unwrap_or_default(),
             name: None,
             version: None,
             phase: None,

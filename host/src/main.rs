@@ -66,6 +66,8 @@ enum Command {
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        resolve: ResolveArgs,
     },
     /// Make, build, publish, fetch, sign and verify stage plugins
     #[command(subcommand)]
@@ -282,7 +284,11 @@ async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run(&host, &store, args).await,
         Command::Resume(args) => resume(&host, &store, args).await,
-        Command::Check { pipeline, json } => check(&host, &store, &pipeline, json).await,
+        Command::Check {
+            pipeline,
+            json,
+            resolve,
+        } => check(&host, &store, &pipeline, json, resolve).await,
         Command::Lock {
             pipeline,
             update,
@@ -511,14 +517,16 @@ where
     }
 }
 
-async fn check(host: &Host, store: &PluginStore, path: &Path, json: bool) -> i32 {
+async fn check(
+    host: &Host,
+    store: &PluginStore,
+    path: &Path,
+    json: bool,
+    resolve: ResolveArgs,
+) -> i32 {
     let mut pipeline = match load_pipeline(path) {
         Ok(p) => p,
         Err(code) => return code,
-    };
-    let resolve = ResolveArgs {
-        offline: false,
-        locked: false,
     };
     if let Err(code) = sharing_commands::resolve(&mut pipeline, store, resolve).await {
         return code;
@@ -552,6 +560,14 @@ async fn check(host: &Host, store: &PluginStore, path: &Path, json: bool) -> i32
                         problem.replace('\n', "\n                 ")
                     )
                 }
+            }
+            if let Some(digest) = &stage.manifest_digest {
+                let signed = if stage.signed_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", signed by {}", stage.signed_by.join(", "))
+                };
+                println!("      pinned  {} → {digest}{signed}", stage.reference);
             }
             if verbose_check(&stage.grants, &stage.imports) {
                 for grant in &stage.grants {

@@ -167,7 +167,7 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    fn of(media_type: &str, bytes: &[u8]) -> Self {
+    pub fn of(media_type: &str, bytes: &[u8]) -> Self {
         Self {
             media_type: media_type.to_string(),
             digest: format!("sha256:{}", sha256_bytes(bytes)),
@@ -273,8 +273,18 @@ impl Registry {
         } else {
             ClientProtocol::Https
         };
+        // A registry that stops answering must not hang a pipeline: reads that stall for
+        // `SLUICE_REGISTRY_TIMEOUT` seconds (default 30) fail with a message instead.
+        let timeout = std::time::Duration::from_secs(
+            std::env::var("SLUICE_REGISTRY_TIMEOUT")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(30),
+        );
         let client = Client::new(ClientConfig {
             protocol,
+            read_timeout: Some(timeout),
+            connect_timeout: Some(timeout.min(std::time::Duration::from_secs(10))),
             ..ClientConfig::default()
         });
         let auth = match (
@@ -485,7 +495,17 @@ impl Registry {
     ) -> Result<()> {
         let image = reference.tagged(&Self::signature_tag(manifest_digest));
         let mut existing = self.fetch_signatures(reference, manifest_digest).await?;
-        existing.retain(|e| e != envelope);
+        // One signature per key: signing again replaces that key's earlier envelope.
+        let signing_keys: Vec<&str> = envelope
+            .signatures
+            .iter()
+            .map(|s| s.keyid.as_str())
+            .collect();
+        existing.retain(|e| {
+            !e.signatures
+                .iter()
+                .any(|s| signing_keys.contains(&s.keyid.as_str()))
+        });
         existing.push(envelope.clone());
         let config_bytes = b"{}".to_vec();
         self.push_blob(&image, &config_bytes).await?;

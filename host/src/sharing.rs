@@ -31,10 +31,19 @@ pub async fn push(host: &Host, file: &Path, reference: &PluginRef) -> Result<Pub
             file.display()
         );
     };
-    let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    // Publishing is reproducible: the same component gives the same manifest digest, so a
+    // re-push does not move a tag. A creation time is recorded only from SOURCE_DATE_EPOCH.
+    let created = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|secs| secs.trim().parse::<u64>().ok())
+        .map(|secs| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            )
+            .to_string()
+        });
     let layer_digest = format!("sha256:{}", crate::artifacts::sha256_bytes(&bytes));
-    let config = serde_json::json!({
-        "created": created,
+    let mut config = serde_json::json!({
         "architecture": "wasm",
         "os": "wasip2",
         "layerDigests": [layer_digest],
@@ -44,7 +53,7 @@ pub async fn push(host: &Host, file: &Path, reference: &PluginRef) -> Result<Pub
             "target": "sluice:pipeline/stage@0.1.0",
         },
     });
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (
             "org.opencontainers.image.title".to_string(),
             described.name.clone(),
@@ -57,9 +66,12 @@ pub async fn push(host: &Host, file: &Path, reference: &PluginRef) -> Result<Pub
             "org.opencontainers.image.description".to_string(),
             described.description.clone(),
         ),
-        ("org.opencontainers.image.created".to_string(), created),
         ("dev.sluice.phase".to_string(), described.phase.clone()),
     ]);
+    if let Some(created) = created {
+        config["created"] = created.clone().into();
+        annotations.insert("org.opencontainers.image.created".to_string(), created);
+    }
     Registry::for_ref(reference)
         .push_component(reference, &bytes, &config, annotations)
         .await

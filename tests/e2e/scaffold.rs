@@ -1,19 +1,10 @@
 //! `sluice plugin new` in each language makes a plugin that `sluice plugin build` builds and
 //! `sluice check` accepts unchanged, and that runs in a pipeline.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use sluice::report::StageStatus;
 
-use crate::support::{Sandbox, repo_root};
-
-/// Where `cargo xtask plugins` put the toolchains (the test command passes it on).
-fn toolchains() -> PathBuf {
-    std::env::var_os("SLUICE_TOOLCHAINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/toolchains"))
-}
+use crate::support::{Sandbox, repo_root, toolchains};
 
 fn scaffold_builds_checks_and_runs(lang: &str) -> Result<()> {
     let sandbox = Sandbox::with_shared_cache()?;

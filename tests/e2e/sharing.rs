@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use sluice::exit_codes;
 use sluice::report::{RunStatus, StageStatus};
 
-use crate::support::{Ran, RegistryServer, Sandbox, plugin, sha256_of};
+use crate::support::{Ran, RegistryServer, Sandbox, plugin, sha256_of, toolchains};
 
 /// One team: its own folder, plugin store, compile cache and keys.
 struct Team {
@@ -58,8 +58,15 @@ impl Team {
     }
 
     fn run(&self, pipeline: &Path, extra: &[&str]) -> Result<Ran> {
+        self.run_with_env(pipeline, extra, &[])
+    }
+
+    fn run_with_env(&self, pipeline: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Ran> {
         let pipeline = pipeline.display().to_string();
         let runs = self.sandbox.runs_dir().display().to_string();
+        let report = self.report_path();
+        let _ = std::fs::remove_file(&report);
+        let report = report.display().to_string();
         let mut args = vec![
             "run",
             pipeline.as_str(),
@@ -67,22 +74,24 @@ impl Team {
             "plain",
             "--runs-dir",
             &runs,
+            "--report",
+            &report,
         ];
         args.extend_from_slice(extra);
-        self.sluice(&args)
+        self.sandbox.sluice_with_env(&args, env)
     }
 
     fn runs(&self) -> usize {
         std::fs::read_dir(self.sandbox.runs_dir()).map_or(0, |d| d.count())
     }
 
+    fn report_path(&self) -> PathBuf {
+        self.path().join("last-report.json")
+    }
+
+    /// The report of the last `run` (which must have run).
     fn latest_report(&self) -> Result<sluice::report::RunReport> {
-        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.sandbox.runs_dir())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        runs.sort();
-        let last = runs.last().context("no run recorded")?;
-        sluice::report::RunReport::read(&last.join("report.json"))
+        sluice::report::RunReport::read(&self.report_path())
     }
 }
 
@@ -173,6 +182,24 @@ fn two_teams_share_a_signed_stage_pinned_by_the_lock() -> Result<()> {
         "{lock}"
     );
 
+    // Pinned by digest in the pipeline itself: the same bytes, no tag involved.
+    let by_digest = team_b.sandbox.pipeline(
+        "by-digest.toml",
+        &std::fs::read_to_string(&pipeline)?.replace(
+            &reference,
+            &registry.reference(&format!("acme/text-transform@{manifest}")),
+        ),
+    )?;
+    let ran = team_b.run(&by_digest, &[])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        team_b.latest_report()?.stages[1]
+            .plugin
+            .manifest_digest
+            .as_deref(),
+        Some(manifest.as_str())
+    );
+
     // A warm run needs no network: with the registry gone it still runs, signature included.
     drop(registry);
     let ran = team_b.run(&pipeline, &["--locked"])?;
@@ -249,6 +276,8 @@ fn a_moved_tag_changes_nothing_until_lock_update() -> Result<()> {
     let reference = registry.reference("acme/stage:1.0.0");
     let first = plugin("text-transform")?;
     let first_manifest = team_a.push(&first, &reference, None)?;
+    // Publishing is reproducible: the same bytes again give the same manifest.
+    assert_eq!(team_a.push(&first, &reference, None)?, first_manifest);
     let pipeline = consumer_pipeline(&team_b, &reference, None)?;
     assert_eq!(team_b.run(&pipeline, &[])?.code, 0);
 
@@ -403,6 +432,21 @@ fn offline_names_what_is_missing_and_a_bad_registry_says_what_to_do() -> Result<
     let port = crate::support::free_port()?;
     let pipeline = consumer_pipeline(&team, &format!("oci://127.0.0.1:{port}/acme/x:1.0.0"), None)?;
     let ran = team.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("did not answer"), "{}", ran.stderr);
+
+    // A registry that accepts connections and then says nothing: given up on after
+    // SLUICE_REGISTRY_TIMEOUT seconds instead of hanging the pipeline.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    let pipeline = consumer_pipeline(&team, &format!("oci://127.0.0.1:{port}/acme/x:1.0.0"), None)?;
+    let ran = team.run_with_env(&pipeline, &[], &[("SLUICE_REGISTRY_TIMEOUT", "1")])?;
     assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
     assert!(ran.stderr.contains("did not answer"), "{}", ran.stderr);
     assert_eq!(team.runs(), 0);
@@ -616,5 +660,76 @@ version = "1.0.0"
         &a_public.display().to_string(),
     ])?;
     assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    Ok(())
+}
+
+/// Runs the ecosystem's own registry client, `wkg`, which `cargo xtask test` installs.
+fn wkg(home: &Path, args: &[&str]) -> Result<()> {
+    let binary = toolchains().join("cargo/bin/wkg");
+    anyhow::ensure!(
+        binary.is_file(),
+        "{} is missing: `cargo xtask test` installs it",
+        binary.display()
+    );
+    let output = std::process::Command::new(&binary)
+        .args(args)
+        .env("HOME", home)
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .context("cannot run wkg")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "wkg {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn what_wkg_pushes_sluice_runs_and_what_sluice_pushes_wkg_pulls() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let host = format!("127.0.0.1:{}", registry.port);
+    let team = Team::new("team-b")?;
+
+    // Published with wkg, used by reference in a pipeline.
+    let component = plugin("text-transform")?;
+    wkg(
+        team.path(),
+        &[
+            "oci",
+            "push",
+            "--insecure",
+            &host,
+            &format!("{host}/wkg/text-transform:1.0.0"),
+            &component.display().to_string(),
+        ],
+    )?;
+    let pipeline = consumer_pipeline(&team, &registry.reference("wkg/text-transform:1.0.0"), None)?;
+    let ran = team.run(&pipeline, &[])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let report = team.latest_report()?;
+    assert_eq!(
+        report.stages[1].plugin.sha256.as_deref(),
+        Some(sha256_of(&component)?.as_str())
+    );
+
+    // Published with sluice, fetched with wkg: the same bytes.
+    let checksum = plugin("checksum")?;
+    team.push(&checksum, &registry.reference("acme/checksum:1.0.0"), None)?;
+    let pulled = team.path().join("pulled.wasm");
+    wkg(
+        team.path(),
+        &[
+            "oci",
+            "pull",
+            "--insecure",
+            &host,
+            &format!("{host}/acme/checksum:1.0.0"),
+            "--output",
+            &pulled.display().to_string(),
+        ],
+    )?;
+    assert_eq!(sha256_of(&pulled)?, sha256_of(&checksum)?);
     Ok(())
 }

@@ -312,6 +312,13 @@ pub fn all_text_under(dir: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
+/// Where `cargo xtask plugins` put the toolchains (the test command passes it on).
+pub fn toolchains() -> PathBuf {
+    std::env::var_os("SLUICE_TOOLCHAINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/toolchains"))
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

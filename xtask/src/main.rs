@@ -14,10 +14,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
   demo      set up, build, and run the demo: the six-phase website pipeline against a real
-            nginx on 127.0.0.1:18080 (then examples/hello and examples/rust-crate)
+            nginx on 127.0.0.1:18080, signed stages shared through a real OCI registry on
+            127.0.0.1:15000 (examples/shared), then examples/hello
   test      set up, build, and run every check: fmt, clippy, unit and end-to-end tests
   plugins   build the guest plugins into plugins/dist/
-  setup     install the wasm32-wasip2 target and build the plugins
+  setup     install the wasm32-wasip2 target, nginx and docker-registry; build the plugins
   bench     per-stage overhead and whole-pipeline wall time, cold and warm cache
 ";
 
@@ -161,13 +162,70 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// An nginx serving `deploy_root/current` on 127.0.0.1:`port`, stopped when dropped.
-struct Nginx {
+/// A server process the demo started (nginx, docker-registry), stopped with SIGTERM when
+/// dropped (SIGKILL would orphan nginx's workers).
+struct Service {
     child: std::process::Child,
 }
 
+impl Service {
+    /// Waits until 127.0.0.1:`port` accepts connections.
+    fn wait_listening(self, what: &str, port: u16, log: &Path) -> Result<Self> {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(self);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        bail!(
+            "{what} did not start listening on 127.0.0.1:{port}; see {}",
+            log.display()
+        )
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's docker-registry (distribution v2) on 127.0.0.1:`port` from `registry/config.yml`,
+/// storing into `storage`.
+fn start_registry(root: &Path, port: u16, storage: &Path) -> Result<Service> {
+    let binary = tool_binary("docker-registry")
+        .context("docker-registry is not installed; run `cargo xtask setup`")?;
+    std::fs::create_dir_all(storage)?;
+    let log_path = storage.join("registry.log");
+    let log = std::fs::File::create(&log_path)?;
+    eprintln!(
+        "xtask: starting docker-registry on 127.0.0.1:{port} (storage {})",
+        storage.display()
+    );
+    let child = Command::new(binary)
+        .arg("serve")
+        .arg(root.join("registry/config.yml"))
+        .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            storage.join("data"),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start docker-registry")?;
+    Service { child }.wait_listening("docker-registry", port, &log_path)
+}
+
+/// An nginx serving `deploy_root/current` on 127.0.0.1:`port`, stopped when dropped.
+struct Nginx;
+
 impl Nginx {
-    fn start(root: &Path, deploy_root: &Path, port: u16, prefix: &Path) -> Result<Self> {
+    fn start(root: &Path, deploy_root: &Path, port: u16, prefix: &Path) -> Result<Service> {
         let binary = nginx_binary().context("nginx is not installed; run `cargo xtask setup`")?;
         std::fs::create_dir_all(prefix)?;
         let template = std::fs::read_to_string(root.join("examples/website/nginx.conf"))?;
@@ -194,27 +252,7 @@ impl Nginx {
             .stdin(std::process::Stdio::null())
             .spawn()
             .context("cannot start nginx")?;
-        let nginx = Self { child };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(nginx);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        bail!(
-            "nginx did not start listening on 127.0.0.1:{port}; see {}",
-            prefix.join("error.log").display()
-        )
-    }
-}
-
-impl Drop for Nginx {
-    /// SIGTERM lets the master stop its workers (SIGKILL would orphan them).
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        Service { child }.wait_listening("nginx", port, &prefix.join("error.log"))
     }
 }
 
@@ -339,6 +377,7 @@ fn demo(root: &Path) -> Result<()> {
             .trim()
     );
     drop(nginx);
+    demo_sharing(root, &sluice)?;
     sh(root, &sluice, &["run", "examples/hello/pipeline.toml"])?;
     eprintln!(
         "xtask: demo done. Report: target/demo-report.json. Try examples/website/broken-release.toml \
@@ -346,6 +385,94 @@ fn demo(root: &Path) -> Result<()> {
          examples/rust-crate."
     );
     Ok(())
+}
+
+/// Plugin sharing: team "acme" publishes two signed stages to a real registry; the
+/// examples/shared pipeline uses them by reference (lock, signature check, provenance), then
+/// runs again offline from the local plugin store.
+fn demo_sharing(root: &Path, sluice: &str) -> Result<()> {
+    let demo = root.join("target/demo-registry");
+    let _ = std::fs::remove_dir_all(demo.join("storage"));
+    let _ = std::fs::remove_dir_all(demo.join("store"));
+    let _ = std::fs::remove_file(root.join("examples/shared/pipeline.lock"));
+    let registry = start_registry(root, 15000, &demo.join("storage"))?;
+    // The demo's own plugin store, so the first run visibly fetches.
+    let store = demo.join("store").display().to_string();
+    for key in ["acme", "ci"] {
+        if !demo.join(format!("keys/{key}.key")).is_file() {
+            let prefix = format!("target/demo-registry/keys/{key}");
+            sh(root, sluice, &["key", "generate", &prefix])?;
+        }
+    }
+    for (plugin, reference) in [
+        (
+            "text-transform",
+            "oci://127.0.0.1:15000/acme/text-transform:1.0.0",
+        ),
+        ("release", "oci://127.0.0.1:15000/acme/release:1.0.0"),
+    ] {
+        let file = format!("plugins/dist/{plugin}.wasm");
+        let args = [
+            "plugin",
+            "push",
+            &file,
+            reference,
+            "--sign",
+            "target/demo-registry/keys/acme.key",
+        ];
+        sh(root, sluice, &args)?;
+    }
+    let pipeline = "examples/shared/pipeline.toml";
+    let with_store = ["--plugin-store", store.as_str()];
+    let runs = demo.join("runs");
+    let _ = std::fs::remove_dir_all(&runs);
+    let runs_arg = runs.display().to_string();
+    sh(
+        root,
+        sluice,
+        &[
+            &["run", pipeline, "--runs-dir", &runs_arg][..],
+            &with_store[..],
+        ]
+        .concat(),
+    )?;
+    // The online run is the only one in its runs folder: check its signed provenance.
+    let run_dir = std::fs::read_dir(&runs)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .next()
+        .context("the shared example recorded no run")?;
+    let envelope = run_dir
+        .join("provenance.intoto.dsse.json")
+        .display()
+        .to_string();
+    sh(
+        root,
+        sluice,
+        &[
+            "verify",
+            &envelope,
+            "--key",
+            "target/demo-registry/keys/ci.pub",
+        ],
+    )?;
+    eprintln!("xtask: again, offline, from the local plugin store (the registry is stopped):");
+    drop(registry);
+    sh(
+        root,
+        sluice,
+        &[
+            &[
+                "run",
+                pipeline,
+                "--offline",
+                "--locked",
+                "--runs-dir",
+                &runs_arg,
+            ][..],
+            &with_store[..],
+        ]
+        .concat(),
+    )
 }
 
 /// A plain HTTP/1.0 GET against 127.0.0.1, for the demo's last look at the deployed site.
@@ -368,6 +495,8 @@ fn host_binary(root: &Path, profile: &str) -> PathBuf {
 fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     setup(root)?;
+    // The sharing tests push and pull with the ecosystem's own client too.
+    polyglot::wkg(root, &toolchains_dir(root))?;
     sh(root, "cargo", &["fmt", "--all", "--check"])?;
     sh(&root.join("plugins"), "cargo", &["fmt", "--all", "--check"])?;
     sh(

