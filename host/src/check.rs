@@ -54,16 +54,13 @@ pub async fn check(host: &Host, pipeline: &Pipeline) -> CheckReport {
     let secrets = SecretValues::load(&pipeline.secrets);
     let mut stages = Vec::with_capacity(pipeline.stages.len());
     for spec in &pipeline.stages {
+        let (manifest_digest, signed_by) = crate::resolve::Pin::recorded(spec.pin.as_ref());
         let mut entry = StageCheck {
             stage: spec.name.clone(),
             plugin: spec.plugin_path.clone(),
             reference: spec.plugin_ref.clone(),
-            manifest_digest: spec.pin.as_ref().map(|p| p.manifest_digest.clone()),
-            signed_by: spec
-                .pin
-                .as_ref()
-                .map(|p| p.signed_by.clone())
-                .unwrap_or_default(),
+            manifest_digest,
+            signed_by,
             name: None,
             version: None,
             phase: None,

@@ -59,15 +59,7 @@ impl PluginStore {
             Ok((hex, _)) => format!("sha256:{hex}"),
             Err(_) => String::from("(unreadable)"),
         };
-        if actual == digest {
-            Ok(Some(path))
-        } else {
-            let _ = std::fs::remove_file(&path);
-            Err(CorruptBlob {
-                digest: digest.to_string(),
-                actual,
-            })
-        }
+        keep_if_intact(&path, digest, actual).map(|()| Some(path))
     }
 
     /// The stored bytes for `digest`, checked; `None` when not stored.
@@ -77,15 +69,7 @@ impl PluginStore {
             return Ok(None);
         };
         let actual = format!("sha256:{}", sha256_bytes(&bytes));
-        if actual == digest {
-            Ok(Some(bytes))
-        } else {
-            let _ = std::fs::remove_file(&path);
-            Err(CorruptBlob {
-                digest: digest.to_string(),
-                actual,
-            })
-        }
+        keep_if_intact(&path, digest, actual).map(|()| Some(bytes))
     }
 
     /// Stores bytes already checked against `digest`; returns the file.
@@ -144,6 +128,18 @@ impl PluginStore {
         let bytes = serde_json::to_vec_pretty(&all).context("cannot encode signatures")?;
         write_atomically(&self.signatures_path(manifest_digest), &bytes)
     }
+}
+
+/// Removes a stored file whose content hash `actual` is not the `digest` it is stored under.
+fn keep_if_intact(path: &Path, digest: &str, actual: String) -> Result<(), CorruptBlob> {
+    if actual == digest {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(path);
+    Err(CorruptBlob {
+        digest: digest.to_string(),
+        actual,
+    })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -204,6 +204,45 @@ impl Manifest {
     }
 }
 
+/// The largest blob sluice downloads: a hostile registry must not fill memory or disk.
+pub const MAX_BLOB_BYTES: usize = 512 << 20;
+
+/// Collects a download, refusing to grow past [`MAX_BLOB_BYTES`].
+#[derive(Default)]
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    exceeded: bool,
+}
+
+impl tokio::io::AsyncWrite for CappedBuffer {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.bytes.len() + buf.len() > MAX_BLOB_BYTES {
+            self.exceeded = true;
+            return std::task::Poll::Ready(Err(std::io::Error::other("blob too large")));
+        }
+        self.bytes.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// What publishing a component produced.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -364,8 +403,17 @@ impl Registry {
     /// The blob stored under `digest`, its bytes checked against the digest.
     pub async fn fetch_blob(&self, reference: &PluginRef, digest: &str) -> Result<Vec<u8>> {
         let image = reference.at(digest);
-        let mut bytes = Vec::new();
-        match self.client.pull_blob(&image, digest, &mut bytes).await {
+        let mut capped = CappedBuffer::default();
+        let pulled = self.client.pull_blob(&image, digest, &mut capped).await;
+        if capped.exceeded {
+            bail!(
+                "blob {digest} of {} is larger than {} MiB; refusing to download more",
+                reference.name(),
+                MAX_BLOB_BYTES >> 20
+            );
+        }
+        let bytes = capped.bytes;
+        match pulled {
             Ok(()) => {}
             Err(err) if is_not_found(&err) => bail!(
                 "blob {digest} of {} is not in the registry",

@@ -23,6 +23,16 @@ pub struct Pin {
     pub signed_by: Vec<String>,
 }
 
+impl Pin {
+    /// What a report or a check records of an optional pin: manifest digest and signers.
+    pub fn recorded(pin: Option<&Pin>) -> (Option<String>, Vec<String>) {
+        match pin {
+            Some(pin) => (Some(pin.manifest_digest.clone()), pin.signed_by.clone()),
+            None => (None, Vec::new()),
+        }
+    }
+}
+
 /// How resolution may behave.
 #[derive(Debug, Clone)]
 pub struct ResolveOptions {

@@ -482,6 +482,7 @@ fn earlier_stages(records: &[StageRecord]) -> Vec<EarlierStage> {
 }
 
 fn pending_record(spec: &StageSpec) -> StageRecord {
+    let (manifest_digest, signed_by) = crate::resolve::Pin::recorded(spec.pin.as_ref());
     StageRecord {
         name: spec.name.clone(),
         phase: None,
@@ -494,12 +495,8 @@ fn pending_record(spec: &StageSpec) -> StageRecord {
             version: None,
             cache_hit: None,
             load_ms: None,
-            manifest_digest: spec.pin.as_ref().map(|p| p.manifest_digest.clone()),
-            signed_by: spec
-                .pin
-                .as_ref()
-                .map(|p| p.signed_by.clone())
-                .unwrap_or_default(),
+            manifest_digest,
+            signed_by,
         },
         started_at: None,
         duration_ms: None,

@@ -19,6 +19,11 @@ fn parse_ref(text: &str) -> Result<PluginRef, i32> {
     })
 }
 
+/// A reference and the public keys to check it against, from the command line.
+fn ref_and_keys(reference: &str, keys: &[PathBuf]) -> Result<(PluginRef, Vec<TrustedKey>), i32> {
+    Ok((parse_ref(reference)?, trusted_keys(keys)?))
+}
+
 fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<TrustedKey>, i32> {
     paths
         .iter()
@@ -209,12 +214,8 @@ pub async fn sign(reference: &str, key: &Path) -> i32 {
 }
 
 pub async fn verify(reference: &str, keys: &[PathBuf]) -> i32 {
-    let reference = match parse_ref(reference) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let trusted = match trusted_keys(keys) {
-        Ok(keys) => keys,
+    let (reference, trusted) = match ref_and_keys(reference, keys) {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
     match sharing::verify(&reference, &trusted).await {
@@ -235,12 +236,8 @@ pub async fn pull(
     output: Option<&Path>,
     keys: &[PathBuf],
 ) -> i32 {
-    let reference = match parse_ref(reference) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let trusted = match trusted_keys(keys) {
-        Ok(keys) => keys,
+    let (reference, trusted) = match ref_and_keys(reference, keys) {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
     let registry = Registry::for_ref(&reference);

@@ -306,6 +306,19 @@ fn a_moved_tag_changes_nothing_until_lock_update() -> Result<()> {
     );
     assert!(lock_text(&pipeline).contains(&second_manifest));
 
+    // A lock whose component digest was edited no longer matches its manifest: refused.
+    let lock_file = pipeline.with_extension("lock");
+    let honest = lock_text(&pipeline);
+    let second_layer = format!("sha256:{}", sha256_of(&second)?);
+    std::fs::write(
+        &lock_file,
+        honest.replace(&second_layer, &format!("sha256:{}", sha256_of(&first)?)),
+    )?;
+    let ran = team_b.run(&pipeline, &[])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("tampered"), "{}", ran.stderr);
+    std::fs::write(&lock_file, honest)?;
+
     // With --locked, a pipeline whose lock is out of date is refused.
     let other = registry.reference("acme/stage:2.0.0");
     team_a.push(&second, &other, None)?;
@@ -362,6 +375,17 @@ fn unsigned_wrongly_signed_and_forged_plugins_are_refused() -> Result<()> {
         &a_public.display().to_string(),
     ])?;
     assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+
+    // A registry artifact that is not a component (here: the signature manifest itself).
+    let not_a_plugin = registry.reference(&format!(
+        "acme/text-transform:{}.sig",
+        manifest.replacen(':', "-", 1)
+    ));
+    let other = consumer_pipeline(&team_b, &not_a_plugin, None)?;
+    let ran = team_b.run(&other, &[])?;
+    assert_eq!(ran.code, exit_codes::PLUGIN_REFUSED, "{}", ran.stderr);
+    assert!(ran.stderr.contains("is not a plugin"), "{}", ran.stderr);
+    let pipeline = consumer_pipeline(&team_b, &reference, Some(&a_public))?;
 
     // Forged: mallory's signature relabelled with team A's key id.
     let a_id = sluice::signing::TrustedKey::from_file(&a_public)?.id;

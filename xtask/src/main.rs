@@ -436,13 +436,9 @@ fn demo_sharing(root: &Path, sluice: &str) -> Result<()> {
         ]
         .concat(),
     )?;
-    // The online run is the only one in its runs folder: check its signed provenance.
-    let run_dir = std::fs::read_dir(&runs)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .next()
-        .context("the shared example recorded no run")?;
-    let envelope = run_dir
-        .join("provenance.intoto.dsse.json")
+    // Check the signed provenance of that run (`latest` points at it).
+    let envelope = runs
+        .join("latest/provenance.intoto.dsse.json")
         .display()
         .to_string();
     sh(
