@@ -293,6 +293,29 @@ fn uses_plain_http(registry: &str) -> bool {
         })
 }
 
+/// Credentials for a registry: `SLUICE_REGISTRY_USER` + `SLUICE_REGISTRY_PASSWORD` when both
+/// are set; else what `docker login` stored for that host (`$DOCKER_CONFIG` or
+/// `~/.docker/config.json`, credential helpers included; identity tokens are not supported);
+/// else anonymous.
+pub fn credentials(registry: &str) -> RegistryAuth {
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("SLUICE_REGISTRY_USER"),
+        std::env::var("SLUICE_REGISTRY_PASSWORD"),
+    ) {
+        return RegistryAuth::Basic(user, password);
+    }
+    match docker_credential::get_credential(registry) {
+        Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
+            RegistryAuth::Basic(user, password)
+        }
+        // Identity tokens (OAuth refresh tokens) and lookup failures: try anonymously; a
+        // registry that wants more says so, and the error names both ways to log in.
+        Ok(docker_credential::DockerCredential::IdentityToken(_)) | Err(_) => {
+            RegistryAuth::Anonymous
+        }
+    }
+}
+
 /// Installs the TLS crypto provider once (rustls with ring, which the wasi-http client uses too).
 fn ensure_tls_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -303,8 +326,7 @@ fn ensure_tls_provider() {
 }
 
 impl Registry {
-    /// A client for `reference`'s registry. Credentials come from `SLUICE_REGISTRY_USER` and
-    /// `SLUICE_REGISTRY_PASSWORD` when set; otherwise access is anonymous.
+    /// A client for `reference`'s registry, with the [`credentials`] for it.
     pub fn for_ref(reference: &PluginRef) -> Self {
         ensure_tls_provider();
         let protocol = if uses_plain_http(&reference.registry) {
@@ -326,21 +348,21 @@ impl Registry {
             connect_timeout: Some(timeout.min(std::time::Duration::from_secs(10))),
             ..ClientConfig::default()
         });
-        let auth = match (
-            std::env::var("SLUICE_REGISTRY_USER"),
-            std::env::var("SLUICE_REGISTRY_PASSWORD"),
-        ) {
-            (Ok(user), Ok(password)) => RegistryAuth::Basic(user, password),
-            _ => RegistryAuth::Anonymous,
-        };
         Self {
             client,
-            auth,
+            auth: credentials(&reference.registry),
             registry: reference.registry.clone(),
         }
     }
 
     fn unreachable(&self, err: OciDistributionError) -> anyhow::Error {
+        if is_access_denied(&err) {
+            return anyhow::anyhow!(
+                "registry {} refused access: {err}\n  = help: set SLUICE_REGISTRY_USER and SLUICE_REGISTRY_PASSWORD, or log in with `docker login {}`",
+                self.registry,
+                self.registry
+            );
+        }
         anyhow::anyhow!(
             "registry {} did not answer as expected: {err}\n  = help: is the registry running and reachable? (--offline runs from the local plugin store alone)",
             self.registry
@@ -592,6 +614,20 @@ fn is_not_found(err: &OciDistributionError) -> bool {
             )
         }),
         OciDistributionError::ServerError { code, .. } => *code == 404,
+        _ => false,
+    }
+}
+
+fn is_access_denied(err: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    match err {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
         _ => false,
     }
 }

@@ -757,3 +757,46 @@ fn what_wkg_pushes_sluice_runs_and_what_sluice_pushes_wkg_pulls() -> Result<()> 
     assert_eq!(sha256_of(&pulled)?, sha256_of(&checksum)?);
     Ok(())
 }
+
+#[test]
+fn a_private_registry_takes_env_credentials_or_a_docker_login() -> Result<()> {
+    let registry = RegistryServer::start_with_login("acme-ci", "s3cret-pass")?;
+    let team = Team::new("team-b")?;
+    let reference = registry.reference("acme/text-transform:1.0.0");
+    let component = plugin("text-transform")?.display().to_string();
+
+    // Anonymous: refused, with both ways to log in.
+    let ran = team.sluice(&["plugin", "push", &component, &reference])?;
+    assert_ne!(ran.code, 0, "{}", ran.stdout);
+    assert!(ran.stderr.contains("refused access"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("docker login"), "{}", ran.stderr);
+
+    // SLUICE_REGISTRY_USER / SLUICE_REGISTRY_PASSWORD.
+    let env = [
+        ("SLUICE_REGISTRY_USER", "acme-ci"),
+        ("SLUICE_REGISTRY_PASSWORD", "s3cret-pass"),
+    ];
+    let ran = team
+        .sandbox
+        .sluice_with_env(&["plugin", "push", &component, &reference], &env)?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+
+    // What `docker login` writes: $DOCKER_CONFIG/config.json.
+    let docker = team.path().join("docker");
+    std::fs::create_dir_all(&docker)?;
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "acme-ci:s3cret-pass",
+    );
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({ "auths": { format!("127.0.0.1:{}", registry.port): { "auth": auth } } })
+            .to_string(),
+    )?;
+    let pipeline = consumer_pipeline(&team, &reference, None)?;
+    let docker_env = docker.display().to_string();
+    let ran = team.run_with_env(&pipeline, &[], &[("DOCKER_CONFIG", docker_env.as_str())])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(team.latest_report()?.status, RunStatus::Succeeded);
+    Ok(())
+}

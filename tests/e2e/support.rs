@@ -336,6 +336,15 @@ pub struct RegistryServer {
 
 impl RegistryServer {
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// A registry that lets only `user` with `password` in (htpasswd, bcrypt).
+    pub fn start_with_login(user: &str, password: &str) -> Result<Self> {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Result<Self> {
         let binary = Path::new("/usr/bin/docker-registry");
         if !binary.is_file() {
             bail!(
@@ -345,7 +354,17 @@ impl RegistryServer {
         let port = free_port()?;
         let storage = tempfile::tempdir()?;
         let log = std::fs::File::create(storage.path().join("registry.log"))?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some((user, password)) = login {
+            let hash = bcrypt::hash(password, 5)?;
+            let htpasswd = storage.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n"))?;
+            command
+                .env("REGISTRY_AUTH", "htpasswd")
+                .env("REGISTRY_AUTH_HTPASSWD_REALM", "sluice-tests")
+                .env("REGISTRY_AUTH_HTPASSWD_PATH", htpasswd);
+        }
+        let child = command
             .arg("serve")
             .arg(repo_root().join("registry/config.yml"))
             .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
