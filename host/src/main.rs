@@ -95,7 +95,7 @@ enum Command {
     },
     /// Show what a plugin component is, says about itself, imports and exports
     Inspect {
-        /// The .wasm component
+        /// The .wasm component, or an oci:// reference (fetched into the plugin store first)
         plugin: PathBuf,
         /// Print the result as JSON
         #[arg(long)]
@@ -312,7 +312,12 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Plugin(PluginCommand::Verify { reference, keys }) => {
             sharing_commands::verify(&reference, &keys).await
         }
-        Command::Inspect { plugin, json } => inspect(&host, &plugin, json).await,
+        Command::Inspect { plugin, json } => {
+            match sharing_commands::local_copy(&store, &plugin).await {
+                Ok(file) => inspect(&host, &file, json).await,
+                Err(code) => code,
+            }
+        }
         Command::Plugin(PluginCommand::New { name, lang, dir }) => plugin_new(&name, lang, &dir),
         Command::Plugin(PluginCommand::Build { dir }) => match sluice::scaffold::build_plugin(&dir)
         {

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 
 use crate::engine::Host;
+use crate::plugin_store::PluginStore;
 use crate::registry::{Manifest, PluginRef, Published, Registry};
 use crate::signing::{Envelope, SigningKey, Statement, Subject, TrustedKey, short_key_id};
 
@@ -106,6 +107,49 @@ pub fn parse_wasm_manifest(bytes: &[u8], reference: &PluginRef) -> Result<(Manif
         .digest
         .clone();
     Ok((manifest, layer))
+}
+
+/// What `pull` put into the local plugin store.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub manifest_digest: String,
+    pub layer_digest: String,
+    /// The component's file in the store.
+    pub path: std::path::PathBuf,
+    /// Trusted keys whose signatures verified (empty when none were asked for).
+    pub signed_by: Vec<String>,
+}
+
+/// Fetches a plugin into the local store (every byte checked against its digest), requiring
+/// a signature by one of `trusted` when that is not empty.
+pub async fn pull(
+    store: &PluginStore,
+    reference: &PluginRef,
+    trusted: &[TrustedKey],
+) -> Result<Pulled> {
+    let registry = Registry::for_ref(reference);
+    let digest = manifest_digest(&registry, reference).await?;
+    let manifest = registry.fetch_manifest(reference, &digest).await?;
+    let (_, layer) = parse_wasm_manifest(&manifest, reference)?;
+    let component = registry.fetch_blob(reference, &layer).await?;
+    let signed_by = if trusted.is_empty() {
+        Vec::new()
+    } else {
+        let envelopes = registry.fetch_signatures(reference, &digest).await?;
+        let signers = verify_signatures(&envelopes, trusted, &digest)
+            .map_err(|why| anyhow::anyhow!("not signed by a trusted key: {why}"))?;
+        store.add_signatures(&digest, &envelopes)?;
+        signers
+    };
+    store.put_blob(&digest, &manifest)?;
+    let path = store.put_blob(&layer, &component)?;
+    store.remember_tag(reference, &digest)?;
+    Ok(Pulled {
+        manifest_digest: digest,
+        layer_digest: layer,
+        path,
+        signed_by,
+    })
 }
 
 /// Signs the manifest a reference names and stores the signature next to it in the registry.

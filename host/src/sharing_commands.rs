@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use sluice::plugin_store::PluginStore;
-use sluice::registry::{PluginRef, Registry};
+use sluice::registry::PluginRef;
 use sluice::resolve::{ResolveOptions, resolve_pipeline};
 use sluice::signing::{Envelope, SigningKey, TrustedKey, generate_key_pair};
 use sluice::{Host, exit_codes, manifest, sharing};
@@ -240,28 +240,13 @@ pub async fn pull(
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    let registry = Registry::for_ref(&reference);
-    let fetched = async {
-        let digest = sharing::manifest_digest(&registry, &reference).await?;
-        let manifest = registry.fetch_manifest(&reference, &digest).await?;
-        let (_, layer) = sharing::parse_wasm_manifest(&manifest, &reference)?;
-        let component = registry.fetch_blob(&reference, &layer).await?;
-        let signers = if trusted.is_empty() {
-            Vec::new()
-        } else {
-            let envelopes = registry.fetch_signatures(&reference, &digest).await?;
-            let signers = sharing::verify_signatures(&envelopes, &trusted, &digest)
-                .map_err(|why| anyhow::anyhow!("not signed by a trusted key: {why}"))?;
-            store.add_signatures(&digest, &envelopes)?;
-            signers
-        };
-        store.put_blob(&digest, &manifest)?;
-        let path = store.put_blob(&layer, &component)?;
-        store.remember_tag(&reference, &digest)?;
-        anyhow::Ok((digest, layer, path, signers))
-    };
-    match fetched.await {
-        Ok((digest, layer, path, signers)) => {
+    match sharing::pull(store, &reference, &trusted).await {
+        Ok(sharing::Pulled {
+            manifest_digest: digest,
+            layer_digest: layer,
+            path,
+            signed_by: signers,
+        }) => {
             println!("pulled {reference}");
             println!("  manifest  {digest}");
             println!("  component {layer}");
@@ -322,6 +307,25 @@ pub fn verify_envelope(path: &Path, keys: &[PathBuf]) -> i32 {
         Err(err) => {
             eprintln!("error: {}: {err}", path.display());
             exit_codes::PLUGIN_REFUSED
+        }
+    }
+}
+
+/// `path` itself, or, for an `oci://` reference, its component fetched into the store.
+pub async fn local_copy(store: &PluginStore, path: &Path) -> Result<PathBuf, i32> {
+    let text = path.to_string_lossy();
+    if !text.starts_with(sluice::registry::SCHEME) {
+        return Ok(path.to_path_buf());
+    }
+    let reference = parse_ref(&text)?;
+    match sharing::pull(store, &reference, &[]).await {
+        Ok(pulled) => {
+            eprintln!("{reference} is {}", pulled.manifest_digest);
+            Ok(pulled.path)
+        }
+        Err(err) => {
+            eprintln!("error: cannot fetch {reference}: {err:#}");
+            Err(exit_codes::PLUGIN_REFUSED)
         }
     }
 }

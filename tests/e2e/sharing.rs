@@ -520,6 +520,16 @@ fn pull_fetches_the_published_bytes_and_checks_the_signature() -> Result<()> {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(ran.stdout.contains("signed by ed25519:"), "{}", ran.stdout);
     assert_eq!(sha256_of(&out)?, sha256_of(&component)?);
+
+    // `inspect` takes a reference too.
+    let ran = team_b.sluice(&["inspect", &reference])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains(&sha256_of(&component)?),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("stage    checksum"), "{}", ran.stdout);
     Ok(())
 }
 
