@@ -130,6 +130,9 @@ enum PluginCommand {
         /// Also sign it with this private key
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
+        /// Move the tag even if it already names a different component
+        #[arg(long)]
+        force: bool,
     },
     /// Fetch a plugin into the local plugin store (and optionally copy it out)
     Pull {
@@ -300,7 +303,8 @@ async fn dispatch(cli: Cli) -> i32 {
             file,
             reference,
             sign,
-        }) => sharing_commands::push(&host, &file, &reference, sign.as_deref()).await,
+            force,
+        }) => sharing_commands::push(&host, &file, &reference, sign.as_deref(), force).await,
         Command::Plugin(PluginCommand::Pull {
             reference,
             output,

@@ -371,17 +371,23 @@ impl Registry {
 
     /// The manifest digest a tag points at now.
     pub async fn resolve_tag(&self, reference: &PluginRef, tag: &str) -> Result<String> {
+        self.tag_digest(reference, tag).await?.with_context(|| {
+            format!(
+                "{}/{}:{tag} is not in the registry\n  = help: check the name and version; publish it with `sluice plugin push FILE {reference}`",
+                reference.registry, reference.repository
+            )
+        })
+    }
+
+    /// The manifest digest a tag points at now, or `None` when the tag does not exist.
+    pub async fn tag_digest(&self, reference: &PluginRef, tag: &str) -> Result<Option<String>> {
         let image = reference.tagged(tag);
         match self.client.fetch_manifest_digest(&image, &self.auth).await {
             Ok(digest) => {
                 check_digest(&digest).map_err(anyhow::Error::msg)?;
-                Ok(digest)
+                Ok(Some(digest))
             }
-            Err(err) if is_not_found(&err) => bail!(
-                "{}/{}:{tag} is not in the registry\n  = help: check the name and version; publish it with `sluice plugin push FILE {reference}`",
-                reference.registry,
-                reference.repository
-            ),
+            Err(err) if is_not_found(&err) => Ok(None),
             Err(err) => Err(self.unreachable(err)),
         }
     }
@@ -486,23 +492,21 @@ impl Registry {
     }
 
     /// Publishes a component under `reference`'s tag.
+    /// Publishes a component under `reference`'s tag. A tag that already names a different
+    /// manifest is moved only with `force`: a published version should stay what it was.
     pub async fn push_component(
         &self,
         reference: &PluginRef,
         component: &[u8],
         config: &serde_json::Value,
         annotations: BTreeMap<String, String>,
+        force: bool,
     ) -> Result<Published> {
         let tag = reference.tag.as_deref().context(
             "pushing needs a tag to publish under, e.g. oci://127.0.0.1:5000/acme/checkout:1.2.0",
         )?;
         let image = reference.tagged(tag);
-        self.client
-            .store_auth_if_needed(&self.registry, &self.auth)
-            .await;
         let config_bytes = serde_json::to_vec(config).context("cannot encode the config")?;
-        let layer_digest = self.push_blob(&image, component).await?;
-        self.push_blob(&image, &config_bytes).await?;
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(OCI_MANIFEST_MEDIA_TYPE.to_string()),
@@ -511,6 +515,21 @@ impl Registry {
             layers: vec![Descriptor::of(WASM_LAYER_MEDIA_TYPE, component)],
             annotations,
         };
+        let body = serde_json::to_vec(&manifest).context("cannot encode the manifest")?;
+        let new_digest = format!("sha256:{}", sha256_bytes(&body));
+        if let Some(existing) = self.tag_digest(reference, tag).await?
+            && existing != new_digest
+            && !force
+        {
+            bail!(
+                "{reference} already names {existing}, a different component (this one would be {new_digest})\n  = help: publish a new version instead, or pass --force to move the tag (pipelines with a pipeline.lock keep the old bytes until `sluice lock --update`)"
+            );
+        }
+        self.client
+            .store_auth_if_needed(&self.registry, &self.auth)
+            .await;
+        let layer_digest = self.push_blob(&image, component).await?;
+        self.push_blob(&image, &config_bytes).await?;
         let manifest_digest = self.push_manifest(&image, &manifest).await?;
         Ok(Published {
             manifest_digest,

@@ -16,8 +16,13 @@ use crate::signing::{Envelope, SigningKey, Statement, Subject, TrustedKey, short
 pub const PLUGIN_SIGNATURE_PREDICATE: &str = "https://sluice.dev/attestations/plugin-signature/v1";
 
 /// Publishes a component: checks it is a sluice stage, describes it in the config and
-/// annotations, pushes it under the reference's tag.
-pub async fn push(host: &Host, file: &Path, reference: &PluginRef) -> Result<Published> {
+/// annotations, pushes it under the reference's tag (moving an existing tag only with `force`).
+pub async fn push(
+    host: &Host,
+    file: &Path,
+    reference: &PluginRef,
+    force: bool,
+) -> Result<Published> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let info = crate::inspect::inspect(host, file)
         .await
@@ -74,7 +79,7 @@ pub async fn push(host: &Host, file: &Path, reference: &PluginRef) -> Result<Pub
         annotations.insert("org.opencontainers.image.created".to_string(), created);
     }
     Registry::for_ref(reference)
-        .push_component(reference, &bytes, &config, annotations)
+        .push_component(reference, &bytes, &config, annotations, force)
         .await
 }
 

@@ -144,7 +144,13 @@ pub fn key_generate(prefix: &Path) -> i32 {
     }
 }
 
-pub async fn push(host: &Host, file: &Path, reference: &str, sign: Option<&Path>) -> i32 {
+pub async fn push(
+    host: &Host,
+    file: &Path,
+    reference: &str,
+    sign: Option<&Path>,
+    force: bool,
+) -> i32 {
     let reference = match parse_ref(reference) {
         Ok(r) => r,
         Err(code) => return code,
@@ -156,7 +162,7 @@ pub async fn push(host: &Host, file: &Path, reference: &str, sign: Option<&Path>
             return exit_codes::INVALID_INPUT;
         }
     };
-    let published = match sharing::push(host, file, &reference).await {
+    let published = match sharing::push(host, file, &reference, force).await {
         Ok(published) => published,
         Err(err) => {
             eprintln!("error: cannot publish {}: {err:#}", file.display());

@@ -42,12 +42,22 @@ impl Team {
 
     /// `sluice plugin push FILE REF [--sign KEY]`; returns the manifest digest it printed.
     fn push(&self, file: &Path, reference: &str, key: Option<&Path>) -> Result<String> {
+        let key = key.map(|k| k.display().to_string());
+        match &key {
+            Some(key) => self.push_with(file, reference, &["--sign", key]),
+            None => self.push_with(file, reference, &[]),
+        }
+    }
+
+    /// `sluice plugin push FILE REF --force`: moves an existing tag.
+    fn push_forced(&self, file: &Path, reference: &str) -> Result<String> {
+        self.push_with(file, reference, &["--force"])
+    }
+
+    fn push_with(&self, file: &Path, reference: &str, extra: &[&str]) -> Result<String> {
         let file = file.display().to_string();
         let mut args = vec!["plugin", "push", file.as_str(), reference];
-        let key = key.map(|k| k.display().to_string());
-        if let Some(key) = &key {
-            args.extend(["--sign", key.as_str()]);
-        }
+        args.extend_from_slice(extra);
         let ran = self.sluice(&args)?;
         anyhow::ensure!(ran.code == 0, "push failed: {}{}", ran.stdout, ran.stderr);
         ran.stdout
@@ -281,9 +291,14 @@ fn a_moved_tag_changes_nothing_until_lock_update() -> Result<()> {
     let pipeline = consumer_pipeline(&team_b, &reference, None)?;
     assert_eq!(team_b.run(&pipeline, &[])?.code, 0);
 
-    // The publisher re-pushes different bytes under the same tag.
+    // Different bytes under a published version are refused unless forced...
     let second = plugin("checksum")?;
-    let second_manifest = team_a.push(&second, &reference, None)?;
+    let ran = team_a.sluice(&["plugin", "push", &second.display().to_string(), &reference])?;
+    assert_ne!(ran.code, 0, "{}", ran.stdout);
+    assert!(ran.stderr.contains("already names"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("--force"), "{}", ran.stderr);
+    // ... and then the tag moves.
+    let second_manifest = team_a.push_forced(&second, &reference)?;
     assert_ne!(first_manifest, second_manifest);
 
     // The lock still wins, even with a fresh store (the old manifest is fetched by digest).
