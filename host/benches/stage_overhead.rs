@@ -165,7 +165,7 @@ async fn warm_resolution(component: &Path) -> Result<()> {
     for _ in 0..50 {
         let started = Instant::now();
         let mut pipeline = manifest::load(&pipeline_file)?;
-        sluice::resolve::resolve_pipeline(&mut pipeline, &options).await?;
+        sluice::resolve::resolve_pipeline(&mut pipeline, &options, &EventSink::discard()).await?;
         samples.push(started.elapsed());
     }
     print(

@@ -23,6 +23,34 @@ pub enum LogSource {
     Error,
 }
 
+/// `sha256:0123456789ab`: enough of a digest to recognise it.
+pub fn short_digest(digest: &str) -> &str {
+    digest.get(..19).unwrap_or(digest)
+}
+
+/// One line about a resolved registry plugin, for the human reporters.
+pub(crate) fn describe_resolved(
+    reference: &str,
+    manifest_digest: &str,
+    fetched: bool,
+    signed_by: &[String],
+) -> String {
+    let source = if fetched {
+        "fetched"
+    } else {
+        "from the local store"
+    };
+    let signed = if signed_by.is_empty() {
+        String::new()
+    } else {
+        format!(", signed by {}", signed_by.join(", "))
+    };
+    format!(
+        "{reference} → {} ({source}{signed})",
+        short_digest(manifest_digest)
+    )
+}
+
 impl LogSource {
     pub fn label(self) -> &'static str {
         match self {
@@ -52,6 +80,21 @@ pub enum Event {
         stages: Vec<String>,
         #[serde(with = "humantime_serde_compat")]
         at: SystemTime,
+    },
+    /// A registry plugin was pinned before the run: from pipeline.lock and the local plugin
+    /// store, or fetched from its registry.
+    PluginResolved {
+        stage: String,
+        reference: String,
+        manifest_digest: String,
+        fetched: bool,
+        /// Trusted keys whose signatures verified (empty when none are required).
+        signed_by: Vec<String>,
+    },
+    /// pipeline.lock was written; one line per added, updated or removed pin.
+    LockWritten {
+        path: PathBuf,
+        changes: Vec<String>,
     },
     /// The stage's plugin is compiled (or loaded from the cache) and ready to instantiate.
     PluginReady {

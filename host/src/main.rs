@@ -358,9 +358,7 @@ async fn run(host: &Host, store: &PluginStore, args: RunArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(code) = sharing_commands::resolve(&mut pipeline, store, args.resolve).await {
-        return code;
-    }
+    let resolve = sharing_commands::resolve_options(store, args.resolve);
     let options = runner::RunOptions {
         runs_dir: args.runs_dir,
         approve: args.approve,
@@ -368,6 +366,7 @@ async fn run(host: &Host, store: &PluginStore, args: RunArgs) -> i32 {
         interrupt: Some(interrupt_on_ctrl_c()),
     };
     report_run(&args.view, |sink| async move {
+        sluice::resolve::resolve_pipeline(&mut pipeline, &resolve, &sink).await?;
         runner::run(host, &pipeline, &options, &sink).await
     })
     .await
@@ -404,9 +403,7 @@ async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(code) = sharing_commands::resolve(&mut pipeline, store, args.resolve).await {
-        return code;
-    }
+    let resolve = sharing_commands::resolve_options(store, args.resolve);
     let options = runner::RunOptions {
         runs_dir: None,
         approve: args.approve,
@@ -414,6 +411,7 @@ async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> i32 {
         interrupt: Some(interrupt_on_ctrl_c()),
     };
     report_run(&args.view, |sink| async move {
+        sluice::resolve::resolve_pipeline(&mut pipeline, &resolve, &sink).await?;
         runner::resume(host, &pipeline, &run_dir, &options, &sink).await
     })
     .await
@@ -519,10 +517,13 @@ where
             }
             outcome.report.exit_code
         }
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            exit_codes::INTERNAL_ERROR
-        }
+        Err(err) => match err.downcast_ref::<sluice::resolve::ResolveFailure>() {
+            Some(failure) => sharing_commands::report_refusal(failure),
+            None => {
+                eprintln!("error: {err:#}");
+                exit_codes::INTERNAL_ERROR
+            }
+        },
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::events::{Event, EventSink};
 use crate::lockfile::{Lock, LockedPlugin};
 use crate::manifest::{Pipeline, StageSpec};
 use crate::plugin_store::PluginStore;
@@ -67,6 +68,7 @@ pub struct ResolveFailure {
 pub async fn resolve_pipeline(
     pipeline: &mut Pipeline,
     options: &ResolveOptions,
+    events: &EventSink,
 ) -> Result<Resolution, ResolveFailure> {
     if pipeline.stages.iter().all(|s| s.registry.is_none()) {
         return Ok(Resolution::default());
@@ -95,6 +97,13 @@ pub async fn resolve_pipeline(
         used.push(reference.to_string());
         match resolver.resolve(spec, &reference).await {
             Ok((path, pin, fetched)) => {
+                events.emit(Event::PluginResolved {
+                    stage: spec.name.clone(),
+                    reference: reference.to_string(),
+                    manifest_digest: pin.manifest_digest.clone(),
+                    fetched,
+                    signed_by: pin.signed_by.clone(),
+                });
                 resolution.plugins.push((
                     spec.name.clone(),
                     reference.to_string(),
@@ -141,7 +150,13 @@ pub async fn resolve_pipeline(
         });
     }
     match lock.write_if_changed() {
-        Ok(true) => resolution.lock_changes = changes,
+        Ok(true) => {
+            events.emit(Event::LockWritten {
+                path: lock_path.clone(),
+                changes: changes.clone(),
+            });
+            resolution.lock_changes = changes;
+        }
         Ok(false) => {}
         Err(err) => {
             return Err(ResolveFailure {

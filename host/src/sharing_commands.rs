@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use sluice::events::EventSink;
 use sluice::plugin_store::PluginStore;
 use sluice::registry::PluginRef;
-use sluice::resolve::{ResolveOptions, resolve_pipeline};
+use sluice::resolve::{ResolveFailure, ResolveOptions, resolve_pipeline};
 use sluice::signing::{Envelope, SigningKey, TrustedKey, generate_key_pair};
 use sluice::{Host, exit_codes, manifest, sharing};
 
@@ -39,7 +40,25 @@ fn short(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
 }
 
-/// Pins every registry plugin of `pipeline`; prints what changed; refusals exit with 6.
+/// How `run`, `resume` and `check` resolve registry plugins.
+pub fn resolve_options(store: &PluginStore, args: ResolveArgs) -> ResolveOptions {
+    ResolveOptions {
+        store: store.clone(),
+        offline: args.offline,
+        update: false,
+        locked: args.locked,
+    }
+}
+
+/// Prints a refusal; the exit code for it.
+pub fn report_refusal(failure: &ResolveFailure) -> i32 {
+    eprintln!("error: a registry plugin was refused; nothing ran");
+    eprintln!("{failure}");
+    exit_codes::PLUGIN_REFUSED
+}
+
+/// Pins every registry plugin of `pipeline` (for commands without a reporter); prints what
+/// changed; refusals exit with 6.
 pub async fn resolve(
     pipeline: &mut manifest::Pipeline,
     store: &PluginStore,
@@ -63,7 +82,7 @@ async fn resolve_with(
         update,
         locked,
     };
-    match resolve_pipeline(pipeline, &options).await {
+    match resolve_pipeline(pipeline, &options, &EventSink::discard()).await {
         Ok(resolution) => {
             for (stage, reference, pin, fetched) in &resolution.plugins {
                 if *fetched {
@@ -82,11 +101,7 @@ async fn resolve_with(
             }
             Ok(resolution)
         }
-        Err(failure) => {
-            eprintln!("error: a registry plugin was refused; nothing ran");
-            eprintln!("{failure}");
-            Err(exit_codes::PLUGIN_REFUSED)
-        }
+        Err(failure) => Err(report_refusal(&failure)),
     }
 }
 

@@ -210,6 +210,20 @@ fn two_teams_share_a_signed_stage_pinned_by_the_lock() -> Result<()> {
         Some(manifest.as_str())
     );
 
+    // The event stream says which bytes each registry stage was pinned to.
+    let ran = team_b.sluice(&["run", &pipeline.display().to_string(), "--format", "json"])?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let resolved: Vec<serde_json::Value> = ran
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "plugin-resolved")
+        .collect();
+    assert_eq!(resolved.len(), 1, "{}", ran.stdout);
+    assert_eq!(resolved[0]["stage"], "build");
+    assert_eq!(resolved[0]["manifest_digest"], manifest.as_str());
+    assert_eq!(resolved[0]["fetched"], false);
+
     // A warm run needs no network: with the registry gone it still runs, signature included.
     drop(registry);
     let ran = team_b.run(&pipeline, &["--locked"])?;

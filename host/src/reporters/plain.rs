@@ -43,6 +43,26 @@ impl Reporter for PlainReporter {
                 stages.join(" → "),
                 run_dir.display()
             )),
+            Event::PluginResolved {
+                stage,
+                reference,
+                manifest_digest,
+                fetched,
+                signed_by,
+            } => {
+                if self.verbosity != Verbosity::Quiet {
+                    let text = crate::events::describe_resolved(
+                        reference,
+                        manifest_digest,
+                        *fetched,
+                        signed_by,
+                    );
+                    self.line(&format!("[{stage}] plugin {text}"));
+                }
+            }
+            Event::LockWritten { path, changes } => {
+                self.line(&format!("wrote {}: {}", path.display(), changes.join("; ")));
+            }
             Event::PluginReady {
                 stage,
                 plugin,

@@ -66,6 +66,29 @@ impl Reporter for TerminalReporter {
                     self.bars.insert(stage.clone(), bar);
                 }
             }
+            Event::PluginResolved {
+                stage,
+                reference,
+                manifest_digest,
+                fetched,
+                signed_by,
+            } => {
+                if self.verbosity != Verbosity::Quiet {
+                    let text = crate::events::describe_resolved(
+                        reference,
+                        manifest_digest,
+                        *fetched,
+                        signed_by,
+                    );
+                    self.println(format!("  {stage}: {text}"));
+                }
+            }
+            Event::LockWritten { path, changes } => {
+                self.println(format!("  wrote {}", path.display()));
+                for change in changes {
+                    self.println(format!("    {change}"));
+                }
+            }
             Event::PluginReady {
                 stage,
                 cache_hit,
