@@ -28,27 +28,37 @@ pub fn short_digest(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
 }
 
-/// One line about a resolved registry plugin, for the human reporters.
-pub(crate) fn describe_resolved(
-    reference: &str,
-    manifest_digest: &str,
-    fetched: bool,
-    signed_by: &[String],
-) -> String {
-    let source = if fetched {
-        "fetched"
-    } else {
-        "from the local store"
-    };
-    let signed = if signed_by.is_empty() {
-        String::new()
-    } else {
-        format!(", signed by {}", signed_by.join(", "))
-    };
-    format!(
-        "{reference} → {} ({source}{signed})",
-        short_digest(manifest_digest)
-    )
+impl Event {
+    /// For `PluginResolved`: its stage and one line about the pin, for the human reporters.
+    pub(crate) fn resolution_line(&self) -> Option<(&str, String)> {
+        let Event::PluginResolved {
+            stage,
+            reference,
+            manifest_digest,
+            fetched,
+            signed_by,
+        } = self
+        else {
+            return None;
+        };
+        let source = if *fetched {
+            "fetched"
+        } else {
+            "from the local store"
+        };
+        let signed = if signed_by.is_empty() {
+            String::new()
+        } else {
+            format!(", signed by {}", signed_by.join(", "))
+        };
+        Some((
+            stage,
+            format!(
+                "{reference} → {} ({source}{signed})",
+                short_digest(manifest_digest)
+            ),
+        ))
+    }
 }
 
 impl LogSource {

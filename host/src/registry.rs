@@ -262,6 +262,22 @@ pub struct DigestMismatch {
     pub actual: String,
 }
 
+impl DigestMismatch {
+    /// Refuses `bytes` unless they hash to `digest`.
+    fn check(what: &'static str, digest: &str, bytes: &[u8]) -> Result<(), Self> {
+        let actual = format!("sha256:{}", sha256_bytes(bytes));
+        if actual == digest {
+            Ok(())
+        } else {
+            Err(Self {
+                what,
+                expected: digest.to_string(),
+                actual,
+            })
+        }
+    }
+}
+
 /// A connection to one registry.
 pub struct Registry {
     client: Client,
@@ -416,15 +432,7 @@ impl Registry {
             }
             Err(err) => return Err(self.unreachable(err)),
         };
-        let actual = format!("sha256:{}", sha256_bytes(&bytes));
-        if actual != digest {
-            return Err(DigestMismatch {
-                what: "manifest",
-                expected: digest.to_string(),
-                actual,
-            }
-            .into());
-        }
+        DigestMismatch::check("manifest", digest, &bytes)?;
         Ok(bytes)
     }
 
@@ -459,15 +467,7 @@ impl Registry {
                 return Err(self.unreachable(err));
             }
         }
-        let actual = format!("sha256:{}", sha256_bytes(&bytes));
-        if actual != digest {
-            return Err(DigestMismatch {
-                what: "blob",
-                expected: digest.to_string(),
-                actual,
-            }
-            .into());
-        }
+        DigestMismatch::check("blob", digest, &bytes)?;
         Ok(bytes)
     }
 

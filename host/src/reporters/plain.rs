@@ -43,20 +43,10 @@ impl Reporter for PlainReporter {
                 stages.join(" → "),
                 run_dir.display()
             )),
-            Event::PluginResolved {
-                stage,
-                reference,
-                manifest_digest,
-                fetched,
-                signed_by,
-            } => {
-                if self.verbosity != Verbosity::Quiet {
-                    let text = crate::events::describe_resolved(
-                        reference,
-                        manifest_digest,
-                        *fetched,
-                        signed_by,
-                    );
+            Event::PluginResolved { .. } => {
+                if let (Some((stage, text)), false) =
+                    (event.resolution_line(), self.verbosity == Verbosity::Quiet)
+                {
                     self.line(&format!("[{stage}] plugin {text}"));
                 }
             }

@@ -66,20 +66,10 @@ impl Reporter for TerminalReporter {
                     self.bars.insert(stage.clone(), bar);
                 }
             }
-            Event::PluginResolved {
-                stage,
-                reference,
-                manifest_digest,
-                fetched,
-                signed_by,
-            } => {
-                if self.verbosity != Verbosity::Quiet {
-                    let text = crate::events::describe_resolved(
-                        reference,
-                        manifest_digest,
-                        *fetched,
-                        signed_by,
-                    );
+            Event::PluginResolved { .. } => {
+                if let (Some((stage, text)), false) =
+                    (event.resolution_line(), self.verbosity == Verbosity::Quiet)
+                {
                     self.println(format!("  {stage}: {text}"));
                 }
             }
