@@ -194,17 +194,16 @@ impl Resolver<'_> {
             .or_insert_with(|| Registry::for_ref(reference))
     }
 
-    /// Bytes of `digest`: from the store, else (online) from the registry into the store.
-    async fn blob(
+    /// The manifest stored under `digest`: from the store, else (online) from the registry
+    /// into the store.
+    async fn manifest(
         &mut self,
         reference: &PluginRef,
         digest: &str,
-        what: &str,
         fetched: &mut bool,
     ) -> Result<Vec<u8>, Problem> {
         let store = self.options.store.clone();
-        let cached = store.read_blob(digest);
-        match cached {
+        match store.read_blob(digest) {
             Ok(Some(bytes)) => return Ok(bytes),
             Ok(None) => {}
             Err(corrupt) if self.options.offline => {
@@ -213,17 +212,12 @@ impl Resolver<'_> {
             Err(_) => {} // removed; fetch it again
         }
         if self.options.offline {
-            return Err(Problem::MissingOffline(format!("{what} {digest}")));
+            return Err(Problem::MissingOffline(format!("manifest {digest}")));
         }
-        let bytes = if what == "manifest" {
-            self.registry(reference)
-                .fetch_manifest(reference, digest)
-                .await?
-        } else {
-            self.registry(reference)
-                .fetch_blob(reference, digest)
-                .await?
-        };
+        let bytes = self
+            .registry(reference)
+            .fetch_manifest(reference, digest)
+            .await?;
         store.put_blob(digest, &bytes)?;
         *fetched = true;
         Ok(bytes)
@@ -260,7 +254,7 @@ impl Resolver<'_> {
             }
         };
         let manifest = self
-            .blob(reference, &manifest_digest, "manifest", &mut fetched)
+            .manifest(reference, &manifest_digest, &mut fetched)
             .await?;
         let (_, layer_digest) = parse_wasm_manifest(&manifest, reference)?;
         if let Some(entry) = &locked
