@@ -4,7 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -85,11 +85,6 @@ fn load_compiled(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 }
 
 fn store_compiled(component: &Component, path: &Path) -> Result<()> {
-    let dir = path.parent().context("cache entry has no folder")?;
-    std::fs::create_dir_all(dir)?;
     let bytes = component.serialize().map_err(crate::engine::into_anyhow)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, &bytes)?;
-    tmp.persist(path)?;
-    Ok(())
+    crate::atomic_file::write(path, &bytes)
 }

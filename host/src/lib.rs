@@ -5,6 +5,7 @@
 //! that [`reporters`] render.
 
 pub mod artifacts;
+pub mod atomic_file;
 mod bindings;
 pub mod cache;
 pub mod capabilities;

@@ -149,8 +149,7 @@ impl Lock {
             plugins: self.entries.values().cloned().collect(),
         };
         let body = toml::to_string(&file).context("cannot encode the lock file")?;
-        std::fs::write(&self.path, format!("{HEADER}{body}"))
-            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        crate::atomic_file::write(&self.path, format!("{HEADER}{body}").as_bytes())?;
         self.read = self.entries.clone();
         self.existed = true;
         Ok(true)

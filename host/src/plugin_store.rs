@@ -75,7 +75,7 @@ impl PluginStore {
     /// Stores bytes already checked against `digest`; returns the file.
     pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.blob_path(digest);
-        write_atomically(&path, bytes)?;
+        crate::atomic_file::write(&path, bytes)?;
         Ok(path)
     }
 
@@ -90,7 +90,9 @@ impl PluginStore {
     /// Remembers which manifest a tag named when it was last resolved online.
     pub fn remember_tag(&self, reference: &PluginRef, digest: &str) -> Result<()> {
         match &reference.tag {
-            Some(tag) => write_atomically(&self.tag_path(reference, tag), digest.as_bytes()),
+            Some(tag) => {
+                crate::atomic_file::write(&self.tag_path(reference, tag), digest.as_bytes())
+            }
             None => Ok(()),
         }
     }
@@ -126,7 +128,7 @@ impl PluginStore {
             }
         }
         let bytes = serde_json::to_vec_pretty(&all).context("cannot encode signatures")?;
-        write_atomically(&self.signatures_path(manifest_digest), &bytes)
+        crate::atomic_file::write(&self.signatures_path(manifest_digest), &bytes)
     }
 }
 
@@ -140,20 +142,6 @@ fn keep_if_intact(path: &Path, digest: &str, actual: String) -> Result<(), Corru
         digest: digest.to_string(),
         actual,
     })
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .context("a store path always has a parent folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write into {}", dir.display()))?;
-    std::io::Write::write_all(&mut file, bytes)
-        .with_context(|| format!("cannot write into {}", dir.display()))?;
-    file.persist(path)
-        .map_err(|err| anyhow::anyhow!("cannot write {}: {}", path.display(), err.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -158,18 +158,7 @@ impl RunReport {
     /// Writes the report atomically (temp file + rename), so a reader never sees half of it.
     pub fn write_to(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).context("cannot serialize the run report")?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
-        std::io::Write::write_all(&mut tmp, &json)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        tmp.persist(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+        crate::atomic_file::write(path, &json)
     }
 
     pub fn read(path: &Path) -> Result<Self> {
