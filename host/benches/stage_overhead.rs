@@ -10,9 +10,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use sluice::capabilities::CapSet;
-use sluice::events::EventSink;
-use sluice::{Host, manifest, plugin, runner};
+use sluice::config::pipeline as manifest;
+use sluice::model::events::EventSink;
+use sluice::resolve::{ResolveOptions, ResolvedPipeline, resolve_pipeline};
+use sluice::run as runner;
+use sluice::sandbox::capability::CapSet;
+use sluice::{Host, plugin};
 
 fn main() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,7 +77,7 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
             noop.display()
         ),
     )?;
-    let pipeline = manifest::load(&pipeline_file)?;
+    let pipeline = local(manifest::load(&pipeline_file)?).await?;
     let options = runner::RunOptions {
         runs_dir: Some(scratch.path().join("runs")),
         ..Default::default()
@@ -90,7 +93,7 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
         &runs,
     );
 
-    let hello = manifest::load(&root.join("examples/hello/pipeline.toml"))?;
+    let hello = local(manifest::load(&root.join("examples/hello/pipeline.toml"))?).await?;
     let mut hello_runs = Vec::with_capacity(50);
     for _ in 0..50 {
         let started = Instant::now();
@@ -110,10 +113,12 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
 /// `manifest::load` + `resolve_pipeline` for one signed registry plugin already in the lock and
 /// the store. The reference names a port nothing listens on: any network use would fail.
 async fn warm_resolution(component: &Path) -> Result<()> {
-    use sluice::registry::{Descriptor, Manifest, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
-    use sluice::signing::{SigningKey, Statement, Subject, generate_key_pair};
+    use sluice::registry::media::{
+        Descriptor, Manifest, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+    };
+    use sluice::trust::signing::{SigningKey, Statement, Subject, generate_key_pair};
     let scratch = tempfile::tempdir()?;
-    let store = sluice::plugin_store::PluginStore::new(scratch.path().join("store"));
+    let store = sluice::registry::store::PluginStore::new(scratch.path().join("store"));
     let bytes = std::fs::read(component)?;
     let layer = Descriptor::of(WASM_LAYER_MEDIA_TYPE, &bytes);
     let manifest = serde_json::to_vec(&Manifest {
@@ -124,7 +129,10 @@ async fn warm_resolution(component: &Path) -> Result<()> {
         layers: vec![layer.clone()],
         annotations: Default::default(),
     })?;
-    let manifest_digest = format!("sha256:{}", sluice::artifacts::sha256_bytes(&manifest));
+    let manifest_digest = format!(
+        "sha256:{}",
+        sluice::model::artifacts::sha256_bytes(&manifest)
+    );
     store.put_blob(&manifest_digest, &manifest)?;
     store.put_blob(&layer.digest, &bytes)?;
     let (private, public, _) = generate_key_pair(&scratch.path().join("team"))?;
@@ -133,7 +141,7 @@ async fn warm_resolution(component: &Path) -> Result<()> {
             "127.0.0.1:9/acme/stage",
             manifest_digest.trim_start_matches("sha256:"),
         )],
-        sluice::sharing::PLUGIN_SIGNATURE_PREDICATE,
+        sluice::registry::sharing::PLUGIN_SIGNATURE_PREDICATE,
         serde_json::json!({}),
     );
     let envelope = SigningKey::from_file(&private)?.sign_statement(&statement)?;
@@ -155,7 +163,7 @@ async fn warm_resolution(component: &Path) -> Result<()> {
             bytes.len()
         ),
     )?;
-    let options = sluice::resolve::ResolveOptions {
+    let options = ResolveOptions {
         store,
         offline: false,
         update: false,
@@ -164,8 +172,8 @@ async fn warm_resolution(component: &Path) -> Result<()> {
     let mut samples = Vec::with_capacity(50);
     for _ in 0..50 {
         let started = Instant::now();
-        let mut pipeline = manifest::load(&pipeline_file)?;
-        sluice::resolve::resolve_pipeline(&mut pipeline, &options, &EventSink::discard()).await?;
+        let pipeline = manifest::load(&pipeline_file)?;
+        resolve_pipeline(pipeline, &options, &EventSink::discard()).await?;
         samples.push(started.elapsed());
     }
     print(
@@ -176,6 +184,19 @@ async fn warm_resolution(component: &Path) -> Result<()> {
         &samples,
     );
     Ok(())
+}
+
+/// A pipeline of local plugins, resolved (nothing to fetch).
+async fn local(pipeline: manifest::Pipeline) -> Result<ResolvedPipeline> {
+    let options = ResolveOptions {
+        store: sluice::registry::store::PluginStore::new(std::env::temp_dir()),
+        offline: true,
+        update: false,
+        locked: true,
+    };
+    Ok(resolve_pipeline(pipeline, &options, &EventSink::discard())
+        .await?
+        .0)
 }
 
 /// Per guest language: component size, first (cold) compile, warm load from the cache, and

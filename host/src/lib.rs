@@ -1,40 +1,27 @@
 //! sluice: a CI/CD pipeline host whose stages are sandboxed WebAssembly components.
 //!
 //! The engine lives here; the `sluice` binary only parses arguments and calls it. A run is
-//! [`manifest::load`] → [`engine::Host::new`] → [`runner::run`], which emits [`events::Event`]s
-//! that [`reporters`] render.
+//! [`config::pipeline::load`] → [`resolve`] → [`sandbox::engine::Host::new`] → [`run::run`], which
+//! emits [`model::events::Event`]s that [`reporters`] render.
+//!
+//! Modules are layers; each uses only the ones listed before it (`host/LAYERS`, checked by
+//! `cargo xtask layers`):
+//! `atomic_file`, `exit_codes` → [`config`] (the pipeline file) → [`model`] (statuses, artifacts,
+//! events, reports) → [`trust`] (keys, signatures, secrets, provenance) → [`sandbox`] (wasmtime,
+//! capabilities) → [`plugin`] → [`registry`] (OCI, plugin store) → [`resolve`] → [`run`] →
+//! [`reporters`] → [`scaffold`].
 
-pub mod artifacts;
 pub mod atomic_file;
-mod bindings;
-pub mod cache;
-pub mod capabilities;
-pub mod capture;
-pub mod check;
-pub mod diagnostic;
-pub mod engine;
-pub mod events;
+pub use sluice_config as config;
 pub mod exit_codes;
-pub mod grants;
-pub mod inspect;
-pub mod layout;
-pub mod limits;
-pub mod lockfile;
-pub mod manifest;
-pub mod net;
+pub mod model;
 pub mod plugin;
-pub mod plugin_store;
-pub mod process;
-pub mod provenance;
 pub mod registry;
-pub mod report;
 pub mod reporters;
 pub mod resolve;
-pub mod runner;
+pub mod run;
 pub mod sandbox;
 pub mod scaffold;
-pub mod secrets;
-pub mod sharing;
-pub mod signing;
+pub mod trust;
 
-pub use engine::Host;
+pub use sandbox::engine::Host;

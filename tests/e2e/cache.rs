@@ -78,7 +78,7 @@ fn no_cache_compiles_every_time_and_stores_nothing() -> Result<()> {
             &report_path.display().to_string(),
         ])?;
         assert_eq!(ran.code, 0, "{}", ran.stderr);
-        let report: sluice::report::RunReport =
+        let report: sluice::model::report::RunReport =
             serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
         assert!(
             report

@@ -1,7 +1,7 @@
 //! A passing chain: artifacts flow from stage to stage, are hashed correctly, and are recorded.
 
 use anyhow::{Context, Result};
-use sluice::report::{RunStatus, StageStatus};
+use sluice::model::report::{RunStatus, StageStatus};
 
 use crate::support::{Sandbox, repo_root, sha256_of};
 
@@ -67,7 +67,7 @@ fn hello_example_passes_artifacts_down_the_chain() -> Result<()> {
         ran.stderr
     );
     // The run folder holds the same report.
-    let stored: sluice::report::RunReport =
+    let stored: sluice::model::report::RunReport =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json"))?)?;
     assert_eq!(stored, report);
     assert!(sandbox.runs_dir().join("latest").exists());

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use sluice::exit_codes;
-use sluice::report::{RunStatus, StageStatus};
+use sluice::model::report::{RunStatus, StageStatus};
 
 use crate::support::{Sandbox, assert_first_stage_intact, repo_root, statuses, three_stage};
 
@@ -286,7 +286,7 @@ fn ctrl_c_stops_the_running_stage_and_the_run_is_recorded() -> Result<()> {
         Some(exit_codes::STAGE_ERROR),
         "{stderr}"
     );
-    let report: sluice::report::RunReport =
+    let report: sluice::model::report::RunReport =
         serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
     assert_eq!(
         statuses(&report),

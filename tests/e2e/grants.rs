@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use sluice::exit_codes;
-use sluice::report::StageStatus;
+use sluice::model::report::StageStatus;
 
 use crate::support::{Listener, Sandbox, stage_outcome, three_stage, three_stage_with};
 
@@ -11,7 +11,7 @@ fn run_middle(
     sandbox: &Sandbox,
     plugin: &str,
     extra: &str,
-) -> Result<(crate::support::Ran, sluice::report::RunReport)> {
+) -> Result<(crate::support::Ran, sluice::model::report::RunReport)> {
     let pipeline = three_stage(
         sandbox,
         &format!("[[stage]]\nname = \"granted\"\nplugin = \"{{plugin:{plugin}}}\"\n{extra}\n"),
@@ -19,7 +19,7 @@ fn run_middle(
     sandbox.run(&pipeline)
 }
 
-fn artifact(report: &sluice::report::RunReport, path: &str) -> Result<String> {
+fn artifact(report: &sluice::model::report::RunReport, path: &str) -> Result<String> {
     Ok(std::fs::read_to_string(
         std::path::Path::new(&report.run_dir).join(path),
     )?)

@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 
 use anyhow::{Context, Result, bail};
 use sluice::exit_codes;
-use sluice::report::{RunReport, RunStatus, StageStatus};
+use sluice::model::report::{RunReport, RunStatus, StageStatus};
 
 use crate::support::{Sandbox, repo_root, stage_outcome};
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use sluice::exit_codes;
-use sluice::report::{RunReport, StageStatus};
+use sluice::model::report::{RunReport, StageStatus};
 
 use crate::support::{Listener, Ran, Sandbox, repo_root, sha256_of, stage_outcome};
 

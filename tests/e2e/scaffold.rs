@@ -2,7 +2,7 @@
 //! `sluice check` accepts unchanged, and that runs in a pipeline.
 
 use anyhow::Result;
-use sluice::report::StageStatus;
+use sluice::model::report::StageStatus;
 
 use crate::support::{Sandbox, repo_root, toolchains};
 

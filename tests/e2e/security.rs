@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use sluice::exit_codes;
-use sluice::report::{RunReport, StageStatus};
+use sluice::model::report::{RunReport, StageStatus};
 
 use crate::support::{
     Listener, Sandbox, all_text_under, assert_first_stage_intact, stage_outcome, statuses,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use sluice::exit_codes;
-use sluice::report::{RunStatus, StageStatus};
+use sluice::model::report::{RunStatus, StageStatus};
 
 use crate::support::{Ran, RegistryServer, Sandbox, plugin, sha256_of, toolchains};
 
@@ -100,8 +100,8 @@ impl Team {
     }
 
     /// The report of the last `run` (which must have run).
-    fn latest_report(&self) -> Result<sluice::report::RunReport> {
-        sluice::report::RunReport::read(&self.report_path())
+    fn latest_report(&self) -> Result<sluice::model::report::RunReport> {
+        sluice::model::report::RunReport::read(&self.report_path())
     }
 }
 
@@ -417,13 +417,13 @@ fn unsigned_wrongly_signed_and_forged_plugins_are_refused() -> Result<()> {
     let pipeline = consumer_pipeline(&team_b, &reference, Some(&a_public))?;
 
     // Forged: mallory's signature relabelled with team A's key id.
-    let a_id = sluice::signing::TrustedKey::from_file(&a_public)?.id;
+    let a_id = sluice::trust::signing::TrustedKey::from_file(&a_public)?.id;
     let signatures = team_b
         .path()
         .join("plugin-store/signatures")
         .join(format!("{}.json", manifest.trim_start_matches("sha256:")));
     let forged = std::fs::read_to_string(&signatures)?;
-    let mut envelopes: Vec<sluice::signing::Envelope> = serde_json::from_str(&forged)?;
+    let mut envelopes: Vec<sluice::trust::signing::Envelope> = serde_json::from_str(&forged)?;
     for envelope in &mut envelopes {
         for signature in &mut envelope.signatures {
             signature.keyid = a_id.clone();

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use sluice::report::{RunReport, StageStatus};
+use sluice::model::report::{RunReport, StageStatus};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,7 +158,7 @@ impl Sandbox {
 
 /// The digest of a file, recomputed independently of the host.
 pub fn sha256_of(path: &Path) -> Result<String> {
-    Ok(sluice::artifacts::sha256_file(path)?.0)
+    Ok(sluice::model::artifacts::sha256_file(path)?.0)
 }
 
 pub fn statuses(report: &RunReport) -> Vec<StageStatus> {

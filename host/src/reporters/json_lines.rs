@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::Reporter;
-use crate::events::Event;
+use crate::model::events::Event;
 
 #[derive(Debug, Default)]
 pub struct JsonLinesReporter;

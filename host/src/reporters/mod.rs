@@ -12,7 +12,7 @@ pub use json_lines::JsonLinesReporter;
 pub use plain::PlainReporter;
 pub use terminal::TerminalReporter;
 
-use crate::events::{Event, EventSink};
+use crate::model::events::{Event, EventSink};
 
 /// How much a reporter shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub fn spawn(mut reporter: Box<dyn Reporter>) -> (EventSink, JoinHandle<()>) {
 }
 
 /// Whether a log line is shown at this verbosity.
-pub(crate) fn shows_log(verbosity: Verbosity, source: crate::events::LogSource) -> bool {
+pub(crate) fn shows_log(verbosity: Verbosity, source: crate::model::events::LogSource) -> bool {
     match verbosity {
         Verbosity::Quiet => false,
         Verbosity::Normal => !source.is_chatty(),
@@ -53,8 +53,8 @@ pub(crate) fn shows_log(verbosity: Verbosity, source: crate::events::LogSource) 
     }
 }
 
-pub(crate) fn mark(status: crate::report::StageStatus) -> &'static str {
-    use crate::report::StageStatus;
+pub(crate) fn mark(status: crate::model::report::StageStatus) -> &'static str {
+    use crate::model::report::StageStatus;
     match status {
         StageStatus::Succeeded => "✔",
         StageStatus::Failed => "✘",
@@ -67,10 +67,10 @@ pub(crate) fn mark(status: crate::report::StageStatus) -> &'static str {
 }
 
 /// "pipeline succeeded" / "pipeline stopped: stage `test` failed".
-pub(crate) fn verdict(status: crate::report::RunStatus, stopped_by: Option<&str>) -> String {
+pub(crate) fn verdict(status: crate::model::report::RunStatus, stopped_by: Option<&str>) -> String {
     match (status, stopped_by) {
-        (crate::report::RunStatus::Succeeded, _) => "pipeline succeeded".to_string(),
-        (crate::report::RunStatus::AwaitingApproval, Some(stage)) => {
+        (crate::model::report::RunStatus::Succeeded, _) => "pipeline succeeded".to_string(),
+        (crate::model::report::RunStatus::AwaitingApproval, Some(stage)) => {
             format!("pipeline paused: stage `{stage}` is awaiting approval")
         }
         (other, Some(stage)) => format!("pipeline stopped: stage `{stage}` {}", other.label()),

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use super::{Reporter, Verbosity, fmt_elapsed, shows_log};
-use crate::events::Event;
-use crate::report::StageStatus;
+use crate::model::events::Event;
+use crate::model::report::StageStatus;
 
 pub struct PlainReporter {
     verbosity: Verbosity,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Reporter, Verbosity, fmt_elapsed, mark, shows_log};
-use crate::events::Event;
-use crate::report::{RunStatus, StageStatus};
+use crate::model::events::Event;
+use crate::model::report::{RunStatus, StageStatus};
 
 pub struct TerminalReporter {
     verbosity: Verbosity,

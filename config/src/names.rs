@@ -1,0 +1,192 @@
+//! Naming rules and length limits for everything a pipeline names: the pipeline, stages, secrets,
+//! outputs. Stage and output names become directory and file names, so they stay plain.
+
+use std::path::{Component, Path};
+
+/// Longest pipeline name, in characters.
+pub const MAX_PIPELINE_NAME_CHARS: usize = 64;
+/// Longest stage name, in characters (stage names are ASCII).
+pub const MAX_STAGE_NAME_CHARS: usize = 64;
+/// Longest secret name, in characters (secret names are ASCII).
+pub const MAX_SECRET_NAME_CHARS: usize = 64;
+/// Longest pipeline or stage description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Longest output (artifact) name, in bytes: a file name limit on common file systems.
+pub const MAX_OUTPUT_NAME_BYTES: usize = 255;
+
+/// Output names are relative paths of plain components: no `..`, no root, no `.`, no empty part.
+pub fn check_relative_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("the name is empty");
+    }
+    if name.contains('\\') || name.contains('\0') {
+        return Err("the name contains `\\` or NUL");
+    }
+    if name.len() > MAX_OUTPUT_NAME_BYTES {
+        return Err("the name is longer than 255 bytes");
+    }
+    for part in name.split('/') {
+        if part.is_empty() || part == "." {
+            return Err("the name has an empty or `.` component");
+        }
+        if part == ".." {
+            return Err("the name contains `..`");
+        }
+    }
+    if Path::new(name)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err("the name is not a plain relative path");
+    }
+    Ok(())
+}
+
+/// `it is 70 characters long; the limit is 64`, or nothing when within the limit.
+fn check_length(subject: &str, count: usize, limit: usize, unit: &str) -> Result<(), String> {
+    if count > limit {
+        Err(format!(
+            "{subject} is {count} {unit} long; the limit is {limit}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A pipeline name is shown in reports and approvals: any text on one line, not too long.
+pub fn check_pipeline_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("it is empty".into());
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!("it contains the control character {c:?}"));
+    }
+    check_length(
+        "it",
+        name.chars().count(),
+        MAX_PIPELINE_NAME_CHARS,
+        "characters",
+    )
+}
+
+/// Stage names become directory and log-file names, so they stay simple.
+pub fn check_stage_name(name: &str) -> Result<(), String> {
+    match name.chars().next() {
+        None => return Err("it is empty".into()),
+        Some(first) if !first.is_ascii_alphabetic() => {
+            return Err("it must start with a letter".into());
+        }
+        Some(_) => {}
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err("only letters, digits, `-` and `_` are allowed".into());
+    }
+    check_length("it", name.len(), MAX_STAGE_NAME_CHARS, "characters")
+}
+
+/// Secret names appear in grants and logs (never their values).
+pub fn check_secret_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err("only letters, digits, `_` and `-` are allowed".into());
+    }
+    check_length("it", name.len(), MAX_SECRET_NAME_CHARS, "characters")
+}
+
+/// Descriptions are free text, within reason.
+pub fn check_description(text: &str) -> Result<(), String> {
+    check_length(
+        "it",
+        text.chars().count(),
+        MAX_DESCRIPTION_CHARS,
+        "characters",
+    )
+}
+
+/// An output name as written in an `inputs` entry; says the length when it is too long.
+pub fn check_output_name(name: &str) -> Result<(), String> {
+    check_length(
+        "the output name",
+        name.len(),
+        MAX_OUTPUT_NAME_BYTES,
+        "bytes",
+    )?;
+    check_relative_name(name).map_err(String::from)
+}
+
+/// An environment variable name as a grant or a secret source names it.
+pub fn check_env_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("it starts with a digit");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("only letters, digits and `_` are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_plain_relative_paths() {
+        for good in ["a.txt", "dir/a.txt", "a..b", ".hidden"] {
+            assert!(check_relative_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a/",
+        ] {
+            assert!(check_relative_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_say_the_limit_and_the_length() {
+        let long = "a".repeat(70);
+        assert_eq!(
+            check_stage_name(&long),
+            Err("it is 70 characters long; the limit is 64".to_string())
+        );
+        assert!(check_pipeline_name(&long).is_err());
+        assert!(check_secret_name(&long).is_err());
+        assert_eq!(
+            check_output_name(&"x".repeat(300)),
+            Err("the output name is 300 bytes long; the limit is 255".to_string())
+        );
+        assert!(check_pipeline_name(&"é".repeat(64)).is_ok());
+        assert!(check_description(&"d".repeat(1024)).is_ok());
+        assert!(check_description(&"d".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn stage_and_pipeline_names() {
+        assert!(check_stage_name("build-2_x").is_ok());
+        assert!(check_stage_name("2build").is_err());
+        assert!(check_stage_name("../b").is_err());
+        assert!(check_pipeline_name("My pipeline ✓").is_ok());
+        assert!(check_pipeline_name("two\nlines").is_err());
+        assert!(check_pipeline_name("  ").is_err());
+        assert!(check_env_name("RUST_LOG").is_ok());
+        assert!(check_env_name("A=B").is_err());
+        assert!(check_env_name("1A").is_err());
+    }
+}

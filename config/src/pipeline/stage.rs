@@ -1,0 +1,165 @@
+//! One `[[stage]]` table: its name, plugin, keys, inputs, grants, limits and gates, each checked
+//! against the rest of the pipeline (declared secrets, the stages before it).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::raw::{RawStage, Text};
+use super::{
+    InputSelection, KeyFile, PluginSource, StageSpec, When, description, inputs, key_files,
+};
+use crate::diagnostic::Diagnostic;
+use crate::limits::Limits;
+use crate::names;
+use crate::plugin_ref::{PluginRef, SCHEME};
+use crate::source::Source;
+
+/// What every stage is checked against.
+pub(super) struct Context<'a> {
+    pub src: Source<'a>,
+    pub dir: &'a Path,
+    pub declared_secrets: &'a BTreeSet<String>,
+    /// `[pipeline.limits]` on top of the built-in defaults.
+    pub default_limits: Limits,
+    /// The pipeline's `trusted_keys`, for stages without their own.
+    pub trusted_keys: &'a [KeyFile],
+    /// Every stage's `name`, in file order.
+    pub names: Vec<&'a Text>,
+}
+
+/// Validates the stage at `index`.
+pub(super) fn resolve(
+    stage: &RawStage,
+    index: usize,
+    cx: &Context<'_>,
+) -> Result<StageSpec, Diagnostic> {
+    let src = &cx.src;
+    let name = checked_name(stage, index, cx)?;
+    let plugin_ref = stage.plugin.get_ref().trim().to_string();
+    let plugin = plugin_source(&plugin_ref, &stage.plugin, cx)?;
+    let trusted_keys = match &stage.trusted_keys {
+        Some(list) => key_files(list, cx.dir, src)?,
+        None => cx.trusted_keys.to_vec(),
+    };
+    let inputs = match &stage.inputs {
+        None => InputSelection::AllEarlier,
+        Some(list) => InputSelection::Only(inputs::resolve(list, index, cx)?),
+    };
+    let site = src.site(stage.name.span());
+    let config_json = match &stage.config {
+        Some(table) => serde_json::to_string(table).map_err(|err| {
+            site.error(format!(
+                "stage `{name}`: its [stage.config] cannot be turned into JSON: {err}"
+            ))
+            .with_hint("use strings, numbers, booleans, lists and tables in [stage.config]")
+        })?,
+        None => "{}".to_string(),
+    };
+    Ok(StageSpec {
+        description: description(stage.description.as_ref(), src)?,
+        plugin_site: src.site(stage.plugin.span()),
+        trusted_keys,
+        inputs,
+        config_json,
+        grants: stage.allow.resolve(cx.dir, cx.declared_secrets, src)?,
+        limits: stage.limits.resolve(cx.default_limits, src)?,
+        manual_approval: approval(stage.approval.as_ref(), src)?,
+        when: when(stage.when.as_ref(), src)?,
+        name,
+        site,
+        plugin_ref,
+        plugin,
+    })
+}
+
+/// A valid name no earlier stage already uses.
+fn checked_name(stage: &RawStage, index: usize, cx: &Context<'_>) -> Result<String, Diagnostic> {
+    let name = stage.name.get_ref();
+    names::check_stage_name(name).map_err(|why| {
+        cx.src
+            .error(
+                stage.name.span(),
+                format!("invalid stage name `{name}`: {why}"),
+            )
+            .with_hint("use up to 64 letters, digits, `-` and `_`, starting with a letter")
+    })?;
+    if let Some(first) = cx.names[..index].iter().find(|n| n.get_ref() == name) {
+        let line = crate::diagnostic::line_col(cx.src.text, first.span().start).0;
+        return Err(cx
+            .src
+            .error(stage.name.span(), format!("duplicate stage name `{name}`"))
+            .with_hint(format!(
+                "stage names must be unique; `{name}` is already used on line {line}: rename \
+                 one of them"
+            )));
+    }
+    Ok(name.clone())
+}
+
+fn plugin_source(
+    plugin_ref: &str,
+    written: &Text,
+    cx: &Context<'_>,
+) -> Result<PluginSource, Diagnostic> {
+    let src = &cx.src;
+    if plugin_ref.is_empty() {
+        return Err(src.error(written.span(), "`plugin` is empty").with_hint(
+            "set `plugin` to a .wasm component (relative to this file) or to an \
+             oci://REGISTRY/REPOSITORY:VERSION reference",
+        ));
+    }
+    if plugin_ref.starts_with(SCHEME) {
+        return PluginRef::parse(plugin_ref)
+            .map(PluginSource::Registry)
+            .map_err(|why| {
+                src.error(
+                    written.span(),
+                    format!("invalid plugin reference `{plugin_ref}`: {why}"),
+                )
+                .with_hint(
+                    "write oci://REGISTRY/REPOSITORY:VERSION or \
+                     oci://REGISTRY/REPOSITORY@sha256:DIGEST",
+                )
+            });
+    }
+    if let Some((scheme, _)) = plugin_ref.split_once("://") {
+        return Err(src
+            .error(
+                written.span(),
+                format!("plugins cannot be fetched over `{scheme}://`"),
+            )
+            .with_hint(
+                "use a .wasm file relative to this file, or publish the plugin to an OCI \
+                 registry and write oci://REGISTRY/REPOSITORY:VERSION",
+            ));
+    }
+    Ok(PluginSource::File(cx.dir.join(plugin_ref)))
+}
+
+fn approval(text: Option<&Text>, src: &Source<'_>) -> Result<bool, Diagnostic> {
+    let Some(text) = text else { return Ok(false) };
+    match text.get_ref().as_str() {
+        "manual" => Ok(true),
+        "none" => Ok(false),
+        other => Err(src
+            .error(text.span(), format!("invalid approval `{other}`"))
+            .with_hint(
+                "use \"manual\" to require a person's approval before the stage runs, or \
+                 \"none\" (the default)",
+            )),
+    }
+}
+
+fn when(text: Option<&Text>, src: &Source<'_>) -> Result<When, Diagnostic> {
+    let Some(text) = text else {
+        return Ok(When::OnSuccess);
+    };
+    match text.get_ref().as_str() {
+        "on-success" => Ok(When::OnSuccess),
+        "on-failure" => Ok(When::OnFailure),
+        "always" => Ok(When::Always),
+        other => Err(src
+            .error(text.span(), format!("invalid `when` value `{other}`"))
+            .with_hint("use \"on-success\" (the default), \"on-failure\" or \"always\"")),
+    }
+}

@@ -1,0 +1,240 @@
+//! The command line's shape: every command, flag and help text (clap derive), nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice::exit_codes;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run CI/CD pipelines whose stages are sandboxed WebAssembly components"
+)]
+#[command(after_help = exit_code_help())]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
+    /// Where compiled plugins are cached [default: $SLUICE_CACHE_DIR or ~/.cache/sluice/compiled]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every plugin afresh and store nothing
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Where registry plugins are kept by digest [default: ~/.cache/sluice/plugins]
+    #[arg(long, global = true, value_name = "DIR", env = "SLUICE_PLUGIN_STORE")]
+    pub plugin_store: Option<PathBuf>,
+}
+
+/// How `oci://` plugins are resolved before a run.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ResolveArgs {
+    /// Use only the local plugin store; say what is missing instead of fetching it
+    #[arg(long)]
+    pub offline: bool,
+    /// Refuse to run if pipeline.lock would have to change (for CI)
+    #[arg(long)]
+    pub locked: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a pipeline, stopping at the first stage that does not succeed
+    Run(RunArgs),
+    /// Continue a run that stopped at a manual gate, without re-running finished stages
+    Resume(ResumeArgs),
+    /// Validate a pipeline file and every plugin it names; runs nothing
+    Check {
+        /// The pipeline file
+        pipeline: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        resolve: ResolveArgs,
+    },
+    /// Make, build, publish, fetch, sign and verify stage plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Resolve every registry plugin of a pipeline and write pipeline.lock; runs nothing
+    Lock {
+        /// The pipeline file
+        pipeline: PathBuf,
+        /// Re-resolve every tag instead of keeping the lock's pins
+        #[arg(long)]
+        update: bool,
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Make ed25519 signing keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Check a signed statement (e.g. a run's provenance.intoto.dsse.json) against public keys
+    Verify {
+        /// The DSSE envelope file
+        envelope: PathBuf,
+        /// A trusted public key file (repeatable)
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+    },
+    /// Show what a plugin component is, says about itself, imports and exports
+    Inspect {
+        /// The .wasm component, or an oci:// reference (fetched into the plugin store first)
+        plugin: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Scaffold a new plugin that builds with one command and passes `sluice check`
+    New {
+        /// The plugin's name (lower-case letters, digits, `-`)
+        name: String,
+        #[arg(long, value_enum)]
+        lang: LangArg,
+        /// The folder to create it in
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin made by `sluice plugin new` (runs its build.sh) and inspect the result
+    Build {
+        /// The plugin's folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Publish a component to an OCI registry as a Wasm artifact
+    Push {
+        /// The .wasm component
+        file: PathBuf,
+        /// Where to publish it, e.g. oci://127.0.0.1:5000/acme/checkout:1.2.0
+        reference: String,
+        /// Also sign it with this private key
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        /// Move the tag even if it already names a different component
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fetch a plugin into the local plugin store (and optionally copy it out)
+    Pull {
+        reference: String,
+        /// Also write the component here
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Require a signature by this public key (repeatable)
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
+    },
+    /// Sign a published plugin; the signature is stored in the registry next to it
+    Sign {
+        reference: String,
+        /// The private key (from `sluice key generate`)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
+    /// Check that a published plugin is signed by one of the given keys
+    Verify {
+        reference: String,
+        /// A trusted public key file (repeatable)
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write PREFIX.key (private, PKCS#8 PEM, mode 0600) and PREFIX.pub (public, SPKI PEM)
+    Generate {
+        /// The path prefix, e.g. keys/team-a
+        prefix: PathBuf,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LangArg {
+    Rust,
+    Python,
+    Js,
+    C,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// The run id (or the path of its run folder)
+    pub run: String,
+    /// Approve this gated stage (repeatable)
+    #[arg(long, value_name = "STAGE")]
+    pub approve: Vec<String>,
+    /// The runs folder holding the run [default: ./.sluice/runs]
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// The pipeline file [default: the one the run was started with]
+    #[arg(long, value_name = "FILE")]
+    pub pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ViewArgs {
+    /// Also write the JSON run report here (it is always written to the run folder)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// How progress is shown
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Show only stage results
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also show debug logs, plugin loading and every artifact
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The pipeline file
+    pub pipeline: PathBuf,
+    /// Approve this gated stage in advance (repeatable); otherwise a terminal asks, and a
+    /// non-interactive run stops at the gate
+    #[arg(long, value_name = "STAGE")]
+    pub approve: Vec<String>,
+    /// Where run folders go [default: <pipeline dir>/.sluice/runs]
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Live view on a terminal, plain lines otherwise
+    Auto,
+    /// Live view with spinners
+    Tty,
+    /// Timestamped lines, for CI logs
+    Plain,
+    /// One JSON event per line on stdout
+    Json,
+}
+
+pub fn exit_code_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, meaning) in exit_codes::TABLE {
+        text.push_str(&format!("  {code:>3}  {meaning}\n"));
+    }
+    text
+}

@@ -1,0 +1,169 @@
+//! `sluice run` and `sluice resume`: the reporter the user asked for, Ctrl-C, the interactive
+//! gate, and the run's own exit code.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sluice::Host;
+use sluice::config::pipeline;
+use sluice::model::events::EventSink;
+use sluice::model::report::{RunReport, RunStatus};
+use sluice::registry::store::PluginStore;
+use sluice::reporters::{
+    self, JsonLinesReporter, PlainReporter, Reporter, TerminalReporter, Verbosity,
+};
+use sluice::resolve::{ResolveError, resolve_pipeline};
+use sluice::run::{Approver, Interrupt, RunOptions, RunOutcome};
+
+use crate::args::{Format, ResumeArgs, RunArgs, ViewArgs};
+use crate::error::{CliError, Outcome};
+use crate::sharing::resolve_options;
+
+pub async fn run(host: &Host, store: &PluginStore, args: RunArgs) -> Outcome {
+    let pipeline = pipeline::load(&args.pipeline)?;
+    let resolve = resolve_options(store, args.resolve);
+    let options = RunOptions {
+        runs_dir: args.runs_dir,
+        approve: args.approve,
+        approver: interactive_approver(),
+        interrupt: Some(interrupt_on_ctrl_c()),
+    };
+    report_run(&args.view, |sink| async move {
+        let (resolved, _) = resolve_pipeline(pipeline, &resolve, &sink).await?;
+        sluice::run::run(host, &resolved, &options, &sink).await
+    })
+    .await
+}
+
+pub async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> Outcome {
+    let run_dir = find_run(&args)?;
+    let report = RunReport::read(&run_dir.join("report.json"))
+        .map_err(|err| CliError::input(format!("{err:#}")))?;
+    if report.status != RunStatus::AwaitingApproval {
+        return Err(CliError::input(format!(
+            "run {} is not waiting for approval (it {}); start a new run instead",
+            report.run_id,
+            report.status.label()
+        )));
+    }
+    let pipeline_file = args
+        .pipeline
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&report.pipeline_file));
+    let pipeline = pipeline::load(&pipeline_file)?;
+    let resolve = resolve_options(store, args.resolve);
+    let options = RunOptions {
+        runs_dir: None,
+        approve: args.approve,
+        approver: interactive_approver(),
+        interrupt: Some(interrupt_on_ctrl_c()),
+    };
+    report_run(&args.view, |sink| async move {
+        let (resolved, _) = resolve_pipeline(pipeline, &resolve, &sink).await?;
+        sluice::run::resume(host, &resolved, &run_dir, &options, &sink).await
+    })
+    .await
+}
+
+/// Ctrl-C stops the running stage; the run is recorded and the process exits normally.
+fn interrupt_on_ctrl_c() -> Interrupt {
+    let interrupt = Interrupt::new();
+    let trigger = interrupt.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\ninterrupted: stopping the running stage and recording the run (Ctrl-C again to quit now)"
+            );
+            trigger.trigger();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    interrupt
+}
+
+/// The run folder `args.run` names: a path, or an id under the runs folder.
+fn find_run(args: &ResumeArgs) -> Result<PathBuf, CliError> {
+    let direct = PathBuf::from(&args.run);
+    if direct.join("report.json").is_file() {
+        return Ok(direct);
+    }
+    let runs = args
+        .runs_dir
+        .clone()
+        .or_else(|| {
+            args.pipeline
+                .as_ref()
+                .and_then(|p| p.parent().map(|d| d.join(".sluice/runs")))
+        })
+        .unwrap_or_else(|| PathBuf::from(".sluice/runs"));
+    let dir = runs.join(&args.run);
+    if dir.join("report.json").is_file() {
+        Ok(dir)
+    } else {
+        Err(CliError::input(format!(
+            "no run `{}` in {}\n  = help: pass the run folder's path, or --runs-dir DIR (runs live in <pipeline dir>/.sluice/runs)",
+            args.run,
+            runs.display()
+        )))
+    }
+}
+
+/// Asks on the terminal when both stdin and stderr are one; otherwise gates wait.
+fn interactive_approver() -> Option<Arc<dyn Approver>> {
+    (std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
+        .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>)
+}
+
+struct TerminalApprover;
+
+impl Approver for TerminalApprover {
+    fn approve(&self, pipeline: &str, stage: &str) -> bool {
+        eprint!("\n⏸  pipeline `{pipeline}`: run stage `{stage}`? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok()
+            && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    }
+}
+
+/// Runs `work` with the reporter `view` asks for, writes `--report`; the run's exit code.
+async fn report_run<F, Fut>(view: &ViewArgs, work: F) -> Outcome
+where
+    F: FnOnce(EventSink) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<RunOutcome>>,
+{
+    let verbosity = if view.quiet {
+        Verbosity::Quiet
+    } else if view.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let reporter: Box<dyn Reporter> = match view.format {
+        Format::Json => Box::new(JsonLinesReporter),
+        Format::Tty => Box::new(TerminalReporter::new(verbosity)),
+        Format::Plain => Box::new(PlainReporter::new(verbosity)),
+        Format::Auto if std::io::stderr().is_terminal() => {
+            Box::new(TerminalReporter::new(verbosity))
+        }
+        Format::Auto => Box::new(PlainReporter::new(verbosity)),
+    };
+    let (sink, reporter_thread) = reporters::spawn(reporter);
+    let outcome = work(sink).await;
+    let _ = reporter_thread.join();
+    let outcome = outcome.map_err(|err| match err.downcast::<ResolveError>() {
+        Ok(refusal) => CliError::from(refusal),
+        Err(err) => CliError::internal(format!("{err:#}")),
+    })?;
+    if let Some(path) = &view.report {
+        outcome.report.write_to(path).map_err(|err| {
+            CliError::internal(format!(
+                "cannot write the report to {}: {err:#}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(outcome.report.exit_code)
+}

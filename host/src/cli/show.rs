@@ -1,0 +1,149 @@
+//! What `check`, `inspect` and `plugin new` print: a pipeline's stages with their plugins,
+//! grants and problems; a component's identity, imports and exports; where a scaffold went.
+
+use std::path::Path;
+
+use sluice::Host;
+use sluice::config::pipeline;
+use sluice::exit_codes;
+use sluice::registry::store::PluginStore;
+
+use crate::args::{LangArg, ResolveArgs};
+use crate::done;
+use crate::error::{CliError, Outcome};
+
+pub async fn check(
+    host: &Host,
+    store: &PluginStore,
+    path: &Path,
+    json: bool,
+    resolve: ResolveArgs,
+) -> Outcome {
+    let pipeline = pipeline::load(path)?;
+    let resolved = crate::sharing::resolve(pipeline, store, resolve).await?;
+    let report = sluice::run::check::check(host, &resolved).await;
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(CliError::internal)?;
+        println!("{text}");
+    } else {
+        println!(
+            "pipeline `{}`: {} stages",
+            report.pipeline,
+            report.stages.len()
+        );
+        for stage in &report.stages {
+            match &stage.problem {
+                None => println!(
+                    "  ✔ {:<12} {} {} ({}) — {}",
+                    stage.stage,
+                    stage.name.as_deref().unwrap_or("?"),
+                    stage.version.as_deref().unwrap_or("?"),
+                    stage.phase.as_deref().unwrap_or("?"),
+                    stage.description.as_deref().unwrap_or(""),
+                ),
+                Some(problem) => {
+                    println!(
+                        "  ✘ {:<12} {}",
+                        stage.stage,
+                        problem.replace('\n', "\n                 ")
+                    )
+                }
+            }
+            if let Some(digest) = &stage.manifest_digest {
+                let signed = if stage.signed_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", signed by {}", stage.signed_by.join(", "))
+                };
+                println!("      pinned  {} → {digest}{signed}", stage.reference);
+            }
+            if verbose_check(&stage.grants, &stage.imports) {
+                for grant in &stage.grants {
+                    println!("      grants  {grant}");
+                }
+                for import in stage.imports.iter().filter(|i| {
+                    !i.starts_with("wasi:cli/")
+                        && !i.starts_with("wasi:io/")
+                        && !i.starts_with("wasi:clocks/")
+                        && !i.starts_with("wasi:random/")
+                }) {
+                    println!("      imports {import}");
+                }
+            }
+        }
+    }
+    if report.ok() {
+        done()
+    } else if json {
+        Err(CliError::Reported(exit_codes::STAGE_ERROR))
+    } else {
+        Err(CliError::stage(
+            "some stages cannot run; fix the problems above",
+        ))
+    }
+}
+
+pub fn plugin_new(name: &str, lang: LangArg, dir: &Path) -> Outcome {
+    use sluice::scaffold::Lang;
+    let lang = match lang {
+        LangArg::Rust => Lang::Rust,
+        LangArg::Python => Lang::Python,
+        LangArg::Js => Lang::Js,
+        LangArg::C => Lang::C,
+    };
+    let created = sluice::scaffold::new_plugin(name, lang, dir)
+        .map_err(|err| CliError::input(format!("{err:#}")))?;
+    {
+        {
+            println!("created {}", created.display());
+            println!("build it:   sluice plugin build {}", created.display());
+            println!(
+                "use it:     [[stage]] name = \"{name}\" plugin = \"{}/{name}.wasm\"",
+                created.display()
+            );
+        }
+    }
+    done()
+}
+
+/// Grants and the imports that matter (files, network, programs, secrets) are worth a line
+/// each; WASI basics every component imports are not.
+fn verbose_check(grants: &[String], imports: &[String]) -> bool {
+    !grants.is_empty() || !imports.is_empty()
+}
+
+pub async fn inspect(host: &Host, path: &Path, json: bool) -> Outcome {
+    let inspection = sluice::plugin::inspect::inspect(host, path)
+        .await
+        .map_err(CliError::stage)?;
+    if json {
+        let text = serde_json::to_string_pretty(&inspection).map_err(CliError::internal)?;
+        println!("{text}");
+    } else {
+        println!("{}", inspection.file);
+        println!("  size     {} bytes", inspection.size);
+        println!("  sha256   {}", inspection.sha256);
+        match &inspection.stage {
+            Some(info) => {
+                println!(
+                    "  stage    {} {} (phase {})",
+                    info.name, info.version, info.phase
+                );
+                println!("           {}", info.description);
+            }
+            None => println!("  stage    no"),
+        }
+        println!("  imports");
+        for name in &inspection.imports {
+            println!("    {name}");
+        }
+        println!("  exports");
+        for name in &inspection.exports {
+            println!("    {name}");
+        }
+    }
+    match inspection.problem {
+        None => done(),
+        Some(problem) => Err(CliError::stage(problem)),
+    }
+}

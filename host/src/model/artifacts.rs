@@ -1,0 +1,159 @@
+//! Artifacts are files: naming rules, hashing, handing inputs to a stage read-only, and turning
+//! what a stage declares into checked, hashed records.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::names::check_relative_name;
+
+/// A file a stage published, as recorded in the run report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// The stage that produced it.
+    pub stage: String,
+    /// Its name within that stage's outputs.
+    pub name: String,
+    /// Where it is on the host, relative to the run directory.
+    pub path: String,
+    pub media_type: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ArtifactRecord {
+    /// `stage/name`, the way `inputs` refer to it.
+    pub fn reference(&self) -> String {
+        format!("{}/{}", self.stage, self.name)
+    }
+}
+
+/// Lower-case hex sha256 and size of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Makes `source` visible at `dest` without copying when possible (hard link), else copies.
+/// The stage sees its inputs through a read-only preopen, so a link cannot be written through.
+pub fn link_or_copy(source: &Path, dest: &Path) -> Result<()> {
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    if fs::hard_link(source, dest).is_ok() {
+        return Ok(());
+    }
+    fs::copy(source, dest)
+        .map(|_| ())
+        .with_context(|| format!("cannot copy {} to {}", source.display(), dest.display()))
+}
+
+/// Why a declared output was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("declared output `{name}` has an invalid name: {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("declared output `{name}` was not written to the output directory")]
+    Missing { name: String },
+    #[error(
+        "declared output `{name}` is not a regular file (symlinks and directories are refused)"
+    )]
+    NotAFile { name: String },
+    #[error("output `{name}` is declared twice")]
+    Duplicate { name: String },
+}
+
+/// Checks one declared output inside `out_dir`: a valid name of a regular file that exists.
+pub fn check_output(out_dir: &Path, name: &str) -> Result<(), OutputError> {
+    check_relative_name(name).map_err(|why| OutputError::BadName {
+        name: name.to_string(),
+        why,
+    })?;
+    let mut path = out_dir.to_path_buf();
+    let parts: Vec<&str> = name.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let meta = fs::symlink_metadata(&path).map_err(|_| OutputError::Missing {
+            name: name.to_string(),
+        })?;
+        let last = i + 1 == parts.len();
+        let ok = if last { meta.is_file() } else { meta.is_dir() };
+        if !ok || meta.file_type().is_symlink() {
+            return Err(OutputError::NotAFile {
+                name: name.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_must_be_regular_files_inside() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join("ok.txt"), b"hi")?;
+        fs::create_dir(dir.path().join("sub"))?;
+        fs::write(dir.path().join("sub/x"), b"x")?;
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link"))?;
+        assert!(check_output(dir.path(), "ok.txt").is_ok());
+        assert!(check_output(dir.path(), "sub/x").is_ok());
+        assert!(matches!(
+            check_output(dir.path(), "nope"),
+            Err(OutputError::Missing { .. })
+        ));
+        assert!(matches!(
+            check_output(dir.path(), "link"),
+            Err(OutputError::NotAFile { .. })
+        ));
+        assert!(matches!(
+            check_output(dir.path(), "sub"),
+            Err(OutputError::NotAFile { .. })
+        ));
+        assert!(matches!(
+            check_output(dir.path(), "../ok.txt"),
+            Err(OutputError::BadName { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn hashes_files() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("f");
+        fs::write(&p, b"abc")?;
+        let (digest, size) = sha256_file(&p)?;
+        assert_eq!(size, 3);
+        assert_eq!(
+            digest,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(sha256_bytes(b"abc"), digest);
+        Ok(())
+    }
+}

@@ -1,0 +1,7 @@
+//! What a run is made of, as data: artifacts, statuses and reports, the run folder's layout, and
+//! the event stream every reporter renders. No wasmtime, no I/O beyond the run folder.
+
+pub mod artifacts;
+pub mod events;
+pub mod layout;
+pub mod report;

@@ -1,0 +1,189 @@
+//! The record of a run: what `--report FILE` and `<run-dir>/report.json` contain. Plain serde
+//! types so that tests, dashboards and later sessions read exactly what was written.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::exit_codes;
+use crate::model::artifacts::ArtifactRecord;
+
+/// Bumped when a field changes meaning or disappears.
+pub const REPORT_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageStatus {
+    /// Not reached yet (only seen in live views).
+    Pending,
+    Succeeded,
+    /// The plugin returned `err(failure)`.
+    Failed,
+    /// The plugin trapped or panicked.
+    Crashed,
+    /// The host could not run it, or stopped it (bad plugin, broken contract, timeout).
+    Error,
+    /// Not run because an earlier stage did not succeed (or, for `when = "on-failure"`
+    /// stages, because nothing failed).
+    Skipped,
+    /// A manual gate nobody approved yet; `sluice resume` continues from here.
+    AwaitingApproval,
+}
+
+impl StageStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Crashed => "crashed",
+            Self::Error => "error",
+            Self::Skipped => "skipped",
+            Self::AwaitingApproval => "awaiting approval",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    Crashed,
+    Error,
+    /// Stopped at a manual gate; resumable.
+    AwaitingApproval,
+}
+
+impl RunStatus {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::Succeeded => exit_codes::SUCCESS,
+            Self::Failed => exit_codes::STAGE_FAILED,
+            Self::Crashed => exit_codes::STAGE_CRASHED,
+            Self::Error => exit_codes::STAGE_ERROR,
+            Self::AwaitingApproval => exit_codes::AWAITING_APPROVAL,
+        }
+    }
+
+    /// The run's status is that of the stage that stopped it.
+    pub fn from_stopping_stage(status: StageStatus) -> Self {
+        match status {
+            StageStatus::Failed => Self::Failed,
+            StageStatus::Crashed => Self::Crashed,
+            _ => Self::Error,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Crashed => "crashed",
+            Self::Error => "error",
+            Self::AwaitingApproval => "is awaiting approval",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// As written in the pipeline file.
+    pub reference: String,
+    /// The component file's digest, when it could be read.
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    /// What the plugin's `describe` said.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Whether compiled code came from the on-disk cache (no Cranelift work).
+    pub cache_hit: Option<bool>,
+    /// Time to compile or load compiled code, in milliseconds.
+    pub load_ms: Option<f64>,
+    /// For a registry plugin: the OCI manifest digest it was pinned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    /// For a registry plugin: the trusted keys whose signatures were verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub name: String,
+    pub phase: Option<String>,
+    pub status: StageStatus,
+    pub plugin: PluginRecord,
+    pub started_at: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub outputs: Vec<ArtifactRecord>,
+    /// The inputs it was given, as `stage/name`.
+    pub inputs: Vec<String>,
+    pub summary: Option<String>,
+    /// Why it did not succeed (failed, crashed, error) or why it was skipped.
+    pub message: Option<String>,
+    /// Its log file, relative to the run directory.
+    pub log: Option<String>,
+    /// What sluice refused the stage (network, programs, secrets it was not granted).
+    #[serde(default)]
+    pub denied: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema: u32,
+    pub pipeline: String,
+    pub pipeline_file: String,
+    /// Digest of the pipeline file; a resumed run must use the same one.
+    pub pipeline_sha256: String,
+    pub run_id: String,
+    pub run_dir: String,
+    pub status: RunStatus,
+    pub exit_code: i32,
+    pub started_at: String,
+    /// When the run was continued after a gate, if it was.
+    #[serde(default)]
+    pub resumed_at: Vec<String>,
+    pub finished_at: String,
+    pub duration_ms: f64,
+    pub sluice_version: String,
+    pub stages: Vec<StageRecord>,
+    /// SLSA provenance written for a run that released something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ProvenanceRecord>,
+}
+
+impl RunReport {
+    /// Writes the report atomically (temp file + rename), so a reader never sees half of it.
+    pub fn write_to(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).context("cannot serialize the run report")?;
+        crate::atomic_file::write(path, &json)
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the run report {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a sluice run report", path.display()))
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&StageRecord> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+/// What the run folder holds about provenance (recorded in the report).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvenanceRecord {
+    /// The statement, relative to the run folder.
+    pub statement: String,
+    /// The signed envelope, when a key signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Why it is unsigned although a key was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}

@@ -1,0 +1,255 @@
+//! Runs a pipeline: prepares every plugin up front, runs the stages in order, hands each the
+//! artifacts of earlier ones, stops at the first stage that does not succeed, and records it all.
+//!
+//! The rules (what runs, what is skipped, what waits) are pure functions in [`schedule`]; the
+//! effects around them live in [`prepare`], [`stage`], [`publish`] and [`record`].
+
+pub mod check;
+mod options;
+mod prepare;
+pub mod provenance;
+mod publish;
+mod record;
+pub mod schedule;
+mod stage;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+
+pub use options::{Approver, Interrupt, RunOptions, RunOutcome};
+pub(crate) use prepare::preflight;
+
+use crate::model::artifacts::ArtifactRecord;
+use crate::model::events::{Event, EventSink};
+use crate::model::layout::RunLayout;
+use crate::model::report::{RunReport, RunStatus, StageRecord, StageStatus};
+use crate::resolve::ResolvedPipeline;
+use crate::sandbox::engine::Host;
+use crate::trust::secrets::SecretValues;
+use record::{RunHistory, earlier_stages, pending_record, pipeline_digest, rfc3339};
+use schedule::{Decision, Situation};
+use stage::StageExecution;
+
+/// Runs `pipeline` to its end, to the first stage that does not succeed (then only its
+/// `when = "on-failure"` stages), or to a gate nobody approved.
+pub async fn run(
+    host: &Host,
+    resolved: &ResolvedPipeline,
+    options: &RunOptions,
+    events: &EventSink,
+) -> Result<RunOutcome> {
+    let pipeline = &resolved.pipeline;
+    let runs_root = options
+        .runs_dir
+        .clone()
+        .unwrap_or_else(|| pipeline.dir.join(".sluice").join("runs"));
+    let layout = RunLayout::create(&runs_root)?;
+    let records = resolved
+        .stages()
+        .map(|(spec, stage)| pending_record(spec, stage.pin.as_ref()))
+        .collect();
+    let history = RunHistory {
+        started_at: rfc3339(SystemTime::now()),
+        resumed_at: Vec::new(),
+        pipeline_sha256: pipeline_digest(pipeline)?,
+    };
+    drive(host, resolved, options, events, layout, records, history, 0).await
+}
+
+/// Continues a run that stopped at a gate, from its stored artifacts: finished stages are not
+/// run again. The gated stage must be approved in `options`.
+pub async fn resume(
+    host: &Host,
+    resolved: &ResolvedPipeline,
+    run_dir: &Path,
+    options: &RunOptions,
+    events: &EventSink,
+) -> Result<RunOutcome> {
+    let pipeline = &resolved.pipeline;
+    let report = RunReport::read(&run_dir.join("report.json"))?;
+    anyhow::ensure!(
+        report.status == RunStatus::AwaitingApproval,
+        "run {} is not waiting for approval (it {}); start a new run instead",
+        report.run_id,
+        report.status.label()
+    );
+    let digest = pipeline_digest(pipeline)?;
+    anyhow::ensure!(
+        digest == report.pipeline_sha256,
+        "{} changed since run {} started; a resumed run must use the same pipeline, so start a new run",
+        pipeline.file.display(),
+        report.run_id
+    );
+    let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+    let recorded: Vec<&str> = report.stages.iter().map(|s| s.name.as_str()).collect();
+    anyhow::ensure!(
+        names == recorded,
+        "the run's stages do not match the pipeline's"
+    );
+    let gate = report
+        .stages
+        .iter()
+        .position(|s| s.status == StageStatus::AwaitingApproval)
+        .context("the run records no stage waiting for approval")?;
+    let mut records = report.stages;
+    records[gate] = pending_record(&pipeline.stages[gate], resolved.stages[gate].pin.as_ref());
+    let layout = RunLayout::open(run_dir, &report.run_id);
+    let mut resumed_at = report.resumed_at;
+    resumed_at.push(rfc3339(SystemTime::now()));
+    let history = RunHistory {
+        started_at: report.started_at,
+        resumed_at,
+        pipeline_sha256: digest,
+    };
+    drive(
+        host, resolved, options, events, layout, records, history, gate,
+    )
+    .await
+}
+
+/// Runs stages `start..` given the records of the ones before.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    host: &Host,
+    resolved: &ResolvedPipeline,
+    options: &RunOptions,
+    events: &EventSink,
+    layout: RunLayout,
+    mut records: Vec<StageRecord>,
+    history: RunHistory,
+    start: usize,
+) -> Result<RunOutcome> {
+    let pipeline = &resolved.pipeline;
+    let clock = Instant::now();
+    events.emit(Event::RunStarted {
+        run_id: layout.run_id.clone(),
+        pipeline: pipeline.name.clone(),
+        run_dir: layout.dir.clone(),
+        stages: pipeline.stages.iter().map(|s| s.name.clone()).collect(),
+        at: SystemTime::now(),
+    });
+    for record in &records[..start] {
+        events.emit(Event::StageFinished {
+            stage: record.name.clone(),
+            status: record.status,
+            elapsed: Duration::from_secs_f64(record.duration_ms.unwrap_or(0.0) / 1000.0),
+            message: Some("done in an earlier session of this run".into()),
+        });
+    }
+    // A failure before `start` (a gate on a rollback stage) still counts.
+    let mut stopped_by = schedule::first_failure(&records[..start]);
+    let secret_values = SecretValues::load(&pipeline.secrets);
+    let masker = secret_values.masker();
+    let prepared =
+        prepare::prepare_stages(host, resolved, start, &mut records, &secret_values, events);
+    if let Some(stage) = &prepared.failed {
+        stopped_by.get_or_insert((stage.clone(), StageStatus::Error));
+    }
+    let mut published: Vec<ArtifactRecord> = records[..start]
+        .iter()
+        .filter(|r| r.status == StageStatus::Succeeded)
+        .flat_map(|r| r.outputs.iter().cloned())
+        .collect();
+    let mut awaiting: Option<String> = None;
+    for index in start..pipeline.stages.len() {
+        let spec = &pipeline.stages[index];
+        if records[index].status != StageStatus::Pending {
+            continue;
+        }
+        let situation = Situation {
+            earlier: &records[..index],
+            stopped_by: &stopped_by,
+            interrupted: options
+                .interrupt
+                .as_ref()
+                .is_some_and(Interrupt::is_triggered),
+            preflight_failed: prepared.failed.is_some(),
+            approved: options.approve.iter().any(|s| s == &spec.name),
+        };
+        let mut decision = schedule::decide(spec, situation);
+        // Only a stage that would run now is put to a person.
+        if decision == Decision::AwaitApproval
+            && options
+                .approver
+                .as_ref()
+                .is_some_and(|a| a.approve(&pipeline.name, &spec.name))
+        {
+            decision = Decision::Run;
+        }
+        let (status, message) = match decision {
+            Decision::Run => (None, None),
+            Decision::Skip(reason) => (Some(StageStatus::Skipped), Some(reason)),
+            Decision::AwaitApproval => (
+                Some(StageStatus::AwaitingApproval),
+                Some(format!(
+                    "waiting for approval; continue with `sluice resume {} --approve {}`",
+                    layout.run_id, spec.name
+                )),
+            ),
+        };
+        if let Some(status) = status {
+            records[index].status = status;
+            records[index].message = message.clone();
+            events.emit(Event::StageFinished {
+                stage: spec.name.clone(),
+                status,
+                elapsed: Duration::ZERO,
+                message,
+            });
+            if status == StageStatus::AwaitingApproval {
+                awaiting = Some(spec.name.clone());
+                break;
+            }
+            continue;
+        }
+        let Some(plugin) = prepared.plugins[index].as_ref() else {
+            continue;
+        };
+        let execution = StageExecution {
+            host,
+            pipeline,
+            spec,
+            plugin,
+            layout: &layout,
+            events,
+            secrets: &prepared.secrets[index],
+            masker: &masker,
+            earlier: earlier_stages(&records[..index]),
+            interrupt: options.interrupt.clone(),
+        };
+        let record = &mut records[index];
+        execution.execute(&published, record).await;
+        if record.status == StageStatus::Succeeded {
+            published.extend(record.outputs.iter().cloned());
+        } else {
+            stopped_by.get_or_insert((spec.name.clone(), record.status));
+        }
+    }
+
+    let status = schedule::run_status(awaiting.as_deref(), &stopped_by);
+    let elapsed = clock.elapsed();
+    let (report, provenance_note) = record::finish_report(
+        resolved,
+        &layout,
+        history,
+        records,
+        status,
+        elapsed,
+        &secret_values,
+    );
+    let report_path = layout.report_path();
+    report.write_to(&report_path)?;
+    events.emit(Event::RunFinished {
+        status,
+        stopped_by: awaiting.or(stopped_by.map(|(stage, _)| stage)),
+        elapsed,
+        report: report_path.clone(),
+        provenance: provenance_note,
+    });
+    Ok(RunOutcome {
+        report,
+        report_path,
+    })
+}

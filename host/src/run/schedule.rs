@@ -1,0 +1,320 @@
+//! The scheduling rules, as pure functions of the records so far: whether a stage runs, is
+//! skipped (and why) or waits at its gate; which artifacts it reads; how the run ended.
+
+use crate::config::pipeline::{InputSelection, StageSpec, When};
+use crate::model::artifacts::ArtifactRecord;
+use crate::model::report::{RunStatus, StageRecord, StageStatus};
+
+/// The first stage that did not succeed, and how it ended.
+pub type StoppedBy = Option<(String, StageStatus)>;
+
+/// What happens to the next pending stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It runs now.
+    Run,
+    /// It does not run; the reason is recorded.
+    Skip(String),
+    /// It waits for a person (`approval = "manual"`); the run stops here.
+    AwaitApproval,
+}
+
+/// Everything outside a stage's own entry that decides whether it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Situation<'a> {
+    /// Records of the stages before it, in pipeline order.
+    pub earlier: &'a [StageRecord],
+    pub stopped_by: &'a StoppedBy,
+    pub interrupted: bool,
+    pub preflight_failed: bool,
+    /// Approved in advance or by a person just now.
+    pub approved: bool,
+}
+
+/// Whether `spec` runs, is skipped or waits, given the situation.
+pub fn decide(spec: &StageSpec, now: Situation<'_>) -> Decision {
+    let skip = if now.interrupted {
+        Some("not run: the run was interrupted".to_string())
+    } else if now.preflight_failed {
+        Some("not run: a plugin could not be prepared".to_string())
+    } else {
+        match (now.stopped_by, spec.when) {
+            (None, When::OnFailure) => Some("not run: no earlier stage failed".to_string()),
+            (Some((stopper, status)), When::OnSuccess) => {
+                Some(format!("not run: stage `{stopper}` {}", status.label()))
+            }
+            // A rollback that needs the deploy's record runs only if the deploy ran.
+            _ => unmet_inputs(&spec.inputs, now.earlier),
+        }
+    };
+    match skip {
+        Some(reason) => Decision::Skip(reason),
+        None if spec.manual_approval && !now.approved => Decision::AwaitApproval,
+        None => Decision::Run,
+    }
+}
+
+/// The first recorded stage that failed, crashed or errored (a resumed run keeps counting it).
+pub fn first_failure(records: &[StageRecord]) -> StoppedBy {
+    records
+        .iter()
+        .find(|r| {
+            matches!(
+                r.status,
+                StageStatus::Failed | StageStatus::Crashed | StageStatus::Error
+            )
+        })
+        .map(|r| (r.name.clone(), r.status))
+}
+
+/// How the run ended, from its gate and its first failure.
+pub fn run_status(awaiting: Option<&str>, stopped_by: &StoppedBy) -> RunStatus {
+    match (awaiting, stopped_by) {
+        (Some(_), _) => RunStatus::AwaitingApproval,
+        (None, None) => RunStatus::Succeeded,
+        (None, Some((_, stage_status))) => RunStatus::from_stopping_stage(*stage_status),
+    }
+}
+
+/// Why a stage's explicit inputs cannot be met because their stage did not succeed.
+pub fn unmet_inputs(selection: &InputSelection, records: &[StageRecord]) -> Option<String> {
+    let InputSelection::Only(refs) = selection else {
+        return None;
+    };
+    refs.iter().find_map(|input| {
+        let producer = records.iter().find(|r| r.name == input.stage)?;
+        (producer.status != StageStatus::Succeeded).then(|| {
+            format!(
+                "not run: it needs `{input}`, but stage `{}` {}",
+                producer.name,
+                if producer.status == StageStatus::Skipped {
+                    "did not run".to_string()
+                } else {
+                    producer.status.label().to_string()
+                }
+            )
+        })
+    })
+}
+
+/// The artifacts a stage may read, or why its `inputs` cannot be met.
+pub fn select_inputs<'a>(
+    selection: &InputSelection,
+    published: &'a [ArtifactRecord],
+) -> Result<Vec<&'a ArtifactRecord>, String> {
+    let InputSelection::Only(refs) = selection else {
+        return Ok(published.iter().collect());
+    };
+    let mut chosen: Vec<&ArtifactRecord> = Vec::new();
+    for input in refs {
+        let from_stage: Vec<&ArtifactRecord> = published
+            .iter()
+            .filter(|a| a.stage == input.stage)
+            .collect();
+        let matching: Vec<&ArtifactRecord> = match &input.name {
+            None => from_stage.clone(),
+            Some(name) => from_stage
+                .iter()
+                .copied()
+                .filter(|a| &a.name == name)
+                .collect(),
+        };
+        if matching.is_empty() && input.name.is_some() {
+            let produced: Vec<&str> = from_stage.iter().map(|a| a.name.as_str()).collect();
+            return Err(format!(
+                "input `{input}` was not produced: stage `{}` published {}",
+                input.stage,
+                if produced.is_empty() {
+                    "no outputs".to_string()
+                } else {
+                    produced.join(", ")
+                }
+            ));
+        }
+        for artifact in matching {
+            if !chosen.iter().any(|c| std::ptr::eq(*c, artifact)) {
+                chosen.push(artifact);
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::pipeline::{InputRef, Pipeline, parse};
+    use std::path::Path;
+
+    fn artifact(stage: &str, name: &str) -> ArtifactRecord {
+        ArtifactRecord {
+            stage: stage.into(),
+            name: name.into(),
+            path: format!("artifacts/{stage}/{name}"),
+            media_type: "text/plain".into(),
+            size: 1,
+            sha256: "00".into(),
+        }
+    }
+
+    #[test]
+    fn selects_named_wildcard_and_all_inputs() {
+        let published = [artifact("a", "x"), artifact("a", "y"), artifact("b", "z")];
+        let all = select_inputs(&InputSelection::AllEarlier, &published).unwrap_or_default();
+        assert_eq!(all.len(), 3);
+        let refs = InputSelection::Only(vec![
+            InputRef {
+                stage: "b".into(),
+                name: Some("z".into()),
+            },
+            InputRef {
+                stage: "a".into(),
+                name: None,
+            },
+            InputRef {
+                stage: "b".into(),
+                name: None,
+            },
+        ]);
+        let chosen = select_inputs(&refs, &published).unwrap_or_default();
+        let names: Vec<String> = chosen.iter().map(|a| a.reference()).collect();
+        assert_eq!(names, ["b/z", "a/x", "a/y"]);
+    }
+
+    #[test]
+    fn a_missing_named_input_says_what_exists() {
+        let published = [artifact("a", "x")];
+        let refs = InputSelection::Only(vec![InputRef {
+            stage: "a".into(),
+            name: Some("nope".into()),
+        }]);
+        let err = select_inputs(&refs, &published).err().unwrap_or_default();
+        assert!(err.contains("`a/nope` was not produced"), "{err}");
+        assert!(err.contains("published x"), "{err}");
+    }
+
+    const PIPELINE: &str = r#"
+version = 1
+[pipeline]
+name = "p"
+[[stage]]
+name = "build"
+plugin = "b.wasm"
+[[stage]]
+name = "deploy"
+plugin = "d.wasm"
+approval = "manual"
+[[stage]]
+name = "rollback"
+plugin = "r.wasm"
+when = "on-failure"
+inputs = ["deploy/*"]
+[[stage]]
+name = "notify"
+plugin = "n.wasm"
+when = "always"
+"#;
+
+    fn pipeline() -> Pipeline {
+        match parse(Path::new("p/pipeline.toml"), PIPELINE) {
+            Ok(pipeline) => pipeline,
+            Err(diag) => panic!("{diag}"),
+        }
+    }
+
+    fn records(pipeline: &Pipeline, statuses: &[StageStatus]) -> Vec<StageRecord> {
+        pipeline
+            .stages
+            .iter()
+            .zip(statuses)
+            .map(|(spec, status)| {
+                let mut record = super::super::record::pending_record(spec, None);
+                record.status = *status;
+                record
+            })
+            .collect()
+    }
+
+    fn calm<'a>(earlier: &'a [StageRecord], stopped_by: &'a StoppedBy) -> Situation<'a> {
+        Situation {
+            earlier,
+            stopped_by,
+            interrupted: false,
+            preflight_failed: false,
+            approved: false,
+        }
+    }
+
+    #[test]
+    fn a_chain_runs_until_a_gate_that_nobody_approved() {
+        let p = pipeline();
+        let none: StoppedBy = None;
+        assert_eq!(decide(&p.stages[0], calm(&[], &none)), Decision::Run);
+        let done = records(&p, &[StageStatus::Succeeded]);
+        assert_eq!(
+            decide(&p.stages[1], calm(&done, &none)),
+            Decision::AwaitApproval
+        );
+        let approved = Situation {
+            approved: true,
+            ..calm(&done, &none)
+        };
+        assert_eq!(decide(&p.stages[1], approved), Decision::Run);
+    }
+
+    #[test]
+    fn after_a_failure_only_on_failure_and_always_stages_run() {
+        let p = pipeline();
+        let done = records(&p, &[StageStatus::Failed, StageStatus::Skipped]);
+        let stopped = first_failure(&done);
+        assert_eq!(stopped, Some(("build".to_string(), StageStatus::Failed)));
+        let Decision::Skip(why) = decide(&p.stages[1], calm(&done[..1], &stopped)) else {
+            panic!("deploy must be skipped after a failed build");
+        };
+        assert_eq!(why, "not run: stage `build` failed");
+        // The rollback reads the deploy's outputs, and the deploy never ran.
+        let Decision::Skip(why) = decide(&p.stages[2], calm(&done, &stopped)) else {
+            panic!("rollback without a deploy must be skipped");
+        };
+        assert!(why.contains("needs `deploy/*`"), "{why}");
+        assert!(why.contains("did not run"), "{why}");
+        assert_eq!(decide(&p.stages[3], calm(&done, &stopped)), Decision::Run);
+        assert_eq!(run_status(None, &stopped), RunStatus::Failed);
+    }
+
+    #[test]
+    fn an_on_failure_stage_is_skipped_when_all_went_well() {
+        let p = pipeline();
+        let done = records(&p, &[StageStatus::Succeeded, StageStatus::Succeeded]);
+        let none: StoppedBy = None;
+        assert_eq!(
+            decide(&p.stages[2], calm(&done, &none)),
+            Decision::Skip("not run: no earlier stage failed".into())
+        );
+        assert_eq!(run_status(None, &none), RunStatus::Succeeded);
+        assert_eq!(
+            run_status(Some("deploy"), &none),
+            RunStatus::AwaitingApproval
+        );
+    }
+
+    #[test]
+    fn an_interrupt_or_a_broken_plugin_skips_everything_left() {
+        let p = pipeline();
+        let none: StoppedBy = None;
+        let interrupted = Situation {
+            interrupted: true,
+            approved: true,
+            ..calm(&[], &none)
+        };
+        assert_eq!(
+            decide(&p.stages[3], interrupted),
+            Decision::Skip("not run: the run was interrupted".into())
+        );
+        let broken = Situation {
+            preflight_failed: true,
+            ..calm(&[], &none)
+        };
+        assert!(matches!(decide(&p.stages[0], broken), Decision::Skip(_)));
+    }
+}

@@ -1,0 +1,258 @@
+//! Running one stage: its log, its files, its sandbox built from its grants, the call into the
+//! plugin under its limits, and how it ended — whatever goes wrong becomes its record.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use wasmtime::Store;
+
+use crate::config::limits::fmt_bytes;
+use crate::config::pipeline::{Pipeline, StageSpec};
+use crate::model::artifacts::{self, ArtifactRecord};
+use crate::model::events::{Event, EventSink, LogSource};
+use crate::model::layout::RunLayout;
+use crate::model::report::{StageRecord, StageStatus};
+use crate::plugin::Plugin;
+use crate::sandbox::bindings::StageContext;
+use crate::sandbox::bindings::sluice::pipeline::types::{Artifact, StageRun as EarlierStage};
+use crate::sandbox::capture::StageLog;
+use crate::sandbox::engine::Host;
+use crate::sandbox::state::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec, StageState};
+use crate::sandbox::trap::{phase_name, trap_message};
+use crate::trust::secrets::Masker;
+
+use super::options::Interrupt;
+use super::record::{millis, rfc3339};
+use super::schedule::select_inputs;
+
+/// One stage's execution, with everything it needs borrowed from the run.
+pub(crate) struct StageExecution<'a> {
+    pub host: &'a Host,
+    pub pipeline: &'a Pipeline,
+    pub spec: &'a StageSpec,
+    pub plugin: &'a Plugin,
+    pub layout: &'a RunLayout,
+    pub events: &'a EventSink,
+    /// Values of the secrets this stage is granted.
+    pub secrets: &'a BTreeMap<String, String>,
+    /// Masks every secret of the pipeline in what is logged and recorded.
+    pub masker: &'a Masker,
+    /// The stages that ran before this one.
+    pub earlier: Vec<EarlierStage>,
+    pub interrupt: Option<Interrupt>,
+}
+
+/// How a stage ended, before it is written into its record.
+pub(super) struct Ending {
+    pub(super) status: StageStatus,
+    pub(super) message: Option<String>,
+}
+
+impl Ending {
+    pub(super) fn error(message: String) -> Self {
+        Self {
+            status: StageStatus::Error,
+            message: Some(message),
+        }
+    }
+
+    /// Adds what sluice refused the stage, which is often why it failed.
+    fn explained_by(mut self, denied: &[String]) -> Self {
+        if !denied.is_empty()
+            && let Some(message) = self.message.as_mut()
+        {
+            message.push_str(&format!(" (sluice denied: {})", denied.join("; ")));
+        }
+        self
+    }
+}
+
+impl StageExecution<'_> {
+    /// Runs the stage and fills in `record`. Never fails: whatever goes wrong becomes the
+    /// stage's status and message, so the run can still be recorded.
+    pub(crate) async fn execute(&self, published: &[ArtifactRecord], record: &mut StageRecord) {
+        let name = &self.spec.name;
+        self.events.emit(Event::StageStarted {
+            stage: name.clone(),
+        });
+        record.started_at = Some(rfc3339(SystemTime::now()));
+        let clock = Instant::now();
+        let log_rel = self.layout.log_rel(name);
+        let ending = match StageLog::new(
+            name,
+            Some(&self.layout.dir.join(&log_rel)),
+            self.events.clone(),
+            self.masker.clone(),
+            self.spec.limits.log,
+        ) {
+            Ok(log) => {
+                record.log = Some(log_rel);
+                let ending = self.run_in_sandbox(published, &log, record).await;
+                if let Err(err) = log.finish() {
+                    tracing_note(&log, &format!("{err:#}"));
+                }
+                ending
+            }
+            Err(err) => Ending::error(format!("cannot create its log: {err:#}")),
+        };
+        let _ = std::fs::remove_dir_all(self.layout.work_of(name));
+        if !self.masker.is_empty() {
+            self.sweep_secrets(&self.layout.artifacts_of(name));
+        }
+        let elapsed = clock.elapsed();
+        record.status = ending.status;
+        record.duration_ms = Some(millis(elapsed));
+        let masked = |text: Option<String>| text.map(|t| self.masker.mask(&t).into_owned());
+        let ending = Ending {
+            status: ending.status,
+            message: masked(ending.message),
+        };
+        record.summary = masked(record.summary.take());
+        record.message = ending.message.clone();
+        let message = if ending.status == StageStatus::Succeeded {
+            record.summary.clone()
+        } else {
+            ending.message
+        };
+        self.events.emit(Event::StageFinished {
+            stage: name.clone(),
+            status: ending.status,
+            elapsed,
+            message,
+        });
+    }
+
+    async fn run_in_sandbox(
+        &self,
+        published: &[ArtifactRecord],
+        log: &StageLog,
+        record: &mut StageRecord,
+    ) -> Ending {
+        let name = &self.spec.name;
+        let inputs = match select_inputs(&self.spec.inputs, published) {
+            Ok(inputs) => inputs,
+            Err(message) => return Ending::error(message),
+        };
+        record.inputs = inputs.iter().map(|a| a.reference()).collect();
+        let in_dir = self.layout.work_of(name).join("in");
+        let out_dir = self.layout.artifacts_of(name);
+        if let Err(err) = self.stage_files(&inputs, &in_dir, &out_dir) {
+            return Ending::error(format!("cannot prepare its files: {err:#}"));
+        }
+        let spec = SandboxSpec {
+            stage: name,
+            inputs: (!inputs.is_empty()).then_some(in_dir.as_path()),
+            outputs: Some(out_dir.as_path()),
+            workspace: Some(&self.pipeline.workspace),
+            grants: &self.spec.grants,
+            limits: self.spec.limits,
+            secrets: self.secrets,
+        };
+        let state = match StageState::new(&spec, log.clone()) {
+            Ok(state) => state,
+            Err(err) => return Ending::error(format!("{err:#}")),
+        };
+        let mut store = Store::new(&self.host.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let guest_inputs: Vec<Artifact> = inputs
+            .iter()
+            .map(|a| Artifact {
+                stage: a.stage.clone(),
+                name: a.name.clone(),
+                path: format!("{GUEST_INPUT_DIR}/{}/{}", a.stage, a.name),
+                media_type: a.media_type.clone(),
+                size: a.size,
+                sha256: a.sha256.clone(),
+            })
+            .collect();
+        let call = async {
+            let instance = self.plugin.pre.instantiate_async(&mut store).await?;
+            let info = instance.call_describe(&mut store).await?;
+            let context = StageContext {
+                pipeline: self.pipeline.name.clone(),
+                run_id: self.layout.run_id.clone(),
+                stage: name.clone(),
+                phase: info.phase,
+                config: self.spec.config_json.clone(),
+                inputs: guest_inputs,
+                output_dir: GUEST_OUTPUT_DIR.to_string(),
+                earlier: self.earlier.clone(),
+            };
+            let result = instance.call_run(&mut store, &context).await?;
+            wasmtime::Result::Ok((info, result))
+        };
+        let limits = self.spec.limits;
+        let interrupt = self.interrupt.clone().unwrap_or_default();
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(limits.timeout, call) => Some(outcome),
+            () = interrupt.triggered(), if self.interrupt.is_some() => None,
+        };
+        record.denied = store.data().denials();
+        let Some(outcome) = outcome else {
+            return Ending::error(
+                "interrupted (Ctrl-C) and stopped; earlier artifacts are kept".into(),
+            );
+        };
+        let ending = match outcome {
+            Err(_) => Err(Ending::error(format!(
+                "exceeded its {} timeout and was stopped",
+                humantime::format_duration(limits.timeout)
+            ))),
+            Ok(Err(_)) if store.data().memory_exceeded() => Err(Ending::error(format!(
+                "exceeded its {} memory limit and was stopped",
+                fmt_bytes(limits.memory)
+            ))),
+            Ok(Err(_)) if log.overflowed() => Err(Ending::error(format!(
+                "exceeded its {} log limit and was stopped",
+                fmt_bytes(limits.log)
+            ))),
+            Ok(Err(trap)) => {
+                // The wasm backtrace helps plugin authors; it is kept in the log, shown with -v.
+                let _ = log.message(LogSource::Debug, &format!("{trap:?}"));
+                let mut message = format!("the plugin trapped: {}", trap_message(&trap));
+                if let Some(tail) = log.stderr_tail() {
+                    message.push_str(&format!("; it printed: {tail}"));
+                }
+                Err(Ending {
+                    status: StageStatus::Crashed,
+                    message: Some(message),
+                })
+            }
+            Ok(Ok(done)) => Ok(done),
+        };
+        let (info, result) = match ending {
+            Ok(done) => done,
+            Err(ending) => return ending.explained_by(&record.denied),
+        };
+        record.phase = Some(phase_name(info.phase).to_string());
+        record.plugin.name = Some(info.name);
+        record.plugin.version = Some(info.version);
+        match result {
+            Err(failure) => Ending {
+                status: StageStatus::Failed,
+                message: Some(failure.message),
+            }
+            .explained_by(&record.denied),
+            Ok(result) => self.publish(result, &out_dir, record),
+        }
+    }
+
+    fn stage_files(&self, inputs: &[&ArtifactRecord], in_dir: &Path, out_dir: &Path) -> Result<()> {
+        for artifact in inputs {
+            artifacts::link_or_copy(
+                &self.layout.dir.join(&artifact.path),
+                &in_dir.join(&artifact.stage).join(&artifact.name),
+            )?;
+        }
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))
+    }
+}
+
+fn tracing_note(log: &StageLog, message: &str) {
+    let _ = log.message(LogSource::Warn, message);
+}

@@ -1,0 +1,15 @@
+//! Where a stage runs: the wasmtime engine and its compiled-code cache, one module per
+//! capability a stage can be granted, the per-stage state built from its grants, and the
+//! limits, log capture and network policy around it.
+
+pub mod bindings;
+pub mod cache;
+pub mod capability;
+pub mod caps;
+pub mod capture;
+pub mod engine;
+pub mod limits;
+pub mod net;
+pub mod process;
+pub mod state;
+pub mod trap;

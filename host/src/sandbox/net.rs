@@ -1,0 +1,200 @@
+//! Outbound network for a stage: HTTP requests (checked in the wasi-http `send_request` hook)
+//! and raw sockets (checked by WASI's `socket_addr_check`) reach only `allow.net` entries.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+type HttpResult<T> = wasmtime_wasi_http::Result<T>;
+
+use crate::config::grants::NetGrant;
+use crate::model::events::LogSource;
+use crate::sandbox::capture::StageLog;
+
+/// The destinations one stage may reach, and the attempts it made elsewhere.
+#[derive(Clone)]
+pub struct NetPolicy {
+    grants: Arc<Vec<NetGrant>>,
+    /// Granted names resolved when the stage starts (so `localhost:8080` also allows
+    /// `127.0.0.1:8080`), for socket checks.
+    addresses: Arc<BTreeSet<SocketAddr>>,
+    denials: Denials,
+    log: StageLog,
+}
+
+/// What a stage tried and was refused, in its words: "HTTP to 10.0.0.1:80".
+#[derive(Debug, Clone, Default)]
+pub struct Denials(Arc<Mutex<Vec<String>>>);
+
+impl Denials {
+    pub fn record(&self, what: String) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if list.len() < 100 && !list.contains(&what) {
+            list.push(what);
+        }
+    }
+
+    pub fn list(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl NetPolicy {
+    pub fn new(grants: &[NetGrant], denials: Denials, log: StageLog) -> Self {
+        let addresses = grants
+            .iter()
+            .flat_map(|g| {
+                (g.host.as_str(), g.port)
+                    .to_socket_addrs()
+                    .map(|it| it.collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        Self {
+            grants: Arc::new(grants.to_vec()),
+            addresses: Arc::new(addresses),
+            denials,
+            log,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+    }
+
+    /// Whether `host:port` (as a guest names it) is granted.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if self.grants.iter().any(|g| g.host == host && g.port == port) {
+            return true;
+        }
+        match host.parse::<IpAddr>() {
+            Ok(ip) => self.addresses.contains(&SocketAddr::new(ip, port)),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether a socket may connect to `addr`.
+    pub fn allows_addr(&self, addr: SocketAddr) -> bool {
+        self.addresses.contains(&addr)
+            || self
+                .grants
+                .iter()
+                .any(|g| g.port == addr.port() && g.host.parse::<IpAddr>().ok() == Some(addr.ip()))
+    }
+
+    pub fn deny(&self, what: String) {
+        let _ = self.log.message(
+            LogSource::Warn,
+            &format!("sluice denied {what}: not in this stage's allow.net"),
+        );
+        self.denials.record(what);
+    }
+
+    /// The check WASI sockets run before every connect, bind or send.
+    pub fn socket_check(
+        &self,
+    ) -> impl Fn(
+        SocketAddr,
+        wasmtime_wasi::sockets::SocketAddrUse,
+    ) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + Sync>>
+    + Send
+    + Sync
+    + 'static {
+        let policy = self.clone();
+        move |addr, usage| {
+            use wasmtime_wasi::sockets::SocketAddrUse;
+            let allowed = match usage {
+                SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => policy.allows_addr(addr),
+                // A connect binds implicitly first (to the wildcard address); binding to a local
+                // port is harmless as long as nobody can listen or accept on it.
+                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => true,
+                SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept | SocketAddrUse::UdpReceive => {
+                    false
+                }
+            };
+            if !allowed {
+                policy.deny(format!("socket {usage:?} to {addr}"));
+            }
+            Box::pin(async move { allowed })
+        }
+    }
+}
+
+impl WasiHttpHooks for NetPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = HttpResult<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = HttpResult<(
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = HttpResult<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        _ = fut;
+        let uri = request.uri();
+        let host = uri.host().unwrap_or_default().to_string();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if !self.allows(&host, port) {
+            self.deny(format!("HTTP {} {uri}", request.method()));
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = HttpResult<()>> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::events::EventSink;
+
+    #[test]
+    fn allows_only_granted_host_ports() -> anyhow::Result<()> {
+        let grants = [
+            NetGrant {
+                host: "127.0.0.1".into(),
+                port: 8080,
+            },
+            NetGrant {
+                host: "localhost".into(),
+                port: 9090,
+            },
+        ];
+        let log = StageLog::new(
+            "t",
+            None,
+            EventSink::discard(),
+            Default::default(),
+            u64::MAX,
+        )?;
+        let policy = NetPolicy::new(&grants, Denials::default(), log);
+        assert!(policy.allows("127.0.0.1", 8080));
+        assert!(!policy.allows("127.0.0.1", 8081));
+        assert!(!policy.allows("10.0.0.1", 8080));
+        assert!(policy.allows("LOCALHOST", 9090));
+        assert!(
+            policy.allows("127.0.0.1", 9090),
+            "localhost resolves to 127.0.0.1"
+        );
+        assert!(policy.allows_addr("127.0.0.1:8080".parse()?));
+        assert!(!policy.allows_addr("127.0.0.1:22".parse()?));
+        Ok(())
+    }
+}

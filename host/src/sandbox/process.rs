@@ -1,0 +1,237 @@
+//! The `process` capability: runs a program from the stage's `allow.exec` list on the host, in a
+//! mounted folder, with a filtered environment, a deadline, and its output captured and logged.
+
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use crate::model::events::LogSource;
+use crate::sandbox::bindings::sluice::pipeline::process::{Command, Completed};
+use crate::sandbox::capture::StageLog;
+use crate::sandbox::net::Denials;
+
+/// Captured output beyond this is dropped (it is still logged, up to the log limit).
+const MAX_CAPTURE: usize = 16 << 20;
+
+/// A folder the stage sees, and where it is on the host.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub guest: String,
+    pub host: PathBuf,
+}
+
+/// What one stage may run, and where.
+#[derive(Debug, Clone)]
+pub struct ExecPolicy {
+    pub programs: Vec<String>,
+    pub mounts: Vec<Mount>,
+    /// Host environment passed through (`allow.env`), plus PATH and HOME.
+    pub env: Vec<(String, String)>,
+    /// No program outlives the stage.
+    pub deadline: Instant,
+    pub denials: Denials,
+    pub log: StageLog,
+}
+
+impl ExecPolicy {
+    fn mount(&self, guest: &str) -> Option<&Mount> {
+        self.mounts.iter().find(|m| m.guest == guest)
+    }
+
+    /// A guest path inside a mount, as a host path.
+    fn host_path(&self, guest: &str) -> Result<PathBuf, String> {
+        let relative_ok = |rest: &str| {
+            Path::new(rest)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        };
+        for mount in &self.mounts {
+            if guest == mount.guest {
+                return Ok(mount.host.clone());
+            }
+            if let Some(rest) = guest.strip_prefix(&format!("{}/", mount.guest))
+                && relative_ok(rest)
+            {
+                return Ok(mount.host.join(rest));
+            }
+        }
+        let guests: Vec<&str> = self.mounts.iter().map(|m| m.guest.as_str()).collect();
+        Err(format!(
+            "working directory `{guest}` is not inside a mount of this stage ({})",
+            guests.join(", ")
+        ))
+    }
+
+    /// Resolves a granted program to a host path.
+    fn program_path(&self, program: &str) -> Result<PathBuf, String> {
+        if !self.programs.iter().any(|p| p == program) {
+            let what = format!("exec of `{program}`");
+            let _ = self.log.message(
+                LogSource::Warn,
+                &format!("sluice denied {what}: not in this stage's allow.exec"),
+            );
+            self.denials.record(what);
+            return Err(format!(
+                "`{program}` is not in this stage's allow.exec ({})",
+                if self.programs.is_empty() {
+                    "nothing is granted".to_string()
+                } else {
+                    self.programs.join(", ")
+                }
+            ));
+        }
+        if program.contains('/') {
+            return Ok(PathBuf::from(program));
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+            .ok_or_else(|| format!("`{program}` was not found on the host's PATH"))
+    }
+
+    /// `${workspace}`, `${out}`, `${in}` → host folders.
+    fn expand(&self, arg: &str) -> String {
+        let mut arg = arg.to_string();
+        for (token, guest) in [
+            ("${workspace}", "/workspace"),
+            ("${out}", "/out"),
+            ("${in}", "/in"),
+        ] {
+            if arg.contains(token)
+                && let Some(mount) = self.mount(guest)
+            {
+                arg = arg.replace(token, &mount.host.display().to_string());
+            }
+        }
+        arg
+    }
+
+    /// Runs `command`; Err (to the guest) when it is not granted or cannot start.
+    pub async fn run(&self, command: Command) -> Result<Completed, String> {
+        let program = self.program_path(&command.program)?;
+        let cwd = match &command.cwd {
+            Some(guest) => self.host_path(guest)?,
+            None => self
+                .mount("/workspace")
+                .or_else(|| self.mount("/out"))
+                .map(|m| m.host.clone())
+                .ok_or("this stage has no folder to run a program in")?,
+        };
+        let args: Vec<String> = command.args.iter().map(|a| self.expand(a)).collect();
+        let mut child = tokio::process::Command::new(&program);
+        child
+            .args(&args)
+            .current_dir(&cwd)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .envs(command.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (token, guest) in [("SLUICE_WORKSPACE", "/workspace"), ("SLUICE_OUT", "/out")] {
+            if let Some(mount) = self.mount(guest) {
+                child.env(token, &mount.host);
+            }
+        }
+        let shown = format!("{} {}", command.program, command.args.join(" "));
+        let _ = self.log.message(LogSource::Info, &format!("exec: {shown}"));
+        let started = Instant::now();
+        let mut child = child
+            .spawn()
+            .map_err(|err| format!("cannot start `{}`: {err}", program.display()))?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let limit = command
+            .timeout_ms
+            .map_or(remaining, |ms| Duration::from_millis(ms).min(remaining));
+        let collect = async {
+            let (out, err, status) = tokio::join!(
+                pump(stdout, &self.log, LogSource::Stdout),
+                pump(stderr, &self.log, LogSource::Stderr),
+                child.wait()
+            );
+            (out, err, status)
+        };
+        let (stdout, stderr, exit_code, timed_out) =
+            match tokio::time::timeout(limit, collect).await {
+                Ok((out, err, status)) => {
+                    let code = status.ok().and_then(|s| s.code());
+                    (out, err, code, false)
+                }
+                Err(_) => {
+                    let _ = child.kill().await;
+                    (Vec::new(), Vec::new(), None, true)
+                }
+            };
+        let _ = self.log.message(
+            LogSource::Info,
+            &format!(
+                "exec: {} {} after {:.2}s",
+                command.program,
+                match (exit_code, timed_out) {
+                    (_, true) => "timed out".to_string(),
+                    (Some(code), _) => format!("exited with {code}"),
+                    (None, _) => "was killed".to_string(),
+                },
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(Completed {
+            exit_code,
+            timed_out,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Streams a child's output into the stage log line by line and captures it.
+async fn pump(
+    stream: Option<impl AsyncRead + Unpin>,
+    log: &StageLog,
+    source: LogSource,
+) -> Vec<u8> {
+    let Some(stream) = stream else {
+        return Vec::new();
+    };
+    let mut reader = BufReader::new(stream);
+    let mut captured = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let room = MAX_CAPTURE.saturating_sub(captured.len());
+                captured.extend_from_slice(&line[..line.len().min(room)]);
+                let _ = log.message(
+                    source,
+                    String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']),
+                );
+            }
+        }
+    }
+    captured
+}
+
+/// PATH and HOME from the host, then the granted variables: what a program needs to find its
+/// tools, and nothing a stage was not given.
+pub fn base_env(granted: &[String]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for name in ["PATH", "HOME"] {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_string(), value));
+        }
+    }
+    for name in granted {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.clone(), value));
+        }
+    }
+    env
+}
