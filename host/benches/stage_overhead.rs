@@ -14,7 +14,7 @@ use sluice::config::pipeline as manifest;
 use sluice::model::events::EventSink;
 use sluice::resolve::{ResolveOptions, ResolvedPipeline, resolve_pipeline};
 use sluice::run as runner;
-use sluice::sandbox::capability::CapSet;
+use sluice::sandbox::caps::CapSet;
 use sluice::{Host, plugin};
 
 fn main() -> Result<()> {

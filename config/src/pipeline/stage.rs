@@ -1,31 +1,14 @@
 //! One `[[stage]]` table: its name, plugin, keys, inputs, grants, limits and gates, each checked
 //! against the rest of the pipeline (declared secrets, the stages before it).
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
 use super::raw::{RawStage, Text};
 use super::{
-    InputSelection, KeyFile, PluginSource, StageSpec, When, description, inputs, key_files,
+    Context, InputSelection, PluginSource, StageSpec, When, description, inputs, key_files,
 };
 use crate::diagnostic::Diagnostic;
-use crate::limits::Limits;
 use crate::names;
 use crate::plugin_ref::{PluginRef, SCHEME};
 use crate::source::Source;
-
-/// What every stage is checked against.
-pub(super) struct Context<'a> {
-    pub src: Source<'a>,
-    pub dir: &'a Path,
-    pub declared_secrets: &'a BTreeSet<String>,
-    /// `[pipeline.limits]` on top of the built-in defaults.
-    pub default_limits: Limits,
-    /// The pipeline's `trusted_keys`, for stages without their own.
-    pub trusted_keys: &'a [KeyFile],
-    /// Every stage's `name`, in file order.
-    pub names: Vec<&'a Text>,
-}
 
 /// Validates the stage at `index`.
 pub(super) fn resolve(

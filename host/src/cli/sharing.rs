@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use sluice::Host;
 use sluice::config::pipeline::{self, Pipeline};
 use sluice::config::plugin_ref::PluginRef;
-use sluice::model::events::EventSink;
+use sluice::model::events::{EventSink, short_digest};
 use sluice::registry::sharing;
 use sluice::registry::store::PluginStore;
 use sluice::resolve::{Resolution, ResolveOptions, ResolvedPipeline, resolve_pipeline};
@@ -36,10 +36,6 @@ fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<TrustedKey>, CliError> {
         .map(|path| TrustedKey::from_file(path))
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(|err| CliError::input(format!("{err:#}")))
-}
-
-fn short(digest: &str) -> &str {
-    digest.get(..19).unwrap_or(digest)
 }
 
 /// How `run`, `resume` and `check` resolve registry plugins.
@@ -83,7 +79,7 @@ async fn resolve_with(
                 if *fetched {
                     eprintln!(
                         "fetched {reference} for stage `{stage}` ({})",
-                        short(&pin.manifest_digest)
+                        short_digest(&pin.manifest_digest)
                     );
                 }
             }
@@ -179,7 +175,7 @@ async fn sign_with(reference: &PluginRef, key: &SigningKey) -> Outcome {
         .map_err(|err| CliError::stage(format!("cannot sign {reference}: {err:#}")))?;
     println!(
         "signed {reference} ({}) with {}",
-        short(&digest),
+        short_digest(&digest),
         sluice::trust::signing::short_key_id(&key.id)
     );
     done()
@@ -210,28 +206,24 @@ pub async fn pull(
     let pulled = sharing::pull(store, &reference, &trusted)
         .await
         .map_err(|err| CliError::refused(format!("cannot pull {reference}: {err:#}")))?;
-    {
-        let sharing::Pulled {
-            manifest_digest: digest,
-            layer_digest: layer,
-            path,
-            signed_by: signers,
-        } = pulled;
-        {
-            println!("pulled {reference}");
-            println!("  manifest  {digest}");
-            println!("  component {layer}");
-            println!("  stored    {}", path.display());
-            if !signers.is_empty() {
-                println!("  signed by {}", signers.join(", "));
-            }
-            if let Some(output) = output {
-                std::fs::copy(&path, output).map_err(|err| {
-                    CliError::internal(format!("cannot write {}: {err}", output.display()))
-                })?;
-                println!("  written   {}", output.display());
-            }
-        }
+    let sharing::Pulled {
+        manifest_digest: digest,
+        layer_digest: layer,
+        path,
+        signed_by: signers,
+    } = pulled;
+    println!("pulled {reference}");
+    println!("  manifest  {digest}");
+    println!("  component {layer}");
+    println!("  stored    {}", path.display());
+    if !signers.is_empty() {
+        println!("  signed by {}", signers.join(", "));
+    }
+    if let Some(output) = output {
+        std::fs::copy(&path, output).map_err(|err| {
+            CliError::internal(format!("cannot write {}: {err}", output.display()))
+        })?;
+        println!("  written   {}", output.display());
     }
     done()
 }
@@ -247,24 +239,20 @@ pub fn verify_envelope(path: &Path, keys: &[PathBuf]) -> Outcome {
     let (statement, key) = envelope
         .verify(&trusted)
         .map_err(|err| CliError::refused(format!("{}: {err}", path.display())))?;
-    {
-        {
-            println!(
-                "{}: valid signature by {} ({})",
-                path.display(),
-                key.short_id(),
-                key.source.display()
-            );
-            println!("  predicate {}", statement.predicate_type);
-            for subject in &statement.subject {
-                let digests: Vec<String> = subject
-                    .digest
-                    .iter()
-                    .map(|(alg, value)| format!("{alg}:{value}"))
-                    .collect();
-                println!("  subject   {} {}", subject.name, digests.join(" "));
-            }
-        }
+    println!(
+        "{}: valid signature by {} ({})",
+        path.display(),
+        key.short_id(),
+        key.source.display()
+    );
+    println!("  predicate {}", statement.predicate_type);
+    for subject in &statement.subject {
+        let digests: Vec<String> = subject
+            .digest
+            .iter()
+            .map(|(alg, value)| format!("{alg}:{value}"))
+            .collect();
+        println!("  subject   {} {}", subject.name, digests.join(" "));
     }
     done()
 }

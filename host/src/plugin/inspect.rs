@@ -42,8 +42,7 @@ pub async fn inspect(host: &Host, path: &Path) -> Result<Inspection, PluginError
         stage: None,
         problem: None,
     };
-    let described = match compiled.link(host, "inspect", crate::sandbox::capability::CapSet::all())
-    {
+    let described = match compiled.link(host, "inspect", crate::sandbox::caps::CapSet::all()) {
         Ok(plugin) => plugin.describe(host).await,
         Err(err) => Err(err),
     };

@@ -14,10 +14,11 @@ use crate::model::artifacts::sha256_bytes;
 use crate::model::events::EventSink;
 use crate::sandbox::bindings::{PluginInfo, StageFullPre};
 use crate::sandbox::cache::CacheOutcome;
-use crate::sandbox::capability::{CapSet, ungranted_imports};
+use crate::sandbox::caps::{CapSet, ungranted_imports};
 use crate::sandbox::capture::StageLog;
 use crate::sandbox::engine::Host;
-use crate::sandbox::state::{SandboxSpec, StageState};
+use crate::sandbox::spec::SandboxSpec;
+use crate::sandbox::state::StageState;
 
 /// How long `describe` may take before the plugin is considered broken.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);

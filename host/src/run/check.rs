@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::plugin;
 use crate::resolve::{Pin, ResolvedPipeline};
-use crate::sandbox::capability::CapSet;
+use crate::sandbox::caps::CapSet;
 use crate::sandbox::engine::Host;
 use crate::trust::secrets::SecretValues;
 

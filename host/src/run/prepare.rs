@@ -10,7 +10,7 @@ use crate::model::report::{StageRecord, StageStatus};
 use crate::plugin::{self, Plugin};
 use crate::resolve::{ResolvedPipeline, ResolvedStage};
 use crate::sandbox::cache::CacheOutcome;
-use crate::sandbox::capability::CapSet;
+use crate::sandbox::caps::CapSet;
 use crate::sandbox::engine::Host;
 use crate::trust::secrets::SecretValues;
 

@@ -19,7 +19,8 @@ use crate::sandbox::bindings::StageContext;
 use crate::sandbox::bindings::sluice::pipeline::types::{Artifact, StageRun as EarlierStage};
 use crate::sandbox::capture::StageLog;
 use crate::sandbox::engine::Host;
-use crate::sandbox::state::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec, StageState};
+use crate::sandbox::spec::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec};
+use crate::sandbox::state::StageState;
 use crate::sandbox::trap::{phase_name, trap_message};
 use crate::trust::secrets::Masker;
 

@@ -12,7 +12,7 @@ use wasmtime::{Config, Engine};
 
 use crate::sandbox::bindings::sluice::pipeline::log;
 use crate::sandbox::cache::CompiledCache;
-use crate::sandbox::capability::CapSet;
+use crate::sandbox::caps::CapSet;
 use crate::sandbox::state::StageState;
 use crate::sandbox::trap::into_anyhow;
 

@@ -11,5 +11,7 @@ pub mod engine;
 pub mod limits;
 pub mod net;
 pub mod process;
+pub mod setup;
+pub mod spec;
 pub mod state;
 pub mod trap;

@@ -1,0 +1,109 @@
+//! Building a stage's sandbox from its grants: inputs read-only, one writable output dir, the
+//! workspace and dirs it is granted, its environment and network policy, and the per-stage
+//! state of every capability it is granted — nothing else.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::config::grants::Access;
+use crate::model::events::LogSource;
+use crate::sandbox::capability::StageSetup;
+use crate::sandbox::caps::CapSet;
+use crate::sandbox::capture::StageLog;
+use crate::sandbox::limits::StageLimiter;
+use crate::sandbox::net::{Denials, NetPolicy};
+use crate::sandbox::process::Mount;
+use crate::sandbox::spec::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, GUEST_WORKSPACE_DIR, SandboxSpec};
+use crate::sandbox::state::{CapabilityState, StageState};
+
+impl StageState {
+    /// A sandbox with nothing but what `spec` grants: no environment but `allow.env`, no
+    /// arguments, no network but `allow.net`, no host files besides the mounts.
+    pub fn new(spec: &SandboxSpec<'_>, log: StageLog) -> Result<Self> {
+        let grants = spec.grants;
+        let denials = Denials::default();
+        let net = NetPolicy::new(&grants.net, denials.clone(), log.clone());
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .args(&[spec.stage])
+            .stdout(log.stream(LogSource::Stdout))
+            .stderr(log.stream(LogSource::Stderr))
+            // File I/O goes through tokio's blocking pool, never this thread: a read that never
+            // returns (a FIFO in a granted folder) must not stop the timeout from firing.
+            .allow_blocking_current_thread(false)
+            .allow_udp(false)
+            .allow_tcp(!net.is_empty())
+            .allow_ip_name_lookup(!net.is_empty())
+            .socket_addr_check(net.socket_check());
+        for name in &grants.env {
+            if let Ok(value) = std::env::var(name) {
+                builder.env(name, value);
+            }
+        }
+        let mut mounts = Vec::new();
+        let mut mount = |host: &Path, guest: &str, access: Access| -> Result<()> {
+            let perms = if access == Access::Write {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            builder
+                .preopened_dir(host, guest, perms)
+                .map_err(|e| anyhow!("cannot mount {} at {guest}: {e:#}", host.display()))?;
+            // Programs run from another working directory: give them absolute paths.
+            mounts.push(Mount {
+                guest: guest.to_string(),
+                host: std::path::absolute(host).unwrap_or_else(|_| host.to_path_buf()),
+            });
+            Ok(())
+        };
+        if let Some(dir) = spec.inputs {
+            mount(dir, GUEST_INPUT_DIR, Access::Read)?;
+        }
+        if let Some(dir) = spec.outputs {
+            mount(dir, GUEST_OUTPUT_DIR, Access::Write)?;
+        }
+        if let Some(dir) = spec.workspace
+            && grants.workspace != Access::None
+        {
+            mount(dir, GUEST_WORKSPACE_DIR, grants.workspace)?;
+        }
+        for dir in &grants.dirs {
+            if dir.optional && !dir.host.is_dir() {
+                continue;
+            }
+            if !dir.host.is_dir() {
+                return Err(anyhow!(
+                    "granted dir {} does not exist (allow.dirs, guest path {})",
+                    dir.host.display(),
+                    dir.guest
+                ));
+            }
+            mount(&dir.host, &dir.guest, dir.access)?;
+        }
+        let mut capabilities = CapabilityState::default();
+        for capability in CapSet::of(grants).iter() {
+            capability.prepare(&mut StageSetup {
+                spec,
+                log: &log,
+                denials: &denials,
+                mounts: &mounts,
+                state: &mut capabilities,
+            })?;
+        }
+        Ok(Self {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            net,
+            capabilities,
+            log,
+            limiter: StageLimiter::new(spec.limits.memory),
+            denials,
+        })
+    }
+}

@@ -1,0 +1,29 @@
+//! What shapes one stage's sandbox: its folders, grants, limits and secret values, and where
+//! it sees its inputs, outputs and the project checkout.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::grants::Grants;
+use crate::config::limits::Limits;
+
+/// Where a stage sees its inputs, outputs and the project checkout.
+pub const GUEST_INPUT_DIR: &str = "/in";
+pub const GUEST_OUTPUT_DIR: &str = "/out";
+pub const GUEST_WORKSPACE_DIR: &str = "/workspace";
+
+/// Everything that shapes one stage's sandbox.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxSpec<'a> {
+    pub stage: &'a str,
+    /// Staged inputs, visible read-only at `/in`.
+    pub inputs: Option<&'a Path>,
+    /// The stage's output folder, visible read-write at `/out`.
+    pub outputs: Option<&'a Path>,
+    /// The project checkout, mounted at `/workspace` per `grants.workspace`.
+    pub workspace: Option<&'a Path>,
+    pub grants: &'a Grants,
+    pub limits: Limits,
+    /// Values of the secrets this stage is granted.
+    pub secrets: &'a BTreeMap<String, String>,
+}

@@ -1,0 +1,161 @@
+//! The check flows: `cargo xtask test` (what CI runs, as timed steps, cheapest and most likely to
+//! fail first, each compile done once and linted as it compiles), `cargo xtask lint` (the static
+//! checks alone, for developers) and `cargo xtask wkg-interop` (the opt-in test against `wkg`).
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::plugins::{self, Lint, clippy_env};
+use crate::steps::{self, Step};
+use crate::{
+    c_bindings, layers, plugin_target_dir, polyglot, services, sh, sh_env, toolchains_dir,
+};
+
+pub fn test(root: &Path) -> Result<()> {
+    let plan: Vec<Step<'_>> = vec![
+        ("fmt", Box::new(|| fmt(root))),
+        (
+            "setup",
+            Box::new(|| {
+                plugins::ensure_wasm_target(root)?;
+                services::ensure_debian_tools(root)
+            }),
+        ),
+        ("layers", Box::new(|| layers::check(root))),
+        ("c-bindings-stamp", Box::new(|| c_bindings::check(root))),
+        (
+            "plugins-rust+clippy",
+            Box::new(|| plugins::build_rust(root, Lint::Yes).map(drop)),
+        ),
+        (
+            "plugins-polyglot",
+            Box::new(|| plugins::build_polyglot(root).map(drop)),
+        ),
+        (
+            "host-build+clippy",
+            Box::new(|| {
+                let args = ["test", "--workspace", "--all-targets", "--no-run"];
+                sh_env(root, "cargo", &args, &host_test_env(root)?)
+            }),
+        ),
+        (
+            "host-test",
+            Box::new(|| {
+                sh_env(
+                    root,
+                    "cargo",
+                    &["test", "--workspace"],
+                    &host_test_env(root)?,
+                )
+            }),
+        ),
+    ];
+    steps::run("test", plan)
+}
+
+/// The environment of the host's test build and run: clippy as the workspace's compiler (so the
+/// one compile is also the lint) and where the tests find the toolchains and the guest build.
+/// The build step and the test step must use the same, or cargo compiles everything again.
+fn host_test_env(root: &Path) -> Result<Vec<(&'static str, OsString)>> {
+    let mut env = clippy_env()?;
+    // The scaffold tests build plugins with the same toolchains and compiled dependencies.
+    env.push(("SLUICE_TOOLCHAINS", toolchains_dir(root).into_os_string()));
+    env.push((
+        "SLUICE_PLUGIN_TARGET",
+        plugin_target_dir(root).into_os_string(),
+    ));
+    Ok(env)
+}
+
+fn fmt(root: &Path) -> Result<()> {
+    sh(root, "cargo", &["fmt", "--all", "--check"])?;
+    sh(&root.join("plugins"), "cargo", &["fmt", "--all", "--check"])
+}
+
+/// `cargo xtask lint`: the static checks, with `cargo clippy` (no code generation) for the host
+/// and the guests.
+pub fn lint(root: &Path) -> Result<()> {
+    let plan: Vec<Step<'_>> = vec![
+        ("fmt", Box::new(|| fmt(root))),
+        ("layers", Box::new(|| layers::check(root))),
+        ("c-bindings-stamp", Box::new(|| c_bindings::check(root))),
+        (
+            "clippy-host",
+            Box::new(|| {
+                let args = [
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ];
+                sh(root, "cargo", &args)
+            }),
+        ),
+        (
+            "clippy-plugins",
+            Box::new(|| {
+                plugins::ensure_wasm_target(root)?;
+                let target_dir = plugin_target_dir(root).display().to_string();
+                let args = [
+                    "clippy",
+                    "--workspace",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--target-dir",
+                    &target_dir,
+                    "--",
+                    "-D",
+                    "warnings",
+                ];
+                sh(&root.join("plugins"), "cargo", &args)
+            }),
+        ),
+    ];
+    steps::run("lint", plan)
+}
+
+/// `cargo xtask wkg-interop`: what `wkg` (the component registry client, pinned, installed into
+/// the toolchains folder) pushes sluice runs, and what sluice pushes `wkg` pulls. Not part of
+/// `test`: installing wkg compiles it from source. Same environment as `test`, so after a
+/// `cargo xtask test` nothing recompiles.
+pub fn wkg_interop(root: &Path) -> Result<()> {
+    let plan: Vec<Step<'_>> = vec![
+        (
+            "setup",
+            Box::new(|| {
+                plugins::ensure_wasm_target(root)?;
+                services::ensure_debian_tools(root)
+            }),
+        ),
+        (
+            "wkg",
+            Box::new(|| polyglot::wkg(root, &toolchains_dir(root)).map(drop)),
+        ),
+        (
+            "plugins-rust+clippy",
+            Box::new(|| plugins::build_rust(root, Lint::Yes).map(drop)),
+        ),
+        (
+            "wkg-test",
+            Box::new(|| {
+                let args = [
+                    "test",
+                    "--package",
+                    "sluice",
+                    "--test",
+                    "e2e",
+                    "--",
+                    "--ignored",
+                    "wkg",
+                ];
+                sh_env(root, "cargo", &args, &host_test_env(root)?)
+            }),
+        ),
+    ];
+    steps::run("wkg-interop", plan)
+}

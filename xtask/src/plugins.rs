@@ -1,0 +1,157 @@
+//! The guest plugins: the wasm32-wasip2 target, the Rust guest workspace (optionally linted by
+//! clippy in the same build, see [`clippy_env`]) and the copies of every component in
+//! `plugins/dist/`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{plugin_target_dir, polyglot, sh, sh_env, toolchains_dir};
+
+/// Whether a build also runs clippy (`-D warnings`) over the workspace's own crates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lint {
+    Yes,
+    No,
+}
+
+/// Guests build for wasm32-wasip2, which emits components directly.
+pub fn ensure_wasm_target(root: &Path) -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root)
+        .output()
+        .context(
+            "cannot run `rustup`: sluice's plugins need rustup to add the wasm32-wasip2 target",
+        )?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return Ok(());
+    }
+    sh(root, "rustup", &["target", "add", "wasm32-wasip2"])
+}
+
+/// The environment that makes a `cargo build`/`cargo test` lint as it compiles, exactly as
+/// `cargo clippy -- -D warnings` does: cargo runs every workspace member's rustc through
+/// `clippy-driver` (dependencies keep plain rustc), and the driver reads its lint flags from
+/// CLIPPY_ARGS. One compile gives both the lint verdict and the artifacts, and a later cargo
+/// command with the same environment reuses them (the driver records CLIPPY_ARGS in its
+/// dep-info, so changing the flags rebuilds).
+pub fn clippy_env() -> Result<Vec<(&'static str, OsString)>> {
+    Ok(vec![
+        ("RUSTC_WORKSPACE_WRAPPER", clippy_driver()?.into_os_string()),
+        (
+            "CLIPPY_ARGS",
+            OsString::from("-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"),
+        ),
+    ])
+}
+
+/// `clippy-driver` of the toolchain that runs us: next to `$CARGO`, else what rustup reports,
+/// else the first on PATH.
+fn clippy_driver() -> Result<PathBuf> {
+    let beside_cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|cargo| cargo.parent().map(|bin| bin.join("clippy-driver")));
+    if let Some(driver) = beside_cargo.filter(|p| p.is_file()) {
+        return Ok(driver);
+    }
+    let from_rustup = Command::new("rustup")
+        .args(["which", "clippy-driver"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if let Some(driver) = from_rustup.filter(|p| p.is_file()) {
+        return Ok(driver);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("clippy-driver"))
+        .find(|p| p.is_file())
+        .context("cannot find `clippy-driver`; install it with `rustup component add clippy`")
+}
+
+/// Builds every guest (Rust, then Python, JavaScript and C) into `plugins/dist/<name>.wasm`.
+pub fn build(root: &Path, lint: Lint) -> Result<()> {
+    let mut count = build_rust(root, lint)?;
+    count += build_polyglot(root)?;
+    eprintln!(
+        "xtask: {count} plugin components in {}",
+        root.join("plugins/dist").display()
+    );
+    Ok(())
+}
+
+/// The Python, JavaScript and C plugins; returns how many components are in place.
+pub fn build_polyglot(root: &Path) -> Result<usize> {
+    let dist = dist_dir(root)?;
+    polyglot::build_all(root, &dist, &toolchains_dir(root))
+}
+
+fn dist_dir(root: &Path) -> Result<PathBuf> {
+    let dist = root.join("plugins").join("dist");
+    std::fs::create_dir_all(&dist).with_context(|| format!("cannot create {}", dist.display()))?;
+    Ok(dist)
+}
+
+/// Builds the Rust guest workspace (linting it with clippy when asked) and copies each crate's
+/// component to `plugins/dist/`; returns how many.
+pub fn build_rust(root: &Path, lint: Lint) -> Result<usize> {
+    ensure_wasm_target(root)?;
+    let plugins = root.join("plugins");
+    let target_dir = plugin_target_dir(root);
+    let target_arg = target_dir.display().to_string();
+    let env = match lint {
+        Lint::Yes => clippy_env()?,
+        Lint::No => Vec::new(),
+    };
+    sh_env(
+        &plugins,
+        "cargo",
+        &[
+            "build",
+            "--workspace",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+            &target_arg,
+        ],
+        &env,
+    )?;
+    let built = target_dir.join("wasm32-wasip2").join("release");
+    let dist = dist_dir(root)?;
+    let mut count = 0;
+    for group in ["stages", "hostile", "fixtures"] {
+        let dir = plugins.join(group);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.path().join("Cargo.toml").is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // cdylibs are named with underscores; bins keep the package name.
+            let candidates = [
+                built.join(format!("{}.wasm", name.replace('-', "_"))),
+                built.join(format!("{name}.wasm")),
+            ];
+            let Some(source) = candidates.iter().find(|p| p.is_file()) else {
+                bail!(
+                    "plugins/{group}/{name} built no component; its package name must match its folder name"
+                );
+            };
+            std::fs::copy(source, dist.join(format!("{name}.wasm")))
+                .with_context(|| format!("cannot copy {}", source.display()))?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
