@@ -6,7 +6,7 @@ use crate::support::{Sandbox, repo_root};
 
 #[test]
 fn second_run_loads_every_plugin_from_the_cache() -> Result<()> {
-    let sandbox = Sandbox::new()?;
+    let sandbox = Sandbox::with_own_cache()?;
     let pipeline = repo_root().join("examples/hello/pipeline.toml");
     let (first, cold) = sandbox.run(&pipeline)?;
     assert_eq!(first.code, 0, "{}", first.stderr);
@@ -42,7 +42,7 @@ fn second_run_loads_every_plugin_from_the_cache() -> Result<()> {
 
 #[test]
 fn a_corrupt_cache_entry_is_recompiled_not_trusted() -> Result<()> {
-    let sandbox = Sandbox::new()?;
+    let sandbox = Sandbox::with_own_cache()?;
     let pipeline = repo_root().join("examples/hello/pipeline.toml");
     let (first, _) = sandbox.run(&pipeline)?;
     assert_eq!(first.code, 0, "{}", first.stderr);
@@ -64,7 +64,7 @@ fn a_corrupt_cache_entry_is_recompiled_not_trusted() -> Result<()> {
 
 #[test]
 fn no_cache_compiles_every_time_and_stores_nothing() -> Result<()> {
-    let sandbox = Sandbox::new()?;
+    let sandbox = Sandbox::with_own_cache()?;
     let pipeline = repo_root().join("examples/hello/pipeline.toml");
     let report_path = sandbox.path().join("r.json");
     for _ in 0..2 {

@@ -37,7 +37,7 @@ fn statuses(report: &RunReport) -> Vec<StageStatus> {
 #[test]
 fn rust_python_c_and_js_stages_pass_artifacts_to_each_other() -> Result<()> {
     let webhook = Listener::start(true)?;
-    let sandbox = Sandbox::with_shared_cache()?;
+    let sandbox = Sandbox::new()?;
     let dir = project(&sandbox, &webhook)?;
     let (ran, report) = run(&sandbox, &dir)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
@@ -79,7 +79,7 @@ fn rust_python_c_and_js_stages_pass_artifacts_to_each_other() -> Result<()> {
 #[test]
 fn a_failing_python_stage_stops_the_chain() -> Result<()> {
     let webhook = Listener::start(true)?;
-    let sandbox = Sandbox::with_shared_cache()?;
+    let sandbox = Sandbox::new()?;
     let dir = project(&sandbox, &webhook)?;
     std::fs::write(
         dir.join("project/package.json"),
@@ -105,7 +105,7 @@ fn a_failing_python_stage_stops_the_chain() -> Result<()> {
 #[test]
 fn a_failing_c_stage_stops_the_chain() -> Result<()> {
     let webhook = Listener::start(true)?;
-    let sandbox = Sandbox::with_shared_cache()?;
+    let sandbox = Sandbox::new()?;
     let dir = project(&sandbox, &webhook)?;
     let file = dir.join("pipeline.toml");
     let text =
@@ -126,7 +126,7 @@ fn a_failing_c_stage_stops_the_chain() -> Result<()> {
 #[test]
 fn a_failing_js_stage_stops_the_chain() -> Result<()> {
     let webhook = Listener::start_answering(true, 500)?;
-    let sandbox = Sandbox::with_shared_cache()?;
+    let sandbox = Sandbox::new()?;
     let dir = project(&sandbox, &webhook)?;
     let (ran, report) = run(&sandbox, &dir)?;
     assert_eq!(ran.code, exit_codes::STAGE_FAILED, "{}", ran.stderr);

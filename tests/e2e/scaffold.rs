@@ -7,7 +7,7 @@ use sluice::model::report::StageStatus;
 use crate::support::{Sandbox, repo_root, toolchains};
 
 fn scaffold_builds_checks_and_runs(lang: &str) -> Result<()> {
-    let sandbox = Sandbox::with_shared_cache()?;
+    let sandbox = Sandbox::new()?;
     let name = format!("hello-{lang}");
     let parent = sandbox.path().display().to_string();
     let made = sandbox.sluice(&["plugin", "new", &name, "--lang", lang, "--dir", &parent])?;

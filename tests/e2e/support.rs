@@ -29,11 +29,11 @@ pub fn plugin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// An isolated place for one test: its own compile cache, runs folder and pipeline files.
+/// An isolated place for one test: its own runs folder and pipeline files.
 pub struct Sandbox {
     /// Shared with the `Outcome`s of its runs, so their run folders outlive a temporary sandbox.
     dir: Arc<tempfile::TempDir>,
-    /// A compile cache shared between tests (for the large Python and JS components).
+    /// The compile cache shared by all tests; `None`: one of its own, in `dir`.
     shared_cache: Option<PathBuf>,
 }
 
@@ -104,20 +104,23 @@ impl Ran {
 }
 
 impl Sandbox {
+    /// A sandbox whose compile cache is shared with every other test (entries are written
+    /// atomically and keyed by content), so each component is compiled once per test run.
     pub fn new() -> Result<Self> {
+        Ok(Self {
+            dir: Arc::new(tempfile::tempdir()?),
+            shared_cache: Some(
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-compile-cache"),
+            ),
+        })
+    }
+
+    /// A sandbox with a compile cache of its own, for tests about the cache itself.
+    pub fn with_own_cache() -> Result<Self> {
         Ok(Self {
             dir: Arc::new(tempfile::tempdir()?),
             shared_cache: None,
         })
-    }
-
-    /// A sandbox whose compile cache is shared with other tests that ask for it, so each large
-    /// component is compiled once per test run.
-    pub fn with_shared_cache() -> Result<Self> {
-        let mut sandbox = Self::new()?;
-        sandbox.shared_cache =
-            Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-compile-cache"));
-        Ok(sandbox)
     }
 
     pub fn path(&self) -> &Path {
