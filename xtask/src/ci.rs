@@ -26,8 +26,8 @@ pub fn test(root: &Path) -> Result<()> {
         ("layers", Box::new(|| layers::check(root))),
         ("c-bindings-stamp", Box::new(|| c_bindings::check(root))),
         (
-            "plugins-rust+clippy",
-            Box::new(|| plugins::build_rust(root, Lint::Yes).map(drop)),
+            "plugins-rust+clippy, toolchains alongside",
+            Box::new(|| rust_plugins_while_toolchains_install(root)),
         ),
         (
             "plugins-polyglot",
@@ -53,6 +53,24 @@ pub fn test(root: &Path) -> Result<()> {
         ),
     ];
     steps::run("test", plan)
+}
+
+/// Builds (and lints) the Rust guests while the Python and JavaScript toolchains download and
+/// install beside them: one is CPU-bound, the other mostly network and disk.
+fn rust_plugins_while_toolchains_install(root: &Path) -> Result<()> {
+    let toolchains = toolchains_dir(root);
+    std::thread::scope(|scope| {
+        let installing = scope.spawn(|| -> Result<()> {
+            polyglot::python_tools(root, &toolchains)?;
+            polyglot::node_tools(root, &toolchains)?;
+            Ok(())
+        });
+        let built = plugins::build_rust(root, Lint::Yes).map(drop);
+        let installed = installing
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the toolchain installer panicked")));
+        built.and(installed)
+    })
 }
 
 /// The environment of the host's test build and run: clippy as the workspace's compiler (so the

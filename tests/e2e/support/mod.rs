@@ -1,0 +1,299 @@
+//! Shared helpers: locating built plugins, isolated folders, building pipeline files, running the
+//! binary, and checking how a run ended.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use sluice::model::report::{RunReport, StageStatus};
+
+mod outcome;
+mod pipeline;
+mod servers;
+
+pub use outcome::Outcome;
+pub use pipeline::{Pipeline, Stage, all_succeeded, refused_before_running, stopped_at, table};
+pub use servers::{Listener, RegistryServer, free_port};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// A component from `plugins/dist/`, which `cargo xtask plugins` fills.
+pub fn plugin(name: &str) -> Result<PathBuf> {
+    let path = repo_root()
+        .join("plugins/dist")
+        .join(format!("{name}.wasm"));
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build the plugins with `cargo xtask plugins` (or run `cargo xtask test`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// An isolated place for one test: its own runs folder and pipeline files.
+pub struct Sandbox {
+    /// Shared with the `Outcome`s of its runs, so their run folders outlive a temporary sandbox.
+    dir: Arc<tempfile::TempDir>,
+    /// The compile cache shared by all tests; `None`: one of its own, in `dir`.
+    shared_cache: Option<PathBuf>,
+}
+
+/// One finished `sluice` process.
+pub struct Ran {
+    /// The command line, for failure messages.
+    pub command: String,
+    pub code: i32,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+impl Ran {
+    /// The process exited with `code`.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.describe());
+        self
+    }
+
+    /// stderr contains every fragment.
+    #[track_caller]
+    pub fn assert_stderr(&self, fragments: &[&str]) -> &Self {
+        for fragment in fragments {
+            assert!(
+                self.stderr.contains(fragment),
+                "`{fragment}` not in stderr\n{}",
+                self.describe()
+            );
+        }
+        self
+    }
+
+    /// stdout contains every fragment.
+    #[track_caller]
+    pub fn assert_stdout(&self, fragments: &[&str]) -> &Self {
+        for fragment in fragments {
+            assert!(
+                self.stdout.contains(fragment),
+                "`{fragment}` not in stdout\n{}",
+                self.describe()
+            );
+        }
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}\nexit {}\nstdout:\n{}\nstderr:\n{}",
+            self.command, self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// No Rust panic or backtrace reached the user.
+    pub fn assert_no_panic(&self) {
+        // A host panic exits with 101 and prints `thread '…' panicked` at the start of a line;
+        // a guest's panic only appears inside prefixed log lines.
+        assert_ne!(self.code, 101, "host panicked:\n{}", self.stderr);
+        for text in [&self.stderr, &self.stdout] {
+            assert!(
+                !text
+                    .lines()
+                    .any(|l| l.starts_with("thread '") && l.contains("panicked")),
+                "host panicked:\n{text}"
+            );
+        }
+    }
+}
+
+impl Sandbox {
+    /// A sandbox whose compile cache is shared with every other test (entries are written
+    /// atomically and keyed by content), so each component is compiled once per test run.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            dir: Arc::new(tempfile::tempdir()?),
+            shared_cache: Some(
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-compile-cache"),
+            ),
+        })
+    }
+
+    /// A sandbox with a compile cache of its own, for tests about the cache itself.
+    pub fn with_own_cache() -> Result<Self> {
+        Ok(Self {
+            dir: Arc::new(tempfile::tempdir()?),
+            shared_cache: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.shared_cache
+            .clone()
+            .unwrap_or_else(|| self.path().join("cache"))
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.path().join("runs")
+    }
+
+    /// Writes a pipeline file; `{plugin:NAME}` is replaced by the built plugin's path.
+    pub fn pipeline(&self, file: &str, text: &str) -> Result<PathBuf> {
+        let mut text = text.to_string();
+        while let Some(start) = text.find("{plugin:") {
+            let end = start + text[start..].find('}').context("unclosed {plugin:")?;
+            let name = &text[start + 8..end];
+            let path = plugin(name)?;
+            text.replace_range(start..=end, &path.display().to_string());
+        }
+        let path = self.path().join(file);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Writes `pipeline` to `pipeline.toml`.
+    pub fn write(&self, pipeline: &Pipeline) -> Result<PathBuf> {
+        self.pipeline("pipeline.toml", &pipeline.to_toml())
+    }
+
+    /// Writes `pipeline` and runs it.
+    pub fn run_pipeline(&self, pipeline: &Pipeline) -> Result<Outcome> {
+        self.run_pipeline_with_env(pipeline, &[])
+    }
+
+    /// `run_pipeline` with extra environment variables for the sluice process.
+    pub fn run_pipeline_with_env(
+        &self,
+        pipeline: &Pipeline,
+        env: &[(&str, &str)],
+    ) -> Result<Outcome> {
+        let file = self.write(pipeline)?;
+        let (ran, report) = self.run_with_env(&file, env)?;
+        Ok(Outcome::kept(ran, report, self.dir.clone()))
+    }
+
+    /// Runs `sluice ARGS` with this sandbox's cache.
+    pub fn sluice(&self, args: &[&str]) -> Result<Ran> {
+        self.sluice_with_env(args, &[])
+    }
+
+    /// Runs `sluice ARGS` with extra environment variables.
+    pub fn sluice_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Ran> {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .envs(env.iter().copied())
+            .env("SLUICE_CACHE_DIR", self.cache_dir())
+            .env("SLUICE_PLUGIN_STORE", self.path().join("plugin-store"))
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .context("cannot start sluice")?;
+        let ran = Ran {
+            command: format!("sluice {}", args.join(" ")),
+            code: output.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        };
+        ran.assert_no_panic();
+        Ok(ran)
+    }
+
+    /// `sluice run PIPELINE` in plain format, returning the process and its `--report`.
+    pub fn run(&self, pipeline: &Path) -> Result<(Ran, RunReport)> {
+        self.run_with_env(pipeline, &[])
+    }
+
+    /// `run` with extra environment variables for the sluice process.
+    pub fn run_with_env(&self, pipeline: &Path, env: &[(&str, &str)]) -> Result<(Ran, RunReport)> {
+        let report_path = self.path().join("report.json");
+        let _ = std::fs::remove_file(&report_path);
+        let ran = self.sluice_with_env(
+            &[
+                "run",
+                &pipeline.display().to_string(),
+                "--format",
+                "plain",
+                "--runs-dir",
+                &self.runs_dir().display().to_string(),
+                "--report",
+                &report_path.display().to_string(),
+            ],
+            env,
+        )?;
+        let text = std::fs::read_to_string(&report_path)
+            .with_context(|| format!("no report written (exit {}):\n{}", ran.code, ran.stderr))?;
+        let report: RunReport = serde_json::from_str(&text)?;
+        Ok((ran, report))
+    }
+}
+
+/// The digest of a file, computed with the `sha2` crate rather than the host's own code, so a bug
+/// in how sluice hashes cannot hide itself.
+pub fn sha256_of(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(bytes)))
+}
+
+/// The first stage's outputs are on disk with the digests recorded for them.
+pub fn assert_first_stage_intact(report: &RunReport) -> Result<()> {
+    let first = report.stages.first().context("no stages")?;
+    assert_eq!(first.status, StageStatus::Succeeded);
+    assert!(!first.outputs.is_empty());
+    for artifact in &first.outputs {
+        let file = std::path::Path::new(&report.run_dir).join(&artifact.path);
+        assert_eq!(
+            sha256_of(&file)?,
+            artifact.sha256,
+            "{} damaged",
+            artifact.reference()
+        );
+    }
+    Ok(())
+}
+
+/// The stage's status and message.
+pub fn stage_outcome(report: &RunReport, stage: &str) -> (StageStatus, String) {
+    report
+        .stage(stage)
+        .map(|s| (s.status, s.message.clone().unwrap_or_default()))
+        .unwrap_or((StageStatus::Pending, String::new()))
+}
+
+/// Every file under `dir`, read as text (lossy).
+pub fn all_text_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => {
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Where `cargo xtask plugins` put the toolchains (the test command passes it on).
+pub fn toolchains() -> PathBuf {
+    std::env::var_os("SLUICE_TOOLCHAINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/toolchains"))
+}
