@@ -55,7 +55,13 @@ pub async fn run(
         resumed_at: Vec::new(),
         pipeline_sha256: pipeline_digest(pipeline)?,
     };
-    drive(host, resolved, options, events, layout, records, history, 0).await
+    let session = Session {
+        layout,
+        records,
+        history,
+        start: 0,
+    };
+    drive(host, resolved, options, events, session).await
 }
 
 /// Continues a run that stopped at a gate, from its stored artifacts: finished stages are not
@@ -103,24 +109,38 @@ pub async fn resume(
         resumed_at,
         pipeline_sha256: digest,
     };
-    drive(
-        host, resolved, options, events, layout, records, history, gate,
-    )
-    .await
+    let session = Session {
+        layout,
+        records,
+        history,
+        start: gate,
+    };
+    drive(host, resolved, options, events, session).await
 }
 
-/// Runs stages `start..` given the records of the ones before.
-#[allow(clippy::too_many_arguments)]
+/// Where a run (or its resumption) starts: its folder, the records so far, and the first stage
+/// to consider.
+struct Session {
+    layout: RunLayout,
+    records: Vec<StageRecord>,
+    history: RunHistory,
+    start: usize,
+}
+
+/// Runs stages `session.start..` given the records of the ones before.
 async fn drive(
     host: &Host,
     resolved: &ResolvedPipeline,
     options: &RunOptions,
     events: &EventSink,
-    layout: RunLayout,
-    mut records: Vec<StageRecord>,
-    history: RunHistory,
-    start: usize,
+    session: Session,
 ) -> Result<RunOutcome> {
+    let Session {
+        layout,
+        mut records,
+        history,
+        start,
+    } = session;
     let pipeline = &resolved.pipeline;
     let clock = Instant::now();
     events.emit(Event::RunStarted {
