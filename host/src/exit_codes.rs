@@ -27,7 +27,7 @@ pub const TABLE: &[(i32, &str)] = &[
     (STAGE_FAILED, "a stage reported failure"),
     (
         INVALID_INPUT,
-        "invalid command line or pipeline file; nothing ran",
+        "invalid command line, pipeline file, lock or key file; nothing ran",
     ),
     (STAGE_CRASHED, "a stage's plugin trapped or panicked"),
     (

@@ -129,3 +129,27 @@ fn an_input_that_was_not_produced_stops_at_that_stage() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_malformed_lock_is_an_input_error_at_its_line_and_nothing_runs() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    // Port 9 (discard): nothing may be fetched anyway, the lock is read first.
+    let pipeline = sandbox.pipeline(
+        "pipeline.toml",
+        "version = 1\n[pipeline]\nname = \"p\"\n\n[[stage]]\nname = \"code\"\n\
+         plugin = \"oci://127.0.0.1:9/acme/emit:1.0.0\"\n",
+    )?;
+    std::fs::write(
+        sandbox.path().join("pipeline.lock"),
+        "version = 1\n[[plugin]]\nreference = 3\n",
+    )?;
+    let pipeline = pipeline.display().to_string();
+    for command in ["run", "check", "lock"] {
+        sandbox
+            .sluice(&[command, &pipeline])?
+            .assert_exit(exit_codes::INVALID_INPUT)
+            .assert_stderr(&["pipeline.lock:3:13", "reference = 3", "= help:"]);
+    }
+    assert!(!sandbox.runs_dir().exists());
+    Ok(())
+}

@@ -93,16 +93,14 @@ pub fn plugin_new(name: &str, lang: LangArg, dir: &Path) -> Outcome {
     };
     let created = sluice::scaffold::new_plugin(name, lang, dir)
         .map_err(|err| CliError::input(format!("{err:#}")))?;
-    {
-        {
-            println!("created {}", created.display());
-            println!("build it:   sluice plugin build {}", created.display());
-            println!(
-                "use it:     [[stage]] name = \"{name}\" plugin = \"{}/{name}.wasm\"",
-                created.display()
-            );
-        }
-    }
+    println!("created {}", created.display());
+    println!("build it:   sluice plugin build {}", created.display());
+    println!("use it in a pipeline.toml:");
+    println!("  [[stage]]");
+    println!("  name = \"{name}\"");
+    // A TOML string, escaped, whatever the folder's name holds.
+    let plugin = toml::Value::String(format!("{}/{name}.wasm", created.display()));
+    println!("  plugin = {plugin}");
     done()
 }
 

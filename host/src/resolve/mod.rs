@@ -128,10 +128,8 @@ pub async fn resolve_pipeline(
         return Ok((resolved, Resolution::default()));
     }
     let lock_path = Lock::path_for(&pipeline.file);
-    let mut lock = Lock::load(&lock_path).map_err(|diag| ResolveFailure {
-        problems: vec![diag.to_string()],
-        hint: "fix or delete the lock file".to_string(),
-    })?;
+    // A malformed lock is a file the user's checkout holds: an input error at its line.
+    let mut lock = Lock::load(&lock_path)?;
     let mut resolver = Resolver {
         options,
         lock: &mut lock,
