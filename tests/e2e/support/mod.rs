@@ -115,11 +115,11 @@ impl Sandbox {
     /// A sandbox whose compile cache is shared with every other test (entries are written
     /// atomically and keyed by content), so each component is compiled once per test run.
     pub fn new() -> Result<Self> {
+        let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-compile-cache");
+        warm_shared_cache(&shared);
         Ok(Self {
             dir: Arc::new(tempfile::tempdir()?),
-            shared_cache: Some(
-                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-compile-cache"),
-            ),
+            shared_cache: Some(shared),
         })
     }
 
@@ -296,4 +296,25 @@ pub fn toolchains() -> PathBuf {
     std::env::var_os("SLUICE_TOOLCHAINS")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/toolchains"))
+}
+
+/// Compiles every built plugin into the shared compile cache once, before the first test uses
+/// it: the tests start together and would otherwise all compile the same components at once.
+/// Failures are left for the tests themselves to report.
+fn warm_shared_cache(dir: &Path) {
+    static WARM: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    WARM.get_or_init(|| {
+        let Ok(host) = sluice::Host::new(Some(dir)) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(repo_root().join("plugins/dist")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|ext| ext == "wasm") {
+                let _ = sluice::plugin::compile(&host, &path);
+            }
+        }
+    });
 }
