@@ -55,6 +55,9 @@ pub struct Grants {
     pub env: Vec<String>,
     pub net: Vec<NetGrant>,
     pub exec: Vec<String>,
+    /// Environment variables the plugin may set on the programs it runs (`allow.exec_env`);
+    /// never a loader or interpreter hook (see [`crate::names::is_program_hook`]).
+    pub exec_env: Vec<String>,
     pub secrets: Vec<String>,
 }
 
@@ -67,6 +70,7 @@ impl Grants {
             env: Vec::new(),
             net: Vec::new(),
             exec: Vec::new(),
+            exec_env: Vec::new(),
             secrets: Vec::new(),
         }
     }
@@ -96,6 +100,7 @@ impl Grants {
         list("env", self.env.clone());
         list("net", self.net.iter().map(ToString::to_string).collect());
         list("exec", self.exec.clone());
+        list("exec env", self.exec_env.clone());
         list("secrets", self.secrets.clone());
         lines
     }

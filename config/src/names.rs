@@ -136,9 +136,126 @@ pub fn check_env_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Variables that make a program load or run code other than itself: the dynamic loader's,
+/// shells', interpreters', and build tools' hooks, and the variables that point a tool at its
+/// configuration. A plugin may never set these on a host program, whatever it is granted.
+pub fn is_program_hook(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "PATH",
+        "HOME",
+        "SHELL",
+        "ENV",
+        "BASH_ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "ZDOTDIR",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "MANPAGER",
+        "LESSOPEN",
+        "LESSCLOSE",
+        "BROWSER",
+        "SSH_ASKPASS",
+        "SUDO_ASKPASS",
+        "OPENSSL_CONF",
+        "OPENSSL_ENGINES",
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "NLSPATH",
+        "LOCPATH",
+        "MAKEFILES",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CC",
+        "CXX",
+        "LD",
+        "AR",
+        "CPP",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "CLASSPATH",
+        "TCLLIBPATH",
+        "PHPRC",
+        "PHP_INI_SCAN_DIR",
+        "GEM_HOME",
+        "GEM_PATH",
+        "BUNDLE_GEMFILE",
+        "TERMINFO",
+        "PKG_CONFIG_PATH",
+    ];
+    const PREFIXES: &[&str] = &[
+        "LD_",
+        "DYLD_",
+        "XDG_",
+        "BASH_FUNC_",
+        "GIT_",
+        "PYTHON",
+        "PERL",
+        "RUBY",
+        "NODE_",
+        "NPM_CONFIG_",
+        "LUA_",
+        "RUSTC_",
+        "RUSTUP_",
+        "CARGO_",
+    ];
+    /// Cargo settings that only change how output looks or how much is kept.
+    const SAFE_CARGO: &[&str] = &["CARGO_TERM_", "CARGO_INCREMENTAL"];
+    let upper = name.to_ascii_uppercase();
+    if SAFE_CARGO.iter().any(|safe| upper.starts_with(safe)) {
+        return false;
+    }
+    EXACT.contains(&upper.as_str()) || PREFIXES.iter().any(|prefix| upper.starts_with(prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_hooks_are_recognised_and_harmless_names_are_not() {
+        for hook in [
+            "LD_PRELOAD",
+            "ld_library_path",
+            "PATH",
+            "BASH_ENV",
+            "NODE_OPTIONS",
+            "PYTHONPATH",
+            "GIT_CONFIG_COUNT",
+            "RUSTC_WRAPPER",
+            "CARGO_BUILD_RUSTC_WRAPPER",
+            "CARGO_HOME",
+            "HOME",
+            "XDG_CONFIG_HOME",
+            "PERL5OPT",
+            "RUBYOPT",
+            "OPENSSL_CONF",
+        ] {
+            assert!(is_program_hook(hook), "{hook}");
+        }
+        for fine in [
+            "CARGO_TERM_COLOR",
+            "CARGO_INCREMENTAL",
+            "RUST_LOG",
+            "TZ",
+            "NO_COLOR",
+            "CI",
+        ] {
+            assert!(!is_program_hook(fine), "{fine}");
+        }
+    }
 
     #[test]
     fn names_are_plain_relative_paths() {

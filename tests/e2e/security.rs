@@ -1,6 +1,8 @@
 //! The hostile-plugin suite: every attack is stopped with a specific message, the host survives,
 //! earlier artifacts stay intact and nothing outside the sandbox changes.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use sluice::exit_codes;
 use sluice::model::report::StageStatus;
@@ -394,4 +396,95 @@ fn a_read_that_never_returns_is_stopped_by_the_timeout() -> Result<()> {
         "the timeout did not fire"
     );
     assert_stopped(&run, Error, &["exceeded its 1s timeout"])
+}
+
+/// A harmless program of the project's own (a bash script) and a file of the attacker's that
+/// bash would run first if the plugin could set `BASH_ENV`.
+fn hookable_program(sandbox: &Sandbox) -> Result<(String, PathBuf, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = sandbox.path().join("ok.sh");
+    std::fs::write(&script, "#!/bin/bash\necho \"ok ${GREETING:-}\"\n")?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    let marker = sandbox.path().join("pwned");
+    let canary = "CANARY-exec-env-4b1d";
+    let evil = sandbox.path().join("evil.sh");
+    std::fs::write(&evil, format!("echo {canary} > '{}'\n", marker.display()))?;
+    Ok((script.display().to_string(), marker, canary.to_string()))
+}
+
+#[test]
+fn a_plugin_cannot_hook_a_granted_program_through_its_environment() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let (script, marker, canary) = hookable_program(&sandbox)?;
+    let evil = sandbox.path().join("evil.sh").display().to_string();
+    for (name, value) in [
+        ("BASH_ENV", evil.as_str()),
+        ("ENV", evil.as_str()),
+        ("PATH", "/nonexistent"),
+        ("LD_PRELOAD", "/nonexistent/x.so"),
+    ] {
+        let run = sandbox.run_pipeline(&Pipeline::three_stage(
+            attack("exec-probe")
+                .allow("exec", [script.as_str()])
+                .config("program", script.as_str())
+                .config("cwd", "/out")
+                .config("env", table([(name, value)])),
+        ))?;
+        // State first: the attacker's code did not run and its canary is nowhere.
+        assert!(!marker.exists(), "{name}: the plugin's code ran");
+        for (file, text) in all_text_under(sandbox.path()) {
+            if file != sandbox.path().join("evil.sh") {
+                assert!(
+                    !text.contains(&canary),
+                    "{name}: canary in {}",
+                    file.display()
+                );
+            }
+        }
+        assert!(
+            !run.ran.stderr.contains(&canary),
+            "{name}: canary in the output"
+        );
+        assert_stopped(
+            &run,
+            Failed,
+            &[&format!("`{name}`"), "sluice denied: setting"],
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_plugin_sets_only_the_variables_its_stage_grants() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let (script, _, _) = hookable_program(&sandbox)?;
+    let probe = |granted: &[&str]| {
+        let mut stage = attack("exec-probe")
+            .allow("exec", [script.as_str()])
+            .config("program", script.as_str())
+            .config("cwd", "/out")
+            .config("env", table([("GREETING", "hello")]));
+        if !granted.is_empty() {
+            stage = stage.allow("exec_env", granted.to_vec());
+        }
+        sandbox.run_pipeline(&Pipeline::three_stage(stage))
+    };
+    // Not granted: refused and recorded; the program does not run.
+    let refused = probe(&[])?;
+    assert_stopped(
+        &refused,
+        Failed,
+        &["`GREETING` is not in this stage's allow.exec_env"],
+    )?;
+    assert!(
+        refused
+            .report
+            .stage("attack")
+            .is_some_and(|s| s.denied.iter().any(|d| d.contains("GREETING")))
+    );
+    // Granted: the program runs and sees it.
+    let granted = probe(&["GREETING"])?;
+    granted.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+    assert_eq!(granted.file("artifacts/attack/loot.txt")?, "ok hello\n");
+    Ok(())
 }

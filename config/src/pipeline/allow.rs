@@ -60,10 +60,47 @@ impl RawAllow {
                 return Err(src.error(program.span(), format!("invalid program `{text}`: a program name has no spaces"))
                     .with_hint("list program names (\"cargo\") or absolute paths; arguments are chosen by the plugin"));
             }
+            if text.contains('/') && !text.starts_with('/') {
+                return Err(src
+                    .error(
+                        program.span(),
+                        format!("program `{text}` is a relative path"),
+                    )
+                    .with_hint(
+                        "name a program found on the host's PATH (\"cargo\") or give its absolute path",
+                    ));
+            }
             seen.check(src, text, program.span(), || {
                 format!("`{text}` is listed twice in `exec`")
             })?;
             grants.exec.push(text.clone());
+        }
+        let mut seen = Unique::default();
+        for name in &self.exec_env {
+            let text = name.get_ref();
+            names::check_env_name(text).map_err(|why| {
+                src.error(name.span(), format!("invalid variable name `{text}`: {why}"))
+                    .with_hint("list the names of variables the plugin may set on its programs, e.g. \"CARGO_TERM_COLOR\"")
+            })?;
+            if names::is_program_hook(text) {
+                return Err(src
+                    .error(
+                        name.span(),
+                        format!("`{text}` cannot be granted in `exec_env`: it makes programs load or run other code"),
+                    )
+                    .with_hint(
+                        "loader, interpreter and tool hooks (LD_*, PATH, HOME, BASH_ENV, NODE_OPTIONS, PYTHON*, GIT_*, RUSTC_WRAPPER, ...) are never settable by a plugin; if the host must set one, export it on the host and list it in `env`",
+                    ));
+            }
+            seen.check(src, text, name.span(), || {
+                format!("`{text}` is listed twice in `exec_env`")
+            })?;
+            grants.exec_env.push(text.clone());
+        }
+        if let (Some(first), true) = (self.exec_env.first(), self.exec.is_empty()) {
+            return Err(src
+                .error(first.span(), "`exec_env` grants nothing without `exec`")
+                .with_hint("list the programs the stage may run in `exec`, or remove `exec_env`"));
         }
         let mut seen = Unique::default();
         for secret in &self.secrets {

@@ -83,6 +83,8 @@ pub(crate) struct RawAllow {
     #[serde(default)]
     pub exec: Vec<Text>,
     #[serde(default)]
+    pub exec_env: Vec<Text>,
+    #[serde(default)]
     pub secrets: Vec<Text>,
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
+use crate::config::names::is_program_hook;
 use crate::model::events::LogSource;
 use crate::sandbox::bindings::sluice::pipeline::process::{Command, Completed};
 use crate::sandbox::capture::StageLog;
@@ -29,6 +30,8 @@ pub struct ExecPolicy {
     pub mounts: Vec<Mount>,
     /// Host environment passed through (`allow.env`), plus PATH and HOME.
     pub env: Vec<(String, String)>,
+    /// Variables the plugin may set on its programs (`allow.exec_env`); nothing else.
+    pub settable_env: Vec<String>,
     /// No program outlives the stage.
     pub deadline: Instant,
     pub denials: Denials,
@@ -83,10 +86,17 @@ impl ExecPolicy {
             ));
         }
         if program.contains('/') {
-            return Ok(PathBuf::from(program));
+            // pipeline.toml only grants absolute paths; a relative one would depend on the cwd.
+            return if program.starts_with('/') {
+                Ok(PathBuf::from(program))
+            } else {
+                Err(format!("`{program}` is not an absolute path"))
+            };
         }
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
+            // A relative PATH entry (`.`) would resolve against wherever the program runs.
+            .filter(|dir| dir.is_absolute())
             .map(|dir| dir.join(program))
             .find(|candidate| candidate.is_file())
             .ok_or_else(|| format!("`{program}` was not found on the host's PATH"))
@@ -109,9 +119,40 @@ impl ExecPolicy {
         arg
     }
 
+    /// Refuses (and records) any variable the plugin sets that its stage does not grant in
+    /// `allow.exec_env`, and every loader or interpreter hook whatever the grants say.
+    fn check_env(&self, command: &Command) -> Result<(), String> {
+        for (name, _) in &command.env {
+            let granted = self.settable_env.iter().any(|g| g == name);
+            if granted && !is_program_hook(name) {
+                continue;
+            }
+            let what = format!("setting `{name}` for `{}`", command.program);
+            let _ = self.log.message(
+                LogSource::Warn,
+                &format!("sluice denied {what}: not in this stage's allow.exec_env"),
+            );
+            self.denials.record(what);
+            return Err(if is_program_hook(name) {
+                format!("`{name}` makes programs load or run other code; a plugin may never set it")
+            } else {
+                format!(
+                    "`{name}` is not in this stage's allow.exec_env ({})",
+                    if self.settable_env.is_empty() {
+                        "nothing is granted".to_string()
+                    } else {
+                        self.settable_env.join(", ")
+                    }
+                )
+            });
+        }
+        Ok(())
+    }
+
     /// Runs `command`; Err (to the guest) when it is not granted or cannot start.
     pub async fn run(&self, command: Command) -> Result<Completed, String> {
         let program = self.program_path(&command.program)?;
+        self.check_env(&command)?;
         let cwd = match &command.cwd {
             Some(guest) => self.host_path(guest)?,
             None => self

@@ -40,6 +40,7 @@ impl Capability for Exec {
             programs: grants.exec.clone(),
             mounts: setup.mounts.to_vec(),
             env: base_env(&grants.env),
+            settable_env: grants.exec_env.clone(),
             deadline: Instant::now() + setup.spec.limits.timeout,
             denials: setup.denials.clone(),
             log: setup.log.clone(),

@@ -1,4 +1,7 @@
-//! Hostile fixture: runs the host program named in its config. Succeeds only if it ran.
+//! Hostile fixture: runs the host program named in its config, with the environment variables
+//! it chooses. Succeeds only if it ran.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use sluice_sdk::{Command, Context, Failure, Phase, Stage};
@@ -10,6 +13,8 @@ struct Config {
     args: Vec<String>,
     #[serde(default)]
     cwd: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 struct ExecProbe;
@@ -23,6 +28,9 @@ impl Stage for ExecProbe {
         let mut command = Command::new(&config.program).args(config.args.iter().cloned());
         if let Some(cwd) = &config.cwd {
             command = command.cwd(cwd);
+        }
+        for (name, value) in &config.env {
+            command = command.env(name, value);
         }
         let done = command
             .run()
