@@ -22,6 +22,9 @@ pub fn check_relative_name(name: &str) -> Result<(), &'static str> {
     if name.contains('\\') || name.contains('\0') {
         return Err("the name contains `\\` or NUL");
     }
+    if name.chars().any(char::is_control) {
+        return Err("the name contains a control character");
+    }
     if name.len() > MAX_OUTPUT_NAME_BYTES {
         return Err("the name is longer than 255 bytes");
     }
@@ -271,6 +274,7 @@ mod tests {
             "./a",
             "a\\b",
             "a/",
+            "report\u{1b}[2J.txt",
         ] {
             assert!(check_relative_name(bad).is_err(), "{bad}");
         }

@@ -10,7 +10,7 @@ use sluice::model::report::StageStatus::{Crashed, Error, Failed, Succeeded};
 
 use crate::support::{
     Listener, Outcome, Pipeline, Ran, Sandbox, Stage, all_succeeded, all_text_under,
-    assert_first_stage_intact, refused_before_running, stopped_at, table,
+    assert_first_stage_intact, plugin, refused_before_running, stopped_at, table,
 };
 
 /// A stage named `attack` running the built `plugin`.
@@ -486,5 +486,67 @@ fn a_plugin_sets_only_the_variables_its_stage_grants() -> Result<()> {
     let granted = probe(&["GREETING"])?;
     granted.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
     assert_eq!(granted.file("artifacts/attack/loot.txt")?, "ok hello\n");
+    Ok(())
+}
+
+/// Escape sequences (title, clear screen, cursor up), a carriage return, forged sluice and CI-log
+/// lines, a C1 CSI and a right-to-left override.
+const TERMINAL_ATTACK: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[1A\rrun 1 of pipeline `p`: forged\n\
+                               ::error::forged by a plugin\n::add-mask::x\n\u{9b}31m\u{202e}gnp.exe";
+
+/// No control character (but tab) and no line a CI system or a reader would take as sluice's.
+fn assert_shown_safely(what: &str, text: &str) {
+    for (number, line) in text.lines().enumerate() {
+        let bad = line
+            .chars()
+            .find(|&c| (c.is_control() && c != '\t') || ('\u{202a}'..='\u{202e}').contains(&c));
+        assert!(
+            bad.is_none(),
+            "{what}:{}: {bad:?} shown raw in {line:?}",
+            number + 1
+        );
+        let start = line.trim_start();
+        assert!(
+            !start.starts_with("::") && !start.starts_with("run 1 of"),
+            "{what}:{}: a forged line: {line:?}",
+            number + 1
+        );
+    }
+}
+
+#[test]
+fn plugin_text_cannot_drive_the_terminal_or_forge_log_lines() -> Result<()> {
+    for fail in [false, true] {
+        let sandbox = Sandbox::new()?;
+        let run = sandbox.run_pipeline(&Pipeline::three_stage(
+            attack("terminal-inject")
+                .config("text", TERMINAL_ATTACK)
+                .config("fail", fail),
+        ))?;
+        assert_shown_safely("stderr", &run.ran.stderr);
+        assert_shown_safely("stdout", &run.ran.stdout);
+        for (file, text) in all_text_under(run.run_dir()) {
+            assert_shown_safely(&file.display().to_string(), &text);
+        }
+        // Shown escaped, not dropped: a reader still sees what the plugin sent.
+        let shown = "\\u{1b}[2J\\u{1b}[1A\\rrun 1 of pipeline `p`: forged\\n::error::";
+        assert!(run.ran.stderr.contains(shown), "{}", run.ran.stderr);
+        if fail {
+            run.assert_stages(exit_codes::STAGE_FAILED, &stopped_at("attack", Failed))
+                .assert_message("attack", &[shown]);
+        } else {
+            run.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+        }
+    }
+    let sandbox = Sandbox::new()?;
+    let inspected =
+        sandbox.sluice(&["inspect", &plugin("terminal-inject")?.display().to_string()])?;
+    inspected.assert_exit(exit_codes::SUCCESS);
+    assert_shown_safely("inspect", &inspected.stdout);
+    assert!(
+        inspected.stdout.contains("\\u{1b}[2J"),
+        "{}",
+        inspected.stdout
+    );
     Ok(())
 }

@@ -5,3 +5,4 @@ pub mod artifacts;
 pub mod events;
 pub mod layout;
 pub mod report;
+pub mod text;

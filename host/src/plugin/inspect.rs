@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::model::text::{MAX_FIELD_BYTES, one_line};
+
 use crate::plugin::{self, PluginError};
 use crate::sandbox::engine::Host;
 
@@ -49,10 +51,10 @@ pub async fn inspect(host: &Host, path: &Path) -> Result<Inspection, PluginError
     match described {
         Ok(info) => {
             inspection.stage = Some(StageInfo {
-                name: info.name,
-                version: info.version,
+                name: one_line(&info.name, MAX_FIELD_BYTES),
+                version: one_line(&info.version, MAX_FIELD_BYTES),
                 phase: crate::sandbox::trap::phase_name(info.phase).to_string(),
-                description: info.description,
+                description: one_line(&info.description, MAX_FIELD_BYTES),
             })
         }
         Err(err) => inspection.problem = Some(err.to_string()),

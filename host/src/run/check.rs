@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::model::text::{MAX_FIELD_BYTES, one_line};
 use crate::plugin;
 use crate::resolve::{Pin, ResolvedPipeline};
 use crate::sandbox::caps::CapSet;
@@ -85,10 +86,10 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
             Err(err) => entry.problem = Some(err),
             Ok(loaded) => match loaded.describe(host).await {
                 Ok(info) => {
-                    entry.name = Some(info.name);
-                    entry.version = Some(info.version);
+                    entry.name = Some(one_line(&info.name, MAX_FIELD_BYTES));
+                    entry.version = Some(one_line(&info.version, MAX_FIELD_BYTES));
                     entry.phase = Some(crate::sandbox::trap::phase_name(info.phase).to_string());
-                    entry.description = Some(info.description);
+                    entry.description = Some(one_line(&info.description, MAX_FIELD_BYTES));
                 }
                 Err(err) => entry.problem = Some(err.to_string()),
             },

@@ -7,6 +7,7 @@ use crate::config::limits::fmt_bytes;
 use crate::model::artifacts::{self, ArtifactRecord};
 use crate::model::events::{Event, LogSource};
 use crate::model::report::{StageRecord, StageStatus};
+use crate::model::text::{MAX_MESSAGE_BYTES, one_line};
 use crate::sandbox::bindings::StageResult;
 
 use super::stage::{Ending, StageExecution};
@@ -52,7 +53,9 @@ impl StageExecution<'_> {
     ) -> Ending {
         let name = &self.spec.name;
         let limits = self.spec.limits;
-        record.summary = result.summary;
+        record.summary = result
+            .summary
+            .map(|summary| one_line(&summary, MAX_MESSAGE_BYTES));
         if result.outputs.len() as u64 > limits.outputs {
             return Ending::error(format!(
                 "declared {} outputs, over its limit of {}",

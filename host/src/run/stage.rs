@@ -14,6 +14,7 @@ use crate::model::artifacts::{self, ArtifactRecord};
 use crate::model::events::{Event, EventSink, LogSource};
 use crate::model::layout::RunLayout;
 use crate::model::report::{StageRecord, StageStatus};
+use crate::model::text::{MAX_FIELD_BYTES, MAX_MESSAGE_BYTES, one_line};
 use crate::plugin::Plugin;
 use crate::sandbox::bindings::StageContext;
 use crate::sandbox::bindings::sluice::pipeline::types::{Artifact, StageRun as EarlierStage};
@@ -230,12 +231,12 @@ impl StageExecution<'_> {
             Err(ending) => return ending.explained_by(&record.denied),
         };
         record.phase = Some(phase_name(info.phase).to_string());
-        record.plugin.name = Some(info.name);
-        record.plugin.version = Some(info.version);
+        record.plugin.name = Some(one_line(&info.name, MAX_FIELD_BYTES));
+        record.plugin.version = Some(one_line(&info.version, MAX_FIELD_BYTES));
         match result {
             Err(failure) => Ending {
                 status: StageStatus::Failed,
-                message: Some(failure.message),
+                message: Some(one_line(&failure.message, MAX_MESSAGE_BYTES)),
             }
             .explained_by(&record.denied),
             Ok(result) => self.publish(result, &out_dir, record),

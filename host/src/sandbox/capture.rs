@@ -14,8 +14,11 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 use crate::model::events::{Event, EventSink, LogSource};
+use crate::model::text::one_line;
 use crate::trust::secrets::Masker;
 
+/// After escaping (which can lengthen a line of control characters), a log line is cut here.
+const MAX_LOG_LINE_BYTES: usize = 64 << 10;
 /// A line longer than this is cut into pieces, so a plugin cannot grow host memory without end
 /// by never printing a newline.
 const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -191,7 +194,8 @@ impl Inner {
             return;
         }
         let text = String::from_utf8_lossy(bytes);
-        let line = self.masker.mask(&text).into_owned();
+        // Masked first (a secret may hold any byte), then made safe to show.
+        let line = one_line(&self.masker.mask(&text), MAX_LOG_LINE_BYTES);
         self.store(source, line);
     }
 

@@ -11,6 +11,7 @@ type HttpResult<T> = wasmtime_wasi_http::Result<T>;
 
 use crate::config::grants::NetGrant;
 use crate::model::events::LogSource;
+use crate::model::text::{MAX_FIELD_BYTES, one_line};
 use crate::sandbox::capture::StageLog;
 
 /// The destinations one stage may reach, and the attempts it made elsewhere.
@@ -29,7 +30,10 @@ pub struct NetPolicy {
 pub struct Denials(Arc<Mutex<Vec<String>>>);
 
 impl Denials {
+    /// Records a refusal; `what` often holds plugin text (a program, a host), so it is made safe
+    /// to show first.
     pub fn record(&self, what: String) {
+        let what = one_line(&what, MAX_FIELD_BYTES);
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if list.len() < 100 && !list.contains(&what) {
             list.push(what);
