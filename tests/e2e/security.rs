@@ -550,3 +550,67 @@ fn plugin_text_cannot_drive_the_terminal_or_forge_log_lines() -> Result<()> {
     );
     Ok(())
 }
+
+/// Processes whose command line holds `marker`, after giving killed ones up to 2 s to go.
+fn processes_with(marker: &str) -> Vec<String> {
+    let scan = || -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+            .filter(|line| line.contains(marker))
+            .collect()
+    };
+    for _ in 0..20 {
+        if scan().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    scan()
+}
+
+#[test]
+fn nothing_a_program_starts_outlives_its_call_or_its_stage() -> Result<()> {
+    // Unique sleep lengths mark the processes; old ones from a crashed earlier run do not count.
+    let pid = std::process::id();
+    let background = format!("9{}.1", pid % 100_000);
+    let stalled = format!("9{}.2", pid % 100_000);
+    // The program ends at once but leaves a background process behind (which, holding the
+    // output pipe, would also keep the call waiting: the timeout bounds a regression).
+    let sandbox = Sandbox::new()?;
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
+        attack("exec-probe")
+            .allow("exec", ["sh"])
+            .limit("timeout", "20s")
+            .config("program", "sh")
+            .config(
+                "args",
+                ["-c", &format!("sleep {background} & echo started")],
+            )
+            .config("cwd", "/out"),
+    ))?;
+    let left = processes_with(&format!("sleep {background}"));
+    assert!(left.is_empty(), "still running after the call: {left:?}");
+    run.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+    // The stage's timeout stops a program that never ends, and its children with it.
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
+        attack("exec-probe")
+            .allow("exec", ["sh"])
+            .limit("timeout", "1s")
+            .config("program", "sh")
+            .config(
+                "args",
+                ["-c", &format!("sleep {stalled} & sleep {stalled}; wait")],
+            )
+            .config("cwd", "/out"),
+    ))?;
+    let left = processes_with(&format!("sleep {stalled}"));
+    assert!(left.is_empty(), "still running after the timeout: {left:?}");
+    run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
+        .assert_message("attack", &["timeout"]);
+    Ok(())
+}

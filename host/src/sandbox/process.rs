@@ -172,6 +172,8 @@ impl ExecPolicy {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so that everything it starts can be killed with it.
+            .process_group(0)
             .kill_on_drop(true);
         for (token, guest) in [("SLUICE_WORKSPACE", "/workspace"), ("SLUICE_OUT", "/out")] {
             if let Some(mount) = self.mount(guest) {
@@ -184,6 +186,7 @@ impl ExecPolicy {
         let mut child = child
             .spawn()
             .map_err(|err| format!("cannot start `{}`: {err}", program.display()))?;
+        let group = ProcessGroup::of(child.id());
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let remaining = self.deadline.saturating_duration_since(Instant::now());
@@ -191,10 +194,17 @@ impl ExecPolicy {
             .timeout_ms
             .map_or(remaining, |ms| Duration::from_millis(ms).min(remaining));
         let collect = async {
+            // When the program ends, what it left running in the background goes with it (and
+            // so do the pipes it held open).
+            let ended = async {
+                let status = child.wait().await;
+                group.kill();
+                status
+            };
             let (out, err, status) = tokio::join!(
                 pump(stdout, &self.log, LogSource::Stdout),
                 pump(stderr, &self.log, LogSource::Stderr),
-                child.wait()
+                ended
             );
             (out, err, status)
         };
@@ -275,4 +285,33 @@ pub fn base_env(granted: &[String]) -> Vec<(String, String)> {
         }
     }
     env
+}
+
+/// A program's process group, killed when this is dropped: when the program ends, at its
+/// timeout, and when the stage is stopped mid-call (the call's future is dropped). Nothing the
+/// program started in the background outlives the call, unless it left the group (`setsid`).
+struct ProcessGroup(Option<rustix::process::Pid>);
+
+impl ProcessGroup {
+    fn of(pid: Option<u32>) -> Self {
+        Self(
+            pid.and_then(|pid| i32::try_from(pid).ok())
+                .and_then(rustix::process::Pid::from_raw),
+        )
+    }
+}
+
+impl ProcessGroup {
+    fn kill(&self) {
+        if let Some(group) = self.0 {
+            // ESRCH (the group is already gone) is the usual, fine outcome.
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
