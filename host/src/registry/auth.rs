@@ -10,7 +10,12 @@ pub(crate) fn uses_plain_http(registry: &str) -> bool {
         .rsplit_once(':')
         .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
         .map_or(registry, |(host, _)| host);
-    let loopback = matches!(host, "localhost" | "[::1]") || host.starts_with("127.");
+    // Loopback is an address in 127.0.0.0/8, ::1 or exactly `localhost` — not a name that
+    // merely starts with "127." (`127.attacker.example` resolves wherever its owner likes).
+    let loopback = matches!(host, "localhost" | "[::1]")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
     loopback
         || std::env::var("SLUICE_INSECURE_REGISTRIES").is_ok_and(|list| {
             list.split(',')
@@ -61,5 +66,14 @@ mod tests {
         assert!(uses_plain_http("localhost:5000"));
         assert!(!uses_plain_http("ghcr.io"));
         assert!(!uses_plain_http("registry.example.com:5000"));
+        assert!(uses_plain_http("127.8.9.10:5000"));
+        assert!(uses_plain_http("[::1]:5000"));
+        for lookalike in [
+            "127.attacker.example:5000",
+            "127.0.0.1.nip.io",
+            "localhost.example",
+        ] {
+            assert!(!uses_plain_http(lookalike), "{lookalike}");
+        }
     }
 }
