@@ -13,5 +13,6 @@ mod grants;
 mod phases;
 mod polyglot;
 mod scaffold;
+mod seams;
 mod security;
 mod sharing;

@@ -72,6 +72,7 @@ impl Host {
         }
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(into_anyhow)?;
+        crate::sandbox::dns::add_to_linker(&mut linker)?;
         log::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |s| s)
             .map_err(into_anyhow)?;
         for capability in caps.iter() {

@@ -1,7 +1,7 @@
 //! Outbound network for a stage: HTTP requests (checked in the wasi-http `send_request` hook)
 //! and raw sockets (checked by WASI's `socket_addr_check`) reach only `allow.net` entries.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +21,9 @@ pub struct NetPolicy {
     /// Granted names resolved when the stage starts (so `localhost:8080` also allows
     /// `127.0.0.1:8080`), for socket checks.
     addresses: Arc<BTreeSet<SocketAddr>>,
+    /// Each granted name and the addresses it had when the stage started: the only names a
+    /// guest's lookups resolve.
+    names: Arc<BTreeMap<String, Vec<IpAddr>>>,
     denials: Denials,
     log: StageLog,
 }
@@ -47,18 +50,27 @@ impl Denials {
 
 impl NetPolicy {
     pub fn new(grants: &[NetGrant], denials: Denials, log: StageLog) -> Self {
-        let addresses = grants
-            .iter()
-            .flat_map(|g| {
-                (g.host.as_str(), g.port)
-                    .to_socket_addrs()
-                    .map(|it| it.collect::<Vec<_>>())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let mut addresses = BTreeSet::new();
+        let mut names: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+        for grant in grants {
+            let found: Vec<SocketAddr> = (grant.host.as_str(), grant.port)
+                .to_socket_addrs()
+                .map(|it| it.collect())
+                .unwrap_or_default();
+            if grant.host.parse::<IpAddr>().is_err() {
+                let known = names.entry(normal_name(&grant.host)).or_default();
+                for addr in &found {
+                    if !known.contains(&addr.ip()) {
+                        known.push(addr.ip());
+                    }
+                }
+            }
+            addresses.extend(found);
+        }
         Self {
             grants: Arc::new(grants.to_vec()),
             addresses: Arc::new(addresses),
+            names: Arc::new(names),
             denials,
             log,
         }
@@ -90,6 +102,23 @@ impl NetPolicy {
                 .grants
                 .iter()
                 .any(|g| g.port == addr.port() && g.host.parse::<IpAddr>().ok() == Some(addr.ip()))
+    }
+
+    /// A guest's name lookup: an address literal as itself, a granted name as the addresses it
+    /// had when the stage started; any other name is refused (and recorded) without asking a
+    /// resolver.
+    pub fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, ()> {
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        match self.names.get(&normal_name(name)) {
+            Some(addresses) => Ok(addresses.clone()),
+            None => {
+                self.deny(format!("name lookup of `{name}`"));
+                Err(())
+            }
+        }
     }
 
     pub fn deny(&self, what: String) {
@@ -128,6 +157,11 @@ impl NetPolicy {
             Box::pin(async move { allowed })
         }
     }
+}
+
+/// A host name as grants compare it: lower case, without a trailing dot.
+fn normal_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl WasiHttpHooks for NetPolicy {
@@ -199,6 +233,15 @@ mod tests {
         );
         assert!(policy.allows_addr("127.0.0.1:8080".parse()?));
         assert!(!policy.allows_addr("127.0.0.1:22".parse()?));
+        // Only granted names resolve, whatever their case or a trailing dot; others are refused
+        // and recorded.
+        assert!(policy.lookup("LocalHost.").is_ok_and(|ips| !ips.is_empty()));
+        assert_eq!(policy.lookup("10.1.2.3"), Ok(vec!["10.1.2.3".parse()?]));
+        assert_eq!(policy.lookup("exfil.attacker.example"), Err(()));
+        assert_eq!(
+            policy.denials.list(),
+            ["name lookup of `exfil.attacker.example`"]
+        );
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! Hostile fixture: reaches out over the network (`mode` = "tcp" or "http", `target` in config).
+//! Hostile fixture: reaches out over the network (`mode` = "tcp", "dns" or "http", `target` in config).
 //! Succeeds only if the connection or request went through.
 
 use serde::Deserialize;
@@ -28,6 +28,16 @@ impl Stage for NetProbe {
                 let mut reply = Vec::new();
                 let _ = stream.read_to_end(&mut reply);
                 reply
+            }
+            "dns" => {
+                // A lookup alone can carry data out: the name itself is the message.
+                use std::net::ToSocketAddrs;
+                let addresses: Vec<String> = (config.target.as_str(), 80)
+                    .to_socket_addrs()
+                    .map_err(|e| Failure::new(format!("blocked: dns {}: {e}", config.target)))?
+                    .map(|a| a.ip().to_string())
+                    .collect();
+                addresses.join("\n").into_bytes()
             }
             "http" => {
                 let response = waki::Client::new()
