@@ -3,9 +3,11 @@
 
 use anyhow::Result;
 use sluice::exit_codes;
-use sluice::model::report::StageStatus::{Failed, Succeeded};
+use sluice::model::report::StageStatus::{Error, Failed, Succeeded};
 
-use crate::support::{Listener, Pipeline, Sandbox, Stage, stopped_at};
+use crate::support::{
+    Listener, Pipeline, Sandbox, Stage, all_text_under, processes_with, stopped_at,
+};
 
 #[test]
 fn only_granted_names_resolve_and_refused_lookups_are_recorded() -> Result<()> {
@@ -48,5 +50,261 @@ fn only_granted_names_resolve_and_refused_lookups_are_recorded() -> Result<()> {
     );
     assert_eq!(granted.connections(), 1);
     assert!(run.stage("attack").denied.is_empty(), "{}", run.describe());
+    Ok(())
+}
+
+/// `exec-probe` running `sh -c SCRIPT` in its output folder, under `timeout`.
+fn shell(script: &str, timeout: &str) -> Stage {
+    Stage::new("attack", "exec-probe")
+        .allow("exec", ["sh"])
+        .limit("timeout", timeout)
+        .config("program", "sh")
+        .config("args", ["-c", script])
+        .config("cwd", "/out")
+}
+
+/// A marker unique to this test process, to find what it started in `/proc`.
+fn marker(what: &str) -> String {
+    format!("{what}-{}", std::process::id())
+}
+
+/// Every entry under `dir` that is not a regular file or a folder.
+fn special_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
+                Ok(kind) if kind.is_file() => {}
+                _ => found.push(entry.path()),
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn links_and_special_files_left_in_outputs_are_removed_and_reported() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(shell(
+        "mkfifo pipe && ln -s /etc/passwd passwd && mkdir d && ln -s ../../../.. d/up && echo ok",
+        "30s",
+    )))?;
+    run.assert_stages(
+        exit_codes::SUCCESS,
+        &[
+            ("code", Succeeded),
+            ("attack", Succeeded),
+            ("release", Succeeded),
+        ],
+    );
+    let left = special_entries(run.run_dir());
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let denied = run.stage("attack").denied.join("\n");
+    for what in [
+        "`pipe` in its output folder: a special file",
+        "`passwd` in its output folder: a symlink (to `/etc/passwd`)",
+        "`d/up` in its output folder: a symlink",
+    ] {
+        assert!(denied.contains(what), "{what} not in {denied}");
+    }
+    assert!(
+        run.file("logs/attack.log")?
+            .contains("sluice refused `pipe`")
+    );
+    Ok(())
+}
+
+#[test]
+fn a_file_past_the_size_limit_is_stopped_while_written_and_removed() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    // A sparse terabyte costs no disk, but no sweep may read it whole or give up and keep it;
+    // then a writer that never pauses. Both are stopped at the limit, long before the timeout.
+    let sparse = marker("sparse");
+    let endless = marker("endless");
+    for (script, mark) in [
+        (
+            format!(": {sparse}; truncate -s 1T big.bin; sleep 60"),
+            &sparse,
+        ),
+        (format!(": {endless}; yes > big.txt"), &endless),
+    ] {
+        let run = sandbox.run_pipeline(&Pipeline::three_stage(
+            shell(&script, "120s").limit("output_size", "1 MiB"),
+        ))?;
+        run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
+            .assert_message(
+                "attack",
+                &["wrote more than its 1 MiB output size limit and was stopped"],
+            );
+        let out = run.run_dir().join("artifacts/attack");
+        assert!(
+            std::fs::read_dir(&out)?.next().is_none(),
+            "left in {}",
+            out.display()
+        );
+        let left = processes_with(mark);
+        assert!(left.is_empty(), "still running: {left:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn creating_files_in_a_loop_is_stopped_at_the_file_limit() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let mark = marker("files");
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
+        shell(
+            &format!(": {mark}; i=0; while :; do i=$((i+1)); : > f$i; done"),
+            "120s",
+        )
+        .limit("outputs", 50),
+    ))?;
+    run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
+        .assert_message(
+            "attack",
+            &["created more than 50 files in its output folder"],
+        );
+    let out = run.run_dir().join("artifacts/attack");
+    assert!(
+        std::fs::read_dir(&out)?.next().is_none(),
+        "left in {}",
+        out.display()
+    );
+    assert!(processes_with(&mark).is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_program_flooding_the_log_is_stopped_at_the_log_limit() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let mark = marker("flood");
+    // `yes` never ends and never stops printing: only the log limit can stop it in time.
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
+        shell(&format!(": {mark}; yes"), "120s").limit("log", "1 MiB"),
+    ))?;
+    run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
+        .assert_message("attack", &["exceeded its 1 MiB log limit"]);
+    assert!(processes_with(&mark).is_empty());
+    // Each `y` line counts two bytes against the limit: no more than the limit's worth is kept.
+    let kept = run.file("logs/attack.log")?.lines().count();
+    assert!(kept <= (1 << 20) / 2 + 10, "the log kept {kept} lines");
+    Ok(())
+}
+
+#[test]
+fn killing_sluice_kills_every_program_its_stages_started() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    // A sleep length no other process has marks what the stage started.
+    let mark = format!("sleep 3{}.5", std::process::id() % 100_000);
+    let file = sandbox.write(&Pipeline::three_stage(shell(
+        &format!("{mark} & {mark}; wait"),
+        "600s",
+    )))?;
+    let runs = sandbox.runs_dir();
+    let mut sluice = sandbox
+        .command(&[
+            "run",
+            &file.display().to_string(),
+            "--format",
+            "plain",
+            "--runs-dir",
+            &runs.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    // The shell and its two sleeps.
+    while processes_with_now(&mark) < 3 && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if processes_with_now(&mark) < 3 {
+        let _ = sluice.kill();
+        anyhow::bail!("the stage never started its programs");
+    }
+    sluice.kill()?; // SIGKILL: sluice gets no chance to clean up.
+    sluice.wait()?;
+    let left = processes_with(&mark);
+    assert!(left.is_empty(), "outlived sluice: {left:?}");
+    Ok(())
+}
+
+/// How many processes hold `marker` right now.
+fn processes_with_now(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .filter(|bytes| {
+            String::from_utf8_lossy(bytes)
+                .replace('\0', " ")
+                .contains(marker)
+        })
+        .count()
+}
+
+const PEM: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIEoLqWz3vTq0yXbF8hPd
+Rk2JmG5uYs7QwE1nA9cVt4LpZxHsKfUeOiBaDy3M
+-----END PRIVATE KEY-----";
+
+#[test]
+fn secrets_are_masked_across_lines_cuts_and_refusals() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    std::fs::write(sandbox.path().join("key.pem"), format!("{PEM}\n"))?;
+    let key_lines: Vec<&str> = PEM.lines().filter(|l| !l.starts_with("-----")).collect();
+    // A multi-line key printed whole, and again in two writes with the long-line cut inside it.
+    let run = sandbox.run_pipeline(
+        &Pipeline::three_stage(
+            Stage::new("attack", "secret-leak")
+                .allow("secrets", ["KEY"])
+                .config("name", "KEY")
+                .config("pad", 16 * 1024 - 30),
+        )
+        .secret("KEY", crate::support::table([("file", "key.pem")])),
+    )?;
+    run.assert_stages(
+        exit_codes::SUCCESS,
+        &[
+            ("code", Succeeded),
+            ("attack", Succeeded),
+            ("release", Succeeded),
+        ],
+    );
+    let texts = all_text_under(&sandbox.runs_dir());
+    for line in &key_lines {
+        // Half a line is as bad as a whole one.
+        let half = &line[..line.len() / 2];
+        for (file, text) in &texts {
+            assert!(!text.contains(half), "key material in {}", file.display());
+        }
+        assert!(!run.ran.stdout.contains(half) && !run.ran.stderr.contains(half));
+    }
+    // A refused program line that carries a secret is recorded masked.
+    let run = sandbox.run_pipeline_with_env(
+        &Pipeline::three_stage(
+            Stage::new("attack", "exec-probe")
+                .config("program", "curl-s3cr3t-t0ken-in-a-name")
+                .config("cwd", "/out")
+                .allow("exec", ["true"]),
+        )
+        .secret(
+            "TOKEN",
+            crate::support::table([("env", "SLUICE_TEST_TOKEN")]),
+        ),
+        &[("SLUICE_TEST_TOKEN", "s3cr3t-t0ken")],
+    )?;
+    run.assert_stages(exit_codes::STAGE_FAILED, &stopped_at("attack", Failed));
+    assert_eq!(run.stage("attack").denied, ["exec of `curl-***-in-a-name`"]);
+    for (file, text) in all_text_under(&sandbox.runs_dir()) {
+        assert!(
+            !text.contains("s3cr3t-t0ken"),
+            "secret in {}",
+            file.display()
+        );
+    }
     Ok(())
 }

@@ -10,7 +10,7 @@ use sluice::model::report::StageStatus::{Crashed, Error, Failed, Succeeded};
 
 use crate::support::{
     Listener, Outcome, Pipeline, Ran, Sandbox, Stage, all_succeeded, all_text_under,
-    assert_first_stage_intact, plugin, refused_before_running, stopped_at, table,
+    assert_first_stage_intact, plugin, processes_with, refused_before_running, stopped_at, table,
 };
 
 /// A stage named `attack` running the built `plugin`.
@@ -72,14 +72,34 @@ fn a_symlink_in_the_workspace_does_not_lead_out() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let workspace = sandbox.path().join("ws");
     std::fs::create_dir(&workspace)?;
+    let canary = format!("canary-beside-the-workspace-{}", std::process::id());
+    std::fs::write(sandbox.path().join("canary.txt"), &canary)?;
+    // Every target exists on the host, so only the sandbox can stop the reads.
     std::os::unix::fs::symlink("/etc/passwd", workspace.join("evil"))?;
-    std::os::unix::fs::symlink("../../", workspace.join("up"))?;
-    // A file link, then a directory link that climbs out.
-    for path in ["/workspace/evil", "/workspace/up/etc/passwd"] {
+    std::os::unix::fs::symlink("../canary.txt", workspace.join("beside"))?;
+    let to_root = "../".repeat(workspace.components().count() - 1);
+    assert!(workspace.join(&to_root).join("etc/passwd").is_file());
+    std::os::unix::fs::symlink(&to_root, workspace.join("up"))?;
+    // A file link out, a file link to a sibling, then a directory link that climbs to `/`.
+    for path in [
+        "/workspace/evil",
+        "/workspace/beside",
+        "/workspace/up/etc/passwd",
+    ] {
         let run = sandbox.run_pipeline(&in_workspace(
             attack("escape").config("mode", "read").config("path", path),
         ))?;
         assert_stopped(&run, Failed, &[&format!("blocked: read {path}")])?;
+        for text in [&run.ran.stdout, &run.ran.stderr] {
+            assert!(!text.contains(&canary) && !text.contains("root:x:0"));
+        }
+        for (file, text) in all_text_under(&sandbox.runs_dir()) {
+            assert!(
+                !text.contains(&canary) && !text.contains("root:x:0"),
+                "host file content in {}",
+                file.display()
+            );
+        }
     }
     Ok(())
 }
@@ -119,12 +139,28 @@ fn a_symlink_planted_among_outputs_is_refused() -> Result<()> {
     let (status, message) = (run.stage("attack").status, run.message("attack"));
     assert_ne!(status, Succeeded, "{}", run.describe());
     assert!(
-        message.contains("blocked: symlink") || message.contains("not a regular file"),
+        message.contains("blocked: symlink")
+            || message.contains("output `passwd` was refused and deleted: a symlink"),
         "{}",
         run.describe()
     );
     assert_first_stage_intact(&run.report)?;
     assert!(run.stage("attack").outputs.is_empty());
+    // The link itself is gone, and said so.
+    let out = run.run_dir().join("artifacts/attack");
+    assert!(
+        std::fs::read_dir(&out)?.next().is_none(),
+        "left in {}",
+        out.display()
+    );
+    assert!(
+        run.stage("attack")
+            .denied
+            .iter()
+            .any(|d| d.contains("`passwd` in its output folder: a symlink")),
+        "{}",
+        run.describe()
+    );
     Ok(())
 }
 
@@ -316,10 +352,7 @@ fn a_secret_in_a_failure_message_or_an_output_never_reaches_disk() -> Result<()>
     assert_stopped(
         &run,
         Error,
-        &[
-            "output `leak.txt` contains the value of a secret",
-            "deleted",
-        ],
+        &["output `leak.txt` was refused and deleted: it contained a secret value"],
     )?;
     assert_secret_nowhere(&sandbox, &run.ran);
     Ok(())
@@ -374,7 +407,11 @@ fn output_count_and_size_limits_hold() -> Result<()> {
             .limit("output_size", "10 B")
             .config("files", table([("x", "more than ten bytes")])),
     )?;
-    assert_stopped(&run, Error, &["wrote more than its 10 B output size limit"])
+    assert_stopped(
+        &run,
+        Error,
+        &["output `x` was refused and deleted: larger than its 10 B output size limit"],
+    )
 }
 
 #[test]
@@ -549,28 +586,6 @@ fn plugin_text_cannot_drive_the_terminal_or_forge_log_lines() -> Result<()> {
         inspected.stdout
     );
     Ok(())
-}
-
-/// Processes whose command line holds `marker`, after giving killed ones up to 2 s to go.
-fn processes_with(marker: &str) -> Vec<String> {
-    let scan = || -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
-            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
-            .filter(|line| line.contains(marker))
-            .collect()
-    };
-    for _ in 0..20 {
-        if scan().is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    scan()
 }
 
 #[test]

@@ -12,6 +12,8 @@ mod publish;
 mod record;
 pub mod schedule;
 mod stage;
+mod tidy;
+mod watch;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};

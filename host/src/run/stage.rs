@@ -28,6 +28,7 @@ use crate::trust::secrets::Masker;
 use super::options::Interrupt;
 use super::record::{millis, rfc3339};
 use super::schedule::select_inputs;
+use super::watch;
 
 /// One stage's execution, with everything it needs borrowed from the run.
 pub(crate) struct StageExecution<'a> {
@@ -92,6 +93,11 @@ impl StageExecution<'_> {
             Ok(log) => {
                 record.log = Some(log_rel);
                 let ending = self.run_in_sandbox(published, &log, record).await;
+                if ending.status != StageStatus::Succeeded {
+                    // Published stages were tidied before publishing; nothing else may stay.
+                    let out_dir = self.layout.artifacts_of(name);
+                    self.tidy_outputs(&out_dir, &log, &mut record.denied);
+                }
                 if let Err(err) = log.finish() {
                     tracing_note(&log, &format!("{err:#}"));
                 }
@@ -100,9 +106,6 @@ impl StageExecution<'_> {
             Err(err) => Ending::error(format!("cannot create its log: {err:#}")),
         };
         let _ = std::fs::remove_dir_all(self.layout.work_of(name));
-        if !self.masker.is_empty() {
-            self.sweep_secrets(&self.layout.artifacts_of(name));
-        }
         let elapsed = clock.elapsed();
         record.status = ending.status;
         record.duration_ms = Some(millis(elapsed));
@@ -112,6 +115,10 @@ impl StageExecution<'_> {
             message: masked(ending.message),
         };
         record.summary = masked(record.summary.take());
+        for denied in &mut record.denied {
+            // A refused URL or program line can carry a token.
+            *denied = self.masker.mask(denied).into_owned();
+        }
         record.message = ending.message.clone();
         let message = if ending.status == StageStatus::Succeeded {
             record.summary.clone()
@@ -190,14 +197,23 @@ impl StageExecution<'_> {
         let limits = self.spec.limits;
         let interrupt = self.interrupt.clone().unwrap_or_default();
         let outcome = tokio::select! {
-            outcome = tokio::time::timeout(limits.timeout, call) => Some(outcome),
-            () = interrupt.triggered(), if self.interrupt.is_some() => None,
+            outcome = tokio::time::timeout(limits.timeout, call) => Ok(outcome),
+            () = interrupt.triggered(), if self.interrupt.is_some() => Err(None),
+            why = watch::overrun(&out_dir, limits) => Err(Some(why)),
         };
         record.denied = store.data().denials();
-        let Some(outcome) = outcome else {
-            return Ending::error(
-                "interrupted (Ctrl-C) and stopped; earlier artifacts are kept".into(),
-            );
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(None) => {
+                return Ending::error(
+                    "interrupted (Ctrl-C) and stopped; earlier artifacts are kept".into(),
+                );
+            }
+            Err(Some(why)) => {
+                // The call (and every program it ran) is gone; so is what it wrote.
+                watch::empty(&out_dir);
+                return Ending::error(why);
+            }
         };
         let ending = match outcome {
             Err(_) => Err(Ending::error(format!(
@@ -239,7 +255,10 @@ impl StageExecution<'_> {
                 message: Some(one_line(&failure.message, MAX_MESSAGE_BYTES)),
             }
             .explained_by(&record.denied),
-            Ok(result) => self.publish(result, &out_dir, record),
+            Ok(result) => {
+                let tidied = self.tidy_outputs(&out_dir, log, &mut record.denied);
+                self.publish(result, &out_dir, &tidied, record)
+            }
         }
     }
 

@@ -113,7 +113,9 @@ impl StageLog {
         }
     }
 
-    fn write_bytes(&self, source: LogSource, bytes: &[u8]) -> Result<(), LogFull> {
+    /// Raw output of `source`, split into lines (a line never grows past a bound); Err once the
+    /// log limit is exceeded.
+    pub fn write_bytes(&self, source: LogSource, bytes: &[u8]) -> Result<(), LogFull> {
         let mut inner = self.lock();
         inner.check()?;
         let mut partial = std::mem::take(inner.partial_mut(source));
@@ -124,13 +126,21 @@ impl StageLog {
             } else {
                 partial.push(byte);
                 if partial.len() >= MAX_LINE_BYTES {
-                    inner.emit(source, &partial);
-                    partial.clear();
+                    partial = inner.emit_cut(source, &partial);
                 }
             }
         }
         *inner.partial_mut(source) = partial;
         inner.check()
+    }
+
+    /// Emits the unterminated last line of `source` (a program's output ended).
+    pub fn end_line(&self, source: LogSource) {
+        let mut inner = self.lock();
+        let rest = std::mem::take(inner.partial_mut(source));
+        if !rest.is_empty() {
+            inner.emit(source, &rest);
+        }
     }
 
     /// Emits unterminated last lines and flushes the file. Call once the stage is over.
@@ -176,6 +186,20 @@ impl Inner {
         } else {
             &mut self.stdout_partial
         }
+    }
+
+    /// Emits the start of an over-long line and returns the rest: masked first, and cut so that
+    /// a secret value the cut would split stays whole in the rest.
+    fn emit_cut(&mut self, source: LogSource, line: &[u8]) -> Vec<u8> {
+        let masked = self.masker.mask_bytes(line);
+        let keep = self
+            .masker
+            .longest()
+            .saturating_sub(1)
+            .min(MAX_LINE_BYTES / 2);
+        let cut = masked.len().saturating_sub(keep);
+        self.emit(source, &masked[..cut]);
+        masked[cut..].to_vec()
     }
 
     fn emit(&mut self, source: LogSource, bytes: &[u8]) {
@@ -322,6 +346,37 @@ mod tests {
         assert!(stored.contains("stdout hello"), "{stored}");
         assert!(stored.contains("warn   b ***"), "{stored}");
         assert!(!stored.contains("s3cret"), "{stored}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_line_limit_is_still_masked() -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let secret = "s3cret-spanning-the-cut";
+        let log = StageLog::new(
+            "build",
+            None,
+            EventSink::new(tx),
+            Masker::new([secret.to_string()]),
+            u64::MAX,
+        )?;
+        // Written in two pieces, with the line limit falling inside the secret.
+        let mut text = vec![b'a'; MAX_LINE_BYTES - 6];
+        text.extend_from_slice(&secret.as_bytes()[..4]);
+        log.write_bytes(LogSource::Stdout, &text)
+            .map_err(|_| anyhow::anyhow!("log full"))?;
+        log.write_bytes(LogSource::Stdout, &secret.as_bytes()[4..])
+            .map_err(|_| anyhow::anyhow!("log full"))?;
+        log.finish()?;
+        let printed: String = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Log { line, .. } => Some(line),
+                _ => None,
+            })
+            .collect();
+        assert!(!printed.contains("s3cret"), "leaked across the cut");
+        assert!(printed.contains("***"));
         Ok(())
     }
 

@@ -50,8 +50,8 @@ pub fn add_to_linker(linker: &mut Linker<StageState>) -> anyhow::Result<()> {
                 // The network resource is the capability to look names up at all.
                 state.table.get(&network)?;
                 Ok((match state.net.lookup(&name) {
-                    Ok(addresses) => Ok(state.table.push(Lookup(addresses.into_iter()))?),
-                    Err(()) => Err(ErrorCode::AccessDenied),
+                    Some(addresses) => Ok(state.table.push(Lookup(addresses.into_iter()))?),
+                    None => Err(ErrorCode::AccessDenied),
                 },))
             },
         )

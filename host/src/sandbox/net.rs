@@ -105,20 +105,18 @@ impl NetPolicy {
     }
 
     /// A guest's name lookup: an address literal as itself, a granted name as the addresses it
-    /// had when the stage started; any other name is refused (and recorded) without asking a
-    /// resolver.
-    pub fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, ()> {
+    /// had when the stage started; any other name is refused (None, and recorded) without asking
+    /// a resolver.
+    pub fn lookup(&self, name: &str) -> Option<Vec<IpAddr>> {
         let bare = name.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(vec![ip]);
+            return Some(vec![ip]);
         }
-        match self.names.get(&normal_name(name)) {
-            Some(addresses) => Ok(addresses.clone()),
-            None => {
-                self.deny(format!("name lookup of `{name}`"));
-                Err(())
-            }
+        let found = self.names.get(&normal_name(name)).cloned();
+        if found.is_none() {
+            self.deny(format!("name lookup of `{name}`"));
         }
+        found
     }
 
     pub fn deny(&self, what: String) {
@@ -235,9 +233,13 @@ mod tests {
         assert!(!policy.allows_addr("127.0.0.1:22".parse()?));
         // Only granted names resolve, whatever their case or a trailing dot; others are refused
         // and recorded.
-        assert!(policy.lookup("LocalHost.").is_ok_and(|ips| !ips.is_empty()));
-        assert_eq!(policy.lookup("10.1.2.3"), Ok(vec!["10.1.2.3".parse()?]));
-        assert_eq!(policy.lookup("exfil.attacker.example"), Err(()));
+        assert!(
+            policy
+                .lookup("LocalHost.")
+                .is_some_and(|ips| !ips.is_empty())
+        );
+        assert_eq!(policy.lookup("10.1.2.3"), Some(vec!["10.1.2.3".parse()?]));
+        assert_eq!(policy.lookup("exfil.attacker.example"), None);
         assert_eq!(
             policy.denials.list(),
             ["name lookup of `exfil.attacker.example`"]

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::names::is_program_hook;
 use crate::model::events::LogSource;
@@ -202,8 +202,8 @@ impl ExecPolicy {
                 status
             };
             let (out, err, status) = tokio::join!(
-                pump(stdout, &self.log, LogSource::Stdout),
-                pump(stderr, &self.log, LogSource::Stderr),
+                pump(stdout, &self.log, LogSource::Stdout, &group),
+                pump(stderr, &self.log, LogSource::Stderr, &group),
                 ended
             );
             (out, err, status)
@@ -241,32 +241,32 @@ impl ExecPolicy {
     }
 }
 
-/// Streams a child's output into the stage log line by line and captures it.
+/// Streams a child's output into the stage log (lines bounded, secrets masked) and captures
+/// it. Output past the log limit kills the program's group, as it stops the stage.
 async fn pump(
     stream: Option<impl AsyncRead + Unpin>,
     log: &StageLog,
     source: LogSource,
+    group: &ProcessGroup,
 ) -> Vec<u8> {
-    let Some(stream) = stream else {
+    let Some(mut stream) = stream else {
         return Vec::new();
     };
-    let mut reader = BufReader::new(stream);
     let mut captured = Vec::new();
-    let mut line = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
+        let n = match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let room = MAX_CAPTURE.saturating_sub(captured.len());
-                captured.extend_from_slice(&line[..line.len().min(room)]);
-                let _ = log.message(
-                    source,
-                    String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']),
-                );
-            }
+            Ok(n) => n,
+        };
+        let room = MAX_CAPTURE.saturating_sub(captured.len());
+        captured.extend_from_slice(&buf[..n.min(room)]);
+        if log.write_bytes(source, &buf[..n]).is_err() {
+            group.kill();
+            break;
         }
     }
+    log.end_line(source);
     captured
 }
 
@@ -290,20 +290,43 @@ pub fn base_env(granted: &[String]) -> Vec<(String, String)> {
 /// A program's process group, killed when this is dropped: when the program ends, at its
 /// timeout, and when the stage is stopped mid-call (the call's future is dropped). Nothing the
 /// program started in the background outlives the call, unless it left the group (`setsid`).
-struct ProcessGroup(Option<rustix::process::Pid>);
+///
+/// If sluice itself dies (`kill -9`), a watchman kills the group: a tiny `sh` that waits on a
+/// pipe only this process holds. The kernel closes the pipe when sluice dies, however it dies;
+/// on a normal end sluice first tells it `done`.
+struct ProcessGroup {
+    group: Option<rustix::process::Pid>,
+    watchman: Option<std::fs::File>,
+}
+
+/// Kills process group `$1` unless told `done` before its input closes.
+const WATCHMAN: &str = r#"read line; [ "$line" = done ] || kill -9 "-$1" 2>/dev/null"#;
 
 impl ProcessGroup {
     fn of(pid: Option<u32>) -> Self {
-        Self(
-            pid.and_then(|pid| i32::try_from(pid).ok())
-                .and_then(rustix::process::Pid::from_raw),
-        )
+        let group = pid
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let watchman = group.and_then(|group| {
+            let mut child = tokio::process::Command::new("/bin/sh")
+                .args(["-c", WATCHMAN, "sluice-watchman"])
+                .arg(group.as_raw_nonzero().to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                // Out of the terminal's group: Ctrl-C reaches sluice, which kills the program.
+                .process_group(0)
+                .spawn()
+                .ok()?;
+            // Dropping the child leaves it to tokio, which reaps it once it exits.
+            let pipe = child.stdin.take()?.into_owned_fd().ok()?;
+            Some(std::fs::File::from(pipe))
+        });
+        Self { group, watchman }
     }
-}
 
-impl ProcessGroup {
     fn kill(&self) {
-        if let Some(group) = self.0 {
+        if let Some(group) = self.group {
             // ESRCH (the group is already gone) is the usual, fine outcome.
             let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
@@ -313,5 +336,9 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.kill();
+        if let Some(mut watchman) = self.watchman.take() {
+            use std::io::Write;
+            let _ = watchman.write_all(b"done\n");
+        }
     }
 }

@@ -69,15 +69,36 @@ pub struct Masker(Arc<Vec<String>>);
 
 impl Masker {
     pub fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
+        let mut masked: Vec<String> = Vec::new();
+        for value in values.into_iter().filter(|v| !v.is_empty()) {
+            // A multi-line value (a PEM key) is printed line by line by most tools: each of its
+            // lines is masked on its own too (but not armor lines, which are public).
+            if value.contains('\n') {
+                masked.extend(
+                    value
+                        .lines()
+                        .map(|line| line.trim_end_matches('\r'))
+                        .filter(|line| {
+                            line.chars().count() >= MIN_SECRET_LEN && !line.starts_with("-----")
+                        })
+                        .map(str::to_string),
+                );
+            }
+            masked.push(value);
+        }
         // Longest first, so a secret containing another is masked whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Self(Arc::new(values))
+        masked.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        masked.dedup();
+        Self(Arc::new(masked))
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Bytes of the longest masked value (0 when there is none).
+    pub fn longest(&self) -> usize {
+        self.0.first().map_or(0, String::len)
     }
 
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -90,12 +111,50 @@ impl Masker {
         out
     }
 
+    /// [`Self::mask`] on raw bytes, which need not be UTF-8.
+    pub fn mask_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for value in self.0.iter() {
+            let needle = value.as_bytes();
+            let mut at = 0;
+            while let Some(found) = out[at..].windows(needle.len()).position(|w| w == needle) {
+                let start = at + found;
+                out.splice(start..start + needle.len(), *b"***");
+                at = start + 3;
+            }
+        }
+        out
+    }
+
     /// Whether `bytes` contain any secret value verbatim.
     pub fn found_in(&self, bytes: &[u8]) -> bool {
         self.0.iter().any(|value| {
             let needle = value.as_bytes();
             bytes.windows(needle.len()).any(|w| w == needle)
         })
+    }
+
+    /// Whether what `reader` yields contains any secret value, read in bounded chunks (a value
+    /// cut between two chunks is still found).
+    pub fn found_in_reader(&self, mut reader: impl std::io::Read) -> std::io::Result<bool> {
+        const CHUNK: usize = 256 << 10;
+        let keep = self.longest().saturating_sub(1);
+        let mut window: Vec<u8> = Vec::with_capacity(CHUNK + keep);
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            window.extend_from_slice(&chunk[..n]);
+            if self.found_in(&window) {
+                return Ok(true);
+            }
+            let drop = window.len().saturating_sub(keep);
+            window.drain(..drop);
+        }
     }
 }
 
@@ -110,6 +169,30 @@ mod tests {
         assert_eq!(masker.mask("nothing here"), "nothing here");
         assert!(masker.found_in(b"xx hunter2 yy"));
         assert!(!masker.found_in(b"hunter"));
+    }
+
+    #[test]
+    fn multi_line_values_are_masked_line_by_line_and_found_across_chunks() -> std::io::Result<()> {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASCBKcwggSjAgEAAoIB\n-----END PRIVATE KEY-----";
+        let masker = Masker::new([pem.to_string()]);
+        assert_eq!(
+            masker.mask("key line: MIIEvQIBADANBgkqhkiG9w0B"),
+            "key line: ***"
+        );
+        assert_eq!(
+            masker.mask("-----BEGIN PRIVATE KEY-----"),
+            "-----BEGIN PRIVATE KEY-----"
+        );
+        assert_eq!(
+            masker.mask_bytes(b"a\xffAQEFAASCBKcwggSjAgEAAoIB!"),
+            b"a\xff***!"
+        );
+        // The value straddles the 256 KiB chunk boundary.
+        let mut big = vec![b'x'; (256 << 10) - 5];
+        big.extend_from_slice(b"MIIEvQIBADANBgkqhkiG9w0B tail");
+        assert!(masker.found_in_reader(big.as_slice())?);
+        assert!(!masker.found_in_reader(&vec![b'x'; 600 << 10][..])?);
+        Ok(())
     }
 
     #[test]

@@ -187,12 +187,9 @@ impl Sandbox {
 
     /// Runs `sluice ARGS` with extra environment variables.
     pub fn sluice_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Ran> {
-        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args)
+        let output = self
+            .command(args)
             .envs(env.iter().copied())
-            .env("SLUICE_CACHE_DIR", self.cache_dir())
-            .env("SLUICE_PLUGIN_STORE", self.path().join("plugin-store"))
-            .env_remove("RUST_BACKTRACE")
             .output()
             .context("cannot start sluice")?;
         let ran = Ran {
@@ -203,6 +200,17 @@ impl Sandbox {
         };
         ran.assert_no_panic();
         Ok(ran)
+    }
+
+    /// `sluice ARGS` with this sandbox's cache and store, not started yet.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .args(args)
+            .env("SLUICE_CACHE_DIR", self.cache_dir())
+            .env("SLUICE_PLUGIN_STORE", self.path().join("plugin-store"))
+            .env_remove("RUST_BACKTRACE");
+        command
     }
 
     /// `sluice run PIPELINE` in plain format, returning the process and its `--report`.
@@ -317,4 +325,26 @@ fn warm_shared_cache(dir: &Path) {
             }
         }
     });
+}
+
+/// Processes whose command line holds `marker`, after giving killed ones up to 2 s to go.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let scan = || -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+            .filter(|line| line.contains(marker))
+            .collect()
+    };
+    for _ in 0..20 {
+        if scan().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    scan()
 }

@@ -55,7 +55,14 @@ impl process::Host for StageState {
         command: process::Command,
     ) -> wasmtime::Result<Result<process::Completed, String>> {
         match self.capability::<ExecPolicy>() {
-            Some(policy) => Ok(policy.run(command).await),
+            Some(policy) => {
+                let completed = policy.run(command).await;
+                if self.log.overflowed() {
+                    // Like WASI output past the limit: the stage is stopped, not told.
+                    return Err(wasmtime::Error::msg("the stage's log limit was exceeded"));
+                }
+                Ok(completed)
+            }
             // Not linked for stages without the grant; refuse anyway.
             None => Ok(Err("this stage is not granted allow.exec".to_string())),
         }

@@ -11,6 +11,10 @@ struct Config {
     into_output: bool,
     #[serde(default)]
     fail: bool,
+    /// Also print the secret on stdout after this many bytes of padding, in two writes split
+    /// inside the value (so a line limit or a write boundary falls in the middle of it).
+    #[serde(default)]
+    pad: usize,
 }
 
 struct SecretLeak;
@@ -25,6 +29,17 @@ impl Stage for SecretLeak {
         println!("stdout: the secret is {value}");
         eprintln!("stderr: the secret is {value}");
         info!("log: the secret is {value}");
+        if config.pad > 0 {
+            use std::io::Write;
+            let (head, tail) = value.as_bytes().split_at(value.len() / 2);
+            let mut out = std::io::stdout();
+            out.write_all("x".repeat(config.pad).as_bytes())?;
+            out.write_all(head)?;
+            out.flush()?;
+            out.write_all(tail)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
         if config.into_output {
             ctx.write_output("leak.txt", "text/plain", format!("token={value}\n"))?;
         }
