@@ -6,7 +6,7 @@ use sluice::exit_codes;
 use sluice::model::report::StageStatus::{Error, Failed, Succeeded};
 
 use crate::support::{
-    Listener, Pipeline, Sandbox, Stage, all_text_under, processes_with, stopped_at,
+    Listener, Pipeline, Sandbox, Stage, all_text_under, processes_with, stopped_at, table,
 };
 
 #[test]
@@ -264,7 +264,7 @@ fn secrets_are_masked_across_lines_cuts_and_refusals() -> Result<()> {
                 .config("name", "KEY")
                 .config("pad", 16 * 1024 - 30),
         )
-        .secret("KEY", crate::support::table([("file", "key.pem")])),
+        .secret("KEY", table([("file", "key.pem")])),
     )?;
     run.assert_stages(
         exit_codes::SUCCESS,
@@ -291,10 +291,7 @@ fn secrets_are_masked_across_lines_cuts_and_refusals() -> Result<()> {
                 .config("cwd", "/out")
                 .allow("exec", ["true"]),
         )
-        .secret(
-            "TOKEN",
-            crate::support::table([("env", "SLUICE_TEST_TOKEN")]),
-        ),
+        .secret("TOKEN", table([("env", "SLUICE_TEST_TOKEN")])),
         &[("SLUICE_TEST_TOKEN", "s3cr3t-t0ken")],
     )?;
     run.assert_stages(exit_codes::STAGE_FAILED, &stopped_at("attack", Failed));
@@ -306,5 +303,59 @@ fn secrets_are_masked_across_lines_cuts_and_refusals() -> Result<()> {
             file.display()
         );
     }
+    Ok(())
+}
+
+#[test]
+fn provenance_trusts_the_phases_the_pipeline_gives_not_what_plugins_claim() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    // `emit` calls itself a code stage and `checksum` a release stage; only the pipeline's
+    // `phase =` may decide where the source commit and the release subjects come from.
+    let pipeline = Pipeline::new("t")
+        .stage(
+            Stage::new("code", "emit")
+                .phase("code")
+                .config("files", table([("a.txt", "alpha\n")])),
+        )
+        .stage(Stage::new("forger", "emit").config(
+            "files",
+            table([("source.json", r#"{"gitCommit": "f0f0f0f0forged"}"#)]),
+        ))
+        .stage(Stage::new("impostor", "checksum").phase("test"))
+        .stage(Stage::new("release", "checksum").phase("release"));
+    let run = sandbox.run_pipeline(&pipeline)?;
+    assert_eq!(run.ran.code, exit_codes::SUCCESS, "{}", run.describe());
+    let statement: serde_json::Value = serde_json::from_str(&run.file("provenance.intoto.json")?)?;
+    assert!(
+        !statement.to_string().contains("f0f0f0f0forged"),
+        "{statement:#}"
+    );
+    let mut subjects: Vec<String> = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["digest"]["sha256"].as_str().map(str::to_string))
+        .collect();
+    let mut released: Vec<String> = run
+        .stage("release")
+        .outputs
+        .iter()
+        .map(|a| a.sha256.clone())
+        .collect();
+    subjects.sort();
+    released.sort();
+    assert_eq!(
+        subjects, released,
+        "subjects are the marked release's outputs only"
+    );
+    let impostor = &run.stage("impostor");
+    assert_eq!(impostor.phase.as_deref(), Some("test"));
+    assert_eq!(impostor.plugin.phase.as_deref(), Some("release"));
+    // `check` shows the disagreement.
+    let file = sandbox.write(&pipeline)?;
+    sandbox
+        .sluice(&["check", &file.display().to_string()])?
+        .assert_exit(exit_codes::SUCCESS)
+        .assert_stdout(&["the pipeline marks it `test`, its plugin says `release`"]);
     Ok(())
 }

@@ -567,6 +567,7 @@ fn a_release_run_writes_signed_slsa_provenance() -> Result<()> {
             .secret("ci_key", table([("file", &ci_private)]))
             .stage(
                 Stage::new("code", "checkout")
+                    .phase("code")
                     .allow("workspace", "read")
                     .allow(
                         "dirs",
@@ -583,6 +584,7 @@ fn a_release_run_writes_signed_slsa_provenance() -> Result<()> {
             )
             .stage(
                 Stage::with_plugin("release", &release_ref)
+                    .phase("release")
                     .inputs(["code/*", "build/*"])
                     .config("name", "product")
                     .config("version", "1.0.0"),

@@ -70,7 +70,15 @@ pub struct StageSpec {
     /// Whether a person must approve it first (a delivery gate).
     pub manual_approval: bool,
     pub when: When,
+    /// The phase the pipeline file gives the stage (`phase = "release"`). Provenance takes its
+    /// subjects and source commit from these, never from what a plugin says it is.
+    pub phase: Option<String>,
 }
+
+/// The phases a stage can be given, in delivery order.
+pub const PHASES: [&str; 7] = [
+    "code", "build", "test", "release", "deploy", "monitor", "other",
+];
 
 /// Where a stage's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -62,6 +62,10 @@ pub(crate) struct RawStage {
     /// "on-success" (default), "on-failure" or "always".
     #[serde(default)]
     pub when: Option<Text>,
+    /// What the stage is in the delivery chain ("release", ...): the only phase provenance
+    /// trusts.
+    #[serde(default)]
+    pub phase: Option<Text>,
     #[serde(default)]
     pub config: Option<toml::Table>,
     /// Replaces the pipeline's `trusted_keys` for this stage's plugin.

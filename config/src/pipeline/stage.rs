@@ -48,6 +48,7 @@ pub(super) fn resolve(
         limits: stage.limits.resolve(cx.default_limits, src)?,
         manual_approval: approval(stage.approval.as_ref(), src)?,
         when: when(stage.when.as_ref(), src)?,
+        phase: phase(stage.phase.as_ref(), src)?,
         name,
         site,
         plugin_ref,
@@ -131,6 +132,19 @@ fn approval(text: Option<&Text>, src: &Source<'_>) -> Result<bool, Diagnostic> {
                  \"none\" (the default)",
             )),
     }
+}
+
+fn phase(text: Option<&Text>, src: &Source<'_>) -> Result<Option<String>, Diagnostic> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let phase = text.get_ref().trim();
+    if super::PHASES.contains(&phase) {
+        return Ok(Some(phase.to_string()));
+    }
+    Err(src
+        .error(text.span(), format!("invalid `phase` value `{phase}`"))
+        .with_hint(format!("use one of {}", super::PHASES.join(", "))))
 }
 
 fn when(text: Option<&Text>, src: &Source<'_>) -> Result<When, Diagnostic> {

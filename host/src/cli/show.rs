@@ -38,7 +38,11 @@ pub async fn check(
                     stage.stage,
                     stage.name.as_deref().unwrap_or("?"),
                     stage.version.as_deref().unwrap_or("?"),
-                    stage.phase.as_deref().unwrap_or("?"),
+                    stage
+                        .pipeline_phase
+                        .as_deref()
+                        .or(stage.phase.as_deref())
+                        .unwrap_or("?"),
                     stage.description.as_deref().unwrap_or(""),
                 ),
                 Some(problem) => {
@@ -48,6 +52,14 @@ pub async fn check(
                         problem.replace('\n', "\n                 ")
                     )
                 }
+            }
+            if let (Some(marked), Some(claimed)) = (&stage.pipeline_phase, &stage.phase)
+                && marked != claimed
+            {
+                println!(
+                    "      phase   the pipeline marks it `{marked}`, its plugin says `{claimed}`: \
+                     the pipeline's word counts (provenance trusts only `phase =`)"
+                );
             }
             if let Some(digest) = &stage.manifest_digest {
                 let signed = if stage.signed_by.is_empty() {

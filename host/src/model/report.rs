@@ -97,6 +97,10 @@ pub struct PluginRecord {
     /// What the plugin's `describe` said.
     pub name: Option<String>,
     pub version: Option<String>,
+    /// The phase the plugin says it is: shown, never trusted (the stage's `phase` is the
+    /// pipeline file's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     /// Whether compiled code came from the on-disk cache (no Cranelift work).
     pub cache_hit: Option<bool>,
     /// Time to compile or load compiled code, in milliseconds.
@@ -112,6 +116,7 @@ pub struct PluginRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageRecord {
     pub name: String,
+    /// The phase its pipeline entry gives it (`phase = ...`), if any.
     pub phase: Option<String>,
     pub status: StageStatus,
     pub plugin: PluginRecord,

@@ -26,7 +26,10 @@ pub struct StageCheck {
     /// What the plugin says it is, when it could be loaded.
     pub name: Option<String>,
     pub version: Option<String>,
+    /// The phase the plugin says it is.
     pub phase: Option<String>,
+    /// The phase the pipeline file gives the stage: the one provenance trusts.
+    pub pipeline_phase: Option<String>,
     pub description: Option<String>,
     pub sha256: Option<String>,
     pub cache_hit: Option<bool>,
@@ -66,6 +69,7 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
             name: None,
             version: None,
             phase: None,
+            pipeline_phase: spec.phase.clone(),
             description: None,
             sha256: None,
             cache_hit: None,

@@ -19,7 +19,8 @@ pub const BUILD_TYPE: &str = "https://sluice.dev/pipeline-run/v1";
 pub const STATEMENT_FILE: &str = "provenance.intoto.json";
 pub const ENVELOPE_FILE: &str = "provenance.intoto.dsse.json";
 
-/// Writes provenance into `run_dir` when a release-phase stage succeeded; `None` otherwise.
+/// Writes provenance into `run_dir` when a stage the pipeline file marks `phase = "release"`
+/// succeeded; `None` otherwise. What plugins say they are never counts here.
 pub fn write_for_run(
     resolved: &ResolvedPipeline,
     report: &RunReport,

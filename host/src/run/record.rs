@@ -52,7 +52,7 @@ pub(crate) fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord
     let (manifest_digest, signed_by) = Pin::recorded(pin);
     StageRecord {
         name: spec.name.clone(),
-        phase: None,
+        phase: spec.phase.clone(),
         status: StageStatus::Pending,
         plugin: PluginRecord {
             reference: spec.plugin_ref.clone(),
@@ -60,6 +60,7 @@ pub(crate) fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord
             size: None,
             name: None,
             version: None,
+            phase: None,
             cache_hit: None,
             load_ms: None,
             manifest_digest,

@@ -22,7 +22,7 @@ use crate::sandbox::capture::StageLog;
 use crate::sandbox::engine::Host;
 use crate::sandbox::spec::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec};
 use crate::sandbox::state::StageState;
-use crate::sandbox::trap::{phase_name, trap_message};
+use crate::sandbox::trap::{phase_name, phase_named, trap_message};
 use crate::trust::secrets::Masker;
 
 use super::options::Interrupt;
@@ -185,7 +185,13 @@ impl StageExecution<'_> {
                 pipeline: self.pipeline.name.clone(),
                 run_id: self.layout.run_id.clone(),
                 stage: name.clone(),
-                phase: info.phase,
+                // What the pipeline file says the stage is, before what the plugin says.
+                phase: self
+                    .spec
+                    .phase
+                    .as_deref()
+                    .and_then(phase_named)
+                    .unwrap_or(info.phase),
                 config: self.spec.config_json.clone(),
                 inputs: guest_inputs,
                 output_dir: GUEST_OUTPUT_DIR.to_string(),
@@ -246,7 +252,16 @@ impl StageExecution<'_> {
             Ok(done) => done,
             Err(ending) => return ending.explained_by(&record.denied),
         };
-        record.phase = Some(phase_name(info.phase).to_string());
+        let claimed = phase_name(info.phase);
+        record.plugin.phase = Some(claimed.to_string());
+        if let Some(phase) = self.spec.phase.as_deref().filter(|p| *p != claimed) {
+            let _ = log.message(
+                LogSource::Warn,
+                &format!(
+                    "the pipeline marks stage `{name}` as `{phase}`; its plugin says `{claimed}` (the pipeline's word counts)"
+                ),
+            );
+        }
         record.plugin.name = Some(one_line(&info.name, MAX_FIELD_BYTES));
         record.plugin.version = Some(one_line(&info.version, MAX_FIELD_BYTES));
         match result {

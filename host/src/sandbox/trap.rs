@@ -29,6 +29,21 @@ pub fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
+/// The phase named `name` (one of `config::pipeline::PHASES`).
+pub fn phase_named(name: &str) -> Option<Phase> {
+    [
+        Phase::Code,
+        Phase::Build,
+        Phase::Test,
+        Phase::Release,
+        Phase::Deploy,
+        Phase::Monitor,
+        Phase::Other,
+    ]
+    .into_iter()
+    .find(|phase| phase_name(*phase) == name)
+}
+
 /// wasmtime 48 has its own error type; this keeps its whole message chain in an `anyhow` one.
 pub fn into_anyhow(err: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{err:#}")

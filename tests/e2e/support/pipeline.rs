@@ -139,6 +139,7 @@ pub struct Stage {
     name: String,
     plugin: String,
     inputs: Vec<String>,
+    phase: Option<String>,
     limits: Vec<(String, Toml)>,
     allow: Vec<(String, Toml)>,
     config: Vec<(String, Toml)>,
@@ -156,6 +157,7 @@ impl Stage {
             name: name.to_string(),
             plugin: plugin.to_string(),
             inputs: Vec::new(),
+            phase: None,
             limits: Vec::new(),
             allow: Vec::new(),
             config: Vec::new(),
@@ -165,6 +167,12 @@ impl Stage {
     /// `inputs = [...]`.
     pub fn inputs<const N: usize>(mut self, inputs: [&str; N]) -> Self {
         self.inputs.extend(inputs.iter().map(|i| i.to_string()));
+        self
+    }
+
+    /// `phase = "..."`: what the pipeline says the stage is.
+    pub fn phase(mut self, phase: &str) -> Self {
+        self.phase = Some(phase.to_string());
         self
     }
 
@@ -199,6 +207,12 @@ impl Stage {
         if !self.inputs.is_empty() {
             let inputs = Toml::Array(self.inputs.iter().map(|i| i.as_str().into()).collect());
             out.push_str(&format!("inputs = {}\n", inputs.inline()));
+        }
+        if let Some(phase) = &self.phase {
+            out.push_str(&format!(
+                "phase = {}\n",
+                Toml::from(phase.as_str()).inline()
+            ));
         }
         if !self.limits.is_empty() {
             out.push_str(&format!(
@@ -239,10 +253,12 @@ impl Pipeline {
 
     /// `three_stage` with several stages in the middle.
     pub fn around(middle: impl IntoIterator<Item = Stage>) -> Self {
-        let code = Stage::new("code", "emit").config("files", table([("a.txt", "alpha\n")]));
+        let code = Stage::new("code", "emit")
+            .phase("code")
+            .config("files", table([("a.txt", "alpha\n")]));
         let mut pipeline = Self::new("t").stage(code);
         pipeline.stages.extend(middle);
-        pipeline.stage(Stage::new("release", "checksum"))
+        pipeline.stage(Stage::new("release", "checksum").phase("release"))
     }
 
     /// One key of `[pipeline]`: `workspace`, `trusted_keys`, `provenance_key`.
