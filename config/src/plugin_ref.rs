@@ -46,7 +46,10 @@ impl PluginRef {
         let (registry, rest) = name.split_once('/').ok_or(
             "a reference names a registry and a repository, e.g. oci://127.0.0.1:5000/acme/checkout:1.2.0",
         )?;
+        // A host name or address, never a path step: it also names a folder in the store.
         if registry.is_empty()
+            || registry.contains("..")
+            || !registry.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '[')
             || !registry
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
@@ -81,13 +84,18 @@ impl PluginRef {
     }
 }
 
+/// OCI's grammar: components of lower-case letters and digits, joined by `.`, `_` or `-` —
+/// so never empty, `.` or `..` (a repository also names folders in the plugin store).
 fn check_repository(repository: &str) -> Result<(), String> {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let ok = !repository.is_empty()
         && repository.split('/').all(|part| {
-            !part.is_empty()
-                && part.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-                })
+            part.starts_with(alphanumeric)
+                && part.ends_with(alphanumeric)
+                && !part.contains("..")
+                && part
+                    .chars()
+                    .all(|c| alphanumeric(c) || matches!(c, '.' | '_' | '-'))
         });
     if ok {
         Ok(())
@@ -105,9 +113,11 @@ fn check_tag(tag: &str) -> Result<(), String> {
             tag.len()
         ));
     }
-    if tag
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    // OCI's grammar: a word character first, so never `.` or `..`.
+    if tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
         Ok(())
     } else {
@@ -153,6 +163,13 @@ mod tests {
         for (bad, why) in [
             ("oci://r/a", "no version"),
             ("oci://r/A:1", "not a repository name"),
+            ("oci://r/acme/../evil:1", "not a repository name"),
+            ("oci://r/acme//evil:1", "not a repository name"),
+            ("oci://r/./evil:1", "not a repository name"),
+            ("oci://r/acme/.hidden:1", "not a repository name"),
+            ("oci://r/acme/x:..", "is not a tag"),
+            ("oci://../acme/x:1", "not a registry host"),
+            ("oci://.r/acme/x:1", "not a registry host"),
             ("oci://r/a@sha256:12", "not a digest"),
             ("oci://r", "names a registry and a repository"),
             ("oci://r/a:1 2", "not a tag"),

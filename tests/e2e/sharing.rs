@@ -9,7 +9,8 @@ use sluice::exit_codes;
 use sluice::model::report::{RunStatus, StageStatus};
 
 use crate::support::{
-    Pipeline, Ran, RegistryServer, Sandbox, Stage, plugin, sha256_of, table, toolchains,
+    CredentialLure, Pipeline, Ran, RegistryServer, Sandbox, Stage, plugin, sha256_of, table,
+    toolchains,
 };
 
 /// One team: its own folder, plugin store, compile cache and keys.
@@ -758,14 +759,38 @@ fn a_private_registry_takes_env_credentials_or_a_docker_login() -> Result<()> {
     assert_ne!(ran.code, 0, "{}", ran.stdout);
     ran.assert_stderr(&["refused access", "docker login"]);
 
-    // SLUICE_REGISTRY_USER / SLUICE_REGISTRY_PASSWORD.
+    // SLUICE_REGISTRY_USER / SLUICE_REGISTRY_PASSWORD, for the host SLUICE_REGISTRY_HOST names.
+    let host = format!("127.0.0.1:{}", registry.port);
     let env = [
+        ("SLUICE_REGISTRY_HOST", host.as_str()),
         ("SLUICE_REGISTRY_USER", "acme-ci"),
         ("SLUICE_REGISTRY_PASSWORD", "s3cret-pass"),
     ];
     team.sandbox
         .sluice_with_env(&["plugin", "push", &component, &reference], &env)?
         .assert_exit(0);
+
+    // A pipeline naming another host never gets them, however hard that host asks.
+    let lure = CredentialLure::start()?;
+    let elsewhere = format!("oci://{}/acme/text-transform:1.0.0", lure.addr);
+    let pipeline = team
+        .sandbox
+        .write(&Pipeline::new("t").stage(Stage::with_plugin("build", &elsewhere)))?;
+    let ran = team
+        .sandbox
+        .sluice_with_env(&["check", &pipeline.display().to_string()], &env)?;
+    assert_ne!(ran.code, 0);
+    let seen = lure.requests();
+    assert!(!seen.is_empty(), "sluice never asked the other host");
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "acme-ci:s3cret-pass",
+    );
+    assert!(
+        !seen.contains(&basic) && !seen.contains("s3cret-pass"),
+        "credentials went to {}: {seen}",
+        lure.addr
+    );
 
     // What `docker login` writes: $DOCKER_CONFIG/config.json.
     let docker = team.path().join("docker");
@@ -784,5 +809,86 @@ fn a_private_registry_takes_env_credentials_or_a_docker_login() -> Result<()> {
     team.run_with_env(&pipeline, &[], &[("DOCKER_CONFIG", docker_env.as_str())])?
         .assert_exit(0);
     assert_eq!(team.latest_report()?.status, RunStatus::Succeeded);
+    Ok(())
+}
+
+#[test]
+fn a_signature_vouches_for_one_repository_not_the_same_bytes_elsewhere() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let (team_a, team_b) = (Team::new("team-a")?, Team::new("team-b")?);
+    let (a_private, a_public) = team_a.keys()?;
+    let signed = registry.reference("acme/text-transform:1.0.0");
+    team_a.push(&plugin("text-transform")?, &signed, Some(&a_private))?;
+    // Someone with write access to the registry's storage copies the repository, signature tag
+    // and all, under a name that means more.
+    let repositories = registry
+        .storage
+        .path()
+        .join("data/docker/registry/v2/repositories/acme");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(repositories.join("text-transform"))
+        .arg(repositories.join("deploy-prod"))
+        .status()?;
+    anyhow::ensure!(copied.success(), "cp failed");
+    let relabelled = registry.reference("acme/deploy-prod:1.0.0");
+    let pipeline = consumer_pipeline(&team_b, &relabelled, Some(&a_public))?;
+    team_b
+        .run(&pipeline, &[])?
+        .assert_exit(exit_codes::PLUGIN_REFUSED)
+        .assert_stderr(&[
+            "is for these bytes published as",
+            "acme/text-transform, not as",
+            "acme/deploy-prod",
+        ]);
+    assert_eq!(team_b.runs(), 0, "nothing ran");
+    // The name it was signed under still runs.
+    let pipeline = consumer_pipeline(&team_b, &signed, Some(&a_public))?;
+    team_b.run(&pipeline, &[])?.assert_exit(0);
+    Ok(())
+}
+
+#[test]
+fn an_endless_manifest_is_refused_after_a_few_mebibytes() -> Result<()> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A "registry" that answers the API check, then sends a manifest that never ends.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let line = String::from_utf8_lossy(&request[..n]).into_owned();
+            if !line.contains("/manifests/") {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n",
+            );
+            let chunk = vec![b' '; 64 << 10];
+            // Up to 1 GiB, or until sluice hangs up.
+            for _ in 0..(1 << 14) {
+                if stream.write_all(&chunk).is_err() {
+                    break;
+                }
+                counter.fetch_add(chunk.len(), Ordering::SeqCst);
+            }
+        }
+    });
+    let team = Team::new("team-b")?;
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let pipeline = consumer_pipeline(&team, &format!("oci://{addr}/acme/huge@{digest}"), None)?;
+    team.run(&pipeline, &[])?
+        .assert_exit(exit_codes::PLUGIN_REFUSED)
+        .assert_stderr(&["larger than 4096 KiB; refusing to read it"]);
+    let sent = sent.load(Ordering::SeqCst);
+    assert!(sent < 64 << 20, "sluice read {sent} bytes of it");
     Ok(())
 }

@@ -25,14 +25,17 @@ pub(crate) fn uses_plain_http(registry: &str) -> bool {
 }
 
 /// Credentials for a registry: `SLUICE_REGISTRY_USER` + `SLUICE_REGISTRY_PASSWORD` when both
-/// are set; else what `docker login` stored for that host (`$DOCKER_CONFIG` or
-/// `~/.docker/config.json`, credential helpers included; identity tokens are not supported);
-/// else anonymous.
+/// are set and `SLUICE_REGISTRY_HOST` names exactly this registry (`host[:port]`); else what
+/// `docker login` stored for that host (`$DOCKER_CONFIG` or `~/.docker/config.json`, credential
+/// helpers included; identity tokens are not supported); else anonymous. A pipeline can name any
+/// `oci://` host, so credentials never go to a host they were not configured for.
 pub fn credentials(registry: &str) -> RegistryAuth {
-    if let (Ok(user), Ok(password)) = (
+    if let (Ok(user), Ok(password), Ok(host)) = (
         std::env::var("SLUICE_REGISTRY_USER"),
         std::env::var("SLUICE_REGISTRY_PASSWORD"),
-    ) {
+        std::env::var("SLUICE_REGISTRY_HOST"),
+    ) && host.trim().eq_ignore_ascii_case(registry)
+    {
         return RegistryAuth::Basic(user, password);
     }
     match docker_credential::get_credential(registry) {

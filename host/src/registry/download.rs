@@ -6,6 +6,10 @@ use crate::model::artifacts::sha256_bytes;
 /// The largest blob sluice downloads: a hostile registry must not fill memory or disk.
 pub const MAX_BLOB_BYTES: usize = 512 << 20;
 
+/// The largest manifest sluice reads (the size the OCI distribution spec says registries should
+/// accept): a plugin's manifest is well under 2 KiB.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
 /// Collects a download, refusing to grow past [`MAX_BLOB_BYTES`].
 #[derive(Default)]
 pub(crate) struct CappedBuffer {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use anyhow::{Context, Result, bail};
+use oci_client::RegistryOperation;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
@@ -16,7 +17,7 @@ use oci_client::{Client, Reference};
 use crate::config::plugin_ref::{PluginRef, check_digest};
 use crate::model::artifacts::sha256_bytes;
 use crate::registry::auth::{credentials, ensure_tls_provider, uses_plain_http};
-use crate::registry::download::{CappedBuffer, DigestMismatch, MAX_BLOB_BYTES};
+use crate::registry::download::{CappedBuffer, DigestMismatch, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES};
 use crate::registry::media::{
     DSSE_LAYER_MEDIA_TYPE, Descriptor, Manifest, OCI_MANIFEST_MEDIA_TYPE,
     SIGNATURES_CONFIG_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
@@ -26,6 +27,8 @@ use crate::trust::signing::Envelope;
 /// A connection to one registry.
 pub struct Registry {
     client: Client,
+    /// For manifests, read with a size cap.
+    http: reqwest::Client,
     auth: RegistryAuth,
     registry: String,
 }
@@ -61,8 +64,14 @@ impl Registry {
             connect_timeout: Some(timeout.min(std::time::Duration::from_secs(10))),
             ..ClientConfig::default()
         });
+        let http = reqwest::Client::builder()
+            .read_timeout(timeout)
+            .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+            .build()
+            .unwrap_or_default();
         Self {
             client,
+            http,
             auth: credentials(&reference.registry),
             registry: reference.registry.clone(),
         }
@@ -71,7 +80,8 @@ impl Registry {
     fn unreachable(&self, err: OciDistributionError) -> anyhow::Error {
         if is_access_denied(&err) {
             return anyhow::anyhow!(
-                "registry {} refused access: {err}\n  = help: set SLUICE_REGISTRY_USER and SLUICE_REGISTRY_PASSWORD, or log in with `docker login {}`",
+                "registry {} refused access: {err}\n  = help: set SLUICE_REGISTRY_HOST={}, SLUICE_REGISTRY_USER and SLUICE_REGISTRY_PASSWORD, or log in with `docker login {}`",
+                self.registry,
                 self.registry,
                 self.registry
             );
@@ -107,30 +117,89 @@ impl Registry {
 
     /// The manifest stored under `digest`, its bytes checked against the digest.
     pub async fn fetch_manifest(&self, reference: &PluginRef, digest: &str) -> Result<Vec<u8>> {
-        let image = image_at(reference, digest);
-        let bytes = match self
-            .client
-            .pull_manifest_raw(&image, &self.auth, &[OCI_MANIFEST_MEDIA_TYPE])
-            .await
-        {
-            Ok((bytes, _)) => bytes.to_vec(),
-            Err(err) if is_not_found(&err) => bail!(
+        let Some(bytes) = self.manifest_capped(reference, digest).await? else {
+            bail!(
                 "manifest {digest} of {} is not in the registry (deleted, or never pushed there)\n  = help: `sluice lock --update` re-resolves the pipeline's references on purpose",
                 reference.name()
-            ),
-            Err(err) if digest_mismatch(&err).is_some() => {
-                let actual = digest_mismatch(&err).unwrap_or_default();
-                return Err(DigestMismatch {
-                    what: "manifest",
-                    expected: digest.to_string(),
-                    actual,
-                }
-                .into());
-            }
-            Err(err) => return Err(self.unreachable(err)),
+            );
         };
         DigestMismatch::check("manifest", digest, &bytes)?;
         Ok(bytes)
+    }
+
+    /// The manifest `reference`'s repository holds under `tag_or_digest`, read with a cap of
+    /// [`MAX_MANIFEST_BYTES`] (oci-client reads whole bodies); `None` when there is none.
+    async fn manifest_capped(
+        &self,
+        reference: &PluginRef,
+        tag_or_digest: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let image = image_tagged(reference, "latest");
+        // A bearer token when the registry uses token auth; basic or no auth otherwise.
+        let token = self
+            .client
+            .auth(&image, &self.auth, RegistryOperation::Pull)
+            .await
+            .map_err(|err| self.unreachable(err))?;
+        let scheme = if uses_plain_http(&reference.registry) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{tag_or_digest}",
+            reference.registry, reference.repository
+        );
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, OCI_MANIFEST_MEDIA_TYPE);
+        request = match (&token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            _ => request,
+        };
+        let unanswered = |err: reqwest::Error| {
+            anyhow::anyhow!(
+                "registry {} did not answer as expected: {err}\n  = help: is the registry running and reachable? (--offline runs from the local plugin store alone)",
+                self.registry
+            )
+        };
+        let mut response = request.send().await.map_err(unanswered)?;
+        match response.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            401 | 403 => bail!(
+                "registry {} refused access to {url}\n  = help: set SLUICE_REGISTRY_HOST={}, SLUICE_REGISTRY_USER and SLUICE_REGISTRY_PASSWORD, or log in with `docker login {}`",
+                self.registry,
+                self.registry,
+                self.registry
+            ),
+            status => bail!(
+                "registry {} answered {status} for {url}\n  = help: is it an OCI registry?",
+                self.registry
+            ),
+        }
+        let too_large = || {
+            anyhow::anyhow!(
+                "the manifest {url} is larger than {} KiB; refusing to read it (a plugin's manifest is a few hundred bytes)",
+                MAX_MANIFEST_BYTES >> 10
+            )
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_MANIFEST_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unanswered)? {
+            if bytes.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
     }
 
     /// The blob stored under `digest`, its bytes checked against the digest.
@@ -245,15 +314,9 @@ impl Registry {
         reference: &PluginRef,
         manifest_digest: &str,
     ) -> Result<Vec<Envelope>> {
-        let image = image_tagged(reference, &Self::signature_tag(manifest_digest));
-        let manifest = match self
-            .client
-            .pull_manifest_raw(&image, &self.auth, &[OCI_MANIFEST_MEDIA_TYPE])
-            .await
-        {
-            Ok((bytes, _)) => bytes,
-            Err(err) if is_not_found(&err) => return Ok(Vec::new()),
-            Err(err) => return Err(self.unreachable(err)),
+        let tag = Self::signature_tag(manifest_digest);
+        let Some(manifest) = self.manifest_capped(reference, &tag).await? else {
+            return Ok(Vec::new());
         };
         let manifest: Manifest = serde_json::from_slice(&manifest)
             .context("the signature manifest is not valid JSON")?;

@@ -143,7 +143,7 @@ pub async fn pull(
         Vec::new()
     } else {
         let envelopes = registry.fetch_signatures(reference, &digest).await?;
-        let signers = verify_signatures(&envelopes, trusted, &digest)
+        let signers = verify_signatures(&envelopes, trusted, &digest, &reference.name())
             .map_err(|why| anyhow::anyhow!("not signed by a trusted key: {why}"))?;
         store.add_signatures(&digest, &envelopes)?;
         signers
@@ -181,11 +181,14 @@ pub async fn sign(reference: &PluginRef, key: &SigningKey) -> Result<(String, En
     Ok((digest, envelope))
 }
 
-/// The trusted keys that signed `manifest_digest` among `envelopes`, or why none did.
+/// The trusted keys that signed `manifest_digest` *as* `name` (`registry/repository`) among
+/// `envelopes`, or why none did: a signature for the same bytes published under another name
+/// does not vouch for this one.
 pub fn verify_signatures(
     envelopes: &[Envelope],
     trusted: &[TrustedKey],
     manifest_digest: &str,
+    name: &str,
 ) -> Result<Vec<String>, String> {
     if envelopes.is_empty() {
         return Err("it is not signed".to_string());
@@ -196,15 +199,23 @@ pub fn verify_signatures(
     for envelope in envelopes {
         match envelope.verify(trusted) {
             Ok((statement, key)) => {
-                let names_this = statement.predicate_type == PLUGIN_SIGNATURE_PREDICATE
-                    && statement
-                        .subject
-                        .iter()
-                        .any(|s| s.digest.get("sha256").map(String::as_str) == Some(hex));
-                if names_this {
+                let is_signature = statement.predicate_type == PLUGIN_SIGNATURE_PREDICATE;
+                let for_digest: Vec<&Subject> = statement
+                    .subject
+                    .iter()
+                    .filter(|s| s.digest.get("sha256").map(String::as_str) == Some(hex))
+                    .collect();
+                if is_signature && for_digest.iter().any(|s| s.name == name) {
                     if !signers.contains(&key.short_id()) {
                         signers.push(key.short_id());
                     }
+                } else if is_signature && !for_digest.is_empty() {
+                    let names: Vec<&str> = for_digest.iter().map(|s| s.name.as_str()).collect();
+                    reasons.push(format!(
+                        "a signature by {} is for these bytes published as {}, not as {name}",
+                        key.short_id(),
+                        names.join(", ")
+                    ));
                 } else {
                     reasons.push(format!(
                         "a signature by {} is for other content (its statement does not name {manifest_digest})",
@@ -233,7 +244,7 @@ pub async fn verify(
     wasm_manifest(&registry, reference, &digest).await?;
     let envelopes = registry.fetch_signatures(reference, &digest).await?;
     let trusted_ids: Vec<String> = trusted.iter().map(TrustedKey::short_id).collect();
-    match verify_signatures(&envelopes, trusted, &digest) {
+    match verify_signatures(&envelopes, trusted, &digest, &reference.name()) {
         Ok(signers) => Ok((digest, signers)),
         Err(why) => bail!(
             "{reference} ({digest}) is not signed by a trusted key ({}): {why}",

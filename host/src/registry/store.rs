@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::config::plugin_ref::PluginRef;
+use crate::config::plugin_ref::{PluginRef, check_digest};
 use crate::model::artifacts::{sha256_bytes, sha256_file};
 use crate::trust::signing::Envelope;
 
@@ -44,14 +44,19 @@ impl PluginStore {
         &self.root
     }
 
-    fn blob_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        self.root.join("blobs").join("sha256").join(hex)
+    /// Where `digest`'s blob lives; `None` unless it is `sha256:` + 64 hex digits, so no
+    /// digest from a lockfile or a registry can name a path outside the store.
+    fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        check_digest(digest).ok()?;
+        let hex = digest.strip_prefix("sha256:")?;
+        Some(self.root.join("blobs").join("sha256").join(hex))
     }
 
     /// The stored file for `digest`, after checking its content; `None` when not stored.
     pub fn verified_blob(&self, digest: &str) -> Result<Option<PathBuf>, CorruptBlob> {
-        let path = self.blob_path(digest);
+        let Some(path) = self.blob_path(digest) else {
+            return Ok(None);
+        };
         if !path.is_file() {
             return Ok(None);
         }
@@ -64,7 +69,9 @@ impl PluginStore {
 
     /// The stored bytes for `digest`, checked; `None` when not stored.
     pub fn read_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, CorruptBlob> {
-        let path = self.blob_path(digest);
+        let Some(path) = self.blob_path(digest) else {
+            return Ok(None);
+        };
         let Ok(bytes) = std::fs::read(&path) else {
             return Ok(None);
         };
@@ -74,7 +81,9 @@ impl PluginStore {
 
     /// Stores bytes already checked against `digest`; returns the file.
     pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<PathBuf> {
-        let path = self.blob_path(digest);
+        let path = self
+            .blob_path(digest)
+            .with_context(|| format!("`{digest}` is not a sha256 digest"))?;
         crate::atomic_file::write(&path, bytes)?;
         Ok(path)
     }
@@ -101,20 +110,19 @@ impl PluginStore {
     pub fn remembered_tag(&self, reference: &PluginRef) -> Option<String> {
         let tag = reference.tag.as_ref()?;
         let text = std::fs::read_to_string(self.tag_path(reference, tag)).ok()?;
-        Some(text.trim().to_string()).filter(|d| d.starts_with("sha256:"))
+        Some(text.trim().to_string()).filter(|d| check_digest(d).is_ok())
     }
 
-    fn signatures_path(&self, manifest_digest: &str) -> PathBuf {
-        let hex = manifest_digest
-            .strip_prefix("sha256:")
-            .unwrap_or(manifest_digest);
-        self.root.join("signatures").join(format!("{hex}.json"))
+    fn signatures_path(&self, manifest_digest: &str) -> Option<PathBuf> {
+        check_digest(manifest_digest).ok()?;
+        let hex = manifest_digest.strip_prefix("sha256:")?;
+        Some(self.root.join("signatures").join(format!("{hex}.json")))
     }
 
     /// Signature envelopes fetched earlier for a manifest (they are checked on every use).
     pub fn signatures(&self, manifest_digest: &str) -> Vec<Envelope> {
-        std::fs::read(self.signatures_path(manifest_digest))
-            .ok()
+        self.signatures_path(manifest_digest)
+            .and_then(|path| std::fs::read(path).ok())
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
     }
@@ -128,7 +136,10 @@ impl PluginStore {
             }
         }
         let bytes = serde_json::to_vec_pretty(&all).context("cannot encode signatures")?;
-        crate::atomic_file::write(&self.signatures_path(manifest_digest), &bytes)
+        let path = self
+            .signatures_path(manifest_digest)
+            .with_context(|| format!("`{manifest_digest}` is not a sha256 digest"))?;
+        crate::atomic_file::write(&path, &bytes)
     }
 }
 
@@ -163,6 +174,28 @@ mod tests {
         assert!(store.verified_blob(&digest).is_err());
         assert!(!path.exists());
         assert!(matches!(store.read_blob(&digest), Ok(None)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_digest_that_is_not_one_never_becomes_a_path() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = PluginStore::new(dir.path().join("store"));
+        std::fs::write(dir.path().join("outside"), b"keep")?;
+        for bad in [
+            "sha256:../../outside",
+            "../outside",
+            "sha256:",
+            "sha256:ABC/x",
+        ] {
+            assert!(store.put_blob(bad, b"x").is_err(), "{bad}");
+            assert!(matches!(store.verified_blob(bad), Ok(None)), "{bad}");
+            assert!(matches!(store.read_blob(bad), Ok(None)), "{bad}");
+            assert!(store.add_signatures(bad, &[]).is_err(), "{bad}");
+            assert!(store.signatures(bad).is_empty());
+        }
+        assert_eq!(std::fs::read(dir.path().join("outside"))?, b"keep");
+        assert!(!dir.path().join("store").exists(), "nothing written");
         Ok(())
     }
 }

@@ -137,7 +137,7 @@ impl Resolver<'_> {
             Vec::new()
         } else {
             let cached = store.signatures(&manifest_digest);
-            match verify_signatures(&cached, trusted, &manifest_digest) {
+            match verify_signatures(&cached, trusted, &manifest_digest, &reference.name()) {
                 Ok(signers) => signers,
                 Err(why) if self.options.offline => {
                     return Err(Problem::Refused(format!(
@@ -150,14 +150,16 @@ impl Resolver<'_> {
                         .fetch_signatures(reference, &manifest_digest)
                         .await?;
                     store.add_signatures(&manifest_digest, &envelopes)?;
-                    verify_signatures(&envelopes, trusted, &manifest_digest).map_err(|why| {
-                        let trusted: Vec<String> = trusted.iter().map(|k| k.short_id()).collect();
-                        Problem::Refused(format!(
-                            "refused before running: {manifest_digest} is not signed by a key \
+                    verify_signatures(&envelopes, trusted, &manifest_digest, &reference.name())
+                        .map_err(|why| {
+                            let trusted: Vec<String> =
+                                trusted.iter().map(|k| k.short_id()).collect();
+                            Problem::Refused(format!(
+                                "refused before running: {manifest_digest} is not signed by a key \
                                  this pipeline trusts ({}): {why}",
-                            trusted.join(", ")
-                        ))
-                    })?
+                                trusted.join(", ")
+                            ))
+                        })?
                 }
             }
         };

@@ -14,7 +14,7 @@ mod servers;
 
 pub use outcome::Outcome;
 pub use pipeline::{Pipeline, Stage, all_succeeded, refused_before_running, stopped_at, table};
-pub use servers::{Listener, RegistryServer, free_port};
+pub use servers::{CredentialLure, Listener, RegistryServer, free_port};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
