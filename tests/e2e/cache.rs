@@ -90,3 +90,61 @@ fn no_cache_compiles_every_time_and_stores_nothing() -> Result<()> {
     assert!(!sandbox.cache_dir().exists());
     Ok(())
 }
+
+/// The compiled entry for `plugin` in a sandbox's own cache.
+fn entry_for(sandbox: &Sandbox, plugin: &str) -> Result<std::path::PathBuf> {
+    let sha = crate::support::sha256_of(&crate::support::plugin(plugin)?)?;
+    std::fs::read_dir(sandbox.cache_dir())?
+        .flatten()
+        .map(|dir| dir.path().join(format!("{sha}.cwasm")))
+        .find(|path| path.is_file())
+        .ok_or_else(|| anyhow::anyhow!("no compiled entry for {plugin}"))
+}
+
+#[test]
+fn compiled_code_planted_in_another_plugins_slot_is_never_run() -> Result<()> {
+    let sandbox = Sandbox::with_own_cache()?;
+    let pipeline = repo_root().join("examples/hello/pipeline.toml");
+    let (first, cold) = sandbox.run(&pipeline)?;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // A valid, signed entry — of `emit` — put where `text-transform`'s code belongs.
+    let planted = std::fs::read(entry_for(&sandbox, "emit")?)?;
+    let slot = entry_for(&sandbox, "text-transform")?;
+    std::fs::write(&slot, &planted)?;
+    let (second, warm) = sandbox.run(&pipeline)?;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    for stage in &warm.stages {
+        let expected = stage.name != "build";
+        assert_eq!(stage.plugin.cache_hit, Some(expected), "{}", stage.name);
+    }
+    // The real plugin ran: the same output as the first run, and the slot holds its own code.
+    let outputs = |report: &sluice::model::report::RunReport| -> Vec<String> {
+        report.stages[1]
+            .outputs
+            .iter()
+            .map(|a| a.sha256.clone())
+            .collect()
+    };
+    assert_eq!(outputs(&cold), outputs(&warm));
+    assert_ne!(std::fs::read(&slot)?, planted);
+    Ok(())
+}
+
+#[test]
+fn a_cache_folder_other_users_can_write_is_refused() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::with_own_cache()?;
+    let pipeline = repo_root().join("examples/hello/pipeline.toml");
+    std::fs::create_dir_all(sandbox.cache_dir())?;
+    std::fs::set_permissions(sandbox.cache_dir(), std::fs::Permissions::from_mode(0o777))?;
+    let (ran, report) = sandbox.run(&pipeline)?;
+    assert_ne!(ran.code, 0);
+    ran.assert_stderr(&["can be written by other users", "chmod go-w"]);
+    assert!(
+        report.stages.iter().all(|s| s.duration_ms.is_none()),
+        "nothing ran"
+    );
+    let compiled = std::fs::read_dir(sandbox.cache_dir())?.count();
+    assert_eq!(compiled, 0, "nothing was written into it");
+    Ok(())
+}
