@@ -289,7 +289,7 @@ fn a_gate_stops_a_non_interactive_run_and_resume_finishes_it() -> Result<()> {
     assert_eq!(site.get("/")?.0, 404, "the gate held");
 
     // Resuming without approving the gate stops there again.
-    let runs = site.dir.join(".sluice/runs").display().to_string();
+    let runs = site.sandbox.runs_dir().display().to_string();
     let again = site.sandbox.sluice(&[
         "resume",
         &report.run_id,

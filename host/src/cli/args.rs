@@ -174,8 +174,8 @@ pub struct ResumeArgs {
     /// Approve this gated stage (repeatable)
     #[arg(long, value_name = "STAGE")]
     pub approve: Vec<String>,
-    /// The runs folder holding the run [default: ./.sluice/runs]
-    #[arg(long, value_name = "DIR")]
+    /// The runs folder holding the run [default: found among the default runs folders]
+    #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
     pub runs_dir: Option<PathBuf>,
     /// The pipeline file [default: the one the run was started with]
     #[arg(long, value_name = "FILE")]
@@ -210,8 +210,9 @@ pub struct RunArgs {
     /// non-interactive run stops at the gate
     #[arg(long, value_name = "STAGE")]
     pub approve: Vec<String>,
-    /// Where run folders go [default: <pipeline dir>/.sluice/runs]
-    #[arg(long, value_name = "DIR")]
+    /// Where run folders go, outside every folder a stage is given [default:
+    /// ~/.local/state/sluice/runs/<pipeline>-<hash>]
+    #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
     pub runs_dir: Option<PathBuf>,
     #[command(flatten)]
     pub resolve: ResolveArgs,

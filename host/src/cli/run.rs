@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sluice::Host;
 use sluice::config::pipeline;
 use sluice::model::events::EventSink;
+use sluice::model::layout::{default_runs_root, runs_home};
 use sluice::model::report::{RunReport, RunStatus};
 use sluice::registry::store::PluginStore;
 use sluice::reporters::{
@@ -25,6 +26,7 @@ pub async fn run(host: &Host, store: &PluginStore, args: RunArgs) -> Outcome {
     let resolve = resolve_options(store, args.resolve);
     let options = RunOptions {
         runs_dir: args.runs_dir,
+        plugin_store: Some(store.root().to_path_buf()),
         approve: args.approve,
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
@@ -55,6 +57,7 @@ pub async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> Outco
     let resolve = resolve_options(store, args.resolve);
     let options = RunOptions {
         runs_dir: None,
+        plugin_store: Some(store.root().to_path_buf()),
         approve: args.approve,
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
@@ -84,31 +87,55 @@ fn interrupt_on_ctrl_c() -> Interrupt {
     interrupt
 }
 
-/// The run folder `args.run` names: a path, or an id under the runs folder.
+/// The run folder `args.run` names: a path, or an id under `--runs-dir`, the pipeline's default
+/// runs folder, or any pipeline's default runs folder.
 fn find_run(args: &ResumeArgs) -> Result<PathBuf, CliError> {
     let direct = PathBuf::from(&args.run);
     if direct.join("report.json").is_file() {
         return Ok(direct);
     }
-    let runs = args
-        .runs_dir
-        .clone()
-        .or_else(|| {
-            args.pipeline
-                .as_ref()
-                .and_then(|p| p.parent().map(|d| d.join(".sluice/runs")))
-        })
-        .unwrap_or_else(|| PathBuf::from(".sluice/runs"));
-    let dir = runs.join(&args.run);
-    if dir.join("report.json").is_file() {
-        Ok(dir)
-    } else {
-        Err(CliError::input(format!(
-            "no run `{}` in {}\n  = help: pass the run folder's path, or --runs-dir DIR (runs live in <pipeline dir>/.sluice/runs)",
-            args.run,
-            runs.display()
-        )))
+    let mut searched: Vec<PathBuf> = Vec::new();
+    if let Some(runs) = &args.runs_dir {
+        searched.push(runs.clone());
+    } else if let Some(file) = &args.pipeline {
+        let pipeline = pipeline::load(file)?;
+        searched.push(default_runs_root(&pipeline.dir, &pipeline.name));
+    } else if let Some(home) = runs_home() {
+        searched.extend(
+            std::fs::read_dir(&home)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path()),
+        );
     }
+    // A run id is one path segment: never a way out of the runs folder.
+    let plain_id = !args.run.is_empty()
+        && args
+            .run
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if plain_id
+        && let Some(dir) = searched
+            .iter()
+            .map(|runs| runs.join(&args.run))
+            .find(|dir| dir.join("report.json").is_file())
+    {
+        return Ok(dir);
+    }
+    Err(CliError::input(format!(
+        "no run `{}` in {}\n  = help: pass the run folder's path, or --runs-dir DIR (sluice run prints each run's folder)",
+        args.run,
+        if searched.is_empty() {
+            "the default runs folders".to_string()
+        } else {
+            searched
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )))
 }
 
 /// Asks on the terminal when both stdin and stderr are one; otherwise gates wait.

@@ -7,6 +7,43 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
+/// Where runs of a pipeline go unless told otherwise: `$SLUICE_RUNS_DIR`, else a folder per
+/// pipeline under the user's state folder (`~/.local/state/sluice/runs/<name>-<hash of its
+/// folder>`) — outside the pipeline's folder, so outside the workspace stages are given.
+pub fn default_runs_root(pipeline_dir: &Path, name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_RUNS_DIR") {
+        return PathBuf::from(dir);
+    }
+    match runs_home() {
+        Some(home) => {
+            let folder =
+                std::path::absolute(pipeline_dir).unwrap_or_else(|_| pipeline_dir.to_path_buf());
+            let digest =
+                crate::model::artifacts::sha256_bytes(folder.as_os_str().as_encoded_bytes());
+            let safe: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(64)
+                .collect();
+            home.join(format!("{safe}-{}", &digest[..12]))
+        }
+        None => pipeline_dir.join(".sluice").join("runs"),
+    }
+}
+
+/// The folder holding every pipeline's default runs folder.
+pub fn runs_home() -> Option<PathBuf> {
+    dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .map(|d| d.join("sluice").join("runs"))
+}
+
 /// The folders of one run.
 #[derive(Debug, Clone)]
 pub struct RunLayout {

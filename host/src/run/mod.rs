@@ -9,6 +9,7 @@ mod options;
 mod prepare;
 pub mod provenance;
 mod publish;
+mod reach;
 mod record;
 pub mod schedule;
 mod stage;
@@ -25,11 +26,12 @@ pub(crate) use prepare::preflight;
 
 use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::{Event, EventSink};
-use crate::model::layout::RunLayout;
+use crate::model::layout::{RunLayout, default_runs_root};
 use crate::model::report::{RunReport, RunStatus, StageRecord, StageStatus};
 use crate::resolve::ResolvedPipeline;
 use crate::sandbox::engine::Host;
 use crate::trust::secrets::SecretValues;
+use reach::refuse_state_in_mounts;
 use record::{RunHistory, earlier_stages, pending_record, pipeline_digest, rfc3339};
 use schedule::{Decision, Situation};
 use stage::StageExecution;
@@ -46,7 +48,8 @@ pub async fn run(
     let runs_root = options
         .runs_dir
         .clone()
-        .unwrap_or_else(|| pipeline.dir.join(".sluice").join("runs"));
+        .unwrap_or_else(|| default_runs_root(&pipeline.dir, &pipeline.name));
+    refuse_state_in_mounts(pipeline, &state_folders(host, options, &runs_root))?;
     let layout = RunLayout::create(&runs_root)?;
     let records = resolved
         .stages()
@@ -76,6 +79,8 @@ pub async fn resume(
     events: &EventSink,
 ) -> Result<RunOutcome> {
     let pipeline = &resolved.pipeline;
+    let runs_root = run_dir.parent().unwrap_or(run_dir);
+    refuse_state_in_mounts(pipeline, &state_folders(host, options, runs_root))?;
     let report = RunReport::read(&run_dir.join("report.json"))?;
     anyhow::ensure!(
         report.status == RunStatus::AwaitingApproval,
@@ -118,6 +123,22 @@ pub async fn resume(
         start: gate,
     };
     drive(host, resolved, options, events, session).await
+}
+
+/// What sluice keeps that no stage may reach: the runs folder, compiled code, the plugin store.
+fn state_folders<'a>(
+    host: &'a Host,
+    options: &'a RunOptions,
+    runs_root: &'a Path,
+) -> Vec<(&'static str, &'a Path)> {
+    let mut folders = vec![("the runs folder", runs_root)];
+    if let Some(cache) = host.cache_dir() {
+        folders.push(("the compiled-code cache", cache));
+    }
+    if let Some(store) = &options.plugin_store {
+        folders.push(("the plugin store", store.as_path()));
+    }
+    folders
 }
 
 /// Where a run (or its resumption) starts: its folder, the records so far, and the first stage

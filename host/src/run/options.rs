@@ -8,8 +8,10 @@ use crate::model::report::RunReport;
 /// How a run is set up beyond what the pipeline file says.
 #[derive(Clone, Default)]
 pub struct RunOptions {
-    /// Where run folders go; default `<pipeline dir>/.sluice/runs`.
+    /// Where run folders go; default [`crate::model::layout::default_runs_root`].
     pub runs_dir: Option<PathBuf>,
+    /// The plugin store in use, kept out of every stage's reach like the runs folder.
+    pub plugin_store: Option<PathBuf>,
     /// Stages approved in advance (`--approve STAGE`).
     pub approve: Vec<String>,
     /// Asks a person about the other gated stages; without one, the run stops at the gate.
