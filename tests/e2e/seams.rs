@@ -359,3 +359,125 @@ fn provenance_trusts_the_phases_the_pipeline_gives_not_what_plugins_claim() -> R
         .assert_stdout(&["the pipeline marks it `test`, its plugin says `release`"]);
     Ok(())
 }
+
+#[test]
+fn run_state_inside_a_folder_a_stage_is_given_is_refused_before_anything_runs() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    std::fs::create_dir(sandbox.path().join("ws"))?;
+    let writer = Stage::new("attack", "emit")
+        .allow("workspace", "write")
+        .config("files", table([("x.txt", "x")]));
+    let file = sandbox.write(&Pipeline::three_stage(writer).set("workspace", "ws"))?;
+    let inside = sandbox.path().join("ws/.sluice/runs");
+    let ran = sandbox.sluice(&[
+        "run",
+        &file.display().to_string(),
+        "--runs-dir",
+        &inside.display().to_string(),
+    ])?;
+    ran.assert_exit(exit_codes::INVALID_INPUT).assert_stderr(&[
+        "stage `attack` is given its workspace",
+        "which overlaps the runs folder",
+        "--runs-dir",
+    ]);
+    assert!(
+        !sandbox.path().join("ws/.sluice").exists(),
+        "nothing was created"
+    );
+    // A granted folder around the plugin store is refused the same way.
+    let around = Stage::new("attack", "emit").allow(
+        "dirs",
+        [table([("host", "."), ("guest", "/all"), ("mode", "read")])],
+    );
+    let file = sandbox.write(&Pipeline::three_stage(around))?;
+    sandbox
+        .sluice(&["run", &file.display().to_string()])?
+        .assert_exit(exit_codes::INVALID_INPUT)
+        .assert_stderr(&["overlaps the"]);
+    assert!(!sandbox.runs_dir().exists(), "no run folder");
+    Ok(())
+}
+
+#[test]
+fn a_program_cannot_write_through_its_inputs_into_published_artifacts() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    // The program is handed its input's host path, as `${in}` gives it.
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
+        Stage::new("attack", "exec-probe")
+            .allow("exec", ["sh"])
+            .config("program", "sh")
+            .config(
+                "args",
+                ["-c", r#"echo pwned > "$0"; cat "$0""#, "${in}/code/a.txt"],
+            )
+            .config("cwd", "/out"),
+    ))?;
+    let code = &run.stage("code").outputs[0];
+    let published = run.run_dir().join(&code.path);
+    assert_eq!(std::fs::read_to_string(&published)?, "alpha\n");
+    assert_eq!(crate::support::sha256_of(&published)?, code.sha256);
+    run.assert_stages(
+        exit_codes::SUCCESS,
+        &[
+            ("code", Succeeded),
+            ("attack", Succeeded),
+            ("release", Succeeded),
+        ],
+    );
+    Ok(())
+}
+
+#[test]
+fn a_resumed_run_re_verifies_every_artifact_and_path_it_recorded() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let gated = Stage::new("ship", "checksum")
+        .phase("release")
+        .set("approval", "manual");
+    let pipeline = Pipeline::new("t")
+        .stage(
+            Stage::new("code", "emit")
+                .phase("code")
+                .config("files", table([("a.txt", "alpha\n")])),
+        )
+        .stage(gated);
+    let run = sandbox.run_pipeline(&pipeline)?;
+    assert_eq!(
+        run.ran.code,
+        exit_codes::AWAITING_APPROVAL,
+        "{}",
+        run.describe()
+    );
+    let run_dir = run.run_dir().to_path_buf();
+    let id = run.report.run_id.clone();
+    let resume = || sandbox.sluice(&["resume", &id, "--approve", "ship", "--format", "plain"]);
+
+    // An artifact changed while the run waited.
+    let artifact = run_dir.join("artifacts/code/a.txt");
+    std::fs::write(&artifact, "tampered\n")?;
+    let ran = resume()?;
+    assert_ne!(ran.code, exit_codes::SUCCESS);
+    ran.assert_stderr(&["artifact `code/a.txt` changed after it was published"]);
+    std::fs::write(&artifact, "alpha\n")?;
+
+    // A record that points outside the run folder.
+    let report_file = run_dir.join("report.json");
+    let original = std::fs::read_to_string(&report_file)?;
+    std::fs::write(
+        &report_file,
+        original.replace("\"artifacts/code/a.txt\"", "\"../../../../etc/passwd\""),
+    )?;
+    let ran = resume()?;
+    assert_ne!(ran.code, exit_codes::SUCCESS);
+    ran.assert_stderr(&["names the path `../../../../etc/passwd`"]);
+    std::fs::write(&report_file, &original)?;
+
+    // Intact, it resumes, and the release sums the bytes that were recorded.
+    resume()?.assert_exit(exit_codes::SUCCESS);
+    let sums = std::fs::read_dir(run_dir.join("artifacts/ship"))?
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    let recorded = &run.stage("code").outputs[0].sha256;
+    assert!(sums.contains(recorded.as_str()), "{sums}");
+    Ok(())
+}

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -56,19 +56,54 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Makes `source` visible at `dest` without copying when possible (hard link), else copies.
-/// The stage sees its inputs through a read-only preopen, so a link cannot be written through.
-pub fn link_or_copy(source: &Path, dest: &Path) -> Result<()> {
+/// Makes `source` visible at `dest`. A stage that only sees its inputs through a read-only
+/// preopen gets a hard link (`writable_by_programs` false): it cannot write through it. A stage
+/// whose host programs are handed `${in}` gets its own copy (a reflink where the filesystem
+/// has them), since a program could write through a link into the published artifact.
+pub fn hand_over(source: &Path, dest: &Path, writable_by_programs: bool) -> Result<()> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    if fs::hard_link(source, dest).is_ok() {
+    if !writable_by_programs && fs::hard_link(source, dest).is_ok() {
         return Ok(());
     }
     fs::copy(source, dest)
         .map(|_| ())
         .with_context(|| format!("cannot copy {} to {}", source.display(), dest.display()))
+}
+
+/// Checks a recorded artifact against its file in `run_dir`: the path is the one sluice gives
+/// (`artifacts/<stage>/<name>`, nothing that leads elsewhere), the file is a regular file, and
+/// its content still hashes to the recorded digest. Returns the file.
+pub fn verify_recorded(run_dir: &Path, artifact: &ArtifactRecord) -> Result<PathBuf, String> {
+    let shown = artifact.reference();
+    let names_ok = crate::config::names::check_stage_name(&artifact.stage).is_ok()
+        && check_relative_name(&artifact.name).is_ok()
+        && artifact.path == format!("artifacts/{}/{}", artifact.stage, artifact.name);
+    if !names_ok {
+        return Err(format!(
+            "the record of artifact `{shown}` names the path `{}`, which is not where sluice keeps it; the run record was edited",
+            artifact.path
+        ));
+    }
+    let path = run_dir.join(&artifact.path);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() => {}
+        _ => {
+            return Err(format!(
+                "artifact `{shown}` is missing or not a regular file"
+            ));
+        }
+    }
+    let (sha256, _) = sha256_file(&path).map_err(|err| format!("{err:#}"))?;
+    if sha256 != artifact.sha256 {
+        return Err(format!(
+            "artifact `{shown}` changed after it was published (recorded sha256 {}, now {sha256})",
+            artifact.sha256
+        ));
+    }
+    Ok(path)
 }
 
 /// Why a declared output was refused.

@@ -106,6 +106,12 @@ pub async fn resume(
         .iter()
         .position(|s| s.status == StageStatus::AwaitingApproval)
         .context("the run records no stage waiting for approval")?;
+    verify_finished(resolved, &report.stages[..gate], run_dir).map_err(|why| {
+        anyhow::anyhow!(
+            "run {} cannot be resumed: {why}; start a new run",
+            report.run_id
+        )
+    })?;
     let mut records = report.stages;
     records[gate] = pending_record(&pipeline.stages[gate], resolved.stages[gate].pin.as_ref());
     let layout = RunLayout::open(run_dir, &report.run_id);
@@ -123,6 +129,49 @@ pub async fn resume(
         start: gate,
     };
     drive(host, resolved, options, events, session).await
+}
+
+/// Before a run resumes, what it finished must still be what it recorded: every path in the
+/// record is one sluice gives, every artifact hashes to its digest, every plugin that ran is
+/// the same file.
+fn verify_finished(
+    resolved: &ResolvedPipeline,
+    finished: &[StageRecord],
+    run_dir: &Path,
+) -> Result<(), String> {
+    for (record, (_, stage)) in finished.iter().zip(resolved.stages()) {
+        if let Some(log) = &record.log
+            && *log != format!("logs/{}.log", record.name)
+        {
+            return Err(format!(
+                "the record of stage `{}` names the log `{log}`, which is not where sluice keeps it",
+                record.name
+            ));
+        }
+        for artifact in &record.outputs {
+            if artifact.stage != record.name {
+                return Err(format!(
+                    "the record of stage `{}` claims artifact `{}`",
+                    record.name,
+                    artifact.reference()
+                ));
+            }
+            crate::model::artifacts::verify_recorded(run_dir, artifact)?;
+        }
+        if let Some(recorded) = &record.plugin.sha256 {
+            let now = crate::model::artifacts::sha256_file(&stage.plugin_path)
+                .map(|(hex, _)| hex)
+                .unwrap_or_else(|_| "(unreadable)".to_string());
+            if *recorded != now {
+                return Err(format!(
+                    "the plugin of stage `{}` changed since the run started (recorded sha256 \
+                     {recorded}, now {now})",
+                    record.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What sluice keeps that no stage may reach: the runs folder, compiled code, the plugin store.

@@ -40,6 +40,16 @@ fn write(
     run_dir: &Path,
     secrets: &SecretValues,
 ) -> Result<ProvenanceRecord> {
+    // What is attested is checked first: a release artifact (or the source record) that changed
+    // after it was published gets no provenance at all.
+    for stage in report.stages.iter().filter(|s| {
+        s.status == StageStatus::Succeeded && matches!(s.phase.as_deref(), Some("release" | "code"))
+    }) {
+        for artifact in &stage.outputs {
+            crate::model::artifacts::verify_recorded(run_dir, artifact)
+                .map_err(|why| anyhow::anyhow!("no provenance written: {why}"))?;
+        }
+    }
     let statement = statement(resolved, report, run_dir);
     let json = serde_json::to_vec_pretty(&statement).context("cannot encode provenance")?;
     std::fs::write(run_dir.join(STATEMENT_FILE), json)

@@ -277,12 +277,16 @@ impl StageExecution<'_> {
         }
     }
 
+    /// Hands the stage its inputs — each checked against the digest it was published with, so
+    /// a stage never consumes bytes that changed after they were recorded — and makes its
+    /// output folder.
     fn stage_files(&self, inputs: &[&ArtifactRecord], in_dir: &Path, out_dir: &Path) -> Result<()> {
+        let programs = !self.spec.grants.exec.is_empty();
         for artifact in inputs {
-            artifacts::link_or_copy(
-                &self.layout.dir.join(&artifact.path),
-                &in_dir.join(&artifact.stage).join(&artifact.name),
-            )?;
+            let source = artifacts::verify_recorded(&self.layout.dir, artifact)
+                .map_err(|why| anyhow::anyhow!("{why}; refusing to hand it on"))?;
+            let dest = in_dir.join(&artifact.stage).join(&artifact.name);
+            artifacts::hand_over(&source, &dest, programs)?;
         }
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))

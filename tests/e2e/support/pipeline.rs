@@ -139,7 +139,7 @@ pub struct Stage {
     name: String,
     plugin: String,
     inputs: Vec<String>,
-    phase: Option<String>,
+    keys: Vec<(String, Toml)>,
     limits: Vec<(String, Toml)>,
     allow: Vec<(String, Toml)>,
     config: Vec<(String, Toml)>,
@@ -157,7 +157,7 @@ impl Stage {
             name: name.to_string(),
             plugin: plugin.to_string(),
             inputs: Vec::new(),
-            phase: None,
+            keys: Vec::new(),
             limits: Vec::new(),
             allow: Vec::new(),
             config: Vec::new(),
@@ -171,8 +171,13 @@ impl Stage {
     }
 
     /// `phase = "..."`: what the pipeline says the stage is.
-    pub fn phase(mut self, phase: &str) -> Self {
-        self.phase = Some(phase.to_string());
+    pub fn phase(self, phase: &str) -> Self {
+        self.set("phase", phase)
+    }
+
+    /// Any other key of the stage's table (`approval`, `when`, ...).
+    pub fn set(mut self, key: &str, value: impl Into<Toml>) -> Self {
+        self.keys.push((key.to_string(), value.into()));
         self
     }
 
@@ -208,11 +213,9 @@ impl Stage {
             let inputs = Toml::Array(self.inputs.iter().map(|i| i.as_str().into()).collect());
             out.push_str(&format!("inputs = {}\n", inputs.inline()));
         }
-        if let Some(phase) = &self.phase {
-            out.push_str(&format!(
-                "phase = {}\n",
-                Toml::from(phase.as_str()).inline()
-            ));
+        if !self.keys.is_empty() {
+            out.push_str(&key_values(&self.keys, "\n"));
+            out.push('\n');
         }
         if !self.limits.is_empty() {
             out.push_str(&format!(
