@@ -10,6 +10,7 @@ mod chain;
 mod cli;
 mod failures;
 mod grants;
+mod graph;
 mod phases;
 mod polyglot;
 mod scaffold;

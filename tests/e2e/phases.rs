@@ -353,7 +353,7 @@ fn a_gate_stops_a_non_interactive_run_and_resume_finishes_it() -> Result<()> {
     assert!(
         finished
             .stderr
-            .contains("is not waiting for approval (it succeeded)"),
+            .contains("is not waiting for approval and was not interrupted (it succeeded)"),
         "{}",
         finished.stderr
     );

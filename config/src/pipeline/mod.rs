@@ -3,6 +3,7 @@
 //! nothing but the pipeline file itself; key files, plugins and secrets are the host's to open.
 
 mod allow;
+mod graph;
 mod hints;
 mod inputs;
 mod limits;
@@ -42,6 +43,8 @@ pub struct Pipeline {
     pub stages: Vec<StageSpec>,
     /// The secret whose value signs release provenance, if any.
     pub provenance_key: Option<String>,
+    /// When a stage does not succeed, stages running beside it are cancelled (default true).
+    pub fail_fast: bool,
 }
 
 /// One `[[stage]]` entry.
@@ -73,6 +76,15 @@ pub struct StageSpec {
     /// The phase the pipeline file gives the stage (`phase = "release"`). Provenance takes its
     /// subjects and source commit from these, never from what a plugin says it is.
     pub phase: Option<String>,
+    /// Stages named in `needs`.
+    pub needs: Vec<String>,
+    /// Every stage this one waits for: those its `inputs` read from and its `needs`, or, with
+    /// neither, every stage above it.
+    pub depends_on: Vec<String>,
+    /// How many more attempts a stage that fails, crashes or errors gets (0 to 10).
+    pub retries: u32,
+    /// Whether the run goes on, and still succeeds, when this stage does not.
+    pub allow_failure: bool,
 }
 
 /// The phases a stage can be given, in delivery order.
@@ -211,12 +223,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         trusted_keys: &trusted_keys,
         names: raw.stage.iter().map(|s| &s.name).collect(),
     };
-    let stages = raw
+    let mut stages = raw
         .stage
         .iter()
         .enumerate()
         .map(|(index, stage)| stage::resolve(stage, index, &cx))
         .collect::<Result<Vec<_>, _>>()?;
+    graph::link(&mut stages, &raw.stage, &cx)?;
     Ok(Pipeline {
         name,
         description,
@@ -226,6 +239,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         secrets,
         stages,
         provenance_key,
+        fail_fast: pipeline.fail_fast.unwrap_or(true),
     })
 }
 

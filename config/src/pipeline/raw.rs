@@ -41,6 +41,9 @@ pub(crate) struct RawPipeline {
     /// The secret holding the ed25519 key that signs release provenance.
     #[serde(default)]
     pub provenance_key: Option<Text>,
+    /// When a stage does not succeed, cancel the stages running beside it (default true).
+    #[serde(default)]
+    pub fail_fast: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +69,15 @@ pub(crate) struct RawStage {
     /// trusts.
     #[serde(default)]
     pub phase: Option<Text>,
+    /// Stages this one waits for besides those its `inputs` read from.
+    #[serde(default)]
+    pub needs: Option<Vec<Text>>,
+    /// How many more times a stage that did not succeed is tried.
+    #[serde(default)]
+    pub retries: Option<Spanned<i64>>,
+    /// The run goes on (and succeeds) when this stage does not.
+    #[serde(default)]
+    pub allow_failure: Option<bool>,
     #[serde(default)]
     pub config: Option<toml::Table>,
     /// Replaces the pipeline's `trusted_keys` for this stage's plugin.

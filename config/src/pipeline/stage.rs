@@ -49,6 +49,10 @@ pub(super) fn resolve(
         manual_approval: approval(stage.approval.as_ref(), src)?,
         when: when(stage.when.as_ref(), src)?,
         phase: phase(stage.phase.as_ref(), src)?,
+        needs: super::graph::needs(stage, index, cx)?,
+        depends_on: Vec::new(),
+        retries: retries(stage.retries.as_ref(), src)?,
+        allow_failure: stage.allow_failure.unwrap_or(false),
         name,
         site,
         plugin_ref,
@@ -131,6 +135,26 @@ fn approval(text: Option<&Text>, src: &Source<'_>) -> Result<bool, Diagnostic> {
                 "use \"manual\" to require a person's approval before the stage runs, or \
                  \"none\" (the default)",
             )),
+    }
+}
+
+/// At most this many retries: a stage that fails ten times more is not going to pass.
+const MAX_RETRIES: i64 = 10;
+
+fn retries(value: Option<&toml::Spanned<i64>>, src: &Source<'_>) -> Result<u32, Diagnostic> {
+    let Some(value) = value else {
+        return Ok(0);
+    };
+    match u32::try_from(*value.get_ref()) {
+        Ok(n) if i64::from(n) <= MAX_RETRIES => Ok(n),
+        _ => Err(src
+            .error(
+                value.span(),
+                format!("`retries = {}` is out of range", value.get_ref()),
+            )
+            .with_hint(format!(
+                "use 0 to {MAX_RETRIES}: how many more times the stage is tried after it fails"
+            ))),
     }
 }
 

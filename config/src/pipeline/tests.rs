@@ -258,3 +258,78 @@ fn bad_grants_are_refused_with_a_place() {
         assert!(diag.line.is_some(), "{to}: no line in {diag}");
     }
 }
+
+#[test]
+fn the_graph_follows_inputs_and_needs_and_keeps_the_chain_otherwise() -> Result<(), Diagnostic> {
+    let p = parse_str(
+        r#"
+version = 1
+[pipeline]
+name = "diamond"
+fail_fast = false
+[[stage]]
+name = "code"
+plugin = "a.wasm"
+[[stage]]
+name = "lint"
+plugin = "a.wasm"
+inputs = ["code/*"]
+[[stage]]
+name = "test"
+plugin = "a.wasm"
+needs = ["code"]
+retries = 2
+allow_failure = true
+[[stage]]
+name = "release"
+plugin = "a.wasm"
+inputs = ["lint/*"]
+needs = ["test"]
+[[stage]]
+name = "notify"
+plugin = "a.wasm"
+"#,
+    )?;
+    let deps: Vec<Vec<&str>> = p
+        .stages
+        .iter()
+        .map(|s| s.depends_on.iter().map(String::as_str).collect())
+        .collect();
+    assert_eq!(
+        deps,
+        [
+            vec![],
+            vec!["code"],
+            vec!["code"],
+            vec!["lint", "test"],
+            vec!["code", "lint", "test", "release"],
+        ]
+    );
+    assert!(!p.fail_fast);
+    assert_eq!((p.stages[2].retries, p.stages[2].allow_failure), (2, true));
+    assert_eq!((p.stages[0].retries, p.stages[0].allow_failure), (0, false));
+    Ok(())
+}
+
+#[test]
+fn needs_must_name_other_stages_without_a_cycle() {
+    let base = "version = 1\n[pipeline]\nname = \"p\"\n";
+    let self_need =
+        format!("{base}[[stage]]\nname = \"a\"\nplugin = \"a.wasm\"\nneeds = [\"a\"]\n");
+    assert!(
+        error_of(&self_need)
+            .message
+            .contains("stage `a` needs itself")
+    );
+    let cycle = format!(
+        "{base}[[stage]]\nname = \"a\"\nplugin = \"a.wasm\"\nneeds = [\"b\"]\n\
+         [[stage]]\nname = \"b\"\nplugin = \"a.wasm\"\nneeds = [\"a\"]\n"
+    );
+    let err = error_of(&cycle);
+    assert!(
+        err.message.contains("cycle: `a` → `b` → `a`"),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.line, Some(7));
+}

@@ -180,6 +180,9 @@ pub struct ResumeArgs {
     /// The pipeline file [default: the one the run was started with]
     #[arg(long, value_name = "FILE")]
     pub pipeline: Option<PathBuf>,
+    /// Stages run at once, at most [default: the machine's cores]
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     #[command(flatten)]
     pub resolve: ResolveArgs,
     #[command(flatten)]
@@ -214,6 +217,9 @@ pub struct RunArgs {
     /// ~/.local/state/sluice/runs/<pipeline>-<hash>]
     #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
     pub runs_dir: Option<PathBuf>,
+    /// Stages run at once, at most [default: the machine's cores]
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     #[command(flatten)]
     pub resolve: ResolveArgs,
     #[command(flatten)]

@@ -21,7 +21,10 @@ use error::{CliError, Outcome};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match tokio::runtime::Builder::new_current_thread()
+    // Two workers: while stages run on their own threads, the scheduler blocks one of them and
+    // the signal handlers keep running on the other.
+    let outcome = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sluice::Host;
 use sluice::config::pipeline;
 use sluice::model::events::EventSink;
-use sluice::model::layout::{default_runs_root, runs_home};
+use sluice::model::layout::{RunLayout, default_runs_root, runs_home};
 use sluice::model::report::{RunReport, RunStatus};
 use sluice::registry::store::PluginStore;
 use sluice::reporters::{
@@ -27,6 +27,7 @@ pub async fn run(host: &Host, store: &PluginStore, args: RunArgs) -> Outcome {
     let options = RunOptions {
         runs_dir: args.runs_dir,
         plugin_store: Some(store.root().to_path_buf()),
+        jobs: args.jobs.map(usize::from),
         approve: args.approve,
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
@@ -42,12 +43,23 @@ pub async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> Outco
     let run_dir = find_run(&args)?;
     let report = RunReport::read(&run_dir.join("report.json"))
         .map_err(|err| CliError::input(format!("{err:#}")))?;
-    if report.status != RunStatus::AwaitingApproval {
-        return Err(CliError::input(format!(
-            "run {} is not waiting for approval (it {}); start a new run instead",
-            report.run_id,
-            report.status.label()
-        )));
+    match report.status {
+        RunStatus::AwaitingApproval => {}
+        RunStatus::Running if RunLayout::is_locked(&run_dir) => {
+            return Err(CliError::input(format!(
+                "run {} is still running in another sluice; wait for it, or stop it first",
+                report.run_id
+            )));
+        }
+        // Killed mid-way: its journal is where it stopped.
+        RunStatus::Running => {}
+        other => {
+            return Err(CliError::input(format!(
+                "run {} is not waiting for approval and was not interrupted (it {}); start a new run instead",
+                report.run_id,
+                other.label()
+            )));
+        }
     }
     let pipeline_file = args
         .pipeline
@@ -58,6 +70,7 @@ pub async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> Outco
     let options = RunOptions {
         runs_dir: None,
         plugin_store: Some(store.root().to_path_buf()),
+        jobs: args.jobs.map(usize::from),
         approve: args.approve,
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
@@ -69,17 +82,35 @@ pub async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> Outco
     .await
 }
 
-/// Ctrl-C stops the running stage; the run is recorded and the process exits normally.
+/// Ctrl-C, SIGTERM (how CI systems and container runtimes stop a job) and SIGHUP stop the
+/// running stages; the run is recorded and the process exits with the run's code. A second
+/// signal quits at once.
 fn interrupt_on_ctrl_c() -> Interrupt {
+    use tokio::signal::unix::{SignalKind, signal};
     let interrupt = Interrupt::new();
     let trigger = interrupt.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        let mut next = async || {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r.ok().map(|()| "Ctrl-C"),
+                s = term.recv() => s.map(|()| "SIGTERM"),
+                s = hup.recv() => s.map(|()| "SIGHUP"),
+            }
+        };
+        if let Some(which) = next().await {
             eprintln!(
-                "\ninterrupted: stopping the running stage and recording the run (Ctrl-C again to quit now)"
+                "\ninterrupted ({which}): stopping the running stages and recording the run (again to quit now)"
             );
-            trigger.trigger();
-            if tokio::signal::ctrl_c().await.is_ok() {
+            trigger.trigger_because(&format!(
+                "interrupted ({which}) and stopped; earlier artifacts are kept"
+            ));
+            if next().await.is_some() {
                 std::process::exit(130);
             }
         }

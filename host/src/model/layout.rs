@@ -3,6 +3,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -44,11 +45,35 @@ pub fn runs_home() -> Option<PathBuf> {
         .map(|d| d.join("sluice").join("runs"))
 }
 
-/// The folders of one run.
+const LOCK_FILE: &str = "run.lock";
+
+/// Takes the run's lock, or says who holds it.
+fn lock(dir: &Path, run_id: &str) -> Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            anyhow::anyhow!(
+                "run {run_id} is being run by another sluice right now; wait for it to finish"
+            )
+        },
+    )?;
+    Ok(file)
+}
+
+/// The folders of one run, and the lock that says a sluice is running it.
 #[derive(Debug, Clone)]
 pub struct RunLayout {
     pub run_id: String,
     pub dir: PathBuf,
+    /// `run.lock`, held (flock) while this process runs the run; the kernel lets go when the
+    /// process dies, however it dies.
+    _lock: Arc<std::fs::File>,
 }
 
 impl RunLayout {
@@ -68,7 +93,11 @@ impl RunLayout {
             let dir = runs_root.join(&run_id);
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
-                    let layout = Self { run_id, dir };
+                    let layout = Self {
+                        _lock: Arc::new(lock(&dir, &run_id)?),
+                        run_id,
+                        dir,
+                    };
                     for sub in ["artifacts", "logs"] {
                         std::fs::create_dir_all(layout.dir.join(sub)).with_context(|| {
                             format!("cannot create {}", layout.dir.join(sub).display())
@@ -86,12 +115,21 @@ impl RunLayout {
         anyhow::bail!("cannot find a free run id under {}", runs_root.display())
     }
 
-    /// An existing run folder (to resume a run).
-    pub fn open(dir: &Path, run_id: &str) -> Self {
-        Self {
+    /// An existing run folder (to resume a run); refused while another sluice runs it.
+    pub fn open(dir: &Path, run_id: &str) -> Result<Self> {
+        Ok(Self {
+            _lock: Arc::new(lock(dir, run_id)?),
             run_id: run_id.to_string(),
             dir: dir.to_path_buf(),
-        }
+        })
+    }
+
+    /// Whether a sluice process is running the run in `dir` right now.
+    pub fn is_locked(dir: &Path) -> bool {
+        let Ok(file) = std::fs::File::open(dir.join(LOCK_FILE)) else {
+            return false;
+        };
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
     }
 
     /// `<runs>/latest` → this run, for humans; best effort.

@@ -29,6 +29,10 @@ pub enum StageStatus {
     Skipped,
     /// A manual gate nobody approved yet; `sluice resume` continues from here.
     AwaitingApproval,
+    /// Started and not finished: seen live, and in the journal of a run that was killed.
+    Running,
+    /// Stopped because a stage beside it did not succeed (`fail_fast`).
+    Cancelled,
 }
 
 impl StageStatus {
@@ -41,7 +45,14 @@ impl StageStatus {
             Self::Error => "error",
             Self::Skipped => "skipped",
             Self::AwaitingApproval => "awaiting approval",
+            Self::Running => "running",
+            Self::Cancelled => "cancelled",
         }
+    }
+
+    /// Failed, crashed or errored: what stops dependants and, unless allowed, the run.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::Crashed | Self::Error)
     }
 }
 
@@ -54,6 +65,8 @@ pub enum RunStatus {
     Error,
     /// Stopped at a manual gate; resumable.
     AwaitingApproval,
+    /// Still running — or, if no sluice holds the run's lock, killed mid-run (resumable).
+    Running,
 }
 
 impl RunStatus {
@@ -64,6 +77,7 @@ impl RunStatus {
             Self::Crashed => exit_codes::STAGE_CRASHED,
             Self::Error => exit_codes::STAGE_ERROR,
             Self::AwaitingApproval => exit_codes::AWAITING_APPROVAL,
+            Self::Running => exit_codes::INTERNAL_ERROR,
         }
     }
 
@@ -83,6 +97,7 @@ impl RunStatus {
             Self::Crashed => "crashed",
             Self::Error => "error",
             Self::AwaitingApproval => "is awaiting approval",
+            Self::Running => "is running",
         }
     }
 }
@@ -133,6 +148,23 @@ pub struct StageRecord {
     /// What sluice refused the stage (network, programs, secrets it was not granted).
     #[serde(default)]
     pub denied: Vec<String>,
+    /// The stages it waited for.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Attempts before the last one, when it was retried (`retries`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_attempts: Vec<Attempt>,
+    /// It did not succeed, and its entry allows that (`allow_failure`): the run went on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failure_allowed: bool,
+}
+
+/// One attempt of a retried stage that did not succeed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub status: StageStatus,
+    pub message: Option<String>,
+    pub duration_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

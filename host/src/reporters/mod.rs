@@ -63,13 +63,18 @@ pub(crate) fn mark(status: crate::model::report::StageStatus) -> &'static str {
         StageStatus::Skipped => "⏭",
         StageStatus::Pending => "·",
         StageStatus::AwaitingApproval => "⏸",
+        StageStatus::Running => "▸",
+        StageStatus::Cancelled => "⊘",
     }
 }
 
 /// "pipeline succeeded" / "pipeline stopped: stage `test` failed".
 pub(crate) fn verdict(status: crate::model::report::RunStatus, stopped_by: Option<&str>) -> String {
     match (status, stopped_by) {
-        (crate::model::report::RunStatus::Succeeded, _) => "pipeline succeeded".to_string(),
+        (crate::model::report::RunStatus::Succeeded, Some(allowed)) => {
+            format!("pipeline succeeded (allowed to fail: {allowed})")
+        }
+        (crate::model::report::RunStatus::Succeeded, None) => "pipeline succeeded".to_string(),
         (crate::model::report::RunStatus::AwaitingApproval, Some(stage)) => {
             format!("pipeline paused: stage `{stage}` is awaiting approval")
         }

@@ -5,6 +5,7 @@
 //! effects around them live in [`prepare`], [`stage`], [`publish`] and [`record`].
 
 pub mod check;
+mod graph;
 mod options;
 mod prepare;
 pub mod provenance;
@@ -19,12 +20,11 @@ mod watch;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 pub use options::{Approver, Interrupt, RunOptions, RunOutcome};
 pub(crate) use prepare::preflight;
 
-use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::{RunLayout, default_runs_root};
 use crate::model::report::{RunReport, RunStatus, StageRecord, StageStatus};
@@ -32,9 +32,7 @@ use crate::resolve::ResolvedPipeline;
 use crate::sandbox::engine::Host;
 use crate::trust::secrets::SecretValues;
 use reach::refuse_state_in_mounts;
-use record::{RunHistory, earlier_stages, pending_record, pipeline_digest, rfc3339};
-use schedule::{Decision, Situation};
-use stage::StageExecution;
+use record::{RunHistory, pending_record, pipeline_digest, rfc3339};
 
 /// Runs `pipeline` to its end, to the first stage that does not succeed (then only its
 /// `when = "on-failure"` stages), or to a gate nobody approved.
@@ -64,13 +62,13 @@ pub async fn run(
         layout,
         records,
         history,
-        start: 0,
     };
     drive(host, resolved, options, events, session).await
 }
 
-/// Continues a run that stopped at a gate, from its stored artifacts: finished stages are not
-/// run again. The gated stage must be approved in `options`.
+/// Continues a run that stopped at a gate, or that was killed mid-way (its journal says
+/// `running` and no sluice holds it), from its stored artifacts: finished stages are not run
+/// again, stages that were running start over. Gated stages run when approved in `options`.
 pub async fn resume(
     host: &Host,
     resolved: &ResolvedPipeline,
@@ -83,11 +81,16 @@ pub async fn resume(
     refuse_state_in_mounts(pipeline, &state_folders(host, options, runs_root))?;
     let report = RunReport::read(&run_dir.join("report.json"))?;
     anyhow::ensure!(
-        report.status == RunStatus::AwaitingApproval,
-        "run {} is not waiting for approval (it {}); start a new run instead",
+        matches!(
+            report.status,
+            RunStatus::AwaitingApproval | RunStatus::Running
+        ),
+        "run {} is not waiting for approval and was not interrupted (it {}); start a new run instead",
         report.run_id,
         report.status.label()
     );
+    // Holding the run's lock proves no other sluice is still running it.
+    let layout = RunLayout::open(run_dir, &report.run_id)?;
     let digest = pipeline_digest(pipeline)?;
     anyhow::ensure!(
         digest == report.pipeline_sha256,
@@ -101,20 +104,26 @@ pub async fn resume(
         names == recorded,
         "the run's stages do not match the pipeline's"
     );
-    let gate = report
+    let finished: Vec<StageRecord> = report
         .stages
         .iter()
-        .position(|s| s.status == StageStatus::AwaitingApproval)
-        .context("the run records no stage waiting for approval")?;
-    verify_finished(resolved, &report.stages[..gate], run_dir).map_err(|why| {
+        .filter(|r| schedule::is_finished(r.status))
+        .cloned()
+        .collect();
+    verify_finished(resolved, &finished, run_dir).map_err(|why| {
         anyhow::anyhow!(
             "run {} cannot be resumed: {why}; start a new run",
             report.run_id
         )
     })?;
     let mut records = report.stages;
-    records[gate] = pending_record(&pipeline.stages[gate], resolved.stages[gate].pin.as_ref());
-    let layout = RunLayout::open(run_dir, &report.run_id);
+    for (index, record) in records.iter_mut().enumerate() {
+        if !schedule::is_finished(record.status) {
+            // A stage killed mid-way starts over from an empty output folder.
+            watch::empty(&layout.artifacts_of(&record.name));
+            *record = pending_record(&pipeline.stages[index], resolved.stages[index].pin.as_ref());
+        }
+    }
     let mut resumed_at = report.resumed_at;
     resumed_at.push(rfc3339(SystemTime::now()));
     let history = RunHistory {
@@ -126,7 +135,6 @@ pub async fn resume(
         layout,
         records,
         history,
-        start: gate,
     };
     drive(host, resolved, options, events, session).await
 }
@@ -139,7 +147,13 @@ fn verify_finished(
     finished: &[StageRecord],
     run_dir: &Path,
 ) -> Result<(), String> {
-    for (record, (_, stage)) in finished.iter().zip(resolved.stages()) {
+    for record in finished {
+        let Some((_, stage)) = resolved.stages().find(|(spec, _)| spec.name == record.name) else {
+            return Err(format!(
+                "the run records a stage `{}` the pipeline does not have",
+                record.name
+            ));
+        };
         if let Some(log) = &record.log
             && *log != format!("logs/{}.log", record.name)
         {
@@ -196,10 +210,9 @@ struct Session {
     layout: RunLayout,
     records: Vec<StageRecord>,
     history: RunHistory,
-    start: usize,
 }
 
-/// Runs stages `session.start..` given the records of the ones before.
+/// Runs every pending stage of `session`, given the records of the finished ones.
 async fn drive(
     host: &Host,
     resolved: &ResolvedPipeline,
@@ -211,7 +224,6 @@ async fn drive(
         layout,
         mut records,
         history,
-        start,
     } = session;
     let pipeline = &resolved.pipeline;
     let clock = Instant::now();
@@ -222,7 +234,7 @@ async fn drive(
         stages: pipeline.stages.iter().map(|s| s.name.clone()).collect(),
         at: SystemTime::now(),
     });
-    for record in &records[..start] {
+    for record in records.iter().filter(|r| r.status != StageStatus::Pending) {
         events.emit(Event::StageFinished {
             stage: record.name.clone(),
             status: record.status,
@@ -230,97 +242,37 @@ async fn drive(
             message: Some("done in an earlier session of this run".into()),
         });
     }
-    // A failure before `start` (a gate on a rollback stage) still counts.
-    let mut stopped_by = schedule::first_failure(&records[..start]);
     let secret_values = SecretValues::load(&pipeline.secrets);
     let masker = secret_values.masker();
-    let prepared =
-        prepare::prepare_stages(host, resolved, start, &mut records, &secret_values, events);
-    if let Some(stage) = &prepared.failed {
-        stopped_by.get_or_insert((stage.clone(), StageStatus::Error));
-    }
-    let mut published: Vec<ArtifactRecord> = records[..start]
-        .iter()
-        .filter(|r| r.status == StageStatus::Succeeded)
-        .flat_map(|r| r.outputs.iter().cloned())
-        .collect();
-    let mut awaiting: Option<String> = None;
-    for index in start..pipeline.stages.len() {
-        let spec = &pipeline.stages[index];
-        if records[index].status != StageStatus::Pending {
-            continue;
+    let prepared = prepare::prepare_stages(host, resolved, &mut records, &secret_values, events);
+    let scheduler = graph::Scheduler {
+        host,
+        resolved,
+        options,
+        events,
+        layout: &layout,
+        prepared: &prepared,
+        masker: &masker,
+        history: &history,
+        clock,
+    };
+    // The scheduler blocks while stages run on their own threads; on a multi-threaded runtime
+    // the caller's other tasks (the Ctrl-C handler) keep running meanwhile.
+    let finished = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| scheduler.run(&mut records))
         }
-        let situation = Situation {
-            earlier: &records[..index],
-            stopped_by: &stopped_by,
-            interrupted: options
-                .interrupt
-                .as_ref()
-                .is_some_and(Interrupt::is_triggered),
-            preflight_failed: prepared.failed.is_some(),
-            approved: options.approve.iter().any(|s| s == &spec.name),
-        };
-        let mut decision = schedule::decide(spec, situation);
-        // Only a stage that would run now is put to a person.
-        if decision == Decision::AwaitApproval
-            && options
-                .approver
-                .as_ref()
-                .is_some_and(|a| a.approve(&pipeline.name, &spec.name))
-        {
-            decision = Decision::Run;
-        }
-        let (status, message) = match decision {
-            Decision::Run => (None, None),
-            Decision::Skip(reason) => (Some(StageStatus::Skipped), Some(reason)),
-            Decision::AwaitApproval => (
-                Some(StageStatus::AwaitingApproval),
-                Some(format!(
-                    "waiting for approval; continue with `sluice resume {} --approve {}`",
-                    layout.run_id, spec.name
-                )),
-            ),
-        };
-        if let Some(status) = status {
-            records[index].status = status;
-            records[index].message = message.clone();
-            events.emit(Event::StageFinished {
-                stage: spec.name.clone(),
-                status,
-                elapsed: Duration::ZERO,
-                message,
-            });
-            if status == StageStatus::AwaitingApproval {
-                awaiting = Some(spec.name.clone());
-                break;
-            }
-            continue;
-        }
-        let Some(plugin) = prepared.plugins[index].as_ref() else {
-            continue;
-        };
-        let execution = StageExecution {
-            host,
-            pipeline,
-            spec,
-            plugin,
-            layout: &layout,
-            events,
-            secrets: &prepared.secrets[index],
-            masker: &masker,
-            earlier: earlier_stages(&records[..index]),
-            interrupt: options.interrupt.clone(),
-        };
-        let record = &mut records[index];
-        execution.execute(&published, record).await;
-        if record.status == StageStatus::Succeeded {
-            published.extend(record.outputs.iter().cloned());
-        } else {
-            stopped_by.get_or_insert((spec.name.clone(), record.status));
-        }
-    }
-
+        _ => scheduler.run(&mut records),
+    };
+    let awaiting = finished.awaiting;
+    let stopped_by = schedule::first_failure(&records);
     let status = schedule::run_status(awaiting.as_deref(), &stopped_by);
+    let allowed: Vec<&str> = records
+        .iter()
+        .filter(|r| r.failure_allowed)
+        .map(|r| r.name.as_str())
+        .collect();
+    let allowed = (!allowed.is_empty()).then(|| allowed.join(", "));
     let elapsed = clock.elapsed();
     let (report, provenance_note) = record::finish_report(
         resolved,
@@ -335,7 +287,7 @@ async fn drive(
     report.write_to(&report_path)?;
     events.emit(Event::RunFinished {
         status,
-        stopped_by: awaiting.or(stopped_by.map(|(stage, _)| stage)),
+        stopped_by: awaiting.or(stopped_by.map(|(stage, _)| stage)).or(allowed),
         elapsed,
         report: report_path.clone(),
         provenance: provenance_note,

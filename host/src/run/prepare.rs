@@ -24,12 +24,11 @@ pub(crate) struct Prepared {
     pub failed: Option<String>,
 }
 
-/// Prepares stages `start..`, recording each plugin's digest and load time; stops at the first
+/// Prepares every pending stage, recording each plugin's digest and load time; stops at the first
 /// stage that cannot be prepared (its record says why).
 pub(crate) fn prepare_stages(
     host: &Host,
     resolved: &ResolvedPipeline,
-    start: usize,
     records: &mut [StageRecord],
     secret_values: &SecretValues,
     events: &EventSink,
@@ -41,7 +40,10 @@ pub(crate) fn prepare_stages(
         secrets: vec![BTreeMap::new(); count],
         failed: None,
     };
-    for (index, record) in records.iter_mut().enumerate().skip(start) {
+    for (index, record) in records.iter_mut().enumerate() {
+        if record.status != StageStatus::Pending {
+            continue;
+        }
         let spec = &pipeline.stages[index];
         match prepare_stage(host, spec, &resolved.stages[index], secret_values) {
             Ok((plugin, secrets)) => {

@@ -17,6 +17,7 @@ use crate::sandbox::bindings::sluice::pipeline::types::StageRun as EarlierStage;
 use crate::trust::secrets::SecretValues;
 
 /// What a report keeps across a resume.
+#[derive(Clone)]
 pub(crate) struct RunHistory {
     pub started_at: String,
     pub resumed_at: Vec<String>,
@@ -74,7 +75,31 @@ pub(crate) fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord
         message: None,
         log: None,
         denied: Vec::new(),
+        depends_on: spec.depends_on.clone(),
+        earlier_attempts: Vec::new(),
+        failure_allowed: false,
     }
+}
+
+/// The journal: the run's report as it stands, status `running`, rewritten atomically at every
+/// stage transition so that a run killed at any moment leaves a record `sluice resume` can
+/// continue from.
+pub(crate) fn write_journal(
+    resolved: &ResolvedPipeline,
+    layout: &RunLayout,
+    history: &RunHistory,
+    records: &[StageRecord],
+    elapsed: Duration,
+) -> Result<()> {
+    let report = build_report(
+        resolved,
+        layout,
+        history.clone(),
+        records.to_vec(),
+        RunStatus::Running,
+        elapsed,
+    );
+    report.write_to(&layout.report_path())
 }
 
 /// The finished run's report, with provenance written beside it when a release succeeded;
@@ -88,27 +113,7 @@ pub(crate) fn finish_report(
     elapsed: Duration,
     secrets: &SecretValues,
 ) -> (RunReport, Option<String>) {
-    let pipeline = &resolved.pipeline;
-    let mut report = RunReport {
-        schema: REPORT_SCHEMA,
-        pipeline: pipeline.name.clone(),
-        pipeline_file: std::path::absolute(&pipeline.file)
-            .unwrap_or_else(|_| pipeline.file.clone())
-            .display()
-            .to_string(),
-        pipeline_sha256: history.pipeline_sha256,
-        run_id: layout.run_id.clone(),
-        run_dir: layout.dir.display().to_string(),
-        status,
-        exit_code: status.exit_code(),
-        started_at: history.started_at,
-        resumed_at: history.resumed_at,
-        finished_at: rfc3339(SystemTime::now()),
-        duration_ms: millis(elapsed),
-        sluice_version: env!("CARGO_PKG_VERSION").to_string(),
-        stages: records,
-        provenance: None,
-    };
+    let mut report = build_report(resolved, layout, history, records, status, elapsed);
     let note = match provenance::write_for_run(resolved, &report, &layout.dir, secrets) {
         None => None,
         Some(Ok(record)) => {
@@ -134,4 +139,35 @@ pub(crate) fn millis(duration: Duration) -> f64 {
 
 pub(crate) fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn build_report(
+    resolved: &ResolvedPipeline,
+    layout: &RunLayout,
+    history: RunHistory,
+    records: Vec<StageRecord>,
+    status: RunStatus,
+    elapsed: Duration,
+) -> RunReport {
+    let pipeline = &resolved.pipeline;
+    RunReport {
+        schema: REPORT_SCHEMA,
+        pipeline: pipeline.name.clone(),
+        pipeline_file: std::path::absolute(&pipeline.file)
+            .unwrap_or_else(|_| pipeline.file.clone())
+            .display()
+            .to_string(),
+        pipeline_sha256: history.pipeline_sha256,
+        run_id: layout.run_id.clone(),
+        run_dir: layout.dir.display().to_string(),
+        status,
+        exit_code: status.exit_code(),
+        started_at: history.started_at,
+        resumed_at: history.resumed_at,
+        finished_at: rfc3339(SystemTime::now()),
+        duration_ms: millis(elapsed),
+        sluice_version: env!("CARGO_PKG_VERSION").to_string(),
+        stages: records,
+        provenance: None,
+    }
 }

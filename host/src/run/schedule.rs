@@ -1,5 +1,6 @@
-//! The scheduling rules, as pure functions of the records so far: whether a stage runs, is
-//! skipped (and why) or waits at its gate; which artifacts it reads; how the run ended.
+//! The scheduling rules, as pure functions of the records so far: whether a stage whose
+//! dependencies are done runs, is skipped (and why) or waits at its gate; which artifacts it
+//! reads; how the run ended.
 
 use crate::config::pipeline::{InputSelection, StageSpec, When};
 use crate::model::artifacts::ArtifactRecord;
@@ -22,9 +23,12 @@ pub enum Decision {
 /// Everything outside a stage's own entry that decides whether it runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Situation<'a> {
-    /// Records of the stages before it, in pipeline order.
-    pub earlier: &'a [StageRecord],
+    /// Every stage's record so far, in pipeline order (its dependencies are all finished).
+    pub records: &'a [StageRecord],
+    /// The first failure that stops the run (not an allowed one).
     pub stopped_by: &'a StoppedBy,
+    /// A failure skips every stage not started yet, not only its dependants.
+    pub fail_fast: bool,
     pub interrupted: bool,
     pub preflight_failed: bool,
     /// Approved in advance or by a person just now.
@@ -40,11 +44,13 @@ pub fn decide(spec: &StageSpec, now: Situation<'_>) -> Decision {
     } else {
         match (now.stopped_by, spec.when) {
             (None, When::OnFailure) => Some("not run: no earlier stage failed".to_string()),
-            (Some((stopper, status)), When::OnSuccess) => {
+            (Some((stopper, status)), When::OnSuccess) if now.fail_fast => {
                 Some(format!("not run: stage `{stopper}` {}", status.label()))
             }
+            (_, When::OnSuccess) => unmet_dependency(spec, now.records)
+                .or_else(|| unmet_inputs(&spec.inputs, now.records)),
             // A rollback that needs the deploy's record runs only if the deploy ran.
-            _ => unmet_inputs(&spec.inputs, now.earlier),
+            _ => unmet_inputs(&spec.inputs, now.records),
         }
     };
     match skip {
@@ -54,17 +60,40 @@ pub fn decide(spec: &StageSpec, now: Situation<'_>) -> Decision {
     }
 }
 
-/// The first recorded stage that failed, crashed or errored (a resumed run keeps counting it).
+/// The first recorded stage that failed, crashed or errored without being allowed to (a
+/// resumed run keeps counting it).
 pub fn first_failure(records: &[StageRecord]) -> StoppedBy {
     records
         .iter()
-        .find(|r| {
-            matches!(
-                r.status,
-                StageStatus::Failed | StageStatus::Crashed | StageStatus::Error
+        .find(|r| r.status.is_failure() && !r.failure_allowed)
+        .map(|r| (r.name.clone(), r.status))
+}
+
+/// Whether a stage is over (for its dependants): not waiting, not running, not at a gate.
+pub fn is_finished(status: StageStatus) -> bool {
+    !matches!(
+        status,
+        StageStatus::Pending | StageStatus::Running | StageStatus::AwaitingApproval
+    )
+}
+
+/// Why an on-success stage cannot run: a stage it depends on did not succeed (an allowed
+/// failure does not hold it back).
+pub fn unmet_dependency(spec: &StageSpec, records: &[StageRecord]) -> Option<String> {
+    spec.depends_on.iter().find_map(|name| {
+        let dep = records.iter().find(|r| &r.name == name)?;
+        let ok = dep.status == StageStatus::Succeeded || dep.failure_allowed;
+        (!ok).then(|| {
+            format!(
+                "not run: it needs stage `{name}`, which {}",
+                match dep.status {
+                    StageStatus::Skipped => "did not run".to_string(),
+                    StageStatus::Cancelled => "was cancelled".to_string(),
+                    other => other.label().to_string(),
+                }
             )
         })
-        .map(|r| (r.name.clone(), r.status))
+    })
 }
 
 /// How the run ended, from its gate and its first failure.
@@ -235,10 +264,11 @@ when = "always"
             .collect()
     }
 
-    fn calm<'a>(earlier: &'a [StageRecord], stopped_by: &'a StoppedBy) -> Situation<'a> {
+    fn calm<'a>(records: &'a [StageRecord], stopped_by: &'a StoppedBy) -> Situation<'a> {
         Situation {
-            earlier,
+            records,
             stopped_by,
+            fail_fast: true,
             interrupted: false,
             preflight_failed: false,
             approved: false,

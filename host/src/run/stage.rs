@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use wasmtime::Store;
@@ -13,7 +13,7 @@ use crate::config::pipeline::{Pipeline, StageSpec};
 use crate::model::artifacts::{self, ArtifactRecord};
 use crate::model::events::{Event, EventSink, LogSource};
 use crate::model::layout::RunLayout;
-use crate::model::report::{StageRecord, StageStatus};
+use crate::model::report::{Attempt, StageRecord, StageStatus};
 use crate::model::text::{MAX_FIELD_BYTES, MAX_MESSAGE_BYTES, one_line};
 use crate::plugin::Plugin;
 use crate::sandbox::bindings::StageContext;
@@ -44,7 +44,17 @@ pub(crate) struct StageExecution<'a> {
     pub masker: &'a Masker,
     /// The stages that ran before this one.
     pub earlier: Vec<EarlierStage>,
+    /// The run's own interrupt (Ctrl-C, SIGTERM).
     pub interrupt: Option<Interrupt>,
+    /// This stage's: the scheduler cancels it when a stage beside it fails (`fail_fast`).
+    pub cancel: Interrupt,
+}
+
+/// Why a stage's call was stopped before it returned.
+enum Stopped {
+    Interrupted,
+    Cancelled,
+    Overrun(String),
 }
 
 /// How a stage ended, before it is written into its record.
@@ -73,15 +83,84 @@ impl Ending {
 }
 
 impl StageExecution<'_> {
-    /// Runs the stage and fills in `record`. Never fails: whatever goes wrong becomes the
-    /// stage's status and message, so the run can still be recorded.
-    pub(crate) async fn execute(&self, published: &[ArtifactRecord], record: &mut StageRecord) {
+    /// Runs the stage — again after a pause, up to its `retries`, while it fails, crashes or
+    /// errors — and fills in `record`. Never fails: whatever goes wrong becomes the stage's
+    /// status and message, so the run can still be recorded.
+    pub(crate) async fn execute(&self, available: &[ArtifactRecord], record: &mut StageRecord) {
         let name = &self.spec.name;
         self.events.emit(Event::StageStarted {
             stage: name.clone(),
         });
         record.started_at = Some(rfc3339(SystemTime::now()));
         let clock = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let attempt_clock = Instant::now();
+            self.attempt(available, record).await;
+            let retry = record.status.is_failure()
+                && attempt <= self.spec.retries
+                && !self.cancel.is_triggered()
+                && !self.interrupt.as_ref().is_some_and(Interrupt::is_triggered);
+            if !retry {
+                break;
+            }
+            let pause = Duration::from_millis(500 << (attempt - 1).min(5));
+            self.events.emit(Event::Log {
+                stage: name.clone(),
+                source: LogSource::Warn,
+                line: format!(
+                    "sluice: attempt {attempt} of {} {}: {}; trying again in {}",
+                    self.spec.retries + 1,
+                    record.status.label(),
+                    record.message.as_deref().unwrap_or(""),
+                    humantime::format_duration(pause)
+                ),
+            });
+            record.earlier_attempts.push(Attempt {
+                status: record.status,
+                message: record.message.take(),
+                duration_ms: Some(millis(attempt_clock.elapsed())),
+            });
+            let interrupt = self.interrupt.clone().unwrap_or_default();
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.cancel.triggered() => {}
+                () = interrupt.triggered(), if self.interrupt.is_some() => {}
+            }
+            attempt += 1;
+        }
+        if record.status.is_failure() && self.spec.allow_failure {
+            record.failure_allowed = true;
+        }
+        let elapsed = clock.elapsed();
+        record.duration_ms = Some(millis(elapsed));
+        let message = if record.status == StageStatus::Succeeded {
+            record.summary.clone()
+        } else {
+            record.message.clone().map(|message| {
+                if record.failure_allowed {
+                    format!("{message} (allowed to fail)")
+                } else {
+                    message
+                }
+            })
+        };
+        self.events.emit(Event::StageFinished {
+            stage: name.clone(),
+            status: record.status,
+            elapsed,
+            message,
+        });
+    }
+
+    /// One attempt: a fresh log and output folder, the call, the record filled in.
+    async fn attempt(&self, available: &[ArtifactRecord], record: &mut StageRecord) {
+        let name = &self.spec.name;
+        let out_dir = self.layout.artifacts_of(name);
+        // What an earlier attempt left is not this attempt's output.
+        watch::empty(&out_dir);
+        record.outputs.clear();
+        record.summary = None;
         let log_rel = self.layout.log_rel(name);
         let ending = match StageLog::new(
             name,
@@ -92,10 +171,9 @@ impl StageExecution<'_> {
         ) {
             Ok(log) => {
                 record.log = Some(log_rel);
-                let ending = self.run_in_sandbox(published, &log, record).await;
+                let ending = self.run_in_sandbox(available, &log, record).await;
                 if ending.status != StageStatus::Succeeded {
                     // Published stages were tidied before publishing; nothing else may stay.
-                    let out_dir = self.layout.artifacts_of(name);
                     self.tidy_outputs(&out_dir, &log, &mut record.denied);
                 }
                 if let Err(err) = log.finish() {
@@ -106,41 +184,24 @@ impl StageExecution<'_> {
             Err(err) => Ending::error(format!("cannot create its log: {err:#}")),
         };
         let _ = std::fs::remove_dir_all(self.layout.work_of(name));
-        let elapsed = clock.elapsed();
         record.status = ending.status;
-        record.duration_ms = Some(millis(elapsed));
         let masked = |text: Option<String>| text.map(|t| self.masker.mask(&t).into_owned());
-        let ending = Ending {
-            status: ending.status,
-            message: masked(ending.message),
-        };
         record.summary = masked(record.summary.take());
         for denied in &mut record.denied {
             // A refused URL or program line can carry a token.
             *denied = self.masker.mask(denied).into_owned();
         }
-        record.message = ending.message.clone();
-        let message = if ending.status == StageStatus::Succeeded {
-            record.summary.clone()
-        } else {
-            ending.message
-        };
-        self.events.emit(Event::StageFinished {
-            stage: name.clone(),
-            status: ending.status,
-            elapsed,
-            message,
-        });
+        record.message = masked(ending.message);
     }
 
     async fn run_in_sandbox(
         &self,
-        published: &[ArtifactRecord],
+        available: &[ArtifactRecord],
         log: &StageLog,
         record: &mut StageRecord,
     ) -> Ending {
         let name = &self.spec.name;
-        let inputs = match select_inputs(&self.spec.inputs, published) {
+        let inputs = match select_inputs(&self.spec.inputs, available) {
             Ok(inputs) => inputs,
             Err(message) => return Ending::error(message),
         };
@@ -204,18 +265,23 @@ impl StageExecution<'_> {
         let interrupt = self.interrupt.clone().unwrap_or_default();
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(limits.timeout, call) => Ok(outcome),
-            () = interrupt.triggered(), if self.interrupt.is_some() => Err(None),
-            why = watch::overrun(&out_dir, limits) => Err(Some(why)),
+            () = interrupt.triggered(), if self.interrupt.is_some() => Err(Stopped::Interrupted),
+            () = self.cancel.triggered() => Err(Stopped::Cancelled),
+            why = watch::overrun(&out_dir, limits) => Err(Stopped::Overrun(why)),
         };
         record.denied = store.data().denials();
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            Err(None) => {
-                return Ending::error(
-                    "interrupted (Ctrl-C) and stopped; earlier artifacts are kept".into(),
-                );
+            Err(Stopped::Interrupted) => {
+                return Ending::error(interrupt.reason().unwrap_or_default());
             }
-            Err(Some(why)) => {
+            Err(Stopped::Cancelled) => {
+                return Ending {
+                    status: StageStatus::Cancelled,
+                    message: self.cancel.reason(),
+                };
+            }
+            Err(Stopped::Overrun(why)) => {
                 // The call (and every program it ran) is gone; so is what it wrote.
                 watch::empty(&out_dir);
                 return Ending::error(why);
