@@ -274,6 +274,11 @@ fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() -> Result<()
     let code_file = run_dir.join(&code_before.outputs[0].path);
     let modified = std::fs::metadata(&code_file)?.modified()?;
 
+    sandbox
+        .sluice(&["runs"])?
+        .assert_exit(exit_codes::SUCCESS)
+        .assert_stdout(&[&journal.run_id, "interrupted"]);
+
     let resumed = sandbox.sluice(&["resume", &journal.run_id, "--format", "plain"])?;
     resumed.assert_exit(exit_codes::SUCCESS);
     let report = RunReport::read(&run_dir.join("report.json"))?;
@@ -283,5 +288,8 @@ fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() -> Result<()
     assert_eq!(report.stages[0].started_at, code_before.started_at);
     assert_eq!(std::fs::metadata(&code_file)?.modified()?, modified);
     assert_eq!(report.resumed_at.len(), 1);
+    sandbox
+        .sluice(&["runs"])?
+        .assert_stdout(&[&journal.run_id, "succeeded"]);
     Ok(())
 }

@@ -47,8 +47,20 @@ pub struct ResolveArgs {
 pub enum Command {
     /// Run a pipeline, stopping at the first stage that does not succeed
     Run(RunArgs),
-    /// Continue a run that stopped at a manual gate, without re-running finished stages
+    /// Continue a run that stopped at a manual gate or was killed, without re-running finished
+    /// stages
     Resume(ResumeArgs),
+    /// List runs, newest first, with their status (a run killed mid-way shows as interrupted)
+    Runs {
+        /// Only this pipeline's runs [default: every pipeline's default runs folder]
+        pipeline: Option<PathBuf>,
+        /// The runs folder to list
+        #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+        /// Print the list as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a pipeline file and every plugin it names; runs nothing
     Check {
         /// The pipeline file

@@ -59,6 +59,11 @@ async fn dispatch(cli: Cli) -> Outcome {
     match cli.command {
         Command::Run(args) => run::run(&host, &store, args).await,
         Command::Resume(args) => run::resume(&host, &store, args).await,
+        Command::Runs {
+            pipeline,
+            runs_dir,
+            json,
+        } => run::list_runs(pipeline.as_deref(), runs_dir.as_deref(), json),
         Command::Check {
             pipeline,
             json,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use sluice::Host;
 use sluice::config::pipeline;
+use sluice::exit_codes;
 use sluice::model::events::EventSink;
 use sluice::model::layout::{RunLayout, default_runs_root, runs_home};
 use sluice::model::report::{RunReport, RunStatus};
@@ -167,6 +168,78 @@ fn find_run(args: &ResumeArgs) -> Result<PathBuf, CliError> {
                 .join(", ")
         }
     )))
+}
+
+/// `sluice runs`: every run in the folders asked for, newest first.
+pub fn list_runs(
+    pipeline: Option<&std::path::Path>,
+    runs_dir: Option<&std::path::Path>,
+    json: bool,
+) -> Outcome {
+    let folders: Vec<PathBuf> = match (runs_dir, pipeline) {
+        (Some(dir), _) => vec![dir.to_path_buf()],
+        (None, Some(file)) => {
+            let pipeline = pipeline::load(file)?;
+            vec![default_runs_root(&pipeline.dir, &pipeline.name)]
+        }
+        (None, None) => runs_home()
+            .and_then(|home| std::fs::read_dir(home).ok())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect(),
+    };
+    let mut runs: Vec<(RunReport, bool)> = folders
+        .iter()
+        .filter_map(|folder| std::fs::read_dir(folder).ok())
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| {
+            let report = RunReport::read(&entry.path().join("report.json")).ok()?;
+            let interrupted =
+                report.status == RunStatus::Running && !RunLayout::is_locked(&entry.path());
+            Some((report, interrupted))
+        })
+        .collect();
+    runs.sort_by(|a, b| b.0.started_at.cmp(&a.0.started_at));
+    if json {
+        let list: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|(report, interrupted)| {
+                serde_json::json!({
+                    "run_id": report.run_id,
+                    "pipeline": report.pipeline,
+                    "status": if *interrupted { "interrupted" } else { report.status.label() },
+                    "started_at": report.started_at,
+                    "duration_ms": report.duration_ms,
+                    "run_dir": report.run_dir,
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&list).map_err(CliError::internal)?;
+        println!("{text}");
+        return Ok(exit_codes::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs found");
+    }
+    for (report, interrupted) in &runs {
+        let status = if *interrupted {
+            "interrupted (resume it with `sluice resume RUN`)".to_string()
+        } else {
+            report.status.label().trim_start_matches("is ").to_string()
+        };
+        println!(
+            "{}  {:<16} {:>9}  {}",
+            report.run_id,
+            sluice::model::text::one_line(&report.pipeline, 16),
+            format!("{:.1}s", report.duration_ms / 1000.0),
+            status
+        );
+    }
+    Ok(exit_codes::SUCCESS)
 }
 
 /// Asks on the terminal when both stdin and stderr are one; otherwise gates wait.

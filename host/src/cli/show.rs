@@ -61,6 +61,9 @@ pub async fn check(
                      the pipeline's word counts (provenance trusts only `phase =`)"
                 );
             }
+            if !stage.depends_on.is_empty() {
+                println!("      after   {}", stage.depends_on.join(", "));
+            }
             if let Some(digest) = &stage.manifest_digest {
                 let signed = if stage.signed_by.is_empty() {
                     String::new()
@@ -83,6 +86,17 @@ pub async fn check(
                 }
             }
         }
+    }
+    if !json {
+        let waves: Vec<String> = report
+            .waves
+            .iter()
+            .map(|wave| match wave.as_slice() {
+                [one] => one.clone(),
+                many => format!("{{{}}}", many.join(", ")),
+            })
+            .collect();
+        println!("graph: {}", waves.join(" → "));
     }
     if report.ok() {
         done()

@@ -30,6 +30,8 @@ pub struct StageCheck {
     pub phase: Option<String>,
     /// The phase the pipeline file gives the stage: the one provenance trusts.
     pub pipeline_phase: Option<String>,
+    /// The stages it waits for.
+    pub depends_on: Vec<String>,
     pub description: Option<String>,
     pub sha256: Option<String>,
     pub cache_hit: Option<bool>,
@@ -44,6 +46,40 @@ pub struct StageCheck {
 pub struct CheckReport {
     pub pipeline: String,
     pub stages: Vec<StageCheck>,
+    /// The stages in waves: each wave's stages wait only for earlier waves, so with enough
+    /// `--jobs` they run side by side.
+    pub waves: Vec<Vec<String>>,
+}
+
+/// Each stage in the wave after the latest of its dependencies (the graph has no cycles:
+/// the pipeline was validated).
+pub fn waves(pipeline: &crate::config::pipeline::Pipeline) -> Vec<Vec<String>> {
+    let mut level: Vec<usize> = vec![0; pipeline.stages.len()];
+    // Dependencies can point forward (`needs`), so settle levels until nothing moves.
+    for _ in 0..pipeline.stages.len() {
+        let mut moved = false;
+        for (index, spec) in pipeline.stages.iter().enumerate() {
+            let want = spec
+                .depends_on
+                .iter()
+                .filter_map(|d| pipeline.stages.iter().position(|s| &s.name == d))
+                .map(|d| level[d] + 1)
+                .max()
+                .unwrap_or(0);
+            if want > level[index] {
+                level[index] = want;
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let mut waves: Vec<Vec<String>> = vec![Vec::new(); level.iter().max().map_or(0, |m| m + 1)];
+    for (spec, level) in pipeline.stages.iter().zip(level) {
+        waves[level].push(spec.name.clone());
+    }
+    waves
 }
 
 impl CheckReport {
@@ -70,6 +106,7 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
             version: None,
             phase: None,
             pipeline_phase: spec.phase.clone(),
+            depends_on: spec.depends_on.clone(),
             description: None,
             sha256: None,
             cache_hit: None,
@@ -103,5 +140,6 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
     CheckReport {
         pipeline: pipeline.name.clone(),
         stages,
+        waves: waves(pipeline),
     }
 }
