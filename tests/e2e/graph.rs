@@ -293,3 +293,53 @@ fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() -> Result<()
         .assert_stdout(&[&journal.run_id, "succeeded"]);
     Ok(())
 }
+
+#[test]
+fn a_two_by_two_matrix_makes_four_instances_with_their_own_outputs() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let matrix = Stage::new("build", "emit")
+        .inputs(["code/*"])
+        .config(
+            "files",
+            table([("out.txt", "${matrix.target} ${matrix.profile}\n")]),
+        )
+        .set(
+            "matrix",
+            table([
+                ("target", crate::support::Toml::from(["x86_64", "aarch64"])),
+                ("profile", crate::support::Toml::from(["debug", "release"])),
+            ]),
+        );
+    let pipeline = Pipeline::new("matrix")
+        .stage(code())
+        .stage(matrix)
+        .stage(Stage::new("pack", "checksum").inputs(["build/*"]))
+        .stage(Stage::new("one", "checksum").inputs(["build-aarch64-release/out.txt"]));
+    let run = run_with(&sandbox, &pipeline, &["--jobs", "4"])?;
+    assert_eq!(run.ran.code, exit_codes::SUCCESS, "{}", run.describe());
+    let instances = [
+        ("build-x86_64-debug", "x86_64 debug\n"),
+        ("build-x86_64-release", "x86_64 release\n"),
+        ("build-aarch64-debug", "aarch64 debug\n"),
+        ("build-aarch64-release", "aarch64 release\n"),
+    ];
+    let mut digests = Vec::new();
+    for (name, content) in instances {
+        let record = run.stage(name);
+        assert_eq!(record.status, StageStatus::Succeeded, "{name}");
+        assert_eq!(record.matrix.len(), 2, "{name}");
+        let file = run.run_dir().join(&record.outputs[0].path);
+        assert_eq!(std::fs::read_to_string(file)?, content);
+        digests.push(record.outputs[0].sha256.clone());
+    }
+    digests.sort();
+    digests.dedup();
+    assert_eq!(digests.len(), 4, "four distinct outputs");
+    assert_eq!(
+        run.stage("pack").inputs.len(),
+        4,
+        "`build/*` means every instance"
+    );
+    assert_eq!(run.stage("one").inputs, ["build-aarch64-release/out.txt"]);
+    Ok(())
+}

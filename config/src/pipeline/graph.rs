@@ -28,7 +28,9 @@ pub(super) fn needs(
                 .error(item.span(), format!("stage `{own}` needs itself"))
                 .with_hint("a stage cannot wait for itself; remove it from `needs`"));
         }
-        if !cx.names.iter().any(|n| n.get_ref() == name) {
+        let group = cx.names.iter().position(|n| n.get_ref() == name);
+        let instance = cx.instances.iter().flatten().any(|i| &i.name == name);
+        if group.is_none() && !instance {
             let known: Vec<&str> = cx.names.iter().map(|n| n.get_ref().as_str()).collect();
             return Err(cx
                 .src
@@ -41,13 +43,16 @@ pub(super) fn needs(
                     known.join(", ")
                 )));
         }
-        if needs.iter().any(|n| n == name) {
+        if list.iter().filter(|n| n.get_ref() == name).count() > 1 {
             return Err(cx
                 .src
                 .error(item.span(), format!("`{name}` is listed twice in `needs`"))
                 .with_hint("list each stage once"));
         }
-        needs.push(name.clone());
+        match group {
+            Some(group) => needs.extend(cx.instances[group].iter().map(|i| i.name.clone())),
+            None => needs.push(name.clone()),
+        }
     }
     Ok(needs)
 }
@@ -63,8 +68,13 @@ pub(super) fn link(
         let spec = &stages[index];
         let mut depends: Vec<String> = Vec::new();
         let explicit = matches!(spec.inputs, InputSelection::Only(_)) || !spec.needs.is_empty();
+        // Every stage above it, but not its own matrix siblings.
+        let above = stages[..index]
+            .iter()
+            .filter(|s| s.group != spec.group)
+            .map(|s| s.name.clone());
         if spec.when != When::OnSuccess {
-            depends.extend(stages[..index].iter().map(|s| s.name.clone()));
+            depends.extend(above.clone());
         }
         if explicit {
             if let InputSelection::Only(refs) = &spec.inputs {
@@ -72,7 +82,7 @@ pub(super) fn link(
             }
             depends.extend(spec.needs.iter().cloned());
         } else {
-            depends.extend(stages[..index].iter().map(|s| s.name.clone()));
+            depends.extend(above);
         }
         let mut unique: Vec<String> = Vec::with_capacity(depends.len());
         for name in depends {
@@ -86,12 +96,20 @@ pub(super) fn link(
         let first = &cycle[0];
         let second = &cycle[1 % cycle.len()];
         // The `needs` entry of `first` naming `second` closes it (inputs only point upwards).
-        let index = stages.iter().position(|s| &s.name == first).unwrap_or(0);
-        let item: Option<&Text> = raw[index]
-            .needs
+        let group = stages
             .iter()
-            .flatten()
-            .find(|n| n.get_ref() == second);
+            .find(|s| &s.name == first)
+            .map_or(first.as_str(), |s| s.group.as_str());
+        let index = raw
+            .iter()
+            .position(|r| r.name.get_ref() == group)
+            .unwrap_or(0);
+        let item: Option<&Text> = raw[index].needs.iter().flatten().find(|n| {
+            n.get_ref() == second
+                || stages
+                    .iter()
+                    .any(|s| &s.name == second && s.group == *n.get_ref())
+        });
         let path = cycle
             .iter()
             .chain(std::iter::once(first))

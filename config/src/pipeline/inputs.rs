@@ -25,17 +25,28 @@ pub(super) fn resolve(
             )
             .with_hint("write inputs as `stage/output-name` or `stage/*`")
         })?;
-        if !cx.names[..index]
+        let group = cx.names[..index]
             .iter()
-            .any(|name| *name.get_ref() == input.stage)
-        {
+            .position(|name| *name.get_ref() == input.stage);
+        let instance = cx.instances[..index]
+            .iter()
+            .flatten()
+            .any(|i| i.name == input.stage);
+        if group.is_none() && !instance {
             return Err(not_earlier(item, &input, index, cx));
         }
         let key = input.to_string();
         seen.check(src, &key, item.span(), || {
             format!("input `{key}` is listed twice")
         })?;
-        refs.push(input);
+        match group {
+            // A matrix stage named as written means every one of its instances.
+            Some(group) => refs.extend(cx.instances[group].iter().map(|i| InputRef {
+                stage: i.name.clone(),
+                name: input.name.clone(),
+            })),
+            None => refs.push(input),
+        }
     }
     Ok(refs)
 }

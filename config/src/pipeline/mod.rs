@@ -7,6 +7,7 @@ mod graph;
 mod hints;
 mod inputs;
 mod limits;
+pub mod matrix;
 pub(crate) mod raw;
 mod secrets;
 mod stage;
@@ -83,6 +84,10 @@ pub struct StageSpec {
     pub depends_on: Vec<String>,
     /// How many more attempts a stage that fails, crashes or errors gets (0 to 10).
     pub retries: u32,
+    /// The stage as written, for a matrix instance (`build` for `build-x86_64`); else its name.
+    pub group: String,
+    /// A matrix instance's values by key; empty for a plain stage.
+    pub matrix: BTreeMap<String, String>,
     /// Whether the run goes on, and still succeeds, when this stage does not.
     pub allow_failure: bool,
 }
@@ -215,6 +220,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         Some(name) if declared.contains(name.get_ref()) => Some(name.get_ref().clone()),
         Some(name) => return Err(undeclared_provenance_key(name, &declared, &src)),
     };
+    let instances = raw
+        .stage
+        .iter()
+        .map(|stage| matrix::instances(stage, &src))
+        .collect::<Result<Vec<_>, _>>()?;
     let cx = Context {
         src,
         dir: &dir,
@@ -222,13 +232,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         default_limits: pipeline.limits.resolve(Limits::default(), &src)?,
         trusted_keys: &trusted_keys,
         names: raw.stage.iter().map(|s| &s.name).collect(),
+        instances,
     };
-    let mut stages = raw
-        .stage
-        .iter()
-        .enumerate()
-        .map(|(index, stage)| stage::resolve(stage, index, &cx))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut stages = Vec::new();
+    for (index, stage) in raw.stage.iter().enumerate() {
+        stages.extend(stage::resolve(stage, index, &cx)?);
+    }
+    stage::refuse_clashing_instances(&stages, &raw.stage, &cx)?;
     graph::link(&mut stages, &raw.stage, &cx)?;
     Ok(Pipeline {
         name,
@@ -345,4 +355,6 @@ pub(crate) struct Context<'a> {
     pub trusted_keys: &'a [KeyFile],
     /// Every stage's `name`, in file order.
     pub names: Vec<&'a Text>,
+    /// The stages each written stage becomes (its matrix instances, or itself), in file order.
+    pub instances: Vec<Vec<matrix::Instance>>,
 }

@@ -78,6 +78,9 @@ pub(crate) struct RawStage {
     /// The run goes on (and succeeds) when this stage does not.
     #[serde(default)]
     pub allow_failure: Option<bool>,
+    /// One instance of the stage per combination of these values.
+    #[serde(default)]
+    pub matrix: Option<toml::Table>,
     #[serde(default)]
     pub config: Option<toml::Table>,
     /// Replaces the pipeline's `trusted_keys` for this stage's plugin.

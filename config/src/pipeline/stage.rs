@@ -10,12 +10,12 @@ use crate::names;
 use crate::plugin_ref::{PluginRef, SCHEME};
 use crate::source::Source;
 
-/// Validates the stage at `index`.
+/// Validates the stage at `index`: one spec, or one per matrix instance.
 pub(super) fn resolve(
     stage: &RawStage,
     index: usize,
     cx: &Context<'_>,
-) -> Result<StageSpec, Diagnostic> {
+) -> Result<Vec<StageSpec>, Diagnostic> {
     let src = &cx.src;
     let name = checked_name(stage, index, cx)?;
     let plugin_ref = stage.plugin.get_ref().trim().to_string();
@@ -29,21 +29,14 @@ pub(super) fn resolve(
         Some(list) => InputSelection::Only(inputs::resolve(list, index, cx)?),
     };
     let site = src.site(stage.name.span());
-    let config_json = match &stage.config {
-        Some(table) => serde_json::to_string(table).map_err(|err| {
-            site.error(format!(
-                "stage `{name}`: its [stage.config] cannot be turned into JSON: {err}"
-            ))
-            .with_hint("use strings, numbers, booleans, lists and tables in [stage.config]")
-        })?,
-        None => "{}".to_string(),
-    };
-    Ok(StageSpec {
+    let empty = toml::Table::new();
+    let written = stage.config.as_ref().unwrap_or(&empty);
+    let template = StageSpec {
         description: description(stage.description.as_ref(), src)?,
         plugin_site: src.site(stage.plugin.span()),
         trusted_keys,
         inputs,
-        config_json,
+        config_json: String::new(),
         grants: stage.allow.resolve(cx.dir, cx.declared_secrets, src)?,
         limits: stage.limits.resolve(cx.default_limits, src)?,
         manual_approval: approval(stage.approval.as_ref(), src)?,
@@ -53,11 +46,59 @@ pub(super) fn resolve(
         depends_on: Vec::new(),
         retries: retries(stage.retries.as_ref(), src)?,
         allow_failure: stage.allow_failure.unwrap_or(false),
-        name,
+        group: name.clone(),
+        matrix: Default::default(),
+        name: name.clone(),
         site,
         plugin_ref,
         plugin,
-    })
+    };
+    cx.instances[index]
+        .iter()
+        .map(|instance| {
+            let config = super::matrix::config_for(written, instance);
+            let config_json = serde_json::to_string(&config).map_err(|err| {
+                src.error(
+                    stage.name.span(),
+                    format!("stage `{name}`: its [stage.config] cannot be turned into JSON: {err}"),
+                )
+                .with_hint("use strings, numbers, booleans, lists and tables in [stage.config]")
+            })?;
+            Ok(StageSpec {
+                name: instance.name.clone(),
+                matrix: instance.values.clone(),
+                config_json,
+                ..template.clone()
+            })
+        })
+        .collect()
+}
+
+/// Refuses a matrix instance whose name another stage (or instance) already has.
+pub(super) fn refuse_clashing_instances(
+    stages: &[StageSpec],
+    raw: &[RawStage],
+    cx: &Context<'_>,
+) -> Result<(), Diagnostic> {
+    for (index, spec) in stages.iter().enumerate() {
+        if let Some(other) = stages[..index].iter().find(|s| s.name == spec.name) {
+            let written = raw
+                .iter()
+                .find(|r| *r.name.get_ref() == spec.group)
+                .map_or(0..0, |r| r.name.span());
+            return Err(cx
+                .src
+                .error(
+                    written,
+                    format!(
+                        "stage `{}` is named like stage `{}`'s matrix instance `{}`",
+                        spec.group, other.group, spec.name
+                    ),
+                )
+                .with_hint("rename one of the stages"));
+        }
+    }
+    Ok(())
 }
 
 /// A valid name no earlier stage already uses.

@@ -333,3 +333,59 @@ fn needs_must_name_other_stages_without_a_cycle() {
     );
     assert_eq!(err.line, Some(7));
 }
+
+#[test]
+fn a_matrix_fans_a_stage_out_and_references_reach_every_instance() -> Result<(), Diagnostic> {
+    let p = parse_str(
+        r#"
+version = 1
+[pipeline]
+name = "m"
+[[stage]]
+name = "code"
+plugin = "a.wasm"
+[[stage]]
+name = "build"
+plugin = "a.wasm"
+inputs = ["code/*"]
+[stage.matrix]
+target = ["x86_64", "aarch64"]
+profile = ["debug", "release"]
+[stage.config]
+args = ["--target", "${matrix.target}"]
+[[stage]]
+name = "pack"
+plugin = "a.wasm"
+inputs = ["build/*"]
+[[stage]]
+name = "one"
+plugin = "a.wasm"
+inputs = ["build-aarch64-release/app"]
+"#,
+    )?;
+    let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "code",
+            "build-x86_64-debug",
+            "build-x86_64-release",
+            "build-aarch64-debug",
+            "build-aarch64-release",
+            "pack",
+            "one"
+        ]
+    );
+    let build = &p.stages[4];
+    assert_eq!(build.group, "build");
+    assert_eq!(
+        build.depends_on,
+        ["code"],
+        "instances do not wait for each other"
+    );
+    let config: serde_json::Value = serde_json::from_str(&build.config_json).unwrap_or_default();
+    assert_eq!(config["args"][1], "aarch64");
+    assert_eq!(p.stages[5].depends_on.len(), 4);
+    assert_eq!(p.stages[6].depends_on, ["build-aarch64-release"]);
+    Ok(())
+}

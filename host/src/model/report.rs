@@ -151,6 +151,9 @@ pub struct StageRecord {
     /// The stages it waited for.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// A matrix instance's values by key (`target = "x86_64"`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub matrix: std::collections::BTreeMap<String, String>,
     /// Attempts before the last one, when it was retried (`retries`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_attempts: Vec<Attempt>,

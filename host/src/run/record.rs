@@ -76,6 +76,7 @@ pub(crate) fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord
         log: None,
         denied: Vec::new(),
         depends_on: spec.depends_on.clone(),
+        matrix: spec.matrix.clone(),
         earlier_attempts: Vec::new(),
         failure_allowed: false,
     }

@@ -13,7 +13,9 @@ mod pipeline;
 mod servers;
 
 pub use outcome::Outcome;
-pub use pipeline::{Pipeline, Stage, all_succeeded, refused_before_running, stopped_at, table};
+pub use pipeline::{
+    Pipeline, Stage, Toml, all_succeeded, refused_before_running, stopped_at, table,
+};
 pub use servers::{CredentialLure, Listener, RegistryServer, free_port};
 
 pub fn repo_root() -> PathBuf {
