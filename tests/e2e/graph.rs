@@ -343,3 +343,103 @@ fn a_two_by_two_matrix_makes_four_instances_with_their_own_outputs() -> Result<(
     assert_eq!(run.stage("one").inputs, ["build-aarch64-release/out.txt"]);
     Ok(())
 }
+
+/// Two independent branches: `*-src` emits a file, `*-up` upper-cases it.
+fn two_branches(left_text: &str) -> Pipeline {
+    // `inputs = []`: a source stage reads nothing, so it waits for nothing.
+    let src = |name: &str, file: &str, text: &str| {
+        Stage::new(name, "emit")
+            .inputs::<0>([])
+            .config("files", table([(file, text)]))
+    };
+    let up = |name: &str, from: &str| {
+        Stage::new(name, "text-transform")
+            .inputs([from])
+            .config("op", "upper")
+    };
+    Pipeline::new("branches")
+        .stage(src("left-src", "a.txt", left_text))
+        .stage(src("right-src", "b.txt", "right side\n"))
+        .stage(up("left-up", "left-src/*"))
+        .stage(up("right-up", "right-src/*"))
+}
+
+/// Which stages were served from the stage cache.
+fn hits(run: &Outcome) -> Vec<&str> {
+    run.report
+        .stages
+        .iter()
+        .filter(|s| s.cache.as_ref().is_some_and(|c| c.hit))
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
+#[test]
+fn an_unchanged_run_comes_from_the_stage_cache_and_a_change_reruns_only_what_it_affects()
+-> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let first = run_with(&sandbox, &two_branches("left side\n"), &[])?;
+    assert_eq!(first.ran.code, exit_codes::SUCCESS, "{}", first.describe());
+    assert!(hits(&first).is_empty());
+    let stored: Vec<bool> = first
+        .report
+        .stages
+        .iter()
+        .map(|s| s.cache.is_some())
+        .collect();
+    assert_eq!(stored, [true; 4], "every stage was stored");
+
+    let second = run_with(&sandbox, &two_branches("left side\n"), &[])?;
+    assert_eq!(
+        hits(&second),
+        ["left-src", "right-src", "left-up", "right-up"]
+    );
+    for (a, b) in first.report.stages.iter().zip(&second.report.stages) {
+        assert_eq!(
+            a.outputs.iter().map(|o| &o.sha256).collect::<Vec<_>>(),
+            b.outputs.iter().map(|o| &o.sha256).collect::<Vec<_>>()
+        );
+        assert!(second.run_dir().join(&b.outputs[0].path).is_file());
+    }
+    second.ran.assert_stderr(&["cached (key "]);
+
+    // A changed input: its branch runs again, the other is still served from the cache.
+    let third = run_with(&sandbox, &two_branches("LEFT CHANGED\n"), &[])?;
+    assert_eq!(hits(&third), ["right-src", "right-up"]);
+    let up = &third.stage("left-up").outputs[0];
+    assert_eq!(
+        std::fs::read_to_string(third.run_dir().join(&up.path))?,
+        "LEFT CHANGED\n"
+    );
+
+    // A corrupt entry is a miss, never a wrong output.
+    let key = third
+        .stage("right-up")
+        .cache
+        .as_ref()
+        .map(|c| c.key.clone())
+        .unwrap_or_default();
+    let entry = sandbox.path().join("stage-cache").join(&key).join("files");
+    for file in std::fs::read_dir(&entry)?.flatten() {
+        std::fs::write(file.path(), "poisoned")?;
+    }
+    let fourth = run_with(&sandbox, &two_branches("LEFT CHANGED\n"), &[])?;
+    assert!(
+        !hits(&fourth).contains(&"right-up"),
+        "a poisoned entry was used"
+    );
+    let up = &fourth.stage("right-up").outputs[0];
+    assert_eq!(
+        std::fs::read_to_string(fourth.run_dir().join(&up.path))?,
+        "RIGHT SIDE\n"
+    );
+
+    // --no-stage-cache runs everything.
+    let fifth = run_with(
+        &sandbox,
+        &two_branches("LEFT CHANGED\n"),
+        &["--no-stage-cache"],
+    )?;
+    assert!(hits(&fifth).is_empty());
+    Ok(())
+}

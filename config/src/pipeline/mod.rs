@@ -90,6 +90,8 @@ pub struct StageSpec {
     pub matrix: BTreeMap<String, String>,
     /// Whether the run goes on, and still succeeds, when this stage does not.
     pub allow_failure: bool,
+    /// `cache = true | false` as written; unset, the stage cache decides from the grants.
+    pub cache: Option<bool>,
 }
 
 /// The phases a stage can be given, in delivery order.

@@ -78,6 +78,10 @@ pub(crate) struct RawStage {
     /// The run goes on (and succeeds) when this stage does not.
     #[serde(default)]
     pub allow_failure: Option<bool>,
+    /// Serve the stage from the stage cache when nothing it depends on changed (`true` for a
+    /// stage the default would not cache, `false` to never cache it).
+    #[serde(default)]
+    pub cache: Option<bool>,
     /// One instance of the stage per combination of these values.
     #[serde(default)]
     pub matrix: Option<toml::Table>,

@@ -46,6 +46,7 @@ pub(super) fn resolve(
         depends_on: Vec::new(),
         retries: retries(stage.retries.as_ref(), src)?,
         allow_failure: stage.allow_failure.unwrap_or(false),
+        cache: stage.cache,
         group: name.clone(),
         matrix: Default::default(),
         name: name.clone(),

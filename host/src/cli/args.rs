@@ -30,6 +30,12 @@ pub struct GlobalArgs {
     /// Where registry plugins are kept by digest [default: ~/.cache/sluice/plugins]
     #[arg(long, global = true, value_name = "DIR", env = "SLUICE_PLUGIN_STORE")]
     pub plugin_store: Option<PathBuf>,
+    /// Where the stage cache keeps outputs by key [default: ~/.cache/sluice/stages]
+    #[arg(long, global = true, value_name = "DIR", env = "SLUICE_STAGE_CACHE")]
+    pub stage_cache: Option<PathBuf>,
+    /// Run every stage; neither read nor write the stage cache
+    #[arg(long, global = true)]
+    pub no_stage_cache: bool,
 }
 
 /// How `oci://` plugins are resolved before a run.
@@ -50,6 +56,9 @@ pub enum Command {
     /// Continue a run that stopped at a manual gate or was killed, without re-running finished
     /// stages
     Resume(ResumeArgs),
+    /// List or trim the stage cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// List runs, newest first, with their status (a run killed mid-way shows as interrupted)
     Runs {
         /// Only this pipeline's runs [default: every pipeline's default runs folder]
@@ -177,6 +186,18 @@ pub enum LangArg {
     Python,
     Js,
     C,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Every stage-cache entry, newest first, with its stage and size
+    Ls,
+    /// Remove the oldest entries until the cache fits in SIZE
+    Gc {
+        /// The most the cache may keep, e.g. `2GiB`
+        #[arg(long, value_name = "SIZE")]
+        max_size: bytesize::ByteSize,
+    },
 }
 
 #[derive(Args, Debug)]

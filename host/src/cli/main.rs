@@ -57,8 +57,9 @@ async fn dispatch(cli: Cli) -> Outcome {
             .unwrap_or_else(PluginStore::default_root),
     );
     match cli.command {
-        Command::Run(args) => run::run(&host, &store, args).await,
-        Command::Resume(args) => run::resume(&host, &store, args).await,
+        Command::Run(args) => run::run(&host, &store, &cli.global, args).await,
+        Command::Resume(args) => run::resume(&host, &store, &cli.global, args).await,
+        Command::Cache(command) => run::stage_cache(&cli.global, command),
         Command::Runs {
             pipeline,
             runs_dir,

@@ -16,19 +16,21 @@ use sluice::reporters::{
     self, JsonLinesReporter, PlainReporter, Reporter, TerminalReporter, Verbosity,
 };
 use sluice::resolve::{ResolveError, resolve_pipeline};
+use sluice::run::stage_cache::StageCache;
 use sluice::run::{Approver, Interrupt, RunOptions, RunOutcome};
 
-use crate::args::{Format, ResumeArgs, RunArgs, ViewArgs};
+use crate::args::{CacheCommand, Format, GlobalArgs, ResumeArgs, RunArgs, ViewArgs};
 use crate::error::{CliError, Outcome};
 use crate::sharing::resolve_options;
 
-pub async fn run(host: &Host, store: &PluginStore, args: RunArgs) -> Outcome {
+pub async fn run(host: &Host, store: &PluginStore, global: &GlobalArgs, args: RunArgs) -> Outcome {
     let pipeline = pipeline::load(&args.pipeline)?;
     let resolve = resolve_options(store, args.resolve);
     let options = RunOptions {
         runs_dir: args.runs_dir,
         plugin_store: Some(store.root().to_path_buf()),
         jobs: args.jobs.map(usize::from),
+        stage_cache: stage_cache_root(global),
         approve: args.approve,
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
@@ -40,7 +42,12 @@ pub async fn run(host: &Host, store: &PluginStore, args: RunArgs) -> Outcome {
     .await
 }
 
-pub async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> Outcome {
+pub async fn resume(
+    host: &Host,
+    store: &PluginStore,
+    global: &GlobalArgs,
+    args: ResumeArgs,
+) -> Outcome {
     let run_dir = find_run(&args)?;
     let report = RunReport::read(&run_dir.join("report.json"))
         .map_err(|err| CliError::input(format!("{err:#}")))?;
@@ -72,6 +79,7 @@ pub async fn resume(host: &Host, store: &PluginStore, args: ResumeArgs) -> Outco
         runs_dir: None,
         plugin_store: Some(store.root().to_path_buf()),
         jobs: args.jobs.map(usize::from),
+        stage_cache: stage_cache_root(global),
         approve: args.approve,
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
@@ -168,6 +176,47 @@ fn find_run(args: &ResumeArgs) -> Result<PathBuf, CliError> {
                 .join(", ")
         }
     )))
+}
+
+/// The stage cache's folder, or none when it is off.
+fn stage_cache_root(global: &GlobalArgs) -> Option<PathBuf> {
+    if global.no_stage_cache {
+        return None;
+    }
+    global.stage_cache.clone().or_else(StageCache::default_root)
+}
+
+/// `sluice cache ls` and `sluice cache gc`.
+pub fn stage_cache(global: &GlobalArgs, command: CacheCommand) -> Outcome {
+    let cache = StageCache::new(global.stage_cache.clone().or_else(StageCache::default_root));
+    match command {
+        CacheCommand::Ls => {
+            let entries = cache.list();
+            let total: u64 = entries.iter().map(|(_, size)| size).sum();
+            for (entry, size) in &entries {
+                println!(
+                    "{:.16}  {:<24} {:>10}  {}",
+                    entry.key,
+                    entry.stage,
+                    bytesize::ByteSize::b(*size).display().iec().to_string(),
+                    entry.created_at
+                );
+            }
+            println!(
+                "{} entries, {} in {}",
+                entries.len(),
+                bytesize::ByteSize::b(total).display().iec(),
+                cache
+                    .root()
+                    .map_or("(no cache folder)".into(), |r| r.display().to_string())
+            );
+        }
+        CacheCommand::Gc { max_size } => {
+            let removed = cache.gc(max_size.as_u64());
+            println!("removed {} entries", removed.len());
+        }
+    }
+    Ok(exit_codes::SUCCESS)
 }
 
 /// `sluice runs`: every run in the folders asked for, newest first.

@@ -154,12 +154,23 @@ pub struct StageRecord {
     /// A matrix instance's values by key (`target = "x86_64"`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub matrix: std::collections::BTreeMap<String, String>,
+    /// The stage cache: the key, and whether the outputs came from it (`hit`) or were stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheRecord>,
     /// Attempts before the last one, when it was retried (`retries`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_attempts: Vec<Attempt>,
     /// It did not succeed, and its entry allows that (`allow_failure`): the run went on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failure_allowed: bool,
+}
+
+/// How a stage met the stage cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    pub key: String,
+    /// Served from the cache: the plugin did not run.
+    pub hit: bool,
 }
 
 /// One attempt of a retried stage that did not succeed.

@@ -19,6 +19,7 @@ use super::prepare::Prepared;
 use super::record::{RunHistory, earlier_stages, write_journal};
 use super::schedule::{self, Decision, Situation, is_finished};
 use super::stage::StageExecution;
+use super::stage_cache::StageCache;
 
 /// Everything the scheduler reads; the records are what it writes.
 pub(super) struct Scheduler<'a> {
@@ -31,6 +32,7 @@ pub(super) struct Scheduler<'a> {
     pub masker: &'a Masker,
     pub history: &'a RunHistory,
     pub clock: Instant,
+    pub stage_cache: &'a StageCache,
 }
 
 /// How the stages ended up.
@@ -213,6 +215,7 @@ impl Scheduler<'_> {
             earlier: earlier_stages(&deps),
             interrupt: self.options.interrupt.clone(),
             cancel: Interrupt::new(),
+            stage_cache: self.stage_cache,
         })
     }
 

@@ -14,6 +14,7 @@ mod reach;
 mod record;
 pub mod schedule;
 mod stage;
+pub mod stage_cache;
 mod tidy;
 mod watch;
 
@@ -201,6 +202,9 @@ fn state_folders<'a>(
     if let Some(store) = &options.plugin_store {
         folders.push(("the plugin store", store.as_path()));
     }
+    if let Some(cache) = &options.stage_cache {
+        folders.push(("the stage cache", cache.as_path()));
+    }
     folders
 }
 
@@ -255,6 +259,7 @@ async fn drive(
         masker: &masker,
         history: &history,
         clock,
+        stage_cache: &stage_cache::StageCache::new(options.stage_cache.clone()),
     };
     // The scheduler blocks while stages run on their own threads; on a multi-threaded runtime
     // the caller's other tasks (the Ctrl-C handler) keep running meanwhile.

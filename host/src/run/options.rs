@@ -20,6 +20,8 @@ pub struct RunOptions {
     pub interrupt: Option<Interrupt>,
     /// Stages run at once, at most (`--jobs`); default: the machine's cores.
     pub jobs: Option<usize>,
+    /// The stage cache's folder; `None` runs every stage (`--no-stage-cache`).
+    pub stage_cache: Option<PathBuf>,
 }
 
 /// A request to stop the run (or one stage), shared between whoever asks — a signal handler,

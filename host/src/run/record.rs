@@ -77,6 +77,7 @@ pub(crate) fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord
         denied: Vec::new(),
         depends_on: spec.depends_on.clone(),
         matrix: spec.matrix.clone(),
+        cache: None,
         earlier_attempts: Vec::new(),
         failure_allowed: false,
     }

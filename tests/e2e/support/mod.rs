@@ -211,8 +211,9 @@ impl Sandbox {
             .args(args)
             .env("SLUICE_CACHE_DIR", self.cache_dir())
             .env("SLUICE_PLUGIN_STORE", self.path().join("plugin-store"))
-            // Runs stay in the sandbox even when a test does not say where.
+            // Runs and the stage cache stay in the sandbox even when a test does not say where.
             .env("SLUICE_RUNS_DIR", self.runs_dir())
+            .env("SLUICE_STAGE_CACHE", self.path().join("stage-cache"))
             .env_remove("RUST_BACKTRACE");
         command
     }

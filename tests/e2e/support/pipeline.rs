@@ -138,7 +138,7 @@ fn key_values(pairs: &[(String, Toml)], separator: &str) -> String {
 pub struct Stage {
     name: String,
     plugin: String,
-    inputs: Vec<String>,
+    inputs: Option<Vec<String>>,
     keys: Vec<(String, Toml)>,
     limits: Vec<(String, Toml)>,
     allow: Vec<(String, Toml)>,
@@ -156,7 +156,7 @@ impl Stage {
         Self {
             name: name.to_string(),
             plugin: plugin.to_string(),
-            inputs: Vec::new(),
+            inputs: None,
             keys: Vec::new(),
             limits: Vec::new(),
             allow: Vec::new(),
@@ -166,7 +166,9 @@ impl Stage {
 
     /// `inputs = [...]`.
     pub fn inputs<const N: usize>(mut self, inputs: [&str; N]) -> Self {
-        self.inputs.extend(inputs.iter().map(|i| i.to_string()));
+        self.inputs
+            .get_or_insert_with(Vec::new)
+            .extend(inputs.iter().map(|i| i.to_string()));
         self
     }
 
@@ -209,8 +211,8 @@ impl Stage {
             "\n",
         ));
         out.push('\n');
-        if !self.inputs.is_empty() {
-            let inputs = Toml::Array(self.inputs.iter().map(|i| i.as_str().into()).collect());
+        if let Some(inputs) = &self.inputs {
+            let inputs = Toml::Array(inputs.iter().map(|i| i.as_str().into()).collect());
             out.push_str(&format!("inputs = {}\n", inputs.inline()));
         }
         if !self.keys.is_empty() {
