@@ -27,7 +27,8 @@ pub fn bench(root: &Path) -> Result<()> {
         ],
     )?;
     sh(root, "cargo", &["build", "--package", "sluice"])?;
-    whole_pipeline_wall_time(root)
+    whole_pipeline_wall_time(root)?;
+    crate::bench_graph::bench(root)
 }
 
 /// Times `sluice run examples/hello` as a whole process: cold (empty compile cache) and warm.

@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod bench_graph;
 mod c_bindings;
 mod ci;
 mod demo;
@@ -33,7 +34,9 @@ usage: cargo xtask <command>
   wkg-interop   install the pinned `wkg` and run the sharing test against it (not part of `test`)
   plugins       build the guest plugins into plugins/dist/
   setup         install the wasm32-wasip2 target, nginx and docker-registry; build the plugins
-  bench         per-stage overhead and whole-pipeline wall time, cold and warm cache
+  bench         per-stage overhead and whole-pipeline wall time, cold and warm cache, and the
+                graph engine's figures (--jobs 2 vs 1; a cargo build from the stage cache)
+  bench-graph   only the graph engine's figures
 ";
 
 fn main() {
@@ -59,6 +62,11 @@ fn run() -> Result<()> {
         Some("plugins") => plugins::build(&root, plugins::Lint::No),
         Some("setup") => setup(&root),
         Some("bench") => bench::bench(&root),
+        // Only the graph engine's figures (part of `bench`).
+        Some("bench-graph") => {
+            sh(&root, "cargo", &["build", "--package", "sluice"])?;
+            bench_graph::bench(&root)
+        }
         _ => {
             eprint!("{USAGE}");
             bail!("unknown or missing command");
