@@ -2,13 +2,14 @@
 //! message (serde's errors carry no structure), with a "did you mean" for misspelt keys.
 
 /// Keys of the `[pipeline]` table, which people often write at the top level by mistake.
-const PIPELINE_KEYS: [&str; 6] = [
+const PIPELINE_KEYS: [&str; 7] = [
     "name",
     "description",
     "workspace",
     "limits",
     "trusted_keys",
     "provenance_key",
+    "fail_fast",
 ];
 
 const REFERENCE: &str = "the README's \"pipeline.toml (version 1)\" section lists every key";
