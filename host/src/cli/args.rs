@@ -56,6 +56,10 @@ pub enum Command {
     /// Continue a run that stopped at a manual gate or was killed, without re-running finished
     /// stages
     Resume(ResumeArgs),
+    /// Run one stage alone: a plugin with inputs, config and grants from the command line, or a
+    /// stage of an earlier run with exactly its inputs (`--from RUN/STAGE`)
+    #[command(subcommand)]
+    Stage(StageCommand),
     /// List or trim the stage cache
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -186,6 +190,48 @@ pub enum LangArg {
     Python,
     Js,
     C,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StageCommand {
+    /// Run one stage in the sandbox, outside a pipeline run
+    Run(StageRunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StageRunArgs {
+    /// The plugin (.wasm component); not needed with --from
+    pub plugin: Option<PathBuf>,
+    /// Replay stage STAGE of run RUN (an id or a run folder): its pipeline entry, its plugin and
+    /// the inputs it had
+    #[arg(long, value_name = "RUN/STAGE", conflicts_with_all = ["config", "inputs", "allow"])]
+    pub from: Option<String>,
+    /// A config value (repeatable); VALUE is read as TOML when it is one, else as text
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// A file handed to the stage as /in/STAGE/NAME (STAGE defaults to `input`; repeatable)
+    #[arg(long = "input", value_name = "[STAGE/]NAME=FILE")]
+    pub inputs: Vec<String>,
+    /// A grant (repeatable): workspace=read, exec=cargo, net=127.0.0.1:8080, env=NAME,
+    /// exec_env=NAME, secrets=NAME
+    #[arg(long = "allow", value_name = "KEY=VALUE")]
+    pub allow: Vec<String>,
+    /// The workspace a `workspace=` grant mounts [default: the current folder]
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The stage's timeout, e.g. 5m
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Copy the stage's outputs here
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Where the run folder goes (and, with --from, where the run is looked for)
+    #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -15,8 +15,9 @@ mod error;
 mod run;
 mod sharing;
 mod show;
+mod stage;
 
-use args::{Cli, Command, GlobalArgs, KeyCommand, PluginCommand};
+use args::{Cli, Command, GlobalArgs, KeyCommand, PluginCommand, StageCommand};
 use error::{CliError, Outcome};
 
 fn main() -> ExitCode {
@@ -60,6 +61,7 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Run(args) => run::run(&host, &store, &cli.global, args).await,
         Command::Resume(args) => run::resume(&host, &store, &cli.global, args).await,
         Command::Cache(command) => run::stage_cache(&cli.global, command),
+        Command::Stage(StageCommand::Run(args)) => stage::run(&host, &store, args).await,
         Command::Runs {
             pipeline,
             runs_dir,

@@ -130,14 +130,28 @@ fn interrupt_on_ctrl_c() -> Interrupt {
 /// The run folder `args.run` names: a path, or an id under `--runs-dir`, the pipeline's default
 /// runs folder, or any pipeline's default runs folder.
 fn find_run(args: &ResumeArgs) -> Result<PathBuf, CliError> {
-    let direct = PathBuf::from(&args.run);
+    find_run_dir(
+        &args.run,
+        args.runs_dir.as_deref(),
+        args.pipeline.as_deref(),
+    )
+}
+
+/// The run folder `run` names: a path, or an id under `runs_dir`, the pipeline's default runs
+/// folder, or any pipeline's default runs folder.
+pub(crate) fn find_run_dir(
+    run: &str,
+    runs_dir: Option<&std::path::Path>,
+    pipeline_file: Option<&std::path::Path>,
+) -> Result<PathBuf, CliError> {
+    let direct = PathBuf::from(run);
     if direct.join("report.json").is_file() {
         return Ok(direct);
     }
     let mut searched: Vec<PathBuf> = Vec::new();
-    if let Some(runs) = &args.runs_dir {
-        searched.push(runs.clone());
-    } else if let Some(file) = &args.pipeline {
+    if let Some(runs) = runs_dir {
+        searched.push(runs.to_path_buf());
+    } else if let Some(file) = pipeline_file {
         let pipeline = pipeline::load(file)?;
         searched.push(default_runs_root(&pipeline.dir, &pipeline.name));
     } else if let Some(home) = runs_home() {
@@ -150,22 +164,18 @@ fn find_run(args: &ResumeArgs) -> Result<PathBuf, CliError> {
         );
     }
     // A run id is one path segment: never a way out of the runs folder.
-    let plain_id = !args.run.is_empty()
-        && args
-            .run
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let plain_id = !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if plain_id
         && let Some(dir) = searched
             .iter()
-            .map(|runs| runs.join(&args.run))
+            .map(|runs| runs.join(run))
             .find(|dir| dir.join("report.json").is_file())
     {
         return Ok(dir);
     }
     Err(CliError::input(format!(
         "no run `{}` in {}\n  = help: pass the run folder's path, or --runs-dir DIR (sluice run prints each run's folder)",
-        args.run,
+        run,
         if searched.is_empty() {
             "the default runs folders".to_string()
         } else {
@@ -308,12 +318,8 @@ impl Approver for TerminalApprover {
     }
 }
 
-/// Runs `work` with the reporter `view` asks for, writes `--report`; the run's exit code.
-async fn report_run<F, Fut>(view: &ViewArgs, work: F) -> Outcome
-where
-    F: FnOnce(EventSink) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<RunOutcome>>,
-{
+/// The reporter `view` asks for.
+pub(crate) fn reporter_for(view: &ViewArgs) -> Box<dyn Reporter> {
     let verbosity = if view.quiet {
         Verbosity::Quiet
     } else if view.verbose {
@@ -321,7 +327,7 @@ where
     } else {
         Verbosity::Normal
     };
-    let reporter: Box<dyn Reporter> = match view.format {
+    match view.format {
         Format::Json => Box::new(JsonLinesReporter),
         Format::Tty => Box::new(TerminalReporter::new(verbosity)),
         Format::Plain => Box::new(PlainReporter::new(verbosity)),
@@ -329,8 +335,16 @@ where
             Box::new(TerminalReporter::new(verbosity))
         }
         Format::Auto => Box::new(PlainReporter::new(verbosity)),
-    };
-    let (sink, reporter_thread) = reporters::spawn(reporter);
+    }
+}
+
+/// Runs `work` with the reporter `view` asks for, writes `--report`; the run's exit code.
+async fn report_run<F, Fut>(view: &ViewArgs, work: F) -> Outcome
+where
+    F: FnOnce(EventSink) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<RunOutcome>>,
+{
+    let (sink, reporter_thread) = reporters::spawn(reporter_for(view));
     let outcome = work(sink).await;
     let _ = reporter_thread.join();
     let outcome = outcome.map_err(|err| match err.downcast::<ResolveError>() {

@@ -13,6 +13,7 @@ mod publish;
 mod reach;
 mod record;
 pub mod schedule;
+pub mod single;
 mod stage;
 pub mod stage_cache;
 mod tidy;

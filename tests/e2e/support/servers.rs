@@ -48,6 +48,21 @@ impl Listener {
                                     Ok(n) => request.extend_from_slice(&buf[..n]),
                                 }
                             }
+                            // Read the body too: closing a socket with unread data resets the
+                            // connection, and the client may see the reset before the answer.
+                            let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                            let head = text.find("\r\n\r\n").map_or(text.len(), |i| i + 4);
+                            let length: usize = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            while request.len() < head + length {
+                                match stream.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                                }
+                            }
                             let _ = write!(
                                 stream,
                                 "HTTP/1.1 {status} {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
