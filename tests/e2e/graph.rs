@@ -31,9 +31,12 @@ fn interval(record: &StageRecord) -> (f64, f64) {
     (start, start + record.duration_ms.unwrap_or(0.0) / 1000.0)
 }
 
+/// Whether two stages ran at the same time for more than the timestamps' resolution (start
+/// times are recorded to the millisecond).
 fn overlap(a: &StageRecord, b: &StageRecord) -> bool {
+    const SLACK: f64 = 0.005;
     let ((a0, a1), (b0, b1)) = (interval(a), interval(b));
-    a0 < b1 && b0 < a1
+    a0 + SLACK < b1 && b0 + SLACK < a1
 }
 
 /// Runs `pipeline` with extra arguments (`--jobs N`).

@@ -86,7 +86,18 @@ impl Scheduler<'_> {
                     let mut record = records[index].clone();
                     let (done, handle) = (done.clone(), handle.clone());
                     scope.spawn(move || {
-                        handle.block_on(execution.execute(&available, &mut record));
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            handle.block_on(execution.execute(&available, &mut record));
+                        }));
+                        if ran.is_err() {
+                            // A bug in sluice, not the plugin: said plainly, and the run goes on
+                            // to its record instead of waiting for this stage forever.
+                            record.status = StageStatus::Error;
+                            record.message = Some(
+                                "sluice failed internally while running this stage (please report it)"
+                                    .into(),
+                            );
+                        }
                         let _ = done.send((index, record));
                     });
                     running.push((index, cancel));
