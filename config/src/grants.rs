@@ -32,6 +32,8 @@ pub struct DirGrant {
     pub access: Access,
     /// Skipped, rather than an error, when the host folder does not exist.
     pub optional: bool,
+    /// Where `host` is written, to report a host path that is not a folder.
+    pub site: crate::diagnostic::Site,
 }
 
 /// One `host:port` a stage may connect to (HTTP or TCP).

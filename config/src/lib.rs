@@ -4,6 +4,7 @@
 //! in seconds and every user mistake can be tested against a golden error message.
 
 pub mod diagnostic;
+pub mod files;
 pub mod grants;
 pub mod limits;
 pub mod lockfile;

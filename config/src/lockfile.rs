@@ -81,16 +81,18 @@ impl Lock {
 
     /// Reads the lock (a missing file is an empty lock).
     pub fn load(path: &Path) -> Result<Self, Diagnostic> {
-        match std::fs::read(path) {
-            Ok(bytes) => Self::parse(path, &source::decode(path, bytes)?),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Self {
+        if !path.exists() && std::fs::symlink_metadata(path).is_err() {
+            return Ok(Self {
                 path: path.to_path_buf(),
                 read: BTreeMap::new(),
                 entries: BTreeMap::new(),
                 existed: false,
-            }),
+            });
+        }
+        match crate::files::read_bounded(path, crate::files::MAX_TEXT_FILE_BYTES) {
+            Ok(bytes) => Self::parse(path, &source::decode(path, bytes)?),
             Err(err) => Err(
-                Diagnostic::new(path, format!("cannot read the lock file: {err}"))
+                Diagnostic::new(path, format!("cannot read the lock file: it {err}"))
                     .with_hint("check the file's permissions, or delete it and run `sluice lock`"),
             ),
         }

@@ -153,3 +153,74 @@ fn a_malformed_lock_is_an_input_error_at_its_line_and_nothing_runs() -> Result<(
     assert!(!sandbox.runs_dir().exists());
     Ok(())
 }
+
+#[test]
+fn devices_fifos_folders_and_loops_named_in_a_pipeline_are_refused_at_their_line() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let fifo = sandbox.path().join("fifo");
+    anyhow::ensure!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()?
+            .success(),
+        "mkfifo failed"
+    );
+    std::os::unix::fs::symlink(sandbox.path().join("loop-b"), sandbox.path().join("loop-a"))?;
+    std::os::unix::fs::symlink(sandbox.path().join("loop-a"), sandbox.path().join("loop-b"))?;
+    std::fs::write(sandbox.path().join("a-file"), "not a folder")?;
+    let emit = crate::support::plugin("emit")?.display().to_string();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "[[stage]]\nname = \"s\"\nplugin = \"/dev/zero\"\n".to_string(),
+            "plugin /dev/zero is a device",
+        ),
+        (
+            "[[stage]]\nname = \"s\"\nplugin = \"fifo\"\n".to_string(),
+            "is a FIFO (named pipe)",
+        ),
+        (
+            "[[stage]]\nname = \"s\"\nplugin = \".\"\n".to_string(),
+            "is a directory, not a regular file",
+        ),
+        (
+            "[[stage]]\nname = \"s\"\nplugin = \"loop-a\"\n".to_string(),
+            "is a symlink loop",
+        ),
+        (
+            format!(
+                "[secrets]\nT = {{ file = \"/dev/zero\" }}\n[[stage]]\nname = \"s\"\nplugin = \"{emit}\"\n"
+            ),
+            "secret `T` /dev/zero is a device",
+        ),
+        (
+            format!(
+                "[secrets]\nT = {{ file = \"fifo\" }}\n[[stage]]\nname = \"s\"\nplugin = \"{emit}\"\n"
+            ),
+            "is a FIFO",
+        ),
+        (
+            format!(
+                "[[stage]]\nname = \"s\"\nplugin = \"{emit}\"\n[stage.allow]\ndirs = [{{ host = \"a-file\", guest = \"/d\" }}]\n"
+            ),
+            "is a regular file, not a directory",
+        ),
+    ];
+    for (body, expected) in cases {
+        let text = format!("version = 1\n[pipeline]\nname = \"p\"\n{body}");
+        let file = sandbox.pipeline("pipeline.toml", &text)?;
+        for command in ["check", "run"] {
+            let ran = sandbox.sluice_within(&[command, &file.display().to_string()], 20)?;
+            ran.assert_exit(exit_codes::INVALID_INPUT)
+                .assert_stderr(&[expected, "pipeline.toml:"]);
+        }
+    }
+    // The pipeline file itself, and a lock, are read the same way.
+    let ran = sandbox.sluice_within(&["check", "/dev/zero"], 20)?;
+    ran.assert_exit(exit_codes::INVALID_INPUT)
+        .assert_stderr(&["cannot read the pipeline file: it is a device"]);
+    let ran = sandbox.sluice_within(&["run", &fifo.display().to_string()], 20)?;
+    ran.assert_exit(exit_codes::INVALID_INPUT)
+        .assert_stderr(&["FIFO"]);
+    assert!(!sandbox.runs_dir().exists(), "nothing ran");
+    Ok(())
+}

@@ -176,6 +176,7 @@ fn dir_grant(
         guest,
         access,
         optional: dir.optional,
+        site: src.site(dir.host.span()),
     })
 }
 

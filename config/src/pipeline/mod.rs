@@ -41,6 +41,8 @@ pub struct Pipeline {
     pub workspace: PathBuf,
     /// Declared secrets and where their values come from.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Where each secret's source is written in the file.
+    pub secret_sites: BTreeMap<String, Site>,
     pub stages: Vec<StageSpec>,
     /// The secret whose value signs release provenance, if any.
     pub provenance_key: Option<String>,
@@ -166,10 +168,11 @@ impl std::fmt::Display for InputRef {
 
 /// Reads and validates a pipeline file.
 pub fn load(path: &Path) -> Result<Pipeline, Diagnostic> {
-    let bytes = std::fs::read(path).map_err(|err| {
-        Diagnostic::new(path, format!("cannot read the pipeline file: {err}"))
-            .with_hint("check the path; `sluice run` takes the path of a pipeline.toml")
-    })?;
+    let bytes =
+        crate::files::read_bounded(path, crate::files::MAX_TEXT_FILE_BYTES).map_err(|err| {
+            Diagnostic::new(path, format!("cannot read the pipeline file: it {err}"))
+                .with_hint("check the path; `sluice run` takes the path of a pipeline.toml")
+        })?;
     parse(path, &source::decode(path, bytes)?)
 }
 
@@ -205,7 +208,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         Some(rel) => dir.join(rel.get_ref()),
         None => dir.clone(),
     };
-    let secrets = secrets::resolve(&raw.secrets, &dir, &src)?;
+    let (secrets, secret_sites) = secrets::resolve(&raw.secrets, &dir, &src)?;
     let declared: BTreeSet<String> = secrets.keys().cloned().collect();
     let trusted_keys = match &pipeline.trusted_keys {
         Some(list) if list.get_ref().is_empty() => {
@@ -249,6 +252,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         dir,
         workspace,
         secrets,
+        secret_sites,
         stages,
         provenance_key,
         fail_fast: pipeline.fail_fast.unwrap_or(true),

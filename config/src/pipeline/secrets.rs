@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::raw::{RawSecret, Text};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Site};
 use crate::grants::SecretSource;
 use crate::names;
 use crate::source::Source;
@@ -13,12 +13,17 @@ use crate::source::Source;
 const EXAMPLE: &str =
     "e.g. DEPLOY_TOKEN = { env = \"DEPLOY_TOKEN\" } or { file = \"secrets/token\" }";
 
+/// Declared secrets, and where each one's source is written.
+type Declared = (BTreeMap<String, SecretSource>, BTreeMap<String, Site>);
+
+/// The declared secrets, and where each one's source is written.
 pub(super) fn resolve(
     table: &BTreeMap<Text, RawSecret>,
     dir: &Path,
     src: &Source<'_>,
-) -> Result<BTreeMap<String, SecretSource>, Diagnostic> {
+) -> Result<Declared, Diagnostic> {
     let mut secrets = BTreeMap::new();
+    let mut sites = BTreeMap::new();
     // In file order, so the first mistake reported is the first one written.
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by_key(|(name, _)| name.span().start);
@@ -31,8 +36,10 @@ pub(super) fn resolve(
             .with_hint("use up to 64 letters, digits, `_` and `-`")
         })?;
         secrets.insert(name.get_ref().clone(), source_of(name, raw, dir, src)?);
+        let span = raw.file.as_ref().map_or(name.span(), Text::span);
+        sites.insert(name.get_ref().clone(), src.site(span));
     }
-    Ok(secrets)
+    Ok((secrets, sites))
 }
 
 fn source_of(

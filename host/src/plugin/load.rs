@@ -117,18 +117,17 @@ pub struct Compiled {
 /// code from the cache).
 pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
     let started = Instant::now();
-    let bytes = std::fs::read(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            PluginError::NotFound {
-                path: path.to_path_buf(),
-            }
-        } else {
-            PluginError::Unreadable {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })?;
+    if !path.exists() && std::fs::symlink_metadata(path).is_err() {
+        return Err(PluginError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    // A regular file of a bounded size: a device or FIFO named as a plugin is refused, not read.
+    let bytes = crate::config::files::read_bounded(path, crate::config::files::MAX_PLUGIN_BYTES)
+        .map_err(|why| PluginError::Unreadable {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("it {why}")),
+        })?;
     classify(path, &bytes)?;
     let sha256 = sha256_bytes(&bytes);
     let (component, cache) = host

@@ -4,6 +4,7 @@
 //! settled on lives beside it.
 
 mod fetch;
+mod paths;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -104,6 +105,7 @@ pub async fn resolve_pipeline(
     options: &ResolveOptions,
     events: &EventSink,
 ) -> Result<(ResolvedPipeline, Resolution), ResolveError> {
+    paths::check(&pipeline)?;
     let mut trusted = Vec::with_capacity(pipeline.stages.len());
     for spec in &pipeline.stages {
         trusted.push(keys::load(&spec.trusted_keys)?);

@@ -51,9 +51,17 @@ fn load_one(source: &SecretSource) -> Result<String, String> {
         SecretSource::Env(var) => std::env::var(var).map_err(|_| {
             format!("environment variable `{var}` is not set (set it before running sluice)")
         })?,
-        SecretSource::File(path) => std::fs::read_to_string(path)
-            .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|err| format!("cannot read {}: {err}", path.display()))?,
+        SecretSource::File(path) => {
+            let bytes = crate::config::files::read_bounded(
+                path,
+                crate::config::files::MAX_SECRET_FILE_BYTES,
+            )
+            .map_err(|err| format!("{} {err}", path.display()))?;
+            String::from_utf8(bytes)
+                .map_err(|_| format!("{} is not UTF-8 text", path.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string()
+        }
     };
     if value.chars().count() < MIN_SECRET_LEN {
         return Err(format!(
@@ -224,7 +232,7 @@ mod tests {
                 .get("NOFILE")
                 .err()
                 .unwrap_or_default()
-                .contains("cannot read")
+                .contains("does not exist")
         );
         assert!(values.get("UNDECLARED").is_err());
         assert_eq!(values.masker().mask("x from-file-value y"), "x *** y");

@@ -122,8 +122,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 impl SigningKey {
     /// Reads a PKCS#8 PEM private key (as `sluice key generate` writes).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the signing key {}", path.display()))?;
+        let text =
+            read_key_file(path).with_context(|| format!("the signing key {}", path.display()))?;
         Self::from_pem(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -156,8 +156,8 @@ impl SigningKey {
 impl TrustedKey {
     /// Reads an SPKI PEM public key (as `sluice key generate` writes).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the public key {}", path.display()))?;
+        let text =
+            read_key_file(path).with_context(|| format!("the public key {}", path.display()))?;
         let key = ed25519_dalek::VerifyingKey::from_public_key_pem(text.trim()).map_err(|err| {
             anyhow::anyhow!(
                 "{} is not an ed25519 public key in PEM ({err}); use the .pub file `sluice key generate` wrote",
@@ -323,6 +323,14 @@ impl Envelope {
             .context("the envelope payload is not base64")?;
         serde_json::from_slice(&payload).context("the envelope payload is not an in-toto statement")
     }
+}
+
+/// A key file's text: a regular file of at most 64 KiB (a device or FIFO is refused, not read).
+fn read_key_file(path: &Path) -> Result<String> {
+    let bytes =
+        crate::config::files::read_bounded(path, crate::config::files::MAX_SECRET_FILE_BYTES)
+            .map_err(|err| anyhow::anyhow!("{} {err}", path.display()))?;
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{} is not text", path.display()))
 }
 
 #[cfg(test)]

@@ -204,6 +204,48 @@ impl Sandbox {
         Ok(ran)
     }
 
+    /// `sluice ARGS`, killed if it has not finished within `seconds` (then it fails the test):
+    /// for inputs that used to make sluice read or wait forever.
+    pub fn sluice_within(&self, args: &[&str], seconds: u64) -> Result<Ran> {
+        use std::io::Read;
+        let mut child = self
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start sluice")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!(
+                    "sluice {} did not finish within {seconds} s",
+                    args.join(" ")
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        if let Some(mut out) = child.stdout.take() {
+            let _ = out.read_to_string(&mut stdout);
+        }
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        let ran = Ran {
+            command: format!("sluice {}", args.join(" ")),
+            code: status.code().unwrap_or(-1),
+            stderr,
+            stdout,
+        };
+        ran.assert_no_panic();
+        Ok(ran)
+    }
+
     /// `sluice ARGS` with this sandbox's cache and store, not started yet.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
