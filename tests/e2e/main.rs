@@ -9,6 +9,7 @@ mod cache;
 mod chain;
 mod cli;
 mod failures;
+mod faults;
 mod grants;
 mod graph;
 mod phases;

@@ -1,0 +1,79 @@
+//! Corrupt state: a truncated report or journal, cache entries replaced by folders or garbage —
+//! each gives a clear error or a clean miss, never a panic and never a wrong output.
+
+use anyhow::Result;
+use sluice::exit_codes;
+use sluice::model::report::StageStatus;
+
+use crate::support::{Pipeline, Sandbox, Stage, repo_root, table};
+
+#[test]
+fn a_truncated_report_is_a_clear_error_for_resume_and_is_skipped_by_runs() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let pipeline = Pipeline::new("gate")
+        .stage(Stage::new("code", "emit").config("files", table([("a.txt", "alpha\n")])))
+        .stage(Stage::new("ship", "checksum").set("approval", "manual"));
+    let run = sandbox.run_pipeline(&pipeline)?;
+    assert_eq!(
+        run.ran.code,
+        exit_codes::AWAITING_APPROVAL,
+        "{}",
+        run.describe()
+    );
+    let report = run.run_dir().join("report.json");
+    let text = std::fs::read_to_string(&report)?;
+    std::fs::write(&report, &text[..text.len() / 2])?;
+    let id = run.report.run_id.clone();
+    sandbox
+        .sluice(&["resume", &id, "--approve", "ship"])?
+        .assert_exit(exit_codes::INVALID_INPUT)
+        .assert_stderr(&["is not a sluice run report"]);
+    let listed = sandbox.sluice(&["runs"])?;
+    listed.assert_exit(exit_codes::SUCCESS);
+    assert!(!listed.stdout.contains(&id), "{}", listed.stdout);
+    Ok(())
+}
+
+#[test]
+fn cache_entries_replaced_by_folders_or_garbage_are_misses() -> Result<()> {
+    let sandbox = Sandbox::with_own_cache()?;
+    let pipeline = repo_root().join("examples/hello/pipeline.toml");
+    let (first, cold) = sandbox.run(&pipeline)?;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // Compiled code: every entry becomes a folder.
+    for dir in std::fs::read_dir(sandbox.cache_dir())?.flatten() {
+        for entry in std::fs::read_dir(dir.path())?.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "cwasm") {
+                std::fs::remove_file(entry.path())?;
+                std::fs::create_dir(entry.path())?;
+            }
+        }
+    }
+    // Stage cache: one entry's record is garbage, another's files are a file.
+    let stage_cache = sandbox.path().join("stage-cache");
+    let mut entries: Vec<_> = std::fs::read_dir(&stage_cache)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("entry.json").is_file())
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 2, "{entries:?}");
+    std::fs::write(entries[0].join("entry.json"), "{ not json")?;
+    std::fs::remove_dir_all(entries[1].join("files"))?;
+    std::fs::write(entries[1].join("files"), "not a folder")?;
+    let (second, warm) = sandbox.run(&pipeline)?;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    for (before, after) in cold.stages.iter().zip(&warm.stages) {
+        assert_eq!(after.status, StageStatus::Succeeded, "{}", after.name);
+        let digests = |r: &sluice::model::report::StageRecord| -> Vec<String> {
+            r.outputs.iter().map(|o| o.sha256.clone()).collect()
+        };
+        assert_eq!(
+            digests(before),
+            digests(after),
+            "{} changed its outputs",
+            after.name
+        );
+    }
+    Ok(())
+}
