@@ -62,20 +62,25 @@ pub(crate) fn prepare_stages(
                 prepared.secrets[index] = secrets;
             }
             Err(message) => {
-                record.status = StageStatus::Error;
-                record.message = Some(message.clone());
-                events.emit(Event::StageFinished {
-                    stage: spec.name.clone(),
-                    status: StageStatus::Error,
-                    elapsed: Duration::ZERO,
-                    message: Some(message),
-                });
+                refuse_unprepared(record, message, events);
                 prepared.failed = Some(spec.name.clone());
                 break;
             }
         }
     }
     prepared
+}
+
+/// Records a stage whose plugin or secrets could not be prepared as an error, and says so.
+pub(crate) fn refuse_unprepared(record: &mut StageRecord, message: String, events: &EventSink) {
+    record.status = StageStatus::Error;
+    record.message = Some(message.clone());
+    events.emit(Event::StageFinished {
+        stage: record.name.clone(),
+        status: StageStatus::Error,
+        elapsed: Duration::ZERO,
+        message: Some(message),
+    });
 }
 
 /// One stage's plugin, loaded for its grants and checked against its pin, and its secrets.

@@ -99,14 +99,7 @@ pub async fn run_stage(
         Ok(prepared) => prepared,
         Err(message) => {
             // As in a pipeline run: a stage whose plugin cannot be prepared is an error.
-            record.status = StageStatus::Error;
-            record.message = Some(message.clone());
-            events.emit(Event::StageFinished {
-                stage: spec.name.clone(),
-                status: StageStatus::Error,
-                elapsed: std::time::Duration::ZERO,
-                message: Some(message),
-            });
+            super::prepare::refuse_unprepared(&mut record, message, events);
             return finish(record, &layout, events);
         }
     };
