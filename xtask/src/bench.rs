@@ -1,88 +1,129 @@
-//! `cargo xtask bench`: per-stage overhead (the criterion-free `stage_overhead` bench) and the
-//! whole-process wall time of `sluice run examples/hello`, cold and warm compile cache.
+//! `cargo xtask bench`: every figure beside its baseline, in the release profile — sluice against
+//! a shell script, bubblewrap and bare wasmtime ([`crate::bench_baselines`]), the engine's own
+//! micro-figures (`host/benches/stage_overhead.rs`: plugin loads per guest language, resolution)
+//! and the graph engine's ([`crate::bench_graph`]). `--smoke` runs each comparison once on the
+//! debug build CI already has, to prove the benchmarks still work (no timing).
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{host_binary, setup, sh};
+use crate::bench_baselines::Bench;
+use crate::{host_binary, setup, sh, target_dir};
 
-pub fn bench(root: &Path) -> Result<()> {
+pub fn bench(root: &Path, smoke: bool) -> Result<()> {
+    if smoke {
+        return smoke_pass(root);
+    }
     setup(root)?;
-    // The dev profile keeps every dependency (wasmtime included) at opt-level 3, so benching
-    // it reuses the test build instead of compiling wasmtime a second time.
-    sh(
+    baselines(root)?;
+    let overhead = bench_executable(
         root,
-        "cargo",
         &[
-            "bench",
-            "--profile",
-            "dev",
+            "build",
+            "--release",
             "--package",
             "sluice",
             "--bench",
             "stage_overhead",
         ],
+        &[],
     )?;
-    sh(root, "cargo", &["build", "--package", "sluice"])?;
-    whole_pipeline_wall_time(root)?;
-    crate::bench_graph::bench(root)
+    sh(root, &overhead.to_string_lossy(), &[])?;
+    crate::bench_graph::bench(root, &host_binary(root, "release"))
 }
 
-/// Times `sluice run examples/hello` as a whole process: cold (empty compile cache) and warm.
-fn whole_pipeline_wall_time(root: &Path) -> Result<()> {
-    let sluice = host_binary(root, "debug");
-    let scratch = root.join("target").join("bench-wall");
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch)?;
-    let cache = scratch.join("cache");
-    let runs = scratch.join("runs");
-    let once = |label: &str| -> Result<f64> {
-        let started = Instant::now();
-        let status = Command::new(&sluice)
-            .args([
-                "run",
-                "examples/hello/pipeline.toml",
-                "--quiet",
-                "--format",
-                "plain",
-            ])
-            .arg("--cache-dir")
-            .arg(&cache)
-            .arg("--runs-dir")
-            .arg(&runs)
-            .current_dir(root)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .with_context(|| format!("cannot start {}", sluice.display()))?;
-        if !status.success() {
-            bail!("{label} run of examples/hello failed ({status})");
-        }
-        Ok(started.elapsed().as_secs_f64() * 1000.0)
-    };
-    let mut cold = Vec::new();
-    for _ in 0..5 {
-        let _ = std::fs::remove_dir_all(&cache);
-        cold.push(once("cold")?);
+/// Only the comparisons with the shell script, bubblewrap and bare wasmtime (release build).
+pub fn baselines(root: &Path) -> Result<()> {
+    sh(
+        root,
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--package",
+            "sluice",
+            "--bin",
+            "sluice",
+        ],
+    )?;
+    let bare = bench_executable(
+        root,
+        &[
+            "build",
+            "--release",
+            "--package",
+            "sluice",
+            "--bench",
+            "bare_wasmtime",
+        ],
+        &[],
+    )?;
+    Bench {
+        root: root.to_path_buf(),
+        sluice: host_binary(root, "release"),
+        bare,
+        scratch: target_dir(root).join("bench"),
+        rounds: 21,
+        bare_calls: 2000,
+        table: target_dir(root).join("bench").join("baselines.md"),
     }
-    let mut warm = Vec::new();
-    for _ in 0..20 {
-        warm.push(once("warm")?);
-    }
-    report("sluice run examples/hello, cold cache (ms)", &mut cold);
-    report("sluice run examples/hello, warm cache (ms)", &mut warm);
-    Ok(())
+    .run()
 }
 
-fn report(label: &str, samples: &mut [f64]) {
-    samples.sort_by(f64::total_cmp);
-    let median = samples[samples.len() / 2];
-    let min = samples[0];
-    let max = samples[samples.len() - 1];
-    println!(
-        "{label}: median {median:.1}  min {min:.1}  max {max:.1}  (n={})",
-        samples.len()
-    );
+/// Each comparison once, on the binaries `cargo test --no-run` built (CI's host build): the
+/// scripts, bubblewrap, bare wasmtime and sluice all still run. Not for timing.
+fn smoke_pass(root: &Path) -> Result<()> {
+    let env = crate::ci::host_test_env(root)?;
+    let bare = bench_executable(
+        root,
+        &[
+            "test",
+            "--package",
+            "sluice",
+            "--bench",
+            "bare_wasmtime",
+            "--no-run",
+        ],
+        &env,
+    )?;
+    Bench {
+        root: root.to_path_buf(),
+        sluice: host_binary(root, "debug"),
+        bare,
+        scratch: target_dir(root).join("bench-smoke"),
+        rounds: 1,
+        bare_calls: 3,
+        table: target_dir(root).join("bench-smoke").join("baselines.md"),
+    }
+    .run()
+}
+
+/// Builds a bench target with `cargo_args` and returns its executable (from cargo's JSON
+/// messages, since its file name carries a hash).
+fn bench_executable(root: &Path, cargo_args: &[&str], env: &[(&str, OsString)]) -> Result<PathBuf> {
+    eprintln!("xtask: $ cargo {}", cargo_args.join(" "));
+    let output = Command::new("cargo")
+        .args(cargo_args)
+        .arg("--message-format=json-render-diagnostics")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot start cargo")?;
+    if !output.status.success() {
+        bail!(
+            "`cargo {}` failed ({})",
+            cargo_args.join(" "),
+            output.status
+        );
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["target"]["kind"][0] == "bench")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .context("cargo built no bench executable")
 }

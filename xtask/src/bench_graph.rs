@@ -8,15 +8,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::host_binary;
-
-pub fn bench(root: &Path) -> Result<()> {
-    let sluice = host_binary(root, "debug");
+pub fn bench(root: &Path, sluice: &Path) -> Result<()> {
     let scratch = root.join("target").join("bench-graph");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
-    parallel_stages(root, &sluice, &scratch)?;
-    cached_cargo_build(root, &sluice, &scratch)
+    parallel_stages(root, sluice, &scratch)?;
+    cached_cargo_build(root, sluice, &scratch)
 }
 
 /// `sluice run FILE ARGS` in `scratch`; the wall time in ms and the report.

@@ -51,6 +51,8 @@ pub fn test(root: &Path) -> Result<()> {
                 )
             }),
         ),
+        // The benchmarks still run (each comparison once; figures come from `cargo xtask bench`).
+        ("bench-smoke", Box::new(|| crate::bench::bench(root, true))),
     ];
     steps::run("test", plan)
 }
@@ -76,7 +78,7 @@ fn rust_plugins_while_toolchains_install(root: &Path) -> Result<()> {
 /// The environment of the host's test build and run: clippy as the workspace's compiler (so the
 /// one compile is also the lint) and where the tests find the toolchains and the guest build.
 /// The build step and the test step must use the same, or cargo compiles everything again.
-fn host_test_env(root: &Path) -> Result<Vec<(&'static str, OsString)>> {
+pub(crate) fn host_test_env(root: &Path) -> Result<Vec<(&'static str, OsString)>> {
     let mut env = clippy_env()?;
     // The scaffold tests build plugins with the same toolchains and compiled dependencies.
     env.push(("SLUICE_TOOLCHAINS", toolchains_dir(root).into_os_string()));

@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod bench_baselines;
 mod bench_graph;
 mod c_bindings;
 mod ci;
@@ -34,8 +35,11 @@ usage: cargo xtask <command>
   wkg-interop   install the pinned `wkg` and run the sharing test against it (not part of `test`)
   plugins       build the guest plugins into plugins/dist/
   setup         install the wasm32-wasip2 target, nginx and docker-registry; build the plugins
-  bench         per-stage overhead and whole-pipeline wall time, cold and warm cache, and the
-                graph engine's figures (--jobs 2 vs 1; a cargo build from the stage cache)
+  bench         release build; every figure beside its baseline in one run: sluice against a
+                shell script, bubblewrap and bare wasmtime (wall, per-stage slope, peak memory),
+                plugin loads per guest language, the graph engine's figures; `--smoke`: each
+                comparison once on the debug build (what CI runs; not for timing)
+  bench-baselines  only the comparisons with the shell script, bubblewrap and bare wasmtime
   bench-graph   only the graph engine's figures
 ";
 
@@ -61,11 +65,17 @@ fn run() -> Result<()> {
         Some("wkg-interop") => ci::wkg_interop(&root),
         Some("plugins") => plugins::build(&root, plugins::Lint::No),
         Some("setup") => setup(&root),
-        Some("bench") => bench::bench(&root),
+        Some("bench") => bench::bench(&root, args.iter().any(|a| a == "--smoke")),
+        // Only the comparisons with the baselines (part of `bench`).
+        Some("bench-baselines") => bench::baselines(&root),
         // Only the graph engine's figures (part of `bench`).
         Some("bench-graph") => {
-            sh(&root, "cargo", &["build", "--package", "sluice"])?;
-            bench_graph::bench(&root)
+            sh(
+                &root,
+                "cargo",
+                &["build", "--release", "--package", "sluice"],
+            )?;
+            bench_graph::bench(&root, &host_binary(&root, "release"))
         }
         _ => {
             eprint!("{USAGE}");

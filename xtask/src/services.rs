@@ -1,6 +1,6 @@
 //! The real servers the demo and the tests drive — Debian's nginx (the website example deploys to
 //! it) and docker-registry (where plugins are shared) — installed when missing and started on
-//! 127.0.0.1 for the demo.
+//! 127.0.0.1 for the demo; and bubblewrap, the sandbox the benchmarks compare sluice with.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +18,8 @@ const DEBIAN_TOOLS: &[(&str, &[&str])] = &[
         &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"],
     ),
     ("docker-registry", &["/usr/bin/docker-registry"]),
+    // The sandboxed-process baseline of `cargo xtask bench`.
+    ("bubblewrap", &["/usr/bin/bwrap"]),
 ];
 
 pub fn ensure_debian_tools(root: &Path) -> Result<()> {

@@ -37,18 +37,7 @@ impl std::fmt::Debug for Host {
 impl Host {
     /// A host caching compiled code under `cache_root` (`None`: compile every time).
     pub fn new(cache_root: Option<&Path>) -> Result<Self> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
-        // Pooled memories, tables and fiber stacks are reused between stages instead of being
-        // mapped and unmapped each time: the biggest part of per-stage start-up. The pool only
-        // reserves address space; if even that is refused, fall back to on-demand allocation.
-        let engine = match Engine::new(config.clone().allocation_strategy(pooling())) {
-            Ok(engine) => engine,
-            Err(_) => Engine::new(&config).map_err(into_anyhow)?,
-        };
+        let engine = new_engine()?;
         let cache = CompiledCache::new(&engine, cache_root);
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(Self {
@@ -81,6 +70,23 @@ impl Host {
         let linker = Arc::new(linker);
         linkers.insert(caps, linker.clone());
         Ok(linker)
+    }
+}
+
+/// The engine every stage runs on (public so the bare-wasmtime benchmark measures the very
+/// same configuration).
+pub fn new_engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
+    // Pooled memories, tables and fiber stacks are reused between stages instead of being
+    // mapped and unmapped each time: the biggest part of per-stage start-up. The pool only
+    // reserves address space; if even that is refused, fall back to on-demand allocation.
+    match Engine::new(config.clone().allocation_strategy(pooling())) {
+        Ok(engine) => Ok(engine),
+        Err(_) => Engine::new(&config).map_err(into_anyhow),
     }
 }
 

@@ -1,0 +1,347 @@
+//! `cargo xtask bench`'s comparisons: every sluice figure beside a baseline doing the same work,
+//! measured in the same run with the runs alternating — a shell script of the same steps
+//! (`bench/hello.sh`, `bench/emit.sh`), the same steps each in a bubblewrap sandbox, and bare
+//! wasmtime calling the same component (`host/benches/bare_wasmtime.rs`) — as whole processes,
+//! wall time and peak memory (from `wait4`), medians with p10/p90.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Wall time and peak resident memory of one whole process.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall_ms: f64,
+    peak_kib: u64,
+}
+
+/// Runs `command` to its end; fails unless it exits 0.
+fn measure(command: &mut Command) -> Result<Sample> {
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    // The child's stderr is drained on a thread, so a chatty child cannot block on a full pipe.
+    let stderr = child.stderr.take();
+    let drain = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        }
+        text
+    });
+    let (status, peak_kib) = wait_with_peak_memory(&child)?;
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let stderr = drain.join().unwrap_or_default();
+    if status != 0 {
+        bail!("{command:?} failed (wait status {status}):\n{stderr}");
+    }
+    Ok(Sample { wall_ms, peak_kib })
+}
+
+/// Reaps `child` with `wait4`, which reports the peak resident memory of exactly that process.
+#[allow(unsafe_code)]
+fn wait_with_peak_memory(child: &std::process::Child) -> Result<(i32, u64)> {
+    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain old data, valid when zeroed; `wait4` writes both out-parameters,
+    // which live for the whole call; `pid` is our own child, not yet reaped (std never reaps a
+    // child it was not asked to wait for).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if reaped != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    Ok((status, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
+}
+
+/// Median, p10 and p90 of a set of figures.
+struct Spread {
+    median: f64,
+    p10: f64,
+    p90: f64,
+    n: usize,
+}
+
+impl Spread {
+    fn of(values: &[f64]) -> Self {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        Self {
+            median: at(0.5),
+            p10: at(0.1),
+            p90: at(0.9),
+            n: sorted.len(),
+        }
+    }
+}
+
+/// The figures of one contender in one comparison.
+struct Contender {
+    label: String,
+    samples: Vec<Sample>,
+}
+
+impl Contender {
+    fn new(label: &str) -> Self {
+        Self {
+            label: label.to_string(),
+            samples: Vec::new(),
+        }
+    }
+    fn wall(&self) -> Spread {
+        Spread::of(&self.samples.iter().map(|s| s.wall_ms).collect::<Vec<_>>())
+    }
+    fn peak_mib(&self) -> f64 {
+        let peaks: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| s.peak_kib as f64 / 1024.0)
+            .collect();
+        Spread::of(&peaks).median
+    }
+}
+
+/// Everything the comparisons need: the binaries, a scratch folder and how many rounds.
+pub struct Bench {
+    pub root: PathBuf,
+    pub sluice: PathBuf,
+    pub bare: PathBuf,
+    pub scratch: PathBuf,
+    /// Rounds of each alternating comparison (21 for figures, 1 for the CI smoke pass).
+    pub rounds: usize,
+    /// Calls per bare-wasmtime measurement.
+    pub bare_calls: usize,
+    /// Where the markdown table goes.
+    pub table: PathBuf,
+}
+
+impl Bench {
+    fn fresh(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.scratch.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    fn sluice_run(&self, pipeline: &Path, state: &Path, extra: &[&str]) -> Command {
+        let mut command = Command::new(&self.sluice);
+        command
+            .arg("run")
+            .arg(pipeline)
+            .args(["--quiet", "--format", "plain", "--no-stage-cache"])
+            .arg("--runs-dir")
+            .arg(state.join("runs"))
+            .arg("--cache-dir")
+            .arg(state.join("compiled"))
+            .args(extra)
+            .env("SLUICE_CACHE_KEY", self.scratch.join("cache.key"))
+            .current_dir(&self.root);
+        command
+    }
+
+    fn script(&self, name: &str) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .arg(self.root.join("bench").join(name))
+            .current_dir(&self.root);
+        command
+    }
+
+    /// Runs every comparison and writes the table.
+    pub fn run(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.scratch)?;
+        let mut table = String::from(
+            "| what | median ms | p10 | p90 | peak RSS MiB | n |\n|---|---:|---:|---:|---:|---:|\n",
+        );
+        let hello = self.hello(&mut table)?;
+        let slope = self.per_stage(&mut table)?;
+        let bare = self.bare()?;
+        let mut summary = String::new();
+        writeln!(summary, "\n{}", hello)?;
+        writeln!(summary, "{slope}")?;
+        writeln!(summary, "{bare}")?;
+        print!("{table}{summary}");
+        if let Some(parent) = self.table.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&self.table, format!("{table}{summary}"))?;
+        println!("(written to {})", self.table.display());
+        Ok(())
+    }
+
+    /// `sluice run examples/hello` (warm and cold compiled cache) against the shell script and
+    /// the bubblewrap script of the same four steps.
+    fn hello(&self, table: &mut String) -> Result<String> {
+        let pipeline = self.root.join("examples/hello/pipeline.toml");
+        let warm_state = self.fresh("hello-warm")?;
+        measure(&mut self.sluice_run(&pipeline, &warm_state, &[]))?;
+        let mut shell = Contender::new("hello: shell script (bench/hello.sh)");
+        let mut bwrap = Contender::new("hello: each step in bubblewrap (bench/hello-bwrap.sh)");
+        let mut warm = Contender::new("hello: sluice run, warm compiled cache");
+        let mut cold = Contender::new("hello: sluice run, cold (compiles 4 plugins)");
+        for round in 0..self.rounds {
+            let dir = self.fresh("hello-out")?;
+            shell.samples.push(measure(
+                self.script("hello.sh").arg(dir.join(format!("sh{round}"))),
+            )?);
+            bwrap.samples.push(measure(
+                self.script("hello-bwrap.sh")
+                    .arg(dir.join(format!("bwrap{round}"))),
+            )?);
+            warm.samples
+                .push(measure(&mut self.sluice_run(&pipeline, &warm_state, &[]))?);
+            if round % 4 == 0 {
+                let cold_state = self.fresh("hello-cold")?;
+                cold.samples
+                    .push(measure(&mut self.sluice_run(&pipeline, &cold_state, &[]))?);
+            }
+        }
+        for contender in [&shell, &bwrap, &warm, &cold] {
+            row(table, contender);
+        }
+        let (w, s, b) = (warm.wall().median, shell.wall().median, bwrap.wall().median);
+        Ok(format!(
+            "hello, warm: sluice/shell = {:.2}×, sluice/bubblewrap = {:.2}× (targets: ≤ 0.4×, ≤ 0.2×; ≤ 8 ms wall: {:.1} ms)",
+            w / s,
+            w / b,
+            w
+        ))
+    }
+
+    /// The slope between a 41-stage and a 1-stage pipeline of one-file `emit` stages, for sluice
+    /// (one stage at a time, as the baselines), the shell script and bubblewrap; and sluice's
+    /// peak memory for both.
+    fn per_stage(&self, table: &mut String) -> Result<String> {
+        let emit = self.root.join("plugins/dist/emit.wasm");
+        let pipelines = self.fresh("emit-pipelines")?;
+        let write = |stages: usize| -> Result<PathBuf> {
+            let mut text = format!("version = 1\n[pipeline]\nname = \"emit{stages}\"\n");
+            for index in 1..=stages {
+                write!(
+                    text,
+                    "[[stage]]\nname = \"s{index}\"\nplugin = \"{}\"\ninputs = []\n[stage.config.files]\n\"f.txt\" = \"stage {index}\\n\"\n",
+                    emit.display()
+                )?;
+            }
+            let file = pipelines.join(format!("emit{stages}.toml"));
+            std::fs::write(&file, text)?;
+            Ok(file)
+        };
+        let (one, many) = (write(1)?, write(41)?);
+        let state = self.fresh("emit-state")?;
+        measure(&mut self.sluice_run(&one, &state, &["--jobs", "1"]))?;
+        let mut contenders: Vec<Contender> = [
+            "1 emit stage: shell",
+            "41 emit stages: shell",
+            "1 emit stage: bubblewrap",
+            "41 emit stages: bubblewrap",
+            "1 emit stage: sluice run --jobs 1",
+            "41 emit stages: sluice run --jobs 1",
+        ]
+        .into_iter()
+        .map(Contender::new)
+        .collect();
+        for round in 0..self.rounds {
+            let dir = self.fresh("emit-out")?;
+            for (index, stages) in [1usize, 41].into_iter().enumerate() {
+                let n = stages.to_string();
+                let out = dir.join(format!("sh{round}-{stages}"));
+                contenders[index]
+                    .samples
+                    .push(measure(self.script("emit.sh").arg(&n).arg(&out))?);
+                let out = dir.join(format!("bwrap{round}-{stages}"));
+                contenders[2 + index].samples.push(measure(
+                    self.script("emit.sh").arg(&n).arg(&out).arg("--bwrap"),
+                )?);
+                let file = if stages == 1 { &one } else { &many };
+                contenders[4 + index]
+                    .samples
+                    .push(measure(&mut self.sluice_run(
+                        file,
+                        &state,
+                        &["--jobs", "1"],
+                    ))?);
+            }
+        }
+        for contender in &contenders {
+            row(table, contender);
+        }
+        let slope = |pair: usize| {
+            (contenders[pair * 2 + 1].wall().median - contenders[pair * 2].wall().median) / 40.0
+        };
+        let (shell, bwrap, sluice) = (slope(0), slope(1), slope(2));
+        let (peak_one, peak_many) = (contenders[4].peak_mib(), contenders[5].peak_mib());
+        Ok(format!(
+            "per stage (slope 41 vs 1 stages): sluice {sluice:.3} ms, shell {shell:.3} ms, bubblewrap {bwrap:.3} ms \
+             → sluice/shell {:.2}×, sluice/bubblewrap {:.2}× (target ≤ 0.4 ms)\n\
+             peak memory: 41 stages {peak_many:.1} MiB vs 1 stage {peak_one:.1} MiB = {:.2}× (target ≤ 1.2×)\n\
+             SLUICE_PER_STAGE_MS={sluice:.3}",
+            sluice / shell,
+            sluice / bwrap,
+            peak_many / peak_one
+        ))
+    }
+
+    /// Bare wasmtime calling `emit`'s `run` with the same config (one file), per call.
+    fn bare(&self) -> Result<String> {
+        let emit = self.root.join("plugins/dist/emit.wasm");
+        let config = r#"{"files":{"f.txt":"stage 1\n"}}"#;
+        let calls = self.bare_calls.to_string();
+        let mut lines = String::new();
+        for mode in [None, Some("--blocking")] {
+            let output = Command::new(&self.bare)
+                .arg(&emit)
+                .arg(config)
+                .arg(&calls)
+                .args(mode)
+                .output()
+                .with_context(|| format!("cannot start {}", self.bare.display()))?;
+            if !output.status.success() {
+                bail!(
+                    "bare_wasmtime failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            lines.push_str(&String::from_utf8_lossy(&output.stdout));
+        }
+        let per_call = |label: &str| -> Option<f64> {
+            lines
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(label))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|us| us / 1000.0)
+        };
+        let (default, blocking) = (
+            per_call("run").unwrap_or(f64::NAN),
+            per_call("run-blocking").unwrap_or(f64::NAN),
+        );
+        Ok(format!(
+            "bare wasmtime, emit `run` per call (fresh store + WASI ctx + /out + instantiate + call), median of {calls}: \
+             {default:.3} ms with WASI file I/O on tokio's blocking pool (wasmtime-wasi's default), \
+             {blocking:.3} ms with it on the calling thread\n\
+             BARE_PER_CALL_MS={default:.3} BARE_PER_CALL_BLOCKING_MS={blocking:.3}\n{}",
+            lines.trim_end()
+        ))
+    }
+}
+
+fn row(table: &mut String, contender: &Contender) {
+    let wall = contender.wall();
+    let _ = writeln!(
+        table,
+        "| {} | {:.2} | {:.2} | {:.2} | {:.1} | {} |",
+        contender.label,
+        wall.median,
+        wall.p10,
+        wall.p90,
+        contender.peak_mib(),
+        wall.n
+    );
+}
