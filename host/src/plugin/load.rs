@@ -122,12 +122,29 @@ pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
             path: path.to_path_buf(),
         });
     }
+    let unreadable = |source: std::io::Error| PluginError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let before = std::fs::metadata(path).map_err(unreadable)?;
+    // An unchanged plugin file hashed before, whose compiled code is at hand: nothing to read.
+    if before.is_file()
+        && before.len() <= crate::config::files::MAX_PLUGIN_BYTES
+        && let Some(sha256) = host.cache.remembered_digest(path, &before)
+        && let Ok(Some((component, cache))) = host.cache.load(&host.engine, &sha256)
+    {
+        return Ok(Compiled {
+            path: path.to_path_buf(),
+            sha256,
+            size: before.len(),
+            component,
+            cache,
+            started,
+        });
+    }
     // A regular file of a bounded size: a device or FIFO named as a plugin is refused, not read.
     let bytes = crate::config::files::read_bounded(path, crate::config::files::MAX_PLUGIN_BYTES)
-        .map_err(|why| PluginError::Unreadable {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(format!("it {why}")),
-        })?;
+        .map_err(|why| unreadable(std::io::Error::other(format!("it {why}"))))?;
     classify(path, &bytes)?;
     let sha256 = sha256_bytes(&bytes);
     let (component, cache) = host
@@ -137,6 +154,9 @@ pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
             path: path.to_path_buf(),
             detail: format!("{err:#}"),
         })?;
+    if let Ok(after) = std::fs::metadata(path) {
+        host.cache.remember_digest(path, &before, &after, &sha256);
+    }
     Ok(Compiled {
         path: path.to_path_buf(),
         sha256,
@@ -180,16 +200,24 @@ impl Compiled {
                 problems,
             });
         }
-        let linker = host.linker(caps).map_err(|err| PluginError::Link {
-            path: self.path.clone(),
-            detail: format!("{err:#}"),
-        })?;
-        let instance_pre = linker.instantiate_pre(&self.component).map_err(|err| {
-            wrong_world(format!(
-                "it needs an import sluice does not provide ({err:#})"
-            ))
-        })?;
-        let pre = StageFullPre::new(instance_pre).map_err(|err| wrong_world(format!("{err:#}")))?;
+        let pre = match host.linked(&self.sha256, caps) {
+            Some(pre) => pre,
+            None => {
+                let linker = host.linker(caps).map_err(|err| PluginError::Link {
+                    path: self.path.clone(),
+                    detail: format!("{err:#}"),
+                })?;
+                let instance_pre = linker.instantiate_pre(&self.component).map_err(|err| {
+                    wrong_world(format!(
+                        "it needs an import sluice does not provide ({err:#})"
+                    ))
+                })?;
+                let pre = StageFullPre::new(instance_pre)
+                    .map_err(|err| wrong_world(format!("{err:#}")))?;
+                host.remember_linked(&self.sha256, caps, &pre);
+                pre
+            }
+        };
         Ok(Plugin {
             load_time: self.started.elapsed(),
             path: self.path,

@@ -68,13 +68,15 @@ impl Scheduler<'_> {
             }
         };
         let handle = runtime.handle().clone();
+        // Asked once: the answer reads cgroup files.
+        let jobs = self.jobs();
         let finished = std::thread::scope(|scope| {
             let (done, results) = mpsc::channel::<(usize, StageRecord)>();
             let mut running: Vec<(usize, Interrupt)> = Vec::new();
             let mut awaiting: Option<String> = None;
             loop {
                 for index in self.decide_ready(records, &mut awaiting) {
-                    if running.len() >= self.jobs() {
+                    if running.len() >= jobs {
                         break;
                     }
                     let Some(execution) = self.execution(index, records) else {

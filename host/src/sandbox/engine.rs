@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
+use crate::sandbox::bindings::StageFullPre;
 use crate::sandbox::bindings::sluice::pipeline::log;
 use crate::sandbox::cache::CompiledCache;
 use crate::sandbox::caps::CapSet;
@@ -24,6 +25,8 @@ pub struct Host {
     pub(crate) engine: Engine,
     /// One linker per set of granted capabilities, built when first needed.
     linkers: Mutex<HashMap<CapSet, Arc<Linker<StageState>>>>,
+    /// One pre-linked instance per (plugin sha256, capabilities), however many stages use it.
+    linked: Mutex<HashMap<(String, CapSet), StageFullPre<StageState>>>,
     pub(crate) cache: CompiledCache,
     _ticker: EpochTicker,
 }
@@ -43,6 +46,7 @@ impl Host {
         Ok(Self {
             engine,
             linkers: Mutex::new(HashMap::new()),
+            linked: Mutex::new(HashMap::new()),
             cache,
             _ticker: ticker,
         })
@@ -87,6 +91,25 @@ pub fn new_engine() -> Result<Engine> {
     match Engine::new(config.clone().allocation_strategy(pooling())) {
         Ok(engine) => Ok(engine),
         Err(_) => Engine::new(&config).map_err(into_anyhow),
+    }
+}
+
+impl Host {
+    /// The plugin whose digest is `sha256`, pre-linked for stages granted `caps`, if this
+    /// process already did it: one per plugin and grants, however many stages use it.
+    pub(crate) fn linked(&self, sha256: &str, caps: CapSet) -> Option<StageFullPre<StageState>> {
+        let linked = self.linked.lock().unwrap_or_else(|p| p.into_inner());
+        linked.get(&(sha256.to_string(), caps)).cloned()
+    }
+
+    pub(crate) fn remember_linked(
+        &self,
+        sha256: &str,
+        caps: CapSet,
+        pre: &StageFullPre<StageState>,
+    ) {
+        let mut linked = self.linked.lock().unwrap_or_else(|p| p.into_inner());
+        linked.insert((sha256.to_string(), caps), pre.clone());
     }
 }
 

@@ -20,6 +20,18 @@ use crate::sandbox::process::Mount;
 use crate::sandbox::spec::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, GUEST_WORKSPACE_DIR, SandboxSpec};
 use crate::sandbox::state::{CapabilityState, StageState};
 
+/// Whether every file the stage can open is a regular file or folder sluice made: its inputs
+/// (published artifacts, checked regular files) and its own output folder, which only WASI
+/// writes into (and WASI cannot make a FIFO or a device). Then file I/O runs on the stage's
+/// own thread — each hand-off to tokio's blocking pool costs more than a small write itself.
+/// Otherwise (a workspace, a granted folder, or host programs that could `mkfifo` under /out)
+/// it goes through the pool, so a read that never returns cannot stop the timeout from firing.
+fn only_regular_files(spec: &SandboxSpec<'_>) -> bool {
+    let grants = spec.grants;
+    let workspace = spec.workspace.is_some() && grants.workspace != Access::None;
+    !workspace && grants.dirs.is_empty() && grants.exec.is_empty()
+}
+
 impl StageState {
     /// A sandbox with nothing but what `spec` grants: no environment but `allow.env`, no
     /// arguments, no network but `allow.net`, no host files besides the mounts.
@@ -32,9 +44,7 @@ impl StageState {
             .args(&[spec.stage])
             .stdout(log.stream(LogSource::Stdout))
             .stderr(log.stream(LogSource::Stderr))
-            // File I/O goes through tokio's blocking pool, never this thread: a read that never
-            // returns (a FIFO in a granted folder) must not stop the timeout from firing.
-            .allow_blocking_current_thread(false)
+            .allow_blocking_current_thread(only_regular_files(spec))
             .allow_udp(false)
             .allow_tcp(!net.is_empty())
             .allow_ip_name_lookup(!net.is_empty())
