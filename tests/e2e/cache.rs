@@ -148,3 +148,79 @@ fn a_cache_folder_other_users_can_write_is_refused() -> Result<()> {
     assert_eq!(compiled, 0, "nothing was written into it");
     Ok(())
 }
+
+/// A file in the sandbox's own cache, in whichever engine folder holds it.
+fn cached_file(sandbox: &Sandbox, name: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(sandbox.cache_dir())
+        .ok()?
+        .flatten()
+        .map(|dir| dir.path().join(name))
+        .find(|path| path.is_file())
+}
+
+#[test]
+fn a_settled_entry_is_trusted_by_identity_and_any_change_is_verified_again() -> Result<()> {
+    let sandbox = Sandbox::with_own_cache()?;
+    let stage_file = sandbox.path().join("stage.wasm");
+    std::fs::copy(crate::support::plugin("emit")?, &stage_file)?;
+    let emit_sha = crate::support::sha256_of(&stage_file)?;
+    let pipeline = sandbox.pipeline(
+        "pipeline.toml",
+        &format!(
+            "version = 1\n[pipeline]\nname = \"identity\"\n[[stage]]\nname = \"s\"\nplugin = \"{}\"\n[stage.config.files]\n\"a.txt\" = \"hello\"\n",
+            stage_file.display()
+        ),
+    )?;
+    let run = |expect_hit: bool, sha: &str| -> Result<()> {
+        let (ran, report) = sandbox.run(&pipeline)?;
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let stage = &report.stages[0];
+        assert_eq!(stage.plugin.cache_hit, Some(expect_hit), "{}", ran.stderr);
+        assert_eq!(stage.plugin.sha256.as_deref(), Some(sha));
+        Ok(())
+    };
+    run(false, &emit_sha)?;
+    // Files count as settled two seconds after they last changed.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    run(true, &emit_sha)?;
+    // That run verified the entry in full and recorded its identity, and the plugin's digest.
+    let tag = std::fs::read(
+        cached_file(&sandbox, &format!("{emit_sha}.tag")).expect("the entry's tag file"),
+    )?;
+    assert_eq!(tag.len(), 104);
+    assert!(tag[32..72].iter().any(|b| *b != 0), "no identity recorded");
+    let digests = std::fs::read_dir(tag_dir(&sandbox, &emit_sha)?)?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "digest"))
+        .count();
+    assert_eq!(digests, 1, "the plugin's digest is remembered");
+    run(true, &emit_sha)?;
+
+    // Compiled code changed in place (same inode, new times): verified again, refused, rebuilt.
+    let code = cached_file(&sandbox, &format!("{emit_sha}.cwasm")).expect("the entry");
+    let mut tampered = std::fs::read(&code)?;
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0xff;
+    std::fs::write(&code, &tampered)?;
+    run(false, &emit_sha)?;
+    assert_ne!(std::fs::read(&code)?, tampered, "the tampered code stayed");
+
+    // The plugin file replaced by another: its remembered digest is not used.
+    std::fs::copy(crate::support::plugin("noop")?, &stage_file)?;
+    let noop_sha = crate::support::sha256_of(&stage_file)?;
+    assert_ne!(noop_sha, emit_sha);
+    let (ran, report) = sandbox.run(&pipeline)?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        report.stages[0].plugin.sha256.as_deref(),
+        Some(noop_sha.as_str())
+    );
+    Ok(())
+}
+
+/// The engine folder holding `sha`'s entry.
+fn tag_dir(sandbox: &Sandbox, sha: &str) -> Result<std::path::PathBuf> {
+    cached_file(sandbox, &format!("{sha}.tag"))
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .ok_or_else(|| anyhow::anyhow!("no entry for {sha}"))
+}
