@@ -126,11 +126,13 @@ pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
         path: path.to_path_buf(),
         source,
     };
-    let before = std::fs::metadata(path).map_err(unreadable)?;
+    // Whatever is wrong with the path (its kind, a symlink loop) is said by `read_bounded` below.
+    let before = std::fs::metadata(path).ok();
     // An unchanged plugin file hashed before, whose compiled code is at hand: nothing to read.
-    if before.is_file()
+    if let Some(before) = &before
+        && before.is_file()
         && before.len() <= crate::config::files::MAX_PLUGIN_BYTES
-        && let Some(sha256) = host.cache.remembered_digest(path, &before)
+        && let Some(sha256) = host.cache.remembered_digest(path, before)
         && let Ok(Some((component, cache))) = host.cache.load(&host.engine, &sha256)
     {
         return Ok(Compiled {
@@ -154,8 +156,8 @@ pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
             path: path.to_path_buf(),
             detail: format!("{err:#}"),
         })?;
-    if let Ok(after) = std::fs::metadata(path) {
-        host.cache.remember_digest(path, &before, &after, &sha256);
+    if let (Some(before), Ok(after)) = (&before, std::fs::metadata(path)) {
+        host.cache.remember_digest(path, before, &after, &sha256);
     }
     Ok(Compiled {
         path: path.to_path_buf(),
