@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::bench_baselines::Bench;
-use crate::{host_binary, setup, sh, target_dir};
+use crate::{host_binary, setup, sh};
 
 pub fn bench(root: &Path, smoke: bool) -> Result<()> {
     if smoke {
@@ -61,16 +61,7 @@ pub fn baselines(root: &Path) -> Result<()> {
         ],
         &[],
     )?;
-    Bench {
-        root: root.to_path_buf(),
-        sluice: host_binary(root, "release"),
-        bare,
-        scratch: target_dir(root).join("bench"),
-        rounds: 21,
-        bare_calls: 2000,
-        table: target_dir(root).join("bench").join("baselines.md"),
-    }
-    .run()
+    Bench::new(root, host_binary(root, "release"), bare, "bench", 21, 2000).run()
 }
 
 /// Each comparison once, on the binaries `cargo test --no-run` built (CI's host build): the
@@ -89,16 +80,7 @@ fn smoke_pass(root: &Path) -> Result<()> {
         ],
         &env,
     )?;
-    Bench {
-        root: root.to_path_buf(),
-        sluice: host_binary(root, "debug"),
-        bare,
-        scratch: target_dir(root).join("bench-smoke"),
-        rounds: 1,
-        bare_calls: 3,
-        table: target_dir(root).join("bench-smoke").join("baselines.md"),
-    }
-    .run()
+    Bench::new(root, host_binary(root, "debug"), bare, "bench-smoke", 1, 3).run()
 }
 
 /// Builds a bench target with `cargo_args` and returns its executable (from cargo's JSON

@@ -109,19 +109,41 @@ impl Contender {
 
 /// Everything the comparisons need: the binaries, a scratch folder and how many rounds.
 pub struct Bench {
-    pub root: PathBuf,
-    pub sluice: PathBuf,
-    pub bare: PathBuf,
-    pub scratch: PathBuf,
+    root: PathBuf,
+    sluice: PathBuf,
+    bare: PathBuf,
+    scratch: PathBuf,
     /// Rounds of each alternating comparison (21 for figures, 1 for the CI smoke pass).
-    pub rounds: usize,
+    rounds: usize,
     /// Calls per bare-wasmtime measurement.
-    pub bare_calls: usize,
+    bare_calls: usize,
     /// Where the markdown table goes.
-    pub table: PathBuf,
+    table: PathBuf,
 }
 
 impl Bench {
+    /// Comparisons with `rounds` rounds and `bare_calls` bare calls, in `target/<scratch>`,
+    /// whose table goes to `target/<scratch>/baselines.md`.
+    pub fn new(
+        root: &Path,
+        sluice: PathBuf,
+        bare: PathBuf,
+        scratch: &str,
+        rounds: usize,
+        bare_calls: usize,
+    ) -> Self {
+        let scratch = crate::target_dir(root).join(scratch);
+        Self {
+            root: root.to_path_buf(),
+            sluice,
+            bare,
+            table: scratch.join("baselines.md"),
+            scratch,
+            rounds,
+            bare_calls,
+        }
+    }
+
     fn fresh(&self, name: &str) -> Result<PathBuf> {
         let dir = self.scratch.join(name);
         let _ = std::fs::remove_dir_all(&dir);

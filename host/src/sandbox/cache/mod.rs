@@ -11,8 +11,8 @@
 //! identity it is provably the bytes that were checked (its change time cannot be set back
 //! without root), and it is mapped into memory instead of read. A file changed within the
 //! timestamp granularity of its check could keep the identity, so an identity is recorded only
-//! for files whose times are [`SETTLED`] in the past. The same record remembers the sha256 of a
-//! plugin file, so an unchanged plugin is not re-hashed every run.
+//! for files whose times are settled (two seconds in the past). Plugin files' sha256s are
+//! remembered the same way, so an unchanged plugin is not re-hashed every run.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -20,18 +20,20 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use ring::hmac;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+mod entry;
+mod identity;
+
+use entry::Entry;
+use identity::Identity;
+
 /// Bytes of an HMAC-SHA256 tag.
 const TAG_BYTES: usize = 32;
-
-/// How long ago a file must have last changed for its identity to stand for its content.
-const SETTLED: Duration = Duration::from_secs(2);
 
 /// Where compiled components live, or nowhere (`--no-cache`); and the components this process
 /// already loaded, so a plugin used by many stages is loaded (and kept in memory) once.
@@ -146,18 +148,7 @@ impl CompiledCache {
             return Some(sha256.clone());
         }
         let (dir, key) = self.open().ok()??;
-        let record = std::fs::read(digest_record(&dir, path)).ok()?;
-        let (identity, rest) = record.split_at_checked(IDENTITY_BYTES)?;
-        let (sha256, tag) = rest.split_at_checked(64)?;
-        let identity = Identity::from_bytes(identity)?;
-        if identity != Identity::of(meta) || tag.len() != TAG_BYTES {
-            return None;
-        }
-        let expected = digest_tag(&key, path, &identity, sha256);
-        if !same_tag(expected.as_ref(), tag) {
-            return None;
-        }
-        String::from_utf8(sha256.to_vec()).ok()
+        identity::read_digest(&dir, &key, path, identity)
     }
 
     /// Remembers that the plugin file at `path` has digest `sha256`, when its metadata was the
@@ -181,13 +172,9 @@ impl CompiledCache {
         let Ok(Some((dir, key))) = self.open() else {
             return;
         };
-        if !identity.settled() {
-            return;
+        if identity.settled() {
+            identity::write_digest(&dir, &key, path, identity, sha256);
         }
-        let mut record = identity.to_bytes();
-        record.extend_from_slice(sha256.as_bytes());
-        record.extend_from_slice(digest_tag(&key, path, &identity, sha256.as_bytes()).as_ref());
-        let _ = crate::atomic_file::write(&digest_record(&dir, path), &record);
     }
 
     fn remembered(&self, sha256: &str) -> Option<(Component, CacheOutcome)> {
@@ -323,195 +310,4 @@ fn same_tag(expected: &[u8], stored: &[u8]) -> bool {
             .zip(stored)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
-}
-
-/// Bytes of an encoded [`Identity`].
-const IDENTITY_BYTES: usize = 40;
-
-/// What the file system says about a file that changes whenever its content does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Identity {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
-    }
-
-    /// Whether the file last changed at least [`SETTLED`] ago (and not in the future).
-    fn settled(&self) -> bool {
-        let Ok(now) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) else {
-            return false;
-        };
-        let limit = (now.as_nanos() as i128) - SETTLED.as_nanos() as i128;
-        self.mtime_ns <= limit && self.ctime_ns <= limit
-    }
-
-    fn to_bytes(self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(IDENTITY_BYTES);
-        bytes.extend_from_slice(&self.dev.to_le_bytes());
-        bytes.extend_from_slice(&self.ino.to_le_bytes());
-        bytes.extend_from_slice(&self.size.to_le_bytes());
-        // Nanoseconds since 1970 fit in 64 bits until 2262.
-        bytes.extend_from_slice(&(self.mtime_ns as i64).to_le_bytes());
-        bytes.extend_from_slice(&(self.ctime_ns as i64).to_le_bytes());
-        bytes
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let word = |i: usize| -> Option<[u8; 8]> { bytes.get(i * 8..i * 8 + 8)?.try_into().ok() };
-        Some(Self {
-            dev: u64::from_le_bytes(word(0)?),
-            ino: u64::from_le_bytes(word(1)?),
-            size: u64::from_le_bytes(word(2)?),
-            mtime_ns: i128::from(i64::from_le_bytes(word(3)?)),
-            ctime_ns: i128::from(i64::from_le_bytes(word(4)?)),
-        })
-    }
-}
-
-/// Where the remembered digest of the plugin file at `path` is kept.
-fn digest_record(dir: &Path, path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let name = crate::model::artifacts::sha256_bytes(absolute.as_os_str().as_encoded_bytes());
-    dir.join(format!("{}.digest", &name[..32]))
-}
-
-fn digest_tag(key: &hmac::Key, path: &Path, identity: &Identity, sha256: &[u8]) -> hmac::Tag {
-    let mut context = hmac::Context::with_key(key);
-    context.update(b"plugin digest\0");
-    context.update(path.as_os_str().as_encoded_bytes());
-    context.update(&[0]);
-    context.update(&identity.to_bytes());
-    context.update(sha256);
-    context.sign()
-}
-
-/// One compiled component on disk: `<sha256>.cwasm`, exactly what wasmtime serialized, and
-/// `<sha256>.tag`: the HMAC over (slot, code), then the code file's identity when it was
-/// checked and an HMAC over (slot, code tag, identity).
-struct Entry {
-    sha256: String,
-    code: PathBuf,
-    tag: PathBuf,
-}
-
-/// Bytes of a `.tag` file.
-const TAG_FILE_BYTES: usize = TAG_BYTES + IDENTITY_BYTES + TAG_BYTES;
-
-impl Entry {
-    fn new(dir: &Path, sha256: &str) -> Self {
-        Self {
-            sha256: sha256.to_string(),
-            code: dir.join(format!("{sha256}.cwasm")),
-            tag: dir.join(format!("{sha256}.tag")),
-        }
-    }
-
-    /// The tag over the code: it names the slot (the component's sha256) as well as the bytes,
-    /// so a valid entry of another plugin moved into this slot does not verify.
-    fn code_tag(&self, key: &hmac::Key, code: &[u8]) -> hmac::Tag {
-        let mut context = hmac::Context::with_key(key);
-        context.update(self.sha256.as_bytes());
-        context.update(&[0]);
-        context.update(code);
-        context.sign()
-    }
-
-    fn identity_tag(&self, key: &hmac::Key, code_tag: &[u8], identity: &Identity) -> hmac::Tag {
-        let mut context = hmac::Context::with_key(key);
-        context.update(b"identity\0");
-        context.update(self.sha256.as_bytes());
-        context.update(code_tag);
-        context.update(&identity.to_bytes());
-        context.sign()
-    }
-
-    /// The component, if the entry verifies and wasmtime accepts it.
-    fn load(&self, engine: &Engine, key: &hmac::Key) -> Option<Component> {
-        let tags = std::fs::read(&self.tag).ok()?;
-        if tags.len() != TAG_FILE_BYTES {
-            return None;
-        }
-        let (code_tag, rest) = tags.split_at(TAG_BYTES);
-        let (identity, identity_tag) = rest.split_at(IDENTITY_BYTES);
-        let meta = std::fs::symlink_metadata(&self.code).ok()?;
-        if !meta.is_file() {
-            return None;
-        }
-        let now = Identity::of(&meta);
-        let known = Identity::from_bytes(identity).is_some_and(|recorded| recorded == now)
-            && same_tag(
-                self.identity_tag(key, code_tag, &now).as_ref(),
-                identity_tag,
-            );
-        if known {
-            return map_file(engine, &self.code).ok();
-        }
-        // Unknown identity: read once into memory, so what is verified is exactly what loads.
-        let code = std::fs::read(&self.code).ok()?;
-        if !same_tag(self.code_tag(key, &code).as_ref(), code_tag) {
-            return None;
-        }
-        let component = deserialize(engine, &code).ok()?;
-        if now.settled() {
-            let _ = self.write_tags(key, code_tag, Some(now));
-        }
-        Some(component)
-    }
-
-    fn store(&self, component: &Component, key: &hmac::Key) -> Result<()> {
-        let code = component
-            .serialize()
-            .map_err(crate::sandbox::trap::into_anyhow)?;
-        crate::atomic_file::write(&self.code, &code)?;
-        // Just written: its identity is not settled yet; the first load after it records it.
-        self.write_tags(key, self.code_tag(key, &code).as_ref(), None)
-    }
-
-    fn write_tags(
-        &self,
-        key: &hmac::Key,
-        code_tag: &[u8],
-        identity: Option<Identity>,
-    ) -> Result<()> {
-        let mut bytes = code_tag.to_vec();
-        match identity {
-            Some(identity) => {
-                bytes.extend_from_slice(&identity.to_bytes());
-                bytes.extend_from_slice(self.identity_tag(key, code_tag, &identity).as_ref());
-            }
-            None => bytes.resize(TAG_FILE_BYTES, 0),
-        }
-        crate::atomic_file::write(&self.tag, &bytes)
-    }
-}
-
-#[allow(unsafe_code)]
-fn deserialize(engine: &Engine, code: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: `deserialize` trusts its input to be compiled code written by wasmtime. These
-    // bytes carry an HMAC (checked by the caller) under a per-user key that only this user can
-    // read, over exactly these bytes and the slot they are stored in: only this module, for
-    // this component, can have written them. wasmtime still checks the header and version.
-    unsafe { Component::deserialize(engine, code) }
-}
-
-#[allow(unsafe_code)]
-fn map_file(engine: &Engine, code: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: as for `deserialize`: the caller found the file with the identity recorded, under
-    // the key, when its bytes were last verified — the same inode, size and times, so the same
-    // bytes. Entries are only ever replaced by rename, never written in place, so the mapped
-    // file does not change under wasmtime.
-    unsafe { Component::deserialize_file(engine, code) }
 }
