@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod events;
+pub mod journal;
 pub mod layout;
 pub mod report;
 pub mod text;

@@ -1,6 +1,8 @@
 //! The record of a run: what `--report FILE` and `<run-dir>/report.json` contain. Plain serde
 //! types so that tests, dashboards and later sessions read exactly what was written.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -205,6 +207,21 @@ pub struct RunReport {
     pub provenance: Option<ProvenanceRecord>,
 }
 
+/// A run in progress keeps its report's stage records up to date in a journal beside it
+/// (`model::journal` writes it); its file name inside the run folder.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+pub fn journal_path(run_dir: &Path) -> std::path::PathBuf {
+    run_dir.join(JOURNAL_FILE)
+}
+
+/// One journal line: a stage's record as it now stands, and the run's elapsed time then.
+#[derive(Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub elapsed_ms: f64,
+    pub stage: StageRecord,
+}
+
 impl RunReport {
     /// Writes the report atomically (temp file + rename), so a reader never sees half of it.
     pub fn write_to(&self, path: &Path) -> Result<()> {
@@ -212,11 +229,38 @@ impl RunReport {
         crate::atomic_file::write(path, &json)
     }
 
+    /// Reads a run's report; a run still in progress reads as its journal last left it.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the run report {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a sluice run report", path.display()))
+        let mut report: RunReport = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a sluice run report", path.display()))?;
+        if let Some(run_dir) = path.parent() {
+            report.apply_journal(run_dir);
+        }
+        Ok(report)
+    }
+
+    /// Applies the journal beside a report of a run still marked running: each complete line
+    /// replaces its stage's record. Reading stops at the first line that is not a whole entry (a
+    /// write cut short by a crash).
+    pub fn apply_journal(&mut self, run_dir: &Path) {
+        if self.status != RunStatus::Running {
+            return;
+        }
+        let Ok(file) = File::open(journal_path(run_dir)) else {
+            return;
+        };
+        for line in BufReader::new(file).split(b'\n') {
+            let Ok(line) = line else { break };
+            let Ok(entry) = serde_json::from_slice::<JournalEntry>(&line) else {
+                break;
+            };
+            if let Some(record) = self.stages.iter_mut().find(|s| s.name == entry.stage.name) {
+                *record = entry.stage;
+                self.duration_ms = entry.elapsed_ms;
+            }
+        }
     }
 
     pub fn stage(&self, name: &str) -> Option<&StageRecord> {

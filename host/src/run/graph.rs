@@ -16,7 +16,7 @@ use crate::trust::secrets::Masker;
 
 use super::options::{Interrupt, RunOptions};
 use super::prepare::Prepared;
-use super::record::{RunHistory, earlier_stages, write_journal};
+use super::record::{RunHistory, RunJournal, earlier_stages};
 use super::schedule::{self, Decision, Situation, is_finished};
 use super::stage::StageExecution;
 use super::stage_cache::StageCache;
@@ -70,6 +70,7 @@ impl Scheduler<'_> {
         let handle = runtime.handle().clone();
         // Asked once: the answer reads cgroup files.
         let jobs = self.jobs();
+        let mut journal = RunJournal::default();
         let finished = std::thread::scope(|scope| {
             let (done, results) = mpsc::channel::<(usize, StageRecord)>();
             let mut running: Vec<(usize, Interrupt)> = Vec::new();
@@ -104,7 +105,7 @@ impl Scheduler<'_> {
                     });
                     running.push((index, cancel));
                 }
-                self.journal(records);
+                self.journal(&mut journal, records);
                 if running.is_empty() {
                     break;
                 }
@@ -233,8 +234,8 @@ impl Scheduler<'_> {
     }
 
     /// Writes the journal; a failure to write it is said once, and the run goes on.
-    fn journal(&self, records: &[StageRecord]) {
-        if let Err(err) = write_journal(
+    fn journal(&self, journal: &mut RunJournal, records: &[StageRecord]) {
+        if let Err(err) = journal.record(
             self.resolved,
             self.layout,
             self.history,

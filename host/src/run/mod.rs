@@ -291,6 +291,7 @@ async fn drive(
     );
     let report_path = layout.report_path();
     report.write_to(&report_path)?;
+    crate::model::journal::remove(&layout.dir);
     events.emit(Event::RunFinished {
         status,
         stopped_by: awaiting.or(stopped_by.map(|(stage, _)| stage)).or(allowed),

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use super::provenance;
 use crate::config::pipeline::{Pipeline, StageSpec};
 use crate::model::artifacts;
+use crate::model::journal::JournalWriter;
 use crate::model::layout::RunLayout;
 use crate::model::report::{
     PluginRecord, REPORT_SCHEMA, RunReport, RunStatus, StageRecord, StageStatus,
@@ -83,25 +84,39 @@ pub(crate) fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord
     }
 }
 
-/// The journal: the run's report as it stands, status `running`, rewritten atomically at every
-/// stage transition so that a run killed at any moment leaves a record `sluice resume` can
-/// continue from.
-pub(crate) fn write_journal(
-    resolved: &ResolvedPipeline,
-    layout: &RunLayout,
-    history: &RunHistory,
-    records: &[StageRecord],
-    elapsed: Duration,
-) -> Result<()> {
-    let report = build_report(
-        resolved,
-        layout,
-        history.clone(),
-        records.to_vec(),
-        RunStatus::Running,
-        elapsed,
-    );
-    report.write_to(&layout.report_path())
+/// The journal of the run in progress: the whole report, status `running`, when the stages
+/// start, then each stage record that changes appended to the journal beside it — so a run
+/// killed at any moment leaves a record `sluice resume` can continue from.
+#[derive(Default)]
+pub(crate) struct RunJournal {
+    writer: Option<JournalWriter>,
+}
+
+impl RunJournal {
+    pub(crate) fn record(
+        &mut self,
+        resolved: &ResolvedPipeline,
+        layout: &RunLayout,
+        history: &RunHistory,
+        records: &[StageRecord],
+        elapsed: Duration,
+    ) -> Result<()> {
+        if let Some(writer) = &mut self.writer {
+            return writer.append(records, millis(elapsed));
+        }
+        let report = build_report(
+            resolved,
+            layout,
+            history.clone(),
+            records.to_vec(),
+            RunStatus::Running,
+            elapsed,
+        );
+        report.write_to(&layout.report_path())?;
+        // Without a journal file, the next transition rewrites the whole report again.
+        self.writer = Some(JournalWriter::start(&layout.dir, records)?);
+        Ok(())
+    }
 }
 
 /// The finished run's report, with provenance written beside it when a release succeeded;
