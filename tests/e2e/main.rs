@@ -8,6 +8,7 @@ mod bad_input;
 mod cache;
 mod chain;
 mod cli;
+mod concurrency;
 mod failures;
 mod faults;
 mod grants;

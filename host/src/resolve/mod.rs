@@ -4,6 +4,7 @@
 //! settled on lives beside it.
 
 mod fetch;
+mod guard;
 mod paths;
 
 use std::collections::HashMap;
@@ -130,6 +131,8 @@ pub async fn resolve_pipeline(
         return Ok((resolved, Resolution::default()));
     }
     let lock_path = Lock::path_for(&pipeline.file);
+    // Held until the lock file is written (or resolution gives up): see `guard`.
+    let _updating = guard::LockGuard::acquire(&lock_path, events).await;
     // A malformed lock is a file the user's checkout holds: an input error at its line.
     let mut lock = Lock::load(&lock_path)?;
     let mut resolver = Resolver {

@@ -15,9 +15,10 @@
 //! remembered the same way, so an unchanged plugin is not re-hashed every run.
 
 use std::collections::HashMap;
+use std::fs::Permissions;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -287,18 +288,27 @@ fn create_key(path: &Path) -> Result<()> {
     let mut secret = [0u8; 32];
     getrandom::getrandom(&mut secret)
         .map_err(|err| anyhow::anyhow!("no randomness for the compiled-cache key: {err}"))?;
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
-    match created {
-        Ok(mut file) => file
-            .write_all(&secret)
-            .with_context(|| format!("cannot write {}", path.display())),
+    // Written whole beside it, then linked into place only if no key is there yet: a sluice
+    // starting at the same moment never reads a key half-written.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut staged = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    staged
+        .write_all(&secret)
+        .and_then(|()| {
+            staged
+                .as_file()
+                .set_permissions(Permissions::from_mode(0o600))
+        })
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    match staged.persist_noclobber(path) {
+        Ok(_) => Ok(()),
         // Another sluice made it first: use theirs.
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err.error).with_context(|| format!("cannot create {}", path.display())),
     }
 }
 
