@@ -1,14 +1,18 @@
 //! Many sluices at once on shared state: runs of one pipeline side by side (one runs folder,
 //! compiled cache, plugin store, lock file and cache key, all starting empty), and a run beside
-//! `sluice lock --update` on the same lock file — nothing corrupted, no lock update lost.
+//! `sluice lock --update` on the same lock file — nothing corrupted, no lock update lost — and
+//! two hundred runs of the hello example at once, all green.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sluice::model::report::{RunReport, RunStatus};
 
-use crate::support::{Pipeline, RegistryServer, Sandbox, Stage, plugin, sha256_of, table};
+use crate::support::{
+    Pipeline, RegistryServer, Sandbox, Stage, plugin, repo_root, sha256_of, table,
+};
 
 /// `sluice plugin push FILE REF --force` from `publisher`; the manifest digest it printed.
 fn push(publisher: &Sandbox, file: &Path, reference: &str) -> Result<String> {
@@ -190,5 +194,75 @@ fn a_run_beside_lock_update_loses_neither_update() -> Result<()> {
         );
         assert!(lock.contains("acme/added"), "round {round}:\n{lock}");
     }
+    Ok(())
+}
+
+#[test]
+fn two_hundred_runs_of_hello_at_once_all_succeed() -> Result<()> {
+    const AT_ONCE: usize = 200;
+    let sandbox = Sandbox::new()?;
+    let hello = repo_root()
+        .join("examples")
+        .join("hello")
+        .join("pipeline.toml");
+    let file = hello.display().to_string();
+    // One run first, so the crowd shares a warm compiled cache as runs on a CI machine do.
+    let (ran, _) = sandbox.run(&hello)?;
+    ran.assert_exit(0);
+    let runs = sandbox.path().join("crowd");
+    let runs_arg = runs.display().to_string();
+    let args = ["run", &file, "--format", "plain", "--runs-dir", &runs_arg];
+    let mut children = Vec::with_capacity(AT_ONCE);
+    for _ in 0..AT_ONCE {
+        children.push(
+            sandbox
+                .command(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("cannot start sluice")?,
+        );
+    }
+    // Every run ends, and ends green, well within CI's patience.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut failures = Vec::new();
+    for child in &mut children {
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                break child.kill().and_then(|()| child.wait())?;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            failures.push(format!("{status}: {stderr}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    let folders = run_folders(&runs)?;
+    assert_eq!(folders.len(), AT_ONCE);
+    for folder in &folders {
+        let report = RunReport::read(&folder.join("report.json"))?;
+        assert_eq!(report.status, RunStatus::Succeeded, "{}", folder.display());
+        assert_eq!(report.stages.len(), 4);
+    }
+    // `latest` names one of them (each run moved it by rename; none left it dangling).
+    let latest = std::fs::read_link(runs.join("latest"))?;
+    assert!(
+        runs.join(&latest).join("report.json").is_file(),
+        "{latest:?}"
+    );
     Ok(())
 }

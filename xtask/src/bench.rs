@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: every figure beside its baseline, in the release profile — sluice against
 //! a shell script, bubblewrap and bare wasmtime ([`crate::bench_baselines`]), the engine's own
-//! micro-figures (`host/benches/stage_overhead.rs`: plugin loads per guest language, resolution)
-//! and the graph engine's ([`crate::bench_graph`]). `--smoke` runs each comparison once on the
+//! micro-figures (`host/benches/stage_overhead.rs`: plugin loads per guest language, resolution),
+//! many runs at once ([`crate::bench_load`]) and the graph engine's ([`crate::bench_graph`]). `--smoke` runs each comparison once on the
 //! debug build CI already has, to prove the benchmarks still work (no timing).
 
 use std::ffi::OsString;
@@ -32,6 +32,7 @@ pub fn bench(root: &Path, smoke: bool) -> Result<()> {
         &[],
     )?;
     sh(root, &overhead.to_string_lossy(), &[])?;
+    crate::bench_load::bench(root, &host_binary(root, "release"))?;
     crate::bench_graph::bench(root, &host_binary(root, "release"))
 }
 

@@ -45,7 +45,7 @@ fn measure(command: &mut Command) -> Result<Sample> {
 
 /// Reaps `child` with `wait4`, which reports the peak resident memory of exactly that process.
 #[allow(unsafe_code)]
-fn wait_with_peak_memory(child: &std::process::Child) -> Result<(i32, u64)> {
+pub(crate) fn wait_with_peak_memory(child: &std::process::Child) -> Result<(i32, u64)> {
     let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is plain old data, valid when zeroed; `wait4` writes both out-parameters,

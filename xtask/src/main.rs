@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod bench_baselines;
 mod bench_graph;
+mod bench_load;
 mod c_bindings;
 mod ci;
 mod demo;
@@ -41,6 +42,8 @@ usage: cargo xtask <command>
                 comparison once on the debug build (what CI runs; not for timing)
   bench-baselines  only the comparisons with the shell script, bubblewrap and bare wasmtime
   bench-graph   only the graph engine's figures
+  bench-load    only 200 runs of the hello example at once (SLUICE_BENCH_LOAD=N for another
+                count), beside as many shell scripts at once
 ";
 
 fn main() {
@@ -68,6 +71,15 @@ fn run() -> Result<()> {
         Some("bench") => bench::bench(&root, args.iter().any(|a| a == "--smoke")),
         // Only the comparisons with the baselines (part of `bench`).
         Some("bench-baselines") => bench::baselines(&root),
+        // Only many runs of the hello example at once (part of `bench`).
+        Some("bench-load") => {
+            sh(
+                &root,
+                "cargo",
+                &["build", "--release", "--package", "sluice"],
+            )?;
+            bench_load::bench(&root, &host_binary(&root, "release")).map(drop)
+        }
         // Only the graph engine's figures (part of `bench`).
         Some("bench-graph") => {
             sh(
