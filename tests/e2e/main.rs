@@ -9,6 +9,7 @@ mod cache;
 mod chain;
 mod cli;
 mod concurrency;
+mod disk_full;
 mod failures;
 mod faults;
 mod grants;

@@ -16,6 +16,8 @@ pub struct JournalWriter {
     file: File,
     path: PathBuf,
     written: Vec<StageRecord>,
+    /// A write failed part-way (a full disk): the next append first ends that torn line.
+    torn: bool,
 }
 
 impl JournalWriter {
@@ -25,20 +27,24 @@ impl JournalWriter {
         let path = path_in(run_dir);
         let file = File::options()
             .create(true)
-            .write(true)
-            .truncate(true)
+            .append(true)
             .open(&path)
+            .and_then(|file| file.set_len(0).map(|()| file))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(JournalWriter {
             file,
             path,
             written: records.to_vec(),
+            torn: false,
         })
     }
 
     /// Appends every record that differs from what the journal already says, in one write.
     pub fn append(&mut self, records: &[StageRecord], elapsed_ms: f64) -> Result<()> {
         let mut lines = Vec::new();
+        if self.torn {
+            lines.push(b'\n');
+        }
         for record in records {
             let known = self.written.iter_mut().find(|w| w.name == record.name);
             if known.as_deref() == Some(record) {
@@ -55,12 +61,12 @@ impl JournalWriter {
                 None => self.written.push(record.clone()),
             }
         }
-        if lines.is_empty() {
+        if lines.len() <= usize::from(self.torn) {
             return Ok(());
         }
-        self.file
-            .write_all(&lines)
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        let written = self.file.write_all(&lines);
+        self.torn = written.is_err();
+        written.with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
 
@@ -90,7 +96,7 @@ mod tests {
     }
 
     #[test]
-    fn a_report_reads_as_its_journal_left_it_and_a_torn_line_is_ignored() -> Result<()> {
+    fn a_report_reads_as_its_journal_left_it_and_a_torn_line_is_skipped() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let mut records = report("running")?.stages;
         let mut writer = JournalWriter::start(dir.path(), &records)?;
@@ -106,12 +112,20 @@ mod tests {
         let mut torn = two_lines.clone();
         torn.extend_from_slice(br#"{"elapsed_ms":4.0,"stage":{"name":"b","sta"#);
         std::fs::write(path_in(dir.path()), &torn)?;
+        let mut cut = report("running")?;
+        cut.apply_journal(dir.path());
+        assert_eq!(cut.stages[1].status, StageStatus::Running);
+        // A write cut short by a full disk, then later ones that went through: the torn line is
+        // skipped and what followed it still counts.
+        writer.torn = true;
+        records[1].status = StageStatus::Failed;
+        writer.append(&records, 5.0)?;
 
         let mut running = report("running")?;
         running.apply_journal(dir.path());
         let statuses: Vec<StageStatus> = running.stages.iter().map(|s| s.status).collect();
-        assert_eq!(statuses, [StageStatus::Succeeded, StageStatus::Running]);
-        assert_eq!(running.duration_ms, 3.0);
+        assert_eq!(statuses, [StageStatus::Succeeded, StageStatus::Failed]);
+        assert_eq!(running.duration_ms, 5.0);
 
         // A finished report already holds everything: a journal left beside it changes nothing.
         let mut finished = report("succeeded")?;

@@ -242,8 +242,8 @@ impl RunReport {
     }
 
     /// Applies the journal beside a report of a run still marked running: each complete line
-    /// replaces its stage's record. Reading stops at the first line that is not a whole entry (a
-    /// write cut short by a crash).
+    /// replaces its stage's record. A line that is not a whole entry (a write cut short by a crash
+    /// or a full disk) is skipped.
     pub fn apply_journal(&mut self, run_dir: &Path) {
         if self.status != RunStatus::Running {
             return;
@@ -254,7 +254,7 @@ impl RunReport {
         for line in BufReader::new(file).split(b'\n') {
             let Ok(line) = line else { break };
             let Ok(entry) = serde_json::from_slice::<JournalEntry>(&line) else {
-                break;
+                continue;
             };
             if let Some(record) = self.stages.iter_mut().find(|s| s.name == entry.stage.name) {
                 *record = entry.stage;

@@ -14,6 +14,7 @@ mod reach;
 mod record;
 pub mod schedule;
 pub mod single;
+mod space;
 mod stage;
 pub mod stage_cache;
 mod tidy;

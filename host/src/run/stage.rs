@@ -137,8 +137,9 @@ impl StageExecution<'_> {
             }
             attempt += 1;
         }
-        if record.status.is_failure() && self.spec.allow_failure {
-            record.failure_allowed = true;
+        if record.status.is_failure() {
+            super::space::explain_full_disk(record, &self.layout.artifacts_of(name));
+            record.failure_allowed = self.spec.allow_failure;
         }
         if let Some(key) = key
             && record.status == StageStatus::Succeeded
