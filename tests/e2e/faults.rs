@@ -1,5 +1,6 @@
-//! Corrupt state: a truncated report or journal, cache entries replaced by folders or garbage —
-//! each gives a clear error or a clean miss, never a panic and never a wrong output.
+//! Corrupt state: a truncated report or journal, cache entries replaced by folders or garbage, an
+//! unreadable cache folder — each gives a clear error, a clean miss or a run without the cache,
+//! never a panic and never a wrong output.
 
 use anyhow::Result;
 use sluice::exit_codes;
@@ -75,5 +76,49 @@ fn cache_entries_replaced_by_folders_or_garbage_are_misses() -> Result<()> {
             after.name
         );
     }
+    Ok(())
+}
+
+#[test]
+fn an_unreadable_cache_folder_is_said_once_and_the_run_goes_on_without_it() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::with_own_cache()?;
+    let cache = sandbox.cache_dir();
+    std::fs::create_dir_all(&cache)?;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o000))?;
+    let pipeline = repo_root().join("examples/hello/pipeline.toml");
+    let runs = sandbox.runs_dir().display().to_string();
+    let key = sandbox.path().join("cache.key");
+    // In a user namespace of its own even root is held to the folder's mode, as any user is.
+    let command = sandbox.command(&[
+        "run",
+        &pipeline.display().to_string(),
+        "--format",
+        "plain",
+        "--runs-dir",
+        &runs,
+    ]);
+    let binary = command.get_program().to_owned();
+    let output = std::process::Command::new("unshare")
+        .arg("--user")
+        .arg(binary)
+        .args(command.get_args())
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("SLUICE_CACHE_KEY", &key)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("the compiled-code cache cannot be used")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    // Nothing was written into it (it could not be), and nothing else was made to stand in.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700))?;
+    assert_eq!(std::fs::read_dir(&cache)?.count(), 0);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::pipeline::StageSpec;
-use crate::model::events::{Event, EventSink};
+use crate::model::events::{Event, EventSink, LogSource};
 use crate::model::report::{StageRecord, StageStatus};
 use crate::plugin::{self, Plugin};
 use crate::resolve::{ResolvedPipeline, ResolvedStage};
@@ -40,6 +40,7 @@ pub(crate) fn prepare_stages(
         secrets: vec![BTreeMap::new(); count],
         failed: None,
     };
+    let mut said_cache_unusable = false;
     for (index, record) in records.iter_mut().enumerate() {
         if record.status != StageStatus::Pending {
             continue;
@@ -47,6 +48,17 @@ pub(crate) fn prepare_stages(
         let spec = &pipeline.stages[index];
         match prepare_stage(host, spec, &resolved.stages[index], secret_values) {
             Ok((plugin, secrets)) => {
+                if let CacheOutcome::Unusable(why) = &plugin.cache
+                    && !std::mem::replace(&mut said_cache_unusable, true)
+                {
+                    events.emit(Event::Log {
+                        stage: String::new(),
+                        source: LogSource::Warn,
+                        line: format!(
+                            "sluice: the compiled-code cache cannot be used ({why}); plugins are compiled for this run only"
+                        ),
+                    });
+                }
                 let cache_hit = plugin.cache == CacheOutcome::Hit;
                 record.plugin.sha256 = Some(plugin.sha256.clone());
                 record.plugin.size = Some(plugin.size);

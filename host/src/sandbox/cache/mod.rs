@@ -22,7 +22,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ring::hmac;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -42,19 +42,22 @@ const TAG_BYTES: usize = 32;
 pub struct CompiledCache {
     root: Option<PathBuf>,
     dir: Option<PathBuf>,
-    key: Arc<OnceLock<Result<hmac::Key, String>>>,
+    key: Arc<OnceLock<Result<hmac::Key, (String, bool)>>>,
     loaded: Arc<Mutex<HashMap<String, (Component, CacheOutcome)>>>,
     /// Plugin files hashed by this process: (path, identity) → sha256.
     digests: Arc<Mutex<HashMap<(PathBuf, Identity), String>>>,
 }
 
 /// How a component was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheOutcome {
     /// Loaded from compiled code on disk: no Cranelift work.
     Hit,
     /// Compiled now (and stored, when the cache is enabled).
     Compiled,
+    /// Compiled now, and the cache could not be used at all (why): an unreadable, unwritable or
+    /// shared cache folder, or no key. The run goes on; the cache only ever speeds it up.
+    Unusable(String),
 }
 
 impl CompiledCache {
@@ -124,12 +127,23 @@ impl CompiledCache {
         bytes: &[u8],
         sha256: &str,
     ) -> Result<(Component, CacheOutcome)> {
+        let opened = match self.open() {
+            Ok(opened) => opened,
+            Err(err) if err.downcast_ref::<Refusal>().is_some() => return Err(err),
+            Err(err) => {
+                // Compiled code is only ever taken from a cache that passes every check; without
+                // one, compiling is always safe.
+                let component = compile(engine, bytes)?;
+                let why = format!("{err:#}");
+                return Ok(self.remember(sha256, component, CacheOutcome::Unusable(why)));
+            }
+        };
         if let Some(found) = self.load(engine, sha256)? {
             return Ok(found);
         }
         // A miss, or an entry that does not verify or load: compile and replace it.
         let component = compile(engine, bytes)?;
-        if let Some((dir, key)) = self.open()? {
+        if let Some((dir, key)) = opened {
             // The cache only speeds things up: failing to store is not a reason to fail a run.
             let _ = Entry::new(&dir, sha256).store(&component, &key);
         }
@@ -192,7 +206,7 @@ impl CompiledCache {
         outcome: CacheOutcome,
     ) -> (Component, CacheOutcome) {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        loaded.insert(sha256.to_string(), (component.clone(), outcome));
+        loaded.insert(sha256.to_string(), (component.clone(), outcome.clone()));
         (component, outcome)
     }
 
@@ -203,9 +217,15 @@ impl CompiledCache {
         };
         let key = self
             .key
-            .get_or_init(|| self.prepare(dir).map_err(|err| format!("{err:#}")))
+            .get_or_init(|| {
+                self.prepare(dir)
+                    .map_err(|err| (format!("{err:#}"), err.downcast_ref::<Refusal>().is_some()))
+            })
             .clone()
-            .map_err(|err| anyhow::anyhow!(err))?;
+            .map_err(|(why, refused)| match refused {
+                true => anyhow::Error::new(Refusal(why)),
+                false => anyhow::anyhow!(why),
+            })?;
         Ok(Some((dir.clone(), key)))
     }
 
@@ -228,11 +248,11 @@ impl CompiledCache {
         if let Some(dir) = &self.dir
             && path.starts_with(self.root.as_deref().unwrap_or(dir))
         {
-            bail!(
+            return Err(refusal(format!(
                 "the compiled-cache key {} is inside the cache it protects; set SLUICE_CACHE_KEY to a file outside {}",
                 path.display(),
                 dir.display()
-            );
+            )));
         }
         if !path.exists() {
             create_key(&path)?;
@@ -240,20 +260,20 @@ impl CompiledCache {
         let meta = std::fs::metadata(&path)
             .with_context(|| format!("cannot read the compiled-cache key {}", path.display()))?;
         if meta.mode() & 0o077 != 0 || meta.uid() != rustix::process::getuid().as_raw() {
-            bail!(
+            return Err(refusal(format!(
                 "the compiled-cache key {} can be read or written by other users (mode {:o}); refusing to trust compiled code with it\n  = help: chmod 600 {} (or delete it: a new one is made and the cache rebuilt)",
                 path.display(),
                 meta.mode() & 0o777,
                 path.display()
-            );
+            )));
         }
         let secret = std::fs::read(&path)
             .with_context(|| format!("cannot read the compiled-cache key {}", path.display()))?;
         if secret.len() < 32 {
-            bail!(
+            return Err(refusal(format!(
                 "the compiled-cache key {} is too short; delete it and a new one is made",
                 path.display()
-            );
+            )));
         }
         Ok(hmac::Key::new(hmac::HMAC_SHA256, &secret))
     }
@@ -269,15 +289,32 @@ fn refuse_if_shared(folder: &Path) -> Result<()> {
         .with_context(|| format!("cannot read the compiled-code cache {}", folder.display()))?;
     let ours = meta.uid() == rustix::process::getuid().as_raw();
     if !ours || meta.permissions().mode() & 0o022 != 0 {
-        bail!(
+        return Err(refusal(format!(
             "the compiled-code cache {} can be written by other users (mode {:o}{}); sluice will not load native code from it\n  = help: chmod go-w {} (and own it), or point SLUICE_CACHE_DIR / --cache-dir at a private folder",
             folder.display(),
             meta.permissions().mode() & 0o777,
             if ours { "" } else { ", owned by another user" },
             folder.display()
-        );
+        )));
     }
     Ok(())
+}
+
+/// A cache set up so that its code cannot be trusted (shared folder, exposed key): the user must
+/// fix it, so it stops the run, unlike a cache that merely cannot be read or written.
+#[derive(Debug)]
+struct Refusal(String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+fn refusal(why: String) -> anyhow::Error {
+    anyhow::Error::new(Refusal(why))
 }
 
 fn create_key(path: &Path) -> Result<()> {
