@@ -11,20 +11,8 @@ use anyhow::{Context, Result};
 use sluice::model::report::{RunReport, RunStatus};
 
 use crate::support::{
-    Pipeline, RegistryServer, Sandbox, Stage, plugin, repo_root, sha256_of, table,
+    Pipeline, RegistryServer, Sandbox, Stage, plugin, push, repo_root, sha256_of, table,
 };
-
-/// `sluice plugin push FILE REF --force` from `publisher`; the manifest digest it printed.
-fn push(publisher: &Sandbox, file: &Path, reference: &str) -> Result<String> {
-    let file = file.display().to_string();
-    let ran = publisher.sluice(&["plugin", "push", &file, reference, "--force"])?;
-    anyhow::ensure!(ran.code == 0, "push failed: {}{}", ran.stdout, ran.stderr);
-    ran.stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("manifest  "))
-        .map(str::to_string)
-        .context("push printed no manifest digest")
-}
 
 fn spawn(sandbox: &Sandbox, args: &[&str], key: &Path) -> Result<Child> {
     sandbox

@@ -1,12 +1,14 @@
 //! Corrupt state: a truncated report or journal, cache entries replaced by folders or garbage, an
-//! unreadable cache folder — each gives a clear error, a clean miss or a run without the cache,
+//! unreadable cache folder, plugin-store blobs replaced by folders or garbage — each gives a clear error, a clean miss or a run without the cache,
 //! never a panic and never a wrong output.
 
 use anyhow::Result;
 use sluice::exit_codes;
 use sluice::model::report::StageStatus;
 
-use crate::support::{Pipeline, Sandbox, Stage, repo_root, table};
+use crate::support::{
+    Pipeline, RegistryServer, Sandbox, Stage, plugin, push, repo_root, sha256_of, table,
+};
 
 #[test]
 fn a_truncated_report_is_a_clear_error_for_resume_and_is_skipped_by_runs() -> Result<()> {
@@ -120,5 +122,57 @@ fn an_unreadable_cache_folder_is_said_once_and_the_run_goes_on_without_it() -> R
     // Nothing was written into it (it could not be), and nothing else was made to stand in.
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700))?;
     assert_eq!(std::fs::read_dir(&cache)?.count(), 0);
+    Ok(())
+}
+
+#[test]
+fn plugin_store_blobs_replaced_by_folders_or_garbage_are_fetched_again() -> Result<()> {
+    let registry = RegistryServer::start()?;
+    let publisher = Sandbox::new()?;
+    let reference = registry.reference("acme/upper:1.0.0");
+    let upper = plugin("text-transform")?;
+    push(&publisher, &upper, &reference)?;
+    let sandbox = Sandbox::new()?;
+    let pipeline = Pipeline::new("store-faults")
+        .stage(Stage::new("code", "emit").config("files", table([("a.txt", "alpha\n")])))
+        .stage(
+            Stage::with_plugin("build", &reference)
+                .inputs(["code/*"])
+                .config("op", "upper"),
+        );
+    let first = sandbox.run_pipeline(&pipeline)?;
+    assert_eq!(first.ran.code, 0, "{}", first.describe());
+    let blobs = sandbox.path().join("plugin-store/blobs/sha256");
+    let stored: Vec<std::path::PathBuf> = std::fs::read_dir(&blobs)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    assert!(stored.len() >= 2, "{stored:?}");
+
+    for (round, damage) in ["folder", "garbage"].into_iter().enumerate() {
+        for blob in &stored {
+            std::fs::remove_dir_all(blob).or_else(|_| std::fs::remove_file(blob))?;
+            match damage {
+                "folder" => std::fs::create_dir_all(blob.join("inside"))?,
+                _ => std::fs::write(blob, b"not what the digest says")?,
+            }
+        }
+        let again = sandbox.run_pipeline(&pipeline)?;
+        assert_eq!(
+            again.ran.code,
+            0,
+            "round {round} ({damage}): {}",
+            again.describe()
+        );
+        // The plugin that ran is the published one, and the store holds its true bytes again.
+        let build = &again.report.stages[1];
+        assert_eq!(
+            build.plugin.sha256.as_deref(),
+            Some(sha256_of(&upper)?.as_str())
+        );
+        for blob in &stored {
+            let name = blob.file_name().map(|n| n.to_string_lossy().into_owned());
+            assert_eq!(Some(sha256_of(blob)?), name, "round {round} ({damage})");
+        }
+    }
     Ok(())
 }

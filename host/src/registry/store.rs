@@ -84,6 +84,12 @@ impl PluginStore {
         let path = self
             .blob_path(digest)
             .with_context(|| format!("`{digest}` is not a sha256 digest"))?;
+        // Only sluice writes blobs, and only as files: anything else in the slot is damage.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+            std::fs::remove_dir_all(&path)
+                .or_else(|_| std::fs::remove_file(&path))
+                .with_context(|| format!("cannot clear {}", path.display()))?;
+        }
         crate::atomic_file::write(&path, bytes)?;
         Ok(path)
     }

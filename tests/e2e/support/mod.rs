@@ -395,3 +395,15 @@ pub fn processes_with(marker: &str) -> Vec<String> {
     }
     scan()
 }
+
+/// `sluice plugin push FILE REF --force` from `publisher`; the manifest digest it printed.
+pub fn push(publisher: &Sandbox, file: &Path, reference: &str) -> Result<String> {
+    let file = file.display().to_string();
+    let ran = publisher.sluice(&["plugin", "push", &file, reference, "--force"])?;
+    anyhow::ensure!(ran.code == 0, "push failed: {}{}", ran.stdout, ran.stderr);
+    ran.stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("manifest  "))
+        .map(str::to_string)
+        .context("push printed no manifest digest")
+}
