@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod big;
 mod cache;
 mod chain;
 mod cli;

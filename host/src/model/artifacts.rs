@@ -2,12 +2,10 @@
 //! what a stage declares into checked, hashed records.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::names::check_relative_name;
 
@@ -32,29 +30,7 @@ impl ArtifactRecord {
     }
 }
 
-/// Lower-case hex sha256 and size of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut file =
-        fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((hex::encode(hasher.finalize()), size))
-}
-
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use super::digests::{sha256_bytes, sha256_file};
 
 /// Makes `source` visible at `dest`. A stage that only sees its inputs through a read-only
 /// preopen gets a hard link (`writable_by_programs` false): it cannot write through it. A stage
@@ -96,7 +72,7 @@ pub fn verify_recorded(run_dir: &Path, artifact: &ArtifactRecord) -> Result<Path
             ));
         }
     }
-    let (sha256, _) = sha256_file(&path).map_err(|err| format!("{err:#}"))?;
+    let (sha256, _) = super::digests::sha256_file_once(&path).map_err(|err| format!("{err:#}"))?;
     if sha256 != artifact.sha256 {
         return Err(format!(
             "artifact `{shown}` changed after it was published (recorded sha256 {}, now {sha256})",

@@ -2,6 +2,7 @@
 //! the event stream every reporter renders. No wasmtime, no I/O beyond the run folder.
 
 pub mod artifacts;
+pub mod digests;
 pub mod events;
 pub mod journal;
 pub mod layout;

@@ -74,7 +74,7 @@ impl StageExecution<'_> {
         let mut outputs = Vec::with_capacity(result.outputs.len());
         for output in result.outputs {
             let file = out_dir.join(&output.name);
-            let (sha256, size) = match artifacts::sha256_file(&file) {
+            let (sha256, size) = match crate::model::digests::sha256_file_once(&file) {
                 Ok(digest) => digest,
                 Err(err) => return Ending::error(format!("{err:#}")),
             };

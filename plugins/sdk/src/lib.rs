@@ -22,10 +22,12 @@ mod context;
 mod exec;
 mod failure;
 pub mod junit;
+pub mod stream;
 
 pub use context::Context;
 pub use exec::{Command, Completed, secret};
 pub use failure::Failure;
+pub use stream::{OutputFile, sha256_hex};
 
 /// The generated bindings for the `stage` world (`wit/`). Most stages never need them.
 #[doc(hidden)]

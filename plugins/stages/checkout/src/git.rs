@@ -57,12 +57,12 @@ impl Repo {
                 continue;
             };
             tracked.insert(PathBuf::from(relative));
-            match std::fs::read(root.join(relative)) {
+            match std::fs::File::open(root.join(relative)) {
                 Err(_) => changes.push(format!("deleted: {relative}")),
-                Ok(content) => {
-                    if content.len() as u64 != u64::from(entry.size)
-                        || blob_id(&content) != entry.id
-                    {
+                Ok(file) => {
+                    // The size first; only a file of the indexed size is hashed, as a stream.
+                    let size = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+                    if size != u64::from(entry.size) || blob_id(file, size).ok() != Some(entry.id) {
                         changes.push(format!("modified: {relative}"));
                     }
                 }
@@ -82,11 +82,17 @@ fn is_hash(text: &str) -> bool {
 }
 
 /// git's object id of a file's content: sha1 of `blob <len>\0<content>`.
-fn blob_id(content: &[u8]) -> [u8; 20] {
+/// Git's object id of a file of `size` bytes, read through a buffer.
+fn blob_id(mut file: std::fs::File, size: u64) -> std::io::Result<[u8; 20]> {
     let mut hasher = Sha1::new();
-    hasher.update(format!("blob {}\0", content.len()).as_bytes());
-    hasher.update(content);
-    hasher.finalize().into()
+    hasher.update(format!("blob {size}\0").as_bytes());
+    let mut buffer = vec![0u8; sluice_sdk::stream::CHUNK];
+    loop {
+        match std::io::Read::read(&mut file, &mut buffer)? {
+            0 => return Ok(hasher.finalize().into()),
+            read => hasher.update(&buffer[..read]),
+        }
+    }
 }
 
 struct IndexEntry {

@@ -73,26 +73,29 @@ impl Stage for Checkout {
         patterns.add_lines(".git/\n.sluice/");
         let files = walk(root, &patterns)?;
 
-        let mut builder = tar::Builder::new(Vec::new());
+        // Streamed: each file is read through a buffer straight into the archive on disk.
+        let mut builder = tar::Builder::new(ctx.create_output(&config.name, "application/x-tar")?);
         let mut bytes = 0u64;
         for relative in &files {
-            let data = std::fs::read(root.join(relative))
-                .map_err(|e| Failure::new(format!("cannot read {}: {e}", relative.display())))?;
-            bytes += data.len() as u64;
+            let cannot_read =
+                |e: std::io::Error| Failure::new(format!("cannot read {}: {e}", relative.display()));
+            let file = std::fs::File::open(root.join(relative)).map_err(cannot_read)?;
+            let size = file.metadata().map_err(cannot_read)?.len();
+            bytes += size;
             // Reproducible: fixed mode, owner and time, sorted order.
             let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
+            header.set_size(size);
             header.set_mode(0o644);
             header.set_mtime(0);
             header.set_cksum();
             builder
-                .append_data(&mut header, relative, data.as_slice())
+                .append_data(&mut header, relative, std::io::BufReader::new(file))
                 .map_err(|e| Failure::new(format!("cannot archive {}: {e}", relative.display())))?;
         }
-        let archive = builder
+        builder
             .into_inner()
-            .map_err(|e| Failure::new(format!("cannot finish the archive: {e}")))?;
-        ctx.write_output(&config.name, "application/x-tar", archive)?;
+            .map_err(|e| Failure::new(format!("cannot finish the archive: {e}")))?
+            .finish()?;
 
         let repo = git::Repo::open(Path::new(&config.git_dir));
         let (commit, branch) = match &repo {

@@ -3,7 +3,6 @@
 //! serves `current` never sees half a release. Earlier releases stay; `action = "rollback"`
 //! switches `current` back to the release before it.
 
-use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
@@ -119,8 +118,8 @@ fn deploy(ctx: &mut Context, config: &Config, dir: &Descriptor) -> Result<(), Fa
     let staging = format!("{releases}/.{version}.{}", ctx.run_id());
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)?;
-    let bytes = ctx.read(&archive)?;
-    let mut unpacked = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    // Streamed: the archive is gunzipped and unpacked as it is read, a file at a time.
+    let mut unpacked = tar::Archive::new(flate2::read::GzDecoder::new(ctx.open(&archive)?));
     let mut files = 0;
     let entries = unpacked
         .entries()
@@ -141,9 +140,10 @@ fn deploy(ctx: &mut Context, config: &Config, dir: &Descriptor) -> Result<(), Fa
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content)?;
-        std::fs::write(&dest, content)?;
+        let mut file = std::fs::File::create(&dest)
+            .map_err(|e| Failure::new(format!("cannot write {}: {e}", dest.display())))?;
+        sluice_sdk::stream::copy(&mut entry, &mut file)
+            .map_err(|e| Failure::new(format!("cannot unpack {}: {e}", path.display())))?;
         files += 1;
     }
     let final_dir = format!("{releases}/{version}");

@@ -22,7 +22,8 @@ struct Config {
     /// Files the program wrote under /out (e.g. via `${out}` in args) to publish.
     #[serde(default)]
     outputs: Vec<String>,
-    /// Files to copy into the outputs: `{ from = "/workspace/target/release/app", to = "app" }`.
+    /// Files to publish under another name: `{ from = "/workspace/target/release/app", to = "app" }`
+    /// (moved when under /out, hard-linked or streamed otherwise).
     #[serde(default)]
     collect: Vec<Collect>,
     /// Scratch paths under /out to delete once outputs are collected (e.g. a build's target dir).
@@ -99,9 +100,13 @@ impl Stage for Exec {
             ctx.declare_output(name, "application/octet-stream");
         }
         for item in &config.collect {
-            let bytes = std::fs::read(&item.from)
-                .map_err(|err| Failure::new(format!("cannot collect {}: {err}", item.from)))?;
-            ctx.write_output(&item.to, "application/octet-stream", bytes)?;
+            // Moved or hard-linked, never read through the stage's memory.
+            ctx.adopt_output(
+                std::path::Path::new(&item.from),
+                &item.to,
+                "application/octet-stream",
+            )
+            .map_err(|err| Failure::new(format!("cannot collect {}: {err}", item.from)))?;
             info!("collected {} as {}", item.from, item.to);
         }
         for scratch in &config.remove {

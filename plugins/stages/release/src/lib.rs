@@ -2,11 +2,10 @@
 //! and `release.json` — name, semver version, commit, every artifact with its digest, and the
 //! digest of every plugin that ran before it.
 
-use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
+use sluice_sdk::{Context, Failure, OutputFile, Phase, Stage, fail, info};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,8 +65,7 @@ fn version_from_source(ctx: &Context) -> Result<Option<String>, Failure> {
     let Some(source) = ctx.inputs().iter().find(|a| a.name.ends_with(".tar")) else {
         return Ok(None);
     };
-    let bytes = ctx.read(source)?;
-    let mut archive = tar::Archive::new(bytes.as_slice());
+    let mut archive = tar::Archive::new(ctx.open(source)?);
     let entries = archive
         .entries()
         .map_err(|e| Failure::new(format!("bad archive: {e}")))?;
@@ -128,11 +126,14 @@ impl Stage for Release {
         if chosen.is_empty() {
             fail!("nothing to release: no inputs match `include`");
         }
-        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        // Streamed end to end: each artifact is read through a buffer into the tar stream, which
+        // is gzipped, hashed and written to the output file as it goes.
+        let archive_name = format!("{}-{parsed}.tar.gz", config.name);
+        let out = HashingWriter::new(ctx.create_output(&archive_name, "application/gzip")?);
+        let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
         let mut tar = tar::Builder::new(gz);
         let mut artifacts = Vec::new();
         for artifact in &chosen {
-            let bytes = ctx.read(artifact)?;
             let name = match &config.strip_prefix {
                 Some(prefix) => artifact
                     .name
@@ -140,12 +141,18 @@ impl Stage for Release {
                     .unwrap_or(&artifact.name),
                 None => &artifact.name,
             };
+            let file = ctx.open(artifact)?;
+            let size = file
+                .get_ref()
+                .metadata()
+                .map_err(|e| Failure::new(format!("cannot read input {}: {e}", artifact.path)))?
+                .len();
             let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
+            header.set_size(size);
             header.set_mode(0o644);
             header.set_mtime(0);
             header.set_cksum();
-            tar.append_data(&mut header, name, bytes.as_slice())
+            tar.append_data(&mut header, name, file)
                 .map_err(|e| Failure::new(format!("cannot archive {name}: {e}")))?;
             artifacts.push(FileDigest {
                 name: name.to_string(),
@@ -156,10 +163,8 @@ impl Stage for Release {
         let gz = tar
             .into_inner()
             .map_err(|e| Failure::new(format!("cannot finish the archive: {e}")))?;
-        let mut archive = gz.finish()?;
-        archive.flush()?;
-        let archive_name = format!("{}-{parsed}.tar.gz", config.name);
-        let archive_digest = hex::encode(Sha256::digest(&archive));
+        let (out, archive_digest, archive_size) = gz.finish()?.finish();
+        out.finish()?;
         let mut sums = format!("{archive_digest}  {archive_name}\n");
         for a in &artifacts {
             sums.push_str(&format!("{}  {}\n", a.sha256, a.name));
@@ -174,7 +179,7 @@ impl Stage for Release {
             run_id: ctx.run_id().to_string(),
             archive: FileDigest {
                 name: archive_name.clone(),
-                size: archive.len() as u64,
+                size: archive_size,
                 sha256: archive_digest,
             },
             artifacts,
@@ -189,7 +194,6 @@ impl Stage for Release {
                 })
                 .collect(),
         };
-        ctx.write_output(&archive_name, "application/gzip", &archive)?;
         ctx.write_output("SHA256SUMS", "text/plain", sums)?;
         ctx.write_output(
             "release.json",
@@ -199,7 +203,7 @@ impl Stage for Release {
         info!(
             "{archive_name}: {} files, {} bytes",
             manifest.artifacts.len(),
-            archive.len()
+            archive_size
         );
         ctx.set_summary(format!(
             "{} {} ({} files)",
@@ -212,3 +216,38 @@ impl Stage for Release {
 }
 
 sluice_sdk::stage!(Release);
+
+/// Passes bytes on to an output while hashing and counting them.
+struct HashingWriter {
+    out: OutputFile,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl HashingWriter {
+    fn new(out: OutputFile) -> Self {
+        Self {
+            out,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The output, and the hex sha256 and size of everything written.
+    fn finish(self) -> (OutputFile, String, u64) {
+        (self.out, hex::encode(self.hasher.finalize()), self.size)
+    }
+}
+
+impl std::io::Write for HashingWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,141 @@
+//! Each artifact's digest computed once per run. A file hashed when it was published is not
+//! hashed again each time a later stage is handed it, while it provably has not changed since:
+//! its identity (device, inode, size, modification and change times) is the one it had when it
+//! was hashed, and those times were settled — older than the hash by more than the file system's
+//! timestamp granularity, so a write racing the hash cannot have left them as they were (the
+//! "racily clean" rule git uses). The change time cannot be set back without root.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use sha2::{Digest, Sha256};
+
+/// More than a kernel tick at the lowest common timer rate (100 Hz): file times come from the
+/// coarse clock.
+const SETTLE: Duration = Duration::from_millis(25);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Both times lie before `instant` by more than [`SETTLE`].
+    fn settled_before(&self, instant: SystemTime) -> bool {
+        let Ok(since_epoch) = instant.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let limit = i128::try_from(since_epoch.saturating_sub(SETTLE).as_nanos()).unwrap_or(0);
+        self.mtime_ns < limit && self.ctime_ns < limit
+    }
+}
+
+static KNOWN: Mutex<Option<HashMap<PathBuf, (Identity, String)>>> = Mutex::new(None);
+
+/// The sha256 and size of the file at `path`: remembered when this process hashed it before and
+/// it provably has not changed since, hashed (streaming) otherwise.
+pub fn sha256_file_once(path: &Path) -> Result<(String, u64)> {
+    let before =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let identity = Identity::of(&before);
+    let mut known = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((seen, sha256)) = known.get_or_insert_with(HashMap::new).get(path)
+        && *seen == identity
+    {
+        return Ok((sha256.clone(), identity.size));
+    }
+    drop(known);
+    let started = SystemTime::now();
+    let (sha256, size) = sha256_file(path)?;
+    let after = std::fs::metadata(path).map(|m| Identity::of(&m));
+    if after.is_ok_and(|after| after == identity && after.settled_before(started)) {
+        KNOWN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(HashMap::new)
+            .insert(path.to_path_buf(), (identity, sha256.clone()));
+    }
+    Ok((sha256, size))
+}
+
+/// Lower-case hex sha256 and size of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_settled_file_is_hashed_once_and_any_change_is_hashed_again() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, b"first")?;
+        // Written just now: not settled, so not remembered.
+        let (first, _) = sha256_file_once(&path)?;
+        assert!(
+            !KNOWN
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|k| k.contains_key(&path))
+        );
+        std::thread::sleep(SETTLE * 2);
+        assert_eq!(sha256_file_once(&path)?.0, first);
+        assert!(
+            KNOWN
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|k| k.contains_key(&path))
+        );
+        // Same size, new bytes: the identity changed, so it is hashed again.
+        std::fs::write(&path, b"other")?;
+        let (second, size) = sha256_file_once(&path)?;
+        assert_ne!(second, first);
+        assert_eq!(size, 5);
+        assert_eq!(second, sha256_bytes(b"other"));
+        Ok(())
+    }
+}
