@@ -17,6 +17,7 @@ pub enum Lang {
 /// The contract, copied into non-Rust plugins so they build on their own.
 const WIT: &[(&str, &str)] = &[
     ("types.wit", include_str!("../../wit/types.wit")),
+    ("digest.wit", include_str!("../../wit/digest.wit")),
     ("log.wit", include_str!("../../wit/log.wit")),
     ("process.wit", include_str!("../../wit/process.wit")),
     ("secrets.wit", include_str!("../../wit/secrets.wit")),
@@ -155,4 +156,24 @@ pub fn build_plugin(dir: &Path) -> Result<PathBuf> {
         bail!("build.sh succeeded but {} is missing", component.display());
     }
     Ok(component)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_wit_file_of_the_contract_is_carried() -> std::io::Result<()> {
+        let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let mut on_disk: Vec<String> = std::fs::read_dir(wit)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()?;
+        on_disk.retain(|name| name.ends_with(".wit"));
+        on_disk.sort();
+        let mut carried: Vec<String> = super::WIT
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        carried.sort();
+        assert_eq!(carried, on_disk);
+        Ok(())
+    }
 }

@@ -70,19 +70,48 @@ pub fn sha256_file_once(path: &Path) -> Result<(String, u64)> {
     let (sha256, size) = sha256_file(path)?;
     let after = std::fs::metadata(path).map(|m| Identity::of(&m));
     if after.is_ok_and(|after| after == identity && after.settled_before(started)) {
-        KNOWN
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(HashMap::new)
-            .insert(path.to_path_buf(), (identity, sha256.clone()));
+        remember(path, identity, &sha256);
     }
     Ok((sha256, size))
 }
 
+fn remember(path: &Path, identity: Identity, sha256: &str) {
+    KNOWN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(HashMap::new)
+        .insert(key(path), (identity, sha256.to_string()));
+}
+
+/// One name per file however it was reached (relative or absolute).
+fn key(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Lower-case hex sha256 and size of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut file =
+    let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    hash_stream(file, path)
+}
+
+/// [`sha256_file`] of a file already open at `path` (for the check it was opened with), which this
+/// process then remembers like any other it hashed.
+pub fn sha256_open_file(file: std::fs::File, path: &Path) -> Result<(String, u64)> {
+    let started = SystemTime::now();
+    let identity = file.metadata().map(|m| Identity::of(&m));
+    let (sha256, size) = hash_stream(file, path)?;
+    let after = std::fs::metadata(path).map(|m| Identity::of(&m));
+    if let (Ok(before), Ok(after)) = (identity, after)
+        && before == after
+        && after.settled_before(started)
+    {
+        remember(path, before, &sha256);
+    }
+    Ok((sha256, size))
+}
+
+fn hash_stream(mut file: std::fs::File, path: &Path) -> Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
@@ -119,7 +148,7 @@ mod tests {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .as_ref()
-                .is_some_and(|k| k.contains_key(&path))
+                .is_some_and(|k| k.contains_key(&key(&path)))
         );
         std::thread::sleep(SETTLE * 2);
         assert_eq!(sha256_file_once(&path)?.0, first);
@@ -128,7 +157,7 @@ mod tests {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .as_ref()
-                .is_some_and(|k| k.contains_key(&path))
+                .is_some_and(|k| k.contains_key(&key(&path)))
         );
         // Same size, new bytes: the identity changed, so it is hashed again.
         std::fs::write(&path, b"other")?;

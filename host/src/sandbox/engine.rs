@@ -11,7 +11,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::sandbox::bindings::StageFullPre;
-use crate::sandbox::bindings::sluice::pipeline::log;
+use crate::sandbox::bindings::sluice::pipeline::{digest, log};
 use crate::sandbox::cache::CompiledCache;
 use crate::sandbox::caps::CapSet;
 use crate::sandbox::state::StageState;
@@ -67,6 +67,9 @@ impl Host {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(into_anyhow)?;
         crate::sandbox::dns::add_to_linker(&mut linker)?;
         log::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |s| s)
+            .map_err(into_anyhow)?;
+        // Reads only what the stage can read: linked for every stage.
+        digest::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |s| s)
             .map_err(into_anyhow)?;
         for capability in caps.iter() {
             capability.link(&mut linker)?;

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod capability;
 pub mod caps;
 pub mod capture;
+pub mod digest;
 pub mod dns;
 pub mod engine;
 pub mod limits;

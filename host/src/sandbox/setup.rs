@@ -114,6 +114,7 @@ impl StageState {
             log,
             limiter: StageLimiter::new(spec.limits.memory),
             denials,
+            mounts,
         })
     }
 }

@@ -39,6 +39,8 @@ pub struct StageState {
     pub(super) log: StageLog,
     pub(crate) limiter: StageLimiter,
     pub(super) denials: Denials,
+    /// Where each guest folder is on the host (for `digest`).
+    pub(super) mounts: Vec<super::process::Mount>,
 }
 
 impl StageState {

@@ -27,7 +27,7 @@ pub mod stream;
 pub use context::Context;
 pub use exec::{Command, Completed, secret};
 pub use failure::Failure;
-pub use stream::{OutputFile, sha256_hex};
+pub use stream::{OutputFile, sha256_file, sha256_hex};
 
 /// The generated bindings for the `stage` world (`wit/`). Most stages never need them.
 #[doc(hidden)]

@@ -119,6 +119,14 @@ pub fn copy(reader: &mut impl Read, writer: &mut impl Write) -> std::io::Result<
     }
 }
 
+/// The lower-case hex sha256 of the file at `path` (inside the stage's mounts), computed by the
+/// host with the CPU's SHA instructions: for big files many times faster than [`sha256_hex`],
+/// which hashes in software inside the sandbox.
+pub fn sha256_file(path: &Path) -> Result<String, Failure> {
+    crate::bindings::sluice::pipeline::digest::sha256_file(&path.to_string_lossy())
+        .map_err(|why| Failure::new(format!("cannot hash {}: {why}", path.display())))
+}
+
 /// The lower-case hex sha256 of everything `reader` yields, and how many bytes that was.
 pub fn sha256_hex(mut reader: impl Read) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();

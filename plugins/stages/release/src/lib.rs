@@ -4,8 +4,7 @@
 
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use sluice_sdk::{Context, Failure, OutputFile, Phase, Stage, fail, info};
+use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,9 +126,9 @@ impl Stage for Release {
             fail!("nothing to release: no inputs match `include`");
         }
         // Streamed end to end: each artifact is read through a buffer into the tar stream, which
-        // is gzipped, hashed and written to the output file as it goes.
+        // is gzipped and written to the output file as it goes; the host then hashes the archive.
         let archive_name = format!("{}-{parsed}.tar.gz", config.name);
-        let out = HashingWriter::new(ctx.create_output(&archive_name, "application/gzip")?);
+        let out = ctx.create_output(&archive_name, "application/gzip")?;
         let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
         let mut tar = tar::Builder::new(gz);
         let mut artifacts = Vec::new();
@@ -163,8 +162,11 @@ impl Stage for Release {
         let gz = tar
             .into_inner()
             .map_err(|e| Failure::new(format!("cannot finish the archive: {e}")))?;
-        let (out, archive_digest, archive_size) = gz.finish()?.finish();
+        let out = gz.finish()?;
+        let archive_path = out.path().to_path_buf();
         out.finish()?;
+        let archive_digest = sluice_sdk::sha256_file(&archive_path)?;
+        let archive_size = std::fs::metadata(&archive_path)?.len();
         let mut sums = format!("{archive_digest}  {archive_name}\n");
         for a in &artifacts {
             sums.push_str(&format!("{}  {}\n", a.sha256, a.name));
@@ -216,38 +218,3 @@ impl Stage for Release {
 }
 
 sluice_sdk::stage!(Release);
-
-/// Passes bytes on to an output while hashing and counting them.
-struct HashingWriter {
-    out: OutputFile,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl HashingWriter {
-    fn new(out: OutputFile) -> Self {
-        Self {
-            out,
-            hasher: Sha256::new(),
-            size: 0,
-        }
-    }
-
-    /// The output, and the hex sha256 and size of everything written.
-    fn finish(self) -> (OutputFile, String, u64) {
-        (self.out, hex::encode(self.hasher.finalize()), self.size)
-    }
-}
-
-impl std::io::Write for HashingWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let written = self.out.write(bytes)?;
-        self.hasher.update(&bytes[..written]);
-        self.size += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}

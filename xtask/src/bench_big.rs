@@ -1,0 +1,121 @@
+//! `cargo xtask bench-big`: a big build output through a pipeline — produced by an `exec` stage
+//! (dd), checksummed by the checksum stage, packed by the release stage, every stage under
+//! `memory = "128 MiB"` — beside the native commands doing the same (`bench/big.sh`: dd, openssl,
+//! tar + gzip). Once with compressible data (zeros), once with incompressible (random). Wall time
+//! and peak memory of each whole process (`wait4`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench_baselines::wait_with_peak_memory;
+
+/// Size of the artifact, unless `SLUICE_BENCH_BIG_MIB` says otherwise.
+const DEFAULT_MIB: u64 = 1024;
+
+/// Wall milliseconds and peak RSS in MiB of one process run to its end.
+fn measure(command: &mut Command) -> Result<(f64, f64)> {
+    let started = Instant::now();
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let (status, peak_kib) = wait_with_peak_memory(&child)?;
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status != 0 {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        bail!("{command:?} failed (wait status {status}):\n{stderr}");
+    }
+    Ok((wall_ms, peak_kib as f64 / 1024.0))
+}
+
+fn pipeline(root: &Path, source: &str, mib: u64) -> String {
+    let dist = root.join("plugins").join("dist");
+    let plugin = |name: &str| dist.join(format!("{name}.wasm")).display().to_string();
+    format!(
+        r#"version = 1
+[pipeline]
+name = "big"
+limits = {{ memory = "128 MiB" }}
+
+[[stage]]
+name = "build"
+plugin = "{exec}"
+[stage.allow]
+exec = ["dd"]
+[stage.config]
+program = "dd"
+args = ["if={source}", "of=${{out}}/raw.bin", "bs=1M", "count={mib}", "status=none"]
+collect = [{{ from = "/out/raw.bin", to = "big.bin" }}]
+
+[[stage]]
+name = "sums"
+plugin = "{checksum}"
+inputs = ["build/big.bin"]
+
+[[stage]]
+name = "release"
+plugin = "{release}"
+inputs = ["build/big.bin"]
+[stage.config]
+name = "big"
+version = "1.0.0"
+"#,
+        exec = plugin("exec"),
+        checksum = plugin("checksum"),
+        release = plugin("release"),
+    )
+}
+
+/// Runs the comparison with `sluice` (a built binary); prints and returns the table.
+pub fn bench(root: &Path, sluice: &Path) -> Result<String> {
+    let mib = std::env::var("SLUICE_BENCH_BIG_MIB")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_MIB);
+    let scratch = crate::target_dir(root).join("bench-big");
+    let mut table = format!(
+        "| {mib} MiB artifact | native (bench/big.sh) ms | sluice ms | sluice/native | native peak RSS MiB | sluice peak RSS MiB |\n|---|---:|---:|---:|---:|---:|\n"
+    );
+    for (label, source) in [("zeros", "/dev/zero"), ("random", "/dev/urandom")] {
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)?;
+        let file = scratch.join(format!("{label}.toml"));
+        std::fs::write(&file, pipeline(root, source, mib))?;
+        let native_dir: PathBuf = scratch.join("native");
+        let (native_ms, native_mib) = measure(
+            Command::new(root.join("bench").join("big.sh"))
+                .arg(&native_dir)
+                .arg(source)
+                .arg(mib.to_string()),
+        )?;
+        let _ = std::fs::remove_dir_all(&native_dir);
+        let (sluice_ms, sluice_mib) = measure(
+            Command::new(sluice)
+                .arg("run")
+                .arg(&file)
+                .args(["--quiet", "--format", "plain", "--no-stage-cache"])
+                .arg("--runs-dir")
+                .arg(scratch.join("runs"))
+                .arg("--cache-dir")
+                .arg(scratch.join("compiled"))
+                .env("SLUICE_CACHE_KEY", scratch.join("cache.key"))
+                .current_dir(root),
+        )?;
+        let row = format!(
+            "| {label} | {native_ms:.0} | {sluice_ms:.0} | {:.2}× | {native_mib:.1} | {sluice_mib:.1} |\n",
+            sluice_ms / native_ms
+        );
+        eprint!("{row}");
+        table.push_str(&row);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("{table}");
+    Ok(table)
+}
