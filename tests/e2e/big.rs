@@ -45,12 +45,7 @@ fn a_file_eight_times_the_memory_limit_flows_through_exec_checksum_and_release()
                 .config("program", "dd")
                 .config(
                     "args",
-                    [
-                        "if=/dev/zero",
-                        "of=${out}/raw.bin",
-                        "bs=1M",
-                        count.as_str(),
-                    ],
+                    ["if=/dev/zero", "of=${out}/raw.bin", "bs=1M", count.as_str()],
                 )
                 .config(
                     "collect",
