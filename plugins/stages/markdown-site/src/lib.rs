@@ -99,8 +99,8 @@ impl Stage for MarkdownSite {
                 None => fail!("no .tar input: give this stage the checkout's archive"),
             },
         };
-        let bytes = ctx.read(&source)?;
-        let mut archive = tar::Archive::new(bytes.as_slice());
+        // Streamed: the archive is read entry by entry; only Markdown pages are held in memory.
+        let mut archive = tar::Archive::new(ctx.open(&source)?);
         let prefix = format!("{}/", config.dir.trim_end_matches('/'));
         let (mut pages, mut files) = (0, 0);
         let entries = archive
@@ -119,11 +119,11 @@ impl Stage for MarkdownSite {
             if config.exclude.iter().any(|x| x == relative) || relative.is_empty() {
                 continue;
             }
-            let mut content = Vec::new();
-            entry
-                .read_to_end(&mut content)
-                .map_err(|e| Failure::new(format!("cannot read {path}: {e}")))?;
             if let Some(stem) = relative.strip_suffix(".md") {
+                let mut content = Vec::new();
+                entry
+                    .read_to_end(&mut content)
+                    .map_err(|e| Failure::new(format!("cannot read {path}: {e}")))?;
                 let text = String::from_utf8(content)
                     .map_err(|_| Failure::new(format!("{path} is not UTF-8")))?;
                 let (body, heading) = render(&text);
@@ -139,11 +139,12 @@ impl Stage for MarkdownSite {
                 ctx.write_output(&format!("site/{stem}.html"), "text/html", page)?;
                 pages += 1;
             } else {
-                ctx.write_output(
-                    &format!("site/{relative}"),
-                    "application/octet-stream",
-                    content,
-                )?;
+                // Any other file (images, downloads) is copied through a buffer.
+                let mut out =
+                    ctx.create_output(&format!("site/{relative}"), "application/octet-stream")?;
+                sluice_sdk::stream::copy(&mut entry, &mut out)
+                    .map_err(|e| Failure::new(format!("cannot copy {path}: {e}")))?;
+                out.finish()?;
                 files += 1;
             }
         }
