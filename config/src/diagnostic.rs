@@ -96,10 +96,15 @@ impl Diagnostic {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
+/// 1-based line and column (in characters) of a byte offset. An offset between the `\r` and the
+/// `\n` of a CRLF line ending is placed at the `\r`: the ending starts there, and the excerpt
+/// (cut by [`str::lines`]) shows neither, so the marker sits just past the line's last character.
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(source.len());
     while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    if source[offset..].starts_with('\n') && source[..offset].ends_with('\r') {
         offset -= 1;
     }
     let before = &source[..offset];
@@ -217,5 +222,18 @@ mod tests {
         assert_eq!(line_col("é\nab", 4), (2, 2));
         assert_eq!(line_col("ab", 99), (1, 3));
         assert_eq!(line_col("é", 1), (1, 1));
+    }
+
+    /// Found by the `pipeline` fuzz target: in a CRLF file, an error at the `\n` (here the
+    /// unclosed string `"` at 1:3) was placed one character past the `\r`, which the excerpt
+    /// does not show, so the marker stood two characters past the end of the line.
+    #[test]
+    fn a_place_inside_a_crlf_ending_is_at_its_start() {
+        assert_eq!(line_col("ab\r\ncd", 3), (1, 3));
+        assert_eq!(line_col("ab\r\ncd", 2), (1, 3));
+        assert_eq!(line_col("ab\r\ncd", 4), (2, 1));
+        assert_eq!(line_col("ab\rcd", 3), (1, 4), "a lone \\r is a character");
+        let text = Diagnostic::at(Path::new("p"), "\"\r\n", 2..2, "bad").to_string();
+        assert_eq!(text, "p:1:2: bad\n  |\n1 | \"\n  |  ^");
     }
 }

@@ -15,3 +15,4 @@ mod source;
 
 pub use diagnostic::Diagnostic;
 pub use pipeline::{Pipeline, StageSpec, load, parse};
+pub use source::decode;

@@ -53,8 +53,9 @@ impl<'a> Source<'a> {
     }
 }
 
-/// Decodes a file's bytes; invalid UTF-8 is an error at the first bad byte.
-pub(crate) fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+/// Decodes a file's bytes (what [`crate::load`] does between reading and parsing); invalid
+/// UTF-8 is an error at the first bad byte.
+pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
     let err = match String::from_utf8(bytes) {
         Ok(text) => return Ok(text),
         Err(err) => err,

@@ -33,6 +33,7 @@ pub fn bench(root: &Path, smoke: bool) -> Result<()> {
     )?;
     sh(root, &overhead.to_string_lossy(), &[])?;
     crate::bench_load::bench(root, &host_binary(root, "release"))?;
+    crate::bench_big::bench(root, &host_binary(root, "release"))?;
     crate::bench_graph::bench(root, &host_binary(root, "release"))
 }
 

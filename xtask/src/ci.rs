@@ -53,6 +53,11 @@ pub fn test(root: &Path) -> Result<()> {
         ),
         // The benchmarks still run (each comparison once; figures come from `cargo xtask bench`).
         ("bench-smoke", Box::new(|| crate::bench::bench(root, true))),
+        // The parsers and the diagnostic renderer, from the checked-in corpus, for a bounded time.
+        (
+            "fuzz",
+            Box::new(|| crate::fuzz::fuzz(root, &crate::fuzz::Options::parse(&[])?)),
+        ),
     ];
     steps::run("test", plan)
 }
@@ -91,7 +96,9 @@ pub(crate) fn host_test_env(root: &Path) -> Result<Vec<(&'static str, OsString)>
 
 fn fmt(root: &Path) -> Result<()> {
     sh(root, "cargo", &["fmt", "--all", "--check"])?;
-    sh(&root.join("plugins"), "cargo", &["fmt", "--all", "--check"])
+    sh(&root.join("plugins"), "cargo", &["fmt", "--all", "--check"])?;
+    // Not `--all`: that would check the path dependency (config) a second time.
+    sh(&root.join("fuzz"), "cargo", &["fmt", "--check"])
 }
 
 /// `cargo xtask lint`: the static checks, with `cargo clippy` (no code generation) for the host

@@ -10,11 +10,13 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod bench_baselines;
+mod bench_big;
 mod bench_graph;
 mod bench_load;
 mod c_bindings;
 mod ci;
 mod demo;
+mod fuzz;
 mod layers;
 mod plugins;
 mod polyglot;
@@ -42,8 +44,14 @@ usage: cargo xtask <command>
                 comparison once on the debug build (what CI runs; not for timing)
   bench-baselines  only the comparisons with the shell script, bubblewrap and bare wasmtime
   bench-graph   only the graph engine's figures
+  bench-big     only a 1 GiB artifact through exec, checksum and release (128 MiB per stage),
+                beside dd + openssl + tar/gzip (SLUICE_BENCH_BIG_MIB=N for another size)
   bench-load    only 200 runs of the hello example at once (SLUICE_BENCH_LOAD=N for another
                 count), beside as many shell scripts at once
+  fuzz [--time SECONDS] [--runs N] [TARGET...]
+                build the libFuzzer targets in fuzz/ (stable Rust) and run each from a copy of
+                its checked-in corpus, 20 s each by default (what CI runs): pipeline, lockfile,
+                plugin_ref, diagnostic
 ";
 
 fn main() {
@@ -71,29 +79,33 @@ fn run() -> Result<()> {
         Some("bench") => bench::bench(&root, args.iter().any(|a| a == "--smoke")),
         // Only the comparisons with the baselines (part of `bench`).
         Some("bench-baselines") => bench::baselines(&root),
-        // Only many runs of the hello example at once (part of `bench`).
-        Some("bench-load") => {
-            sh(
-                &root,
-                "cargo",
-                &["build", "--release", "--package", "sluice"],
-            )?;
-            bench_load::bench(&root, &host_binary(&root, "release")).map(drop)
+        Some("fuzz") => fuzz::fuzz(&root, &fuzz::Options::parse(&args[1..])?),
+        // Parts of `bench`, each on a fresh release build: the big-artifact pipeline beside
+        // native commands, many runs of the hello example at once, the graph engine's figures.
+        Some("bench-big") => {
+            with_release_binary(&root, |sluice| bench_big::bench(&root, sluice).map(drop))
         }
-        // Only the graph engine's figures (part of `bench`).
+        Some("bench-load") => {
+            with_release_binary(&root, |sluice| bench_load::bench(&root, sluice).map(drop))
+        }
         Some("bench-graph") => {
-            sh(
-                &root,
-                "cargo",
-                &["build", "--release", "--package", "sluice"],
-            )?;
-            bench_graph::bench(&root, &host_binary(&root, "release"))
+            with_release_binary(&root, |sluice| bench_graph::bench(&root, sluice))
         }
         _ => {
             eprint!("{USAGE}");
             bail!("unknown or missing command");
         }
     }
+}
+
+/// Builds the release `sluice` and hands its path to `bench`.
+fn with_release_binary(root: &Path, bench: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    sh(
+        root,
+        "cargo",
+        &["build", "--release", "--package", "sluice"],
+    )?;
+    bench(&host_binary(root, "release"))
 }
 
 fn repo_root() -> Result<PathBuf> {

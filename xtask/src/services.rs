@@ -20,6 +20,11 @@ const DEBIAN_TOOLS: &[(&str, &[&str])] = &[
     ("docker-registry", &["/usr/bin/docker-registry"]),
     // The sandboxed-process baseline of `cargo xtask bench`.
     ("bubblewrap", &["/usr/bin/bwrap"]),
+    // libFuzzer's C++ runtime, compiled for `cargo xtask fuzz`.
+    ("g++", &["/usr/bin/g++"]),
+    // `unshare` for the full-disk tests, `openssl` for the big-artifact baseline.
+    ("util-linux", &["/usr/bin/unshare"]),
+    ("openssl", &["/usr/bin/openssl"]),
 ];
 
 pub fn ensure_debian_tools(root: &Path) -> Result<()> {

@@ -4,6 +4,8 @@
 //! something failed once everything above it is over. Unknown names and cycles are refused at
 //! the `needs` entry that causes them.
 
+use std::collections::{HashMap, HashSet};
+
 use super::raw::{RawStage, Text};
 use super::{Context, InputSelection, StageSpec, When};
 use crate::diagnostic::Diagnostic;
@@ -84,9 +86,11 @@ pub(super) fn link(
         } else {
             depends.extend(above);
         }
+        // In order, each once; a set, so many stages do not make this quadratic per stage.
+        let mut seen = HashSet::with_capacity(depends.len());
         let mut unique: Vec<String> = Vec::with_capacity(depends.len());
         for name in depends {
-            if !unique.contains(&name) {
+            if seen.insert(name.clone()) {
                 unique.push(name);
             }
         }
@@ -137,7 +141,12 @@ fn find_cycle(stages: &[StageSpec]) -> Option<Vec<String>> {
         Open,
         Done,
     }
-    let index_of = |name: &str| stages.iter().position(|s| s.name == name);
+    let by_name: HashMap<&str, usize> = stages
+        .iter()
+        .enumerate()
+        .map(|(index, s)| (s.name.as_str(), index))
+        .collect();
+    let index_of = |name: &str| by_name.get(name).copied();
     let mut marks = vec![Mark::New; stages.len()];
     for start in 0..stages.len() {
         if marks[start] != Mark::New {

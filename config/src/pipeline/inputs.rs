@@ -8,6 +8,11 @@ use crate::diagnostic::{Diagnostic, line_col};
 use crate::names;
 use crate::source::{Unique, ellipsize};
 
+/// At most this many input references per stage, once a matrix stage named as written counts
+/// as each of its instances: a stage's inputs are copied into every one of its own instances, so
+/// a short list must not become millions of references.
+pub(crate) const MAX_INPUTS: usize = 1024;
+
 /// The inputs of the stage at `index`.
 pub(super) fn resolve(
     list: &[Text],
@@ -39,6 +44,23 @@ pub(super) fn resolve(
         seen.check(src, &key, item.span(), || {
             format!("input `{key}` is listed twice")
         })?;
+        let count = group.map_or(1, |group| cx.instances[group].len());
+        if refs.len() + count > MAX_INPUTS {
+            return Err(src
+                .error(
+                    item.span(),
+                    format!(
+                        "stage `{}` reads more than {MAX_INPUTS} inputs: with `{key}` it reads {}, \
+                         counting each matrix instance",
+                        cx.names[index].get_ref(),
+                        refs.len() + count
+                    ),
+                )
+                .with_hint(format!(
+                    "a stage reads at most {MAX_INPUTS} inputs; read every output of a stage \
+                     with `stage/*`"
+                )));
+        }
         match group {
             // A matrix stage named as written means every one of its instances.
             Some(group) => refs.extend(cx.instances[group].iter().map(|i| InputRef {

@@ -4,12 +4,12 @@
 //! wherever a string says `${matrix.target}`, and its own outputs and status.
 //! `inputs` and `needs` naming the written stage mean every instance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::raw::RawStage;
 use crate::diagnostic::Diagnostic;
 use crate::names;
-use crate::source::Source;
+use crate::source::{Source, ellipsize};
 
 /// At most this many instances: a matrix is a handful of builds, not a load test.
 pub const MAX_INSTANCES: usize = 64;
@@ -19,6 +19,38 @@ pub const MAX_INSTANCES: usize = 64;
 pub struct Instance {
     pub name: String,
     pub values: BTreeMap<String, String>,
+}
+
+/// The instances of every stage, in file order; refused at the stage that takes the pipeline
+/// past [`super::MAX_STAGES`], before anything else grows with the number of stages.
+pub(super) fn all_instances(
+    stages: &[RawStage],
+    src: &Source<'_>,
+) -> Result<Vec<Vec<Instance>>, Diagnostic> {
+    let mut all = Vec::with_capacity(stages.len().min(super::MAX_STAGES));
+    let mut total = 0usize;
+    for stage in stages {
+        let instances = instances(stage, src)?;
+        total += instances.len();
+        if total > super::MAX_STAGES {
+            let name = stage.name.get_ref();
+            let max = super::MAX_STAGES;
+            return Err(src
+                .error(
+                    stage.name.span(),
+                    format!(
+                        "the pipeline has more than {max} stages: with stage `{name}` it has \
+                         {total}, counting each matrix instance"
+                    ),
+                )
+                .with_hint(format!(
+                    "a pipeline runs at most {max} stages; split it into several pipeline files, \
+                     or list fewer matrix values"
+                )));
+        }
+        all.push(instances);
+    }
+    Ok(all)
 }
 
 /// The instances of `stage`: one, named as written, when it has no matrix.
@@ -53,6 +85,7 @@ pub(super) fn instances(stage: &RawStage, src: &Source<'_>) -> Result<Vec<Instan
             ));
         };
         let mut values = Vec::with_capacity(list.len());
+        let mut seen = BTreeSet::new();
         for item in list {
             let text = match item {
                 toml::Value::String(s) => s.clone(),
@@ -81,7 +114,7 @@ pub(super) fn instances(stage: &RawStage, src: &Source<'_>) -> Result<Vec<Instan
                     "use letters, digits, `.`, `-` and `_`",
                 ));
             }
-            if values.contains(&text) {
+            if !seen.insert(text.clone()) {
                 return Err(error(
                     format!("stage `{name}`: matrix value `{text}` of `{key}` is listed twice"),
                     "list each value once",
@@ -91,42 +124,60 @@ pub(super) fn instances(stage: &RawStage, src: &Source<'_>) -> Result<Vec<Instan
         }
         axes.push((key.clone(), values));
     }
-    let count = axes.iter().map(|(_, v)| v.len()).product::<usize>();
-    if count > MAX_INSTANCES {
-        return Err(error(
-            format!(
-                "stage `{name}`: its matrix makes {count} instances, more than {MAX_INSTANCES}"
-            ),
-            "split it into stages, or list fewer values",
-        ));
-    }
-    let mut combos: Vec<BTreeMap<String, String>> = vec![BTreeMap::new()];
-    for (key, values) in &axes {
-        combos = combos
-            .into_iter()
-            .flat_map(|combo| {
-                values.iter().map(move |value| {
-                    let mut next = combo.clone();
-                    next.insert(key.clone(), value.clone());
-                    next
-                })
-            })
-            .collect();
-    }
-    combos
-        .into_iter()
-        .map(|values| {
+    // Checked: many short axes multiply past any integer (64 keys of 2 values make 2^64).
+    let count = match axes
+        .iter()
+        .try_fold(1usize, |count, (_, v)| count.checked_mul(v.len()))
+    {
+        Some(count) if count <= MAX_INSTANCES => count,
+        count => {
+            let count = count.map_or_else(
+                || {
+                    let sizes: Vec<String> =
+                        axes.iter().map(|(_, v)| v.len().to_string()).collect();
+                    ellipsize(&sizes.join(" × "), 40)
+                },
+                |count| count.to_string(),
+            );
+            return Err(error(
+                format!(
+                    "stage `{name}`: its matrix makes {count} instances, more than {MAX_INSTANCES}"
+                ),
+                "split it into stages, or list fewer values",
+            ));
+        }
+    };
+    // Instance `n` takes, from each axis, the digit of `n` written in the axes' sizes (the last
+    // axis the fastest): the order the values are written in, with nothing built per key that is
+    // thrown away — a long list of one-value keys makes one instance, and one long name.
+    (0..count)
+        .map(|n| {
+            let mut picks = vec![0; axes.len()];
+            let mut rest = n;
+            for (pick, (_, values)) in picks.iter_mut().zip(&axes).rev() {
+                *pick = rest % values.len();
+                rest /= values.len();
+            }
             let suffix: Vec<String> = axes
                 .iter()
-                .map(|(key, _)| values[key].replace('.', "_"))
+                .zip(&picks)
+                .map(|((_, values), &pick)| values[pick].replace('.', "_"))
                 .collect();
             let instance = format!("{name}-{}", suffix.join("-"));
             names::check_stage_name(&instance).map_err(|why| {
                 error(
-                    format!("stage `{name}`: matrix instance name `{instance}` is invalid: {why}"),
+                    format!(
+                        "stage `{name}`: matrix instance name `{}` is invalid: {why}",
+                        ellipsize(&instance, 80)
+                    ),
                     "use a shorter stage name or shorter matrix values",
                 )
             })?;
+            let values = axes
+                .iter()
+                .zip(&picks)
+                .map(|((key, values), &pick)| (key.clone(), values[pick].clone()))
+                .collect();
             Ok(Instance {
                 name: instance,
                 values,

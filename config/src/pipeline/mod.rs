@@ -96,6 +96,11 @@ pub struct StageSpec {
     pub cache: Option<bool>,
 }
 
+/// At most this many stages in a pipeline, counting each matrix instance. Each stage may wait
+/// for every stage above it, so what a pipeline holds grows with the square of this; a file of
+/// a few kilobytes must not make one of gigabytes (the largest pipeline here has 41 stages).
+pub const MAX_STAGES: usize = 256;
+
 /// The phases a stage can be given, in delivery order.
 pub const PHASES: [&str; 7] = [
     "code", "build", "test", "release", "deploy", "monitor", "other",
@@ -225,11 +230,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         Some(name) if declared.contains(name.get_ref()) => Some(name.get_ref().clone()),
         Some(name) => return Err(undeclared_provenance_key(name, &declared, &src)),
     };
-    let instances = raw
-        .stage
-        .iter()
-        .map(|stage| matrix::instances(stage, &src))
-        .collect::<Result<Vec<_>, _>>()?;
+    let instances = matrix::all_instances(&raw.stage, &src)?;
     let cx = Context {
         src,
         dir: &dir,

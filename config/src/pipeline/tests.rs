@@ -389,3 +389,32 @@ inputs = ["build-aarch64-release/app"]
     assert_eq!(p.stages[6].depends_on, ["build-aarch64-release"]);
     Ok(())
 }
+
+#[test]
+fn a_pipeline_holds_at_most_max_stages_counting_matrix_instances() {
+    let stages = |count: usize| {
+        let mut text = String::from("version = 1\n[pipeline]\nname = \"many\"\n");
+        for index in 0..count {
+            text.push_str(&format!(
+                "[[stage]]\nname = \"s{index}\"\nplugin = \"a.wasm\"\n"
+            ));
+        }
+        text
+    };
+    let most = parse_str(&stages(MAX_STAGES)).map(|p| {
+        let waits: usize = p.stages.iter().map(|s| s.depends_on.len()).sum();
+        (p.stages.len(), waits)
+    });
+    assert_eq!(
+        most.ok(),
+        Some((MAX_STAGES, MAX_STAGES * (MAX_STAGES - 1) / 2)),
+        "each stage waits for every stage above it"
+    );
+    let err = error_of(&stages(MAX_STAGES + 1));
+    assert!(err.message.contains("more than 256 stages"), "{err}");
+    assert_eq!(
+        err.line,
+        Some(4 + 3 * MAX_STAGES + 1),
+        "at the stage past the limit"
+    );
+}

@@ -76,7 +76,12 @@ impl Context {
     /// Makes the file at `from` the output `name` without reading it into the stage: moved when
     /// it is already inside the output folder, hard-linked when the file system allows, copied
     /// chunk by chunk otherwise. `from` stays where it was unless it was inside the output folder.
-    pub fn adopt_output(&mut self, from: &Path, name: &str, media_type: &str) -> Result<(), Failure> {
+    pub fn adopt_output(
+        &mut self,
+        from: &Path,
+        name: &str,
+        media_type: &str,
+    ) -> Result<(), Failure> {
         let to = self.output_path(name);
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(|err| {
@@ -90,9 +95,8 @@ impl Context {
             std::fs::hard_link(from, &to)
         };
         if moved.is_err() {
-            let mut source = File::open(from).map_err(|err| {
-                Failure::new(format!("cannot read {}: {err}", from.display()))
-            })?;
+            let mut source = File::open(from)
+                .map_err(|err| Failure::new(format!("cannot read {}: {err}", from.display())))?;
             let mut target = self.create_output(name, media_type)?;
             copy(&mut source, &mut target)
                 .map_err(|err| Failure::new(format!("cannot copy {}: {err}", from.display())))?;

@@ -77,8 +77,9 @@ impl Stage for Checkout {
         let mut builder = tar::Builder::new(ctx.create_output(&config.name, "application/x-tar")?);
         let mut bytes = 0u64;
         for relative in &files {
-            let cannot_read =
-                |e: std::io::Error| Failure::new(format!("cannot read {}: {e}", relative.display()));
+            let cannot_read = |e: std::io::Error| {
+                Failure::new(format!("cannot read {}: {e}", relative.display()))
+            };
             let file = std::fs::File::open(root.join(relative)).map_err(cannot_read)?;
             let size = file.metadata().map_err(cannot_read)?.len();
             bytes += size;

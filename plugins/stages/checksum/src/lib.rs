@@ -25,8 +25,7 @@ struct Checksum;
 
 impl Stage for Checksum {
     const PHASE: Phase = Phase::Release;
-    const DESCRIPTION: &'static str =
-        "Writes a SHA256SUMS manifest of its inputs, from the digests the host verified (`rehash` re-checks them in the sandbox)";
+    const DESCRIPTION: &'static str = "Writes a SHA256SUMS manifest of its inputs, from the digests the host verified (`rehash` re-checks them in the sandbox)";
 
     fn run(ctx: &mut Context) -> Result<(), Failure> {
         let config: Config = ctx.config()?;
@@ -38,13 +37,15 @@ impl Stage for Checksum {
         let mut sums = String::new();
         for input in &inputs {
             if !config.rehash {
-                sums.push_str(&format!("{}  {}/{}\n", input.sha256, input.stage, input.name));
+                sums.push_str(&format!(
+                    "{}  {}/{}\n",
+                    input.sha256, input.stage, input.name
+                ));
                 continue;
             }
             // Streamed: an input of any size is hashed in a few KiB of the stage's memory.
-            let (digest, size) = sha256_hex(ctx.open(input)?).map_err(|err| {
-                Failure::new(format!("cannot read input {}: {err}", input.path))
-            })?;
+            let (digest, size) = sha256_hex(ctx.open(input)?)
+                .map_err(|err| Failure::new(format!("cannot read input {}: {err}", input.path)))?;
             if digest != input.sha256 || size != input.size {
                 fail!(
                     "{}/{} changed after it was produced: recorded sha256 {} ({} bytes), found {} ({} bytes)",
@@ -59,7 +60,11 @@ impl Stage for Checksum {
             sums.push_str(&format!("{digest}  {}/{}\n", input.stage, input.name));
         }
         ctx.write_output(&config.file, "text/plain", &sums)?;
-        let how = if config.rehash { "re-hashed" } else { "verified by the host" };
+        let how = if config.rehash {
+            "re-hashed"
+        } else {
+            "verified by the host"
+        };
         info!("{} inputs {how}", inputs.len());
         ctx.set_summary(format!("{} digests {how}", inputs.len()));
         Ok(())

@@ -3,7 +3,6 @@
 //! serves `current` never sees half a release. Earlier releases stay; `action = "rollback"`
 //! switches `current` back to the release before it.
 
-
 use serde::{Deserialize, Serialize};
 use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
 use wasip2::filesystem::types::Descriptor;

@@ -2,7 +2,6 @@
 //! and `release.json` — name, semver version, commit, every artifact with its digest, and the
 //! digest of every plugin that ran before it.
 
-
 use serde::{Deserialize, Serialize};
 use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
 
