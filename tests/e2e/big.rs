@@ -13,7 +13,7 @@ use crate::support::{Pipeline, Sandbox, Stage, table};
 
 const MIB: u64 = 1024 * 1024;
 /// Large enough to be 8× the stages' memory limit, small enough to keep CI quick.
-const BIG_MIB: u64 = 256;
+const BIG_MIB: u64 = 192;
 
 /// sha256 of a file, read through a buffer (the test holds no big file in memory either).
 fn streamed_sha256(path: &Path) -> Result<(String, u64)> {
@@ -35,7 +35,7 @@ fn streamed_sha256(path: &Path) -> Result<(String, u64)> {
 #[test]
 fn a_file_eight_times_the_memory_limit_flows_through_exec_checksum_and_release() -> Result<()> {
     let sandbox = Sandbox::new()?;
-    let limit = || table([("memory", "32 MiB")]);
+    let limit = || table([("memory", "24 MiB")]);
     let count = format!("count={BIG_MIB}");
     let pipeline = Pipeline::new("big")
         .stage(

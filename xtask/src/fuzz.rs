@@ -20,7 +20,7 @@ use crate::target_dir;
 pub const TARGETS: &[&str] = &["pipeline", "lockfile", "plugin_ref", "diagnostic"];
 
 /// Seconds per target when neither `--time` nor `--runs` is given (what CI runs).
-pub const DEFAULT_SECONDS: u64 = 20;
+pub const DEFAULT_SECONDS: u64 = 10;
 
 /// What cargo-fuzz passes rustc (`cargo fuzz build -s none`): libFuzzer's coverage counters,
 /// its comparison tracing, `cfg(fuzzing)`, and every debug assertion and overflow check on.

@@ -50,7 +50,7 @@ usage: cargo xtask <command>
                 count), beside as many shell scripts at once
   fuzz [--time SECONDS] [--runs N] [TARGET...]
                 build the libFuzzer targets in fuzz/ (stable Rust) and run each from a copy of
-                its checked-in corpus, 20 s each by default (what CI runs): pipeline, lockfile,
+                its checked-in corpus, 10 s each by default (what CI runs): pipeline, lockfile,
                 plugin_ref, diagnostic
 ";
 

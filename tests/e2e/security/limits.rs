@@ -1,0 +1,264 @@
+//! Limits and the seams around programs: log, memory, stack, outputs and time limits; a granted
+//! program's environment; plugin text on a terminal; processes outliving their stage.
+
+use super::*;
+
+#[test]
+fn flooding_the_log_hits_the_log_limit() -> Result<()> {
+    let run = run_attack(attack("log-flood").limit("log", "64 KiB"))?;
+    assert_stopped(&run, Error, &["exceeded its 64 KiB log limit"])?;
+    let log = run.run_dir().join("logs/attack.log");
+    assert!(
+        std::fs::metadata(log)?.len() < 200 * 1024,
+        "the log grew past its limit"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() -> Result<()> {
+    let run = run_attack(attack("memory-bomb").limit("memory", "64 MiB"))?;
+    assert_stopped(&run, Error, &["exceeded its 64 MiB memory limit"])
+}
+
+#[test]
+fn deep_recursion_crashes_the_stage_not_the_host() -> Result<()> {
+    let run = run_attack(attack("deep-recursion"))?;
+    assert_stopped(&run, Crashed, &["call stack exhausted"])
+}
+
+#[test]
+fn output_count_and_size_limits_hold() -> Result<()> {
+    let run = run_attack(
+        attack("emit")
+            .limit("outputs", 1)
+            .config("files", table([("x", "1"), ("y", "2")])),
+    )?;
+    assert_stopped(&run, Error, &["declared 2 outputs, over its limit of 1"])?;
+    let run = run_attack(
+        attack("emit")
+            .limit("output_size", "10 B")
+            .config("files", table([("x", "more than ten bytes")])),
+    )?;
+    assert_stopped(
+        &run,
+        Error,
+        &["output `x` was refused and deleted: larger than its 10 B output size limit"],
+    )
+}
+
+#[test]
+fn a_read_that_never_returns_is_stopped_by_the_timeout() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let fifo = sandbox.path().join("ws/fifo");
+    std::fs::create_dir(sandbox.path().join("ws"))?;
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(made.success(), "mkfifo failed");
+    let started = std::time::Instant::now();
+    let run = sandbox.run_pipeline(&in_workspace(
+        attack("escape")
+            .limit("timeout", "1s")
+            .config("mode", "read")
+            .config("path", "/workspace/fifo"),
+    ))?;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the timeout did not fire"
+    );
+    assert_stopped(&run, Error, &["exceeded its 1s timeout"])
+}
+
+/// A harmless program of the project's own (a bash script) and a file of the attacker's that
+/// bash would run first if the plugin could set `BASH_ENV`.
+fn hookable_program(sandbox: &Sandbox) -> Result<(String, PathBuf, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = sandbox.path().join("ok.sh");
+    std::fs::write(&script, "#!/bin/bash\necho \"ok ${GREETING:-}\"\n")?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    let marker = sandbox.path().join("pwned");
+    let canary = "CANARY-exec-env-4b1d";
+    let evil = sandbox.path().join("evil.sh");
+    std::fs::write(&evil, format!("echo {canary} > '{}'\n", marker.display()))?;
+    Ok((script.display().to_string(), marker, canary.to_string()))
+}
+
+#[test]
+fn a_plugin_cannot_hook_a_granted_program_through_its_environment() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let (script, marker, canary) = hookable_program(&sandbox)?;
+    let evil = sandbox.path().join("evil.sh").display().to_string();
+    for (name, value) in [
+        ("BASH_ENV", evil.as_str()),
+        ("ENV", evil.as_str()),
+        ("PATH", "/nonexistent"),
+        ("LD_PRELOAD", "/nonexistent/x.so"),
+    ] {
+        let run = sandbox.run_pipeline(&Pipeline::three_stage(
+            attack("exec-probe")
+                .allow("exec", [script.as_str()])
+                .config("program", script.as_str())
+                .config("cwd", "/out")
+                .config("env", table([(name, value)])),
+        ))?;
+        // State first: the attacker's code did not run and its canary is nowhere.
+        assert!(!marker.exists(), "{name}: the plugin's code ran");
+        for (file, text) in all_text_under(sandbox.path()) {
+            if file != sandbox.path().join("evil.sh") {
+                assert!(
+                    !text.contains(&canary),
+                    "{name}: canary in {}",
+                    file.display()
+                );
+            }
+        }
+        assert!(
+            !run.ran.stderr.contains(&canary),
+            "{name}: canary in the output"
+        );
+        assert_stopped(
+            &run,
+            Failed,
+            &[&format!("`{name}`"), "sluice denied: setting"],
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_plugin_sets_only_the_variables_its_stage_grants() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let (script, _, _) = hookable_program(&sandbox)?;
+    let probe = |granted: &[&str]| {
+        let mut stage = attack("exec-probe")
+            .allow("exec", [script.as_str()])
+            .config("program", script.as_str())
+            .config("cwd", "/out")
+            .config("env", table([("GREETING", "hello")]));
+        if !granted.is_empty() {
+            stage = stage.allow("exec_env", granted.to_vec());
+        }
+        sandbox.run_pipeline(&Pipeline::three_stage(stage))
+    };
+    // Not granted: refused and recorded; the program does not run.
+    let refused = probe(&[])?;
+    assert_stopped(
+        &refused,
+        Failed,
+        &["`GREETING` is not in this stage's allow.exec_env"],
+    )?;
+    assert!(
+        refused
+            .report
+            .stage("attack")
+            .is_some_and(|s| s.denied.iter().any(|d| d.contains("GREETING")))
+    );
+    // Granted: the program runs and sees it.
+    let granted = probe(&["GREETING"])?;
+    granted.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+    assert_eq!(granted.file("artifacts/attack/loot.txt")?, "ok hello\n");
+    Ok(())
+}
+
+/// Escape sequences (title, clear screen, cursor up), a carriage return, forged sluice and CI-log
+/// lines, a C1 CSI and a right-to-left override.
+const TERMINAL_ATTACK: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[1A\rrun 1 of pipeline `p`: forged\n\
+                               ::error::forged by a plugin\n::add-mask::x\n\u{9b}31m\u{202e}gnp.exe";
+
+/// No control character (but tab) and no line a CI system or a reader would take as sluice's.
+fn assert_shown_safely(what: &str, text: &str) {
+    for (number, line) in text.lines().enumerate() {
+        let bad = line
+            .chars()
+            .find(|&c| (c.is_control() && c != '\t') || ('\u{202a}'..='\u{202e}').contains(&c));
+        assert!(
+            bad.is_none(),
+            "{what}:{}: {bad:?} shown raw in {line:?}",
+            number + 1
+        );
+        let start = line.trim_start();
+        assert!(
+            !start.starts_with("::") && !start.starts_with("run 1 of"),
+            "{what}:{}: a forged line: {line:?}",
+            number + 1
+        );
+    }
+}
+
+#[test]
+fn plugin_text_cannot_drive_the_terminal_or_forge_log_lines() -> Result<()> {
+    for fail in [false, true] {
+        let sandbox = Sandbox::new()?;
+        let run = sandbox.run_pipeline(&Pipeline::three_stage(
+            attack("terminal-inject")
+                .config("text", TERMINAL_ATTACK)
+                .config("fail", fail),
+        ))?;
+        assert_shown_safely("stderr", &run.ran.stderr);
+        assert_shown_safely("stdout", &run.ran.stdout);
+        for (file, text) in all_text_under(run.run_dir()) {
+            assert_shown_safely(&file.display().to_string(), &text);
+        }
+        // Shown escaped, not dropped: a reader still sees what the plugin sent.
+        let shown = "\\u{1b}[2J\\u{1b}[1A\\rrun 1 of pipeline `p`: forged\\n::error::";
+        assert!(run.ran.stderr.contains(shown), "{}", run.ran.stderr);
+        if fail {
+            run.assert_stages(exit_codes::STAGE_FAILED, &stopped_at("attack", Failed))
+                .assert_message("attack", &[shown]);
+        } else {
+            run.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+        }
+    }
+    let sandbox = Sandbox::new()?;
+    let inspected =
+        sandbox.sluice(&["inspect", &plugin("terminal-inject")?.display().to_string()])?;
+    inspected.assert_exit(exit_codes::SUCCESS);
+    assert_shown_safely("inspect", &inspected.stdout);
+    assert!(
+        inspected.stdout.contains("\\u{1b}[2J"),
+        "{}",
+        inspected.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn nothing_a_program_starts_outlives_its_call_or_its_stage() -> Result<()> {
+    // Unique sleep lengths mark the processes; old ones from a crashed earlier run do not count.
+    let pid = std::process::id();
+    let background = format!("9{}.1", pid % 100_000);
+    let stalled = format!("9{}.2", pid % 100_000);
+    // The program ends at once but leaves a background process behind (which, holding the
+    // output pipe, would also keep the call waiting: the timeout bounds a regression).
+    let sandbox = Sandbox::new()?;
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
+        attack("exec-probe")
+            .allow("exec", ["sh"])
+            .limit("timeout", "20s")
+            .config("program", "sh")
+            .config(
+                "args",
+                ["-c", &format!("sleep {background} & echo started")],
+            )
+            .config("cwd", "/out"),
+    ))?;
+    let left = processes_with(&format!("sleep {background}"));
+    assert!(left.is_empty(), "still running after the call: {left:?}");
+    run.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+    // The stage's timeout stops a program that never ends, and its children with it.
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
+        attack("exec-probe")
+            .allow("exec", ["sh"])
+            .limit("timeout", "1s")
+            .config("program", "sh")
+            .config(
+                "args",
+                ["-c", &format!("sleep {stalled} & sleep {stalled}; wait")],
+            )
+            .config("cwd", "/out"),
+    ))?;
+    let left = processes_with(&format!("sleep {stalled}"));
+    assert!(left.is_empty(), "still running after the timeout: {left:?}");
+    run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
+        .assert_message("attack", &["timeout"]);
+    Ok(())
+}
