@@ -139,8 +139,10 @@ pub fn build_plugin(dir: &Path) -> Result<PathBuf> {
             dir.display()
         );
     }
+    // The script is run from its own folder, so it is named by its file name there: a relative
+    // `dir` (`sluice plugin build ./shout`) would otherwise be resolved twice.
     let status = std::process::Command::new("sh")
-        .arg(&script)
+        .arg("build.sh")
         .current_dir(dir)
         .status()
         .context("cannot run sh")?;

@@ -17,18 +17,21 @@ fn scaffold_builds_checks_and_runs(lang: &str) -> Result<()> {
     // Rust plugins share the guest workspace's compiled dependencies.
     let target = std::env::var("SLUICE_PLUGIN_TARGET")
         .unwrap_or_else(|_| repo_root().join("plugins/target").display().to_string());
-    let built = sandbox.sluice_with_env(
-        &["plugin", "build", &dir.display().to_string()],
-        &[
-            ("SLUICE_TOOLCHAINS", tools.as_str()),
-            ("CARGO_TARGET_DIR", target.as_str()),
-        ],
-    )?;
-    assert_eq!(built.code, 0, "{}\n{}", built.stdout, built.stderr);
+    // Named as a user in the parent folder would, relative: `sluice plugin build ./NAME`.
+    let relative = format!("./{name}");
+    let built = sandbox
+        .command(&["plugin", "build", &relative])
+        .current_dir(sandbox.path())
+        .env("SLUICE_TOOLCHAINS", &tools)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{stdout}\n{stderr}");
+    assert!(dir.join(format!("{name}.wasm")).is_file());
     assert!(
-        built.stdout.contains(&format!("stage    {name} 0.1.0")),
-        "{}",
-        built.stdout
+        stdout.contains(&format!("stage    {name} 0.1.0")),
+        "{stdout}"
     );
 
     let pipeline = sandbox.pipeline(
