@@ -203,6 +203,7 @@ fn killing_sluice_kills_every_program_its_stages_started() -> Result<()> {
         "600s",
     )))?;
     let runs = sandbox.runs_dir();
+    let said = sandbox.path().join("sluice.stderr");
     let mut sluice = sandbox
         .command(&[
             "run",
@@ -213,16 +214,24 @@ fn killing_sluice_kills_every_program_its_stages_started() -> Result<()> {
             &runs.display().to_string(),
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&said)?)
         .spawn()?;
     let started = std::time::Instant::now();
-    // The shell and its two sleeps.
-    while processes_with_now(&mark) < 3 && started.elapsed().as_secs() < 60 {
+    // The shell and its two sleeps; generous, as CI runs this beside 200 other sluices.
+    while processes_with_now(&mark) < 3 && started.elapsed().as_secs() < 180 {
+        if sluice.try_wait()?.is_some() {
+            break;
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     if processes_with_now(&mark) < 3 {
         let _ = sluice.kill();
-        anyhow::bail!("the stage never started its programs");
+        let _ = sluice.wait();
+        anyhow::bail!(
+            "the stage never started its programs within {:?}; sluice said:\n{}",
+            started.elapsed(),
+            std::fs::read_to_string(&said).unwrap_or_default()
+        );
     }
     sluice.kill()?; // SIGKILL: sluice gets no chance to clean up.
     sluice.wait()?;
