@@ -22,6 +22,7 @@ pub mod resolve;
 pub mod run;
 pub mod sandbox;
 pub mod scaffold;
+pub mod shell;
 pub mod trust;
 
 pub use sandbox::engine::Host;

@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::bench_baselines::Bench;
-use crate::{host_binary, setup, sh};
+use crate::{host_binary, setup, sh, sh_env};
 
 pub fn bench(root: &Path, smoke: bool) -> Result<()> {
     if smoke {
@@ -29,7 +29,7 @@ pub fn bench(root: &Path, smoke: bool) -> Result<()> {
             "--bench",
             "stage_overhead",
         ],
-        &[],
+        &crate::install::remap_env(),
     )?;
     sh(root, &overhead.to_string_lossy(), &[])?;
     crate::bench_load::bench(root, &host_binary(root, "release"))?;
@@ -39,7 +39,7 @@ pub fn bench(root: &Path, smoke: bool) -> Result<()> {
 
 /// Only the comparisons with the shell script, bubblewrap and bare wasmtime (release build).
 pub fn baselines(root: &Path) -> Result<()> {
-    sh(
+    sh_env(
         root,
         "cargo",
         &[
@@ -50,6 +50,7 @@ pub fn baselines(root: &Path) -> Result<()> {
             "--bin",
             "sluice",
         ],
+        &crate::install::remap_env(),
     )?;
     let bare = bench_executable(
         root,
@@ -61,7 +62,7 @@ pub fn baselines(root: &Path) -> Result<()> {
             "--bench",
             "bare_wasmtime",
         ],
-        &[],
+        &crate::install::remap_env(),
     )?;
     Bench::new(root, host_binary(root, "release"), bare, "bench", 21, 2000).run()
 }

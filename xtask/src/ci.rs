@@ -29,15 +29,14 @@ pub fn test(root: &Path) -> Result<()> {
             "plugins-rust+clippy, toolchains alongside",
             Box::new(|| rust_plugins_while_toolchains_install(root)),
         ),
+        // The host's compile keeps both cores busy most of the time; the Python, JavaScript and C
+        // plugins (single-threaded componentize and zig runs) fill the gaps.
         (
-            "plugins-polyglot",
-            Box::new(|| plugins::build_polyglot(root).map(drop)),
-        ),
-        (
-            "host-build+clippy",
+            "host-build+clippy, polyglot plugins alongside",
             Box::new(|| {
-                let args = ["test", "--workspace", "--all-targets", "--no-run"];
-                sh_env(root, "cargo", &args, &host_test_env(root)?)
+                let build = || build_host(root);
+                let polyglot = || plugins::build_polyglot(root).map(drop);
+                steps::alongside(("host-build", build), ("plugins-polyglot", polyglot))
             }),
         ),
         (
@@ -51,13 +50,18 @@ pub fn test(root: &Path) -> Result<()> {
                 )
             }),
         ),
+        // What a new user types, outside the checkout, with the binary installed (mostly
+        // installs and single-threaded builds); beside it the parsers and the diagnostic renderer
+        // are fuzzed from the checked-in corpus for a bounded time.
+        (
+            "readme, fuzz alongside",
+            Box::new(|| {
+                let fuzz = || crate::fuzz::fuzz(root, &crate::fuzz::Options::parse(&[])?);
+                steps::alongside(("readme", || crate::readme::run(root)), ("fuzz", fuzz))
+            }),
+        ),
         // The benchmarks still run (each comparison once; figures come from `cargo xtask bench`).
         ("bench-smoke", Box::new(|| crate::bench::bench(root, true))),
-        // The parsers and the diagnostic renderer, from the checked-in corpus, for a bounded time.
-        (
-            "fuzz",
-            Box::new(|| crate::fuzz::fuzz(root, &crate::fuzz::Options::parse(&[])?)),
-        ),
     ];
     steps::run("test", plan)
 }
@@ -66,18 +70,19 @@ pub fn test(root: &Path) -> Result<()> {
 /// install beside them: one is CPU-bound, the other mostly network and disk.
 fn rust_plugins_while_toolchains_install(root: &Path) -> Result<()> {
     let toolchains = toolchains_dir(root);
-    std::thread::scope(|scope| {
-        let installing = scope.spawn(|| -> Result<()> {
-            polyglot::python_tools(root, &toolchains)?;
-            polyglot::node_tools(root, &toolchains)?;
-            Ok(())
-        });
-        let built = plugins::build_rust(root, Lint::Yes).map(drop);
-        let installed = installing
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the toolchain installer panicked")));
-        built.and(installed)
-    })
+    let install = || -> Result<()> {
+        polyglot::python_tools(&toolchains)?;
+        polyglot::node_tools(&toolchains).map(drop)
+    };
+    let build = || plugins::build_rust(root, Lint::Yes).map(drop);
+    steps::alongside(("plugins-rust", build), ("toolchains", install))
+}
+
+/// The host's build for the tests (and its lint): every target of the workspace, the `sluice`
+/// binary among them.
+pub(crate) fn build_host(root: &Path) -> Result<()> {
+    let args = ["test", "--workspace", "--all-targets", "--no-run"];
+    sh_env(root, "cargo", &args, &host_test_env(root)?)
 }
 
 /// The environment of the host's test build and run: clippy as the workspace's compiler (so the
@@ -85,6 +90,8 @@ fn rust_plugins_while_toolchains_install(root: &Path) -> Result<()> {
 /// The build step and the test step must use the same, or cargo compiles everything again.
 pub(crate) fn host_test_env(root: &Path) -> Result<Vec<(&'static str, OsString)>> {
     let mut env = clippy_env()?;
+    // The binary the README test installs must name no build folder.
+    env.extend(crate::install::remap_env());
     // The scaffold tests build plugins with the same toolchains and compiled dependencies.
     env.push(("SLUICE_TOOLCHAINS", toolchains_dir(root).into_os_string()));
     env.push((

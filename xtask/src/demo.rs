@@ -6,11 +6,16 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::services::{http_get, start_nginx, start_registry};
-use crate::{host_binary, setup, sh};
+use crate::{host_binary, setup, sh, sh_env};
 
 pub fn demo(root: &Path) -> Result<()> {
     setup(root)?;
-    sh(root, "cargo", &["build", "--package", "sluice"])?;
+    sh_env(
+        root,
+        "cargo",
+        &["build", "--package", "sluice"],
+        &crate::install::remap_env(),
+    )?;
     let sluice = host_binary(root, "debug").display().to_string();
     let website = root.join("examples/website");
     std::fs::create_dir_all(website.join(".deploy"))?;

@@ -17,9 +17,11 @@ mod c_bindings;
 mod ci;
 mod demo;
 mod fuzz;
+mod install;
 mod layers;
 mod plugins;
 mod polyglot;
+mod readme;
 mod services;
 mod steps;
 
@@ -48,6 +50,12 @@ usage: cargo xtask <command>
                 beside dd + openssl + tar/gzip (SLUICE_BENCH_BIG_MIB=N for another size)
   bench-load    only 200 runs of the hello example at once (SLUICE_BENCH_LOAD=N for another
                 count), beside as many shell scripts at once
+  readme        the README's runnable blocks, in order, in a folder outside the checkout with the
+                built sluice installed alone on PATH (part of `test`)
+  install [--root DIR]
+                `cargo install --path host --locked` (release; into ~/.cargo/bin or DIR/bin)
+                with the build's folders rewritten out of the binary, then checks that it names
+                none of them
   fuzz [--time SECONDS] [--runs N] [TARGET...]
                 build the libFuzzer targets in fuzz/ (stable Rust) and run each from a copy of
                 its checked-in corpus, 10 s each by default (what CI runs): pipeline, lockfile,
@@ -79,6 +87,8 @@ fn run() -> Result<()> {
         Some("bench") => bench::bench(&root, args.iter().any(|a| a == "--smoke")),
         // Only the comparisons with the baselines (part of `bench`).
         Some("bench-baselines") => bench::baselines(&root),
+        Some("readme") => readme::run(&root),
+        Some("install") => install::install(&root, &args[1..]),
         Some("fuzz") => fuzz::fuzz(&root, &fuzz::Options::parse(&args[1..])?),
         // Parts of `bench`, each on a fresh release build: the big-artifact pipeline beside
         // native commands, many runs of the hello example at once, the graph engine's figures.
@@ -100,10 +110,11 @@ fn run() -> Result<()> {
 
 /// Builds the release `sluice` and hands its path to `bench`.
 fn with_release_binary(root: &Path, bench: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    sh(
+    sh_env(
         root,
         "cargo",
         &["build", "--release", "--package", "sluice"],
+        &install::remap_env(),
     )?;
     bench(&host_binary(root, "release"))
 }

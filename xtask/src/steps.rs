@@ -45,6 +45,34 @@ pub fn run(title: &str, plan: Vec<Step<'_>>) -> Result<()> {
     }
 }
 
+/// Runs `main` here and `beside` on another thread at the same time (work that leaves the CPU
+/// idle part of the time: a download beside a compile, single-threaded tools beside a parallel
+/// build); both must succeed. Each part's time is printed, so the summary's one line for the
+/// pair can still be read apart.
+pub fn alongside(
+    main: (&str, impl FnOnce() -> Result<()>),
+    beside: (&str, impl FnOnce() -> Result<()> + Send),
+) -> Result<()> {
+    let timed = |name: &str, work: Box<dyn FnOnce() -> Result<()> + '_>| {
+        let started = Instant::now();
+        let result = work();
+        eprintln!(
+            "xtask: part {name} took {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        result.map_err(|err| err.context(format!("{name} failed")))
+    };
+    std::thread::scope(|scope| {
+        let (beside_name, beside_work) = beside;
+        let other = scope.spawn(move || timed(beside_name, Box::new(beside_work)));
+        let here = timed(main.0, Box::new(main.1));
+        let there = other
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("{beside_name} panicked")));
+        here.and(there)
+    })
+}
+
 fn summary(title: &str, outcomes: &[(&str, Outcome)], total: Duration) -> String {
     let width = outcomes
         .iter()

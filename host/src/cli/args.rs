@@ -5,10 +5,18 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::exit_codes;
 
+/// `sluice --version`: the version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SLUICE_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sluice",
-    version,
+    version = VERSION,
     about = "Run CI/CD pipelines whose stages are sandboxed WebAssembly components"
 )]
 #[command(after_help = exit_code_help())]
@@ -116,6 +124,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `sluice completions bash > ~/.local/share/bash-completion/completions/sluice`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,11 +143,16 @@ pub enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Build a plugin made by `sluice plugin new` (runs its build.sh) and inspect the result
+    /// Build a plugin made by `sluice plugin new` (runs its build.sh) and inspect the result;
+    /// installs what its language needs on first use
     Build {
         /// The plugin's folder
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Where the Python, JavaScript and C toolchains are (installed there if missing)
+        /// [default: ~/.cache/sluice/toolchains]
+        #[arg(long, value_name = "DIR", env = "SLUICE_TOOLCHAINS")]
+        toolchains: Option<PathBuf>,
     },
     /// Publish a component to an OCI registry as a Wasm artifact
     Push {

@@ -9,6 +9,7 @@ use sluice::Host;
 use sluice::exit_codes;
 use sluice::registry::store::PluginStore;
 use sluice::sandbox::cache::CompiledCache;
+use sluice_toolchains::Toolchains;
 
 mod args;
 mod error;
@@ -103,10 +104,21 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Plugin(PluginCommand::New { name, lang, dir }) => {
             show::plugin_new(&name, lang, &dir)
         }
-        Command::Plugin(PluginCommand::Build { dir }) => {
-            let component = sluice::scaffold::build_plugin(&dir)
+        Command::Plugin(PluginCommand::Build { dir, toolchains }) => {
+            let toolchains = match toolchains {
+                Some(dir) => dir,
+                None => {
+                    Toolchains::default_dir().map_err(|err| CliError::input(format!("{err:#}")))?
+                }
+            };
+            let component = sluice::scaffold::build_plugin(&dir, &Toolchains::new(toolchains))
                 .map_err(|err| CliError::stage(format!("{err:#}")))?;
             show::inspect(&host, &component, false).await
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
+            done()
         }
     }
 }

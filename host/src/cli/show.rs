@@ -119,15 +119,20 @@ pub fn plugin_new(name: &str, lang: LangArg, dir: &Path) -> Outcome {
     };
     let created = sluice::scaffold::new_plugin(name, lang, dir)
         .map_err(|err| CliError::input(format!("{err:#}")))?;
-    println!("created {}", created.display());
-    println!("build it:   sluice plugin build {}", created.display());
-    println!("use it in a pipeline.toml:");
-    println!("  [[stage]]");
-    println!("  name = \"{name}\"");
-    // A TOML string, escaped, whatever the folder's name holds.
-    let plugin = toml::Value::String(format!("{}/{name}.wasm", created.display()));
-    println!("  plugin = {plugin}");
+    print!("{}", plugin_new_hints(name, &created));
     done()
+}
+
+/// What `sluice plugin new` prints: each command and the TOML snippet can be pasted as they are
+/// (the command's path shell-quoted, the snippet unindented and escaped as TOML).
+fn plugin_new_hints(name: &str, created: &Path) -> String {
+    let plugin = toml::Value::String(format!("{}/{name}.wasm", created.display()));
+    format!(
+        "created {folder}\n\nbuild it:\n  sluice plugin build {quoted}\n\nuse it in a pipeline.toml:\n\n[[stage]]\nname = {stage}\nplugin = {plugin}\n",
+        folder = created.display(),
+        quoted = sluice::shell::quote(&created.display().to_string()),
+        stage = toml::Value::String(name.to_string()),
+    )
 }
 
 /// Grants and the imports that matter (files, network, programs, secrets) are worth a line
@@ -169,5 +174,36 @@ pub async fn inspect(host: &Host, path: &Path, json: bool) -> Outcome {
     match inspection.problem {
         None => done(),
         Some(problem) => Err(CliError::stage(problem)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The printed command, run by a shell, names the folder; the printed snippet is a stage
+    /// that parses — whatever the folder is called.
+    #[test]
+    fn what_plugin_new_prints_can_be_pasted() -> anyhow::Result<()> {
+        for folder in ["./shout", "/tmp/my plugins/shout", "it's \"here\"/shout"] {
+            let hints = super::plugin_new_hints("shout", Path::new(folder));
+            let command = hints
+                .lines()
+                .find_map(|l| l.strip_prefix("  sluice plugin build "))
+                .unwrap_or_default();
+            let echoed = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {command}")])
+                .output()?;
+            assert_eq!(String::from_utf8_lossy(&echoed.stdout), folder, "{hints}");
+            let snippet = &hints[hints.find("[[stage]]").unwrap_or_default()..];
+            let parsed: toml::Table = toml::from_str(snippet)?;
+            let stage = &parsed["stage"][0];
+            assert_eq!(stage["name"].as_str(), Some("shout"));
+            assert_eq!(
+                stage["plugin"].as_str(),
+                Some(format!("{folder}/shout.wasm").as_str())
+            );
+        }
+        Ok(())
     }
 }

@@ -46,11 +46,8 @@ impl std::fmt::Debug for Plugin {
 /// Why a plugin cannot be used. Each says what is wrong and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error(
-        "plugin file {} does not exist\n  = help: build the plugins (`cargo xtask plugins`) or fix the `plugin` path; it is relative to the pipeline file",
-        path.display()
-    )]
-    NotFound { path: PathBuf },
+    #[error("plugin file {} does not exist\n  = help: {help}", path.display())]
+    NotFound { path: PathBuf, help: String },
     #[error("cannot read plugin file {}: {source}", path.display())]
     Unreadable {
         path: PathBuf,
@@ -113,6 +110,18 @@ pub struct Compiled {
     started: Instant,
 }
 
+/// What to do about a missing plugin file: when its folder is a plugin made by `sluice plugin
+/// new`, the command that builds it (pasteable as it is); else where the path is taken from.
+fn missing_plugin_help(path: &Path) -> String {
+    match path.parent().filter(|dir| dir.join("build.sh").is_file()) {
+        Some(dir) => format!(
+            "it is not built yet: sluice plugin build {}",
+            crate::shell::quote(&dir.display().to_string())
+        ),
+        None => "fix the `plugin` path (it is relative to the pipeline file), or build the plugin first (`sluice plugin build FOLDER` for one made by `sluice plugin new`; `cargo xtask plugins` in sluice's own checkout)".to_string(),
+    }
+}
+
 /// Reads the file at `path`, checks it is a component, and compiles it (or loads its compiled
 /// code from the cache).
 pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
@@ -120,6 +129,7 @@ pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
     if !path.exists() && std::fs::symlink_metadata(path).is_err() {
         return Err(PluginError::NotFound {
             path: path.to_path_buf(),
+            help: missing_plugin_help(path),
         });
     }
     let unreadable = |source: std::io::Error| PluginError::Unreadable {

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds {{name}}.wasm (needs `rustup target add wasm32-wasip2`).
+# Builds {{name}}.wasm for wasm32-wasip2, which emits a component. `sluice plugin build` runs this
+# after adding the target (rustup target add wasm32-wasip2) and writing the SDK.
 set -eu
 cd "$(dirname "$0")"
 cargo build --release --target wasm32-wasip2

@@ -34,7 +34,7 @@ pub use stream::{OutputFile, sha256_file, sha256_hex};
 #[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "stage-full",
         pub_export_macro: true,
         export_macro_name: "export_stage",
