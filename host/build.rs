@@ -37,7 +37,12 @@ fn main() {
         if let Ok(text) = std::fs::read_to_string(&head)
             && let Some(reference) = text.trim().strip_prefix("ref: ")
         {
-            watched.push(git_dir.join(reference));
+            // A branch only in packed-refs gets a loose file at its next commit: watch the
+            // folder it will appear in.
+            let loose = git_dir.join(reference);
+            let parent = loose.parent().map(Path::to_path_buf);
+            watched.push(loose);
+            watched.extend(parent);
         }
         for path in watched.iter().filter(|p| p.exists()) {
             println!("cargo:rerun-if-changed={}", path.display());

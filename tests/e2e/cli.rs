@@ -1,4 +1,5 @@
-//! `sluice check` and `sluice inspect`: what a user sees before running anything.
+//! `sluice check`, `sluice inspect`, `--version` and `completions`: what a user sees before running
+//! anything.
 
 use anyhow::Result;
 use sluice::exit_codes;
@@ -113,5 +114,62 @@ fn inspect_explains_a_component_of_another_world() -> Result<()> {
     assert!(ran.stdout.contains("stage    no"), "{}", ran.stdout);
     assert!(ran.stdout.contains("wasi:cli/run"), "{}", ran.stdout);
     assert!(ran.stderr.contains("not a sluice stage"), "{}", ran.stderr);
+    Ok(())
+}
+
+/// `sluice --version` names the version and the commit the binary was built from.
+#[test]
+fn version_names_the_commit() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let ran = sandbox.sluice(&["--version"])?;
+    assert_eq!(ran.code, 0);
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo_root())
+        .output()?;
+    let commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let expected = if head.status.success() && !commit.is_empty() {
+        commit
+    } else {
+        "unknown".to_string()
+    };
+    assert_eq!(
+        ran.stdout.trim(),
+        format!("sluice {} (commit {expected})", env!("CARGO_PKG_VERSION"))
+    );
+    Ok(())
+}
+
+/// Completion scripts for bash, zsh and fish, each one its shell accepts (bash checked with
+/// `bash -n`; every script names the subcommands).
+#[test]
+fn completions_are_printed_for_each_shell() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    for shell in ["bash", "zsh", "fish"] {
+        let ran = sandbox.sluice(&["completions", shell])?;
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        for word in ["run", "resume", "plugin", "completions"] {
+            assert!(ran.stdout.contains(word), "{shell}: no `{word}`");
+        }
+    }
+    let bash = sandbox.sluice(&["completions", "bash"])?;
+    let script = sandbox.path().join("sluice.bash");
+    std::fs::write(&script, &bash.stdout)?;
+    let parsed = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()?;
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let unknown = sandbox.sluice(&["completions", "tcsh"])?;
+    assert_eq!(
+        unknown.code,
+        exit_codes::INVALID_INPUT,
+        "{}",
+        unknown.stderr
+    );
     Ok(())
 }
