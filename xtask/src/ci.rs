@@ -39,26 +39,30 @@ pub fn test(root: &Path) -> Result<()> {
                 steps::alongside(("host-build", build), ("plugins-polyglot", polyglot))
             }),
         ),
+        // The tests, and beside them what a new user types, outside the checkout, with the
+        // binary installed (toolchain downloads and single-threaded builds leave room).
         (
-            "host-test",
+            "host-test, readme alongside",
             Box::new(|| {
-                sh_env(
-                    root,
-                    "cargo",
-                    &["test", "--workspace"],
-                    &host_test_env(root)?,
+                let tests = || {
+                    sh_env(
+                        root,
+                        "cargo",
+                        &["test", "--workspace"],
+                        &host_test_env(root)?,
+                    )
+                };
+                steps::alongside(
+                    ("host-test", tests),
+                    ("readme", || crate::readme::run(root)),
                 )
             }),
         ),
-        // What a new user types, outside the checkout, with the binary installed (mostly
-        // installs and single-threaded builds); beside it the parsers and the diagnostic renderer
-        // are fuzzed from the checked-in corpus for a bounded time.
+        // The parsers and the diagnostic renderer, fuzzed from the checked-in corpus for a
+        // bounded time.
         (
-            "readme, fuzz alongside",
-            Box::new(|| {
-                let fuzz = || crate::fuzz::fuzz(root, &crate::fuzz::Options::parse(&[])?);
-                steps::alongside(("readme", || crate::readme::run(root)), ("fuzz", fuzz))
-            }),
+            "fuzz",
+            Box::new(|| crate::fuzz::fuzz(root, &crate::fuzz::Options::parse(&[])?)),
         ),
         // The benchmarks still run (each comparison once; figures come from `cargo xtask bench`).
         ("bench-smoke", Box::new(|| crate::bench::bench(root, true))),

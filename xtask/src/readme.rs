@@ -67,16 +67,23 @@ fn script(blocks: &[Block]) -> String {
     script
 }
 
+/// `cargo xtask readme`: builds the host as CI does (a no-op after CI's build step: another
+/// command could unify features differently and build another binary in its place), then runs
+/// the blocks.
 pub fn run(root: &Path) -> Result<()> {
+    ci::build_host(root)?;
+    run_built(root)
+}
+
+/// The blocks, with the binary CI's host build made (CI runs this beside the tests, so it runs
+/// no cargo command on the host's target folder, which `cargo test` holds).
+pub fn run_built(root: &Path) -> Result<()> {
     let readme =
         std::fs::read_to_string(root.join("README.md")).context("cannot read README.md")?;
     let blocks = runnable_blocks(&readme);
     if blocks.is_empty() {
         bail!("README.md has no ```sh runnable blocks");
     }
-    // The binary CI's host build made: the same command, so a no-op after it (another command
-    // could unify features differently and build another binary in its place).
-    ci::build_host(root)?;
     let built = host_binary(root, "debug");
     install::check_names_no_build_folder(root, &built)?;
 

@@ -25,6 +25,10 @@ const DEBIAN_TOOLS: &[(&str, &[&str])] = &[
     // `unshare` for the full-disk tests, `openssl` for the big-artifact baseline.
     ("util-linux", &["/usr/bin/unshare"]),
     ("openssl", &["/usr/bin/openssl"]),
+    // `xmllint --schema`: the JUnit report is checked against the schema CI systems read.
+    ("libxml2-utils", &["/usr/bin/xmllint"]),
+    // Headless Chromium loads each run's report.html in the tests (DOM, no script, screenshot).
+    ("chromium", &["/usr/bin/chromium"]),
 ];
 
 pub fn ensure_debian_tools(root: &Path) -> Result<()> {

@@ -71,17 +71,9 @@ pub enum Command {
     /// List or trim the stage cache
     #[command(subcommand)]
     Cache(CacheCommand),
-    /// List runs, newest first, with their status (a run killed mid-way shows as interrupted)
-    Runs {
-        /// Only this pipeline's runs [default: every pipeline's default runs folder]
-        pipeline: Option<PathBuf>,
-        /// The runs folder to list
-        #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
-        runs_dir: Option<PathBuf>,
-        /// Print the list as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    /// List runs, newest first, with status, duration and trigger (a run killed mid-way shows as
+    /// interrupted); `runs show RUN` for one, `runs gc` to remove old ones
+    Runs(RunsArgs),
     /// Validate a pipeline file and every plugin it names; runs nothing
     Check {
         /// The pipeline file
@@ -124,10 +116,70 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a run's web page (report.html in its folder: graph, timeline, logs, artifacts) and
+    /// print its path; every run writes one too
+    Report {
+        /// The run's id (or its folder)
+        run: String,
+        /// The runs folder it is in [default: the default runs folders]
+        #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+        /// Also open it in the browser (xdg-open)
+        #[arg(long)]
+        open: bool,
+    },
     /// Print a shell completion script: `sluice completions bash > ~/.local/share/bash-completion/completions/sluice`
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    /// Only this pipeline's runs [default: every pipeline's default runs folder]
+    pub pipeline: Option<PathBuf>,
+    /// The runs folder to list
+    #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Print the list as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// One run: pipeline, status, trigger, times, folder, and each stage's result
+    Show {
+        /// The run's id (or its folder)
+        run: String,
+        /// The runs folder it is in [default: the default runs folders]
+        #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+        /// Print the run's record (report.json) instead
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove old runs: keep the newest N of each pipeline and/or remove those older than a time
+    /// (a run going on now is never removed)
+    Gc {
+        /// Only this pipeline's runs [default: every pipeline's default runs folder]
+        pipeline: Option<PathBuf>,
+        /// The runs folder to clean
+        #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+        /// Keep the newest N runs of each runs folder
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Remove runs that started longer ago than this (`30d`, `12h`, `2w`)
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<humantime::Duration>,
+        /// Say what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -291,6 +343,10 @@ pub struct ViewArgs {
     /// Also write the JSON run report here (it is always written to the run folder)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Also write the run as JUnit XML here: a test case per stage, plus the test suites stages
+    /// wrote as JUnit artifacts
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// How progress is shown
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
@@ -333,6 +389,10 @@ pub enum Format {
     Plain,
     /// One JSON event per line on stdout
     Json,
+    /// GitHub Actions: a collapsed group per stage, an error annotation per failed stage
+    Github,
+    /// GitLab CI: a collapsible section per stage
+    Gitlab,
 }
 
 pub fn exit_code_help() -> String {

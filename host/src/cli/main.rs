@@ -14,11 +14,12 @@ use sluice_toolchains::Toolchains;
 mod args;
 mod error;
 mod run;
+mod runs;
 mod sharing;
 mod show;
 mod stage;
 
-use args::{Cli, Command, GlobalArgs, KeyCommand, PluginCommand, StageCommand};
+use args::{Cli, Command, GlobalArgs, KeyCommand, PluginCommand, RunsCommand, StageCommand};
 use error::{CliError, Outcome};
 
 fn main() -> ExitCode {
@@ -63,11 +64,33 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Resume(args) => run::resume(&host, &store, &cli.global, args).await,
         Command::Cache(command) => run::stage_cache(&cli.global, command),
         Command::Stage(StageCommand::Run(args)) => stage::run(&host, &store, args).await,
-        Command::Runs {
-            pipeline,
-            runs_dir,
-            json,
-        } => run::list_runs(pipeline.as_deref(), runs_dir.as_deref(), json),
+        Command::Runs(args) => match args.command {
+            None => runs::list(
+                args.pipeline.as_deref(),
+                args.runs_dir.as_deref(),
+                args.json,
+            ),
+            Some(RunsCommand::Show {
+                run,
+                runs_dir,
+                json,
+            }) => runs::show(&run, runs_dir.as_deref(), json),
+            Some(RunsCommand::Gc {
+                pipeline,
+                runs_dir,
+                keep,
+                older_than,
+                dry_run,
+            }) => runs::gc(
+                pipeline.as_deref(),
+                runs_dir.as_deref(),
+                runs::Keep {
+                    newest: keep,
+                    younger_than: older_than.map(Into::into),
+                },
+                dry_run,
+            ),
+        },
         Command::Check {
             pipeline,
             json,
@@ -115,6 +138,11 @@ async fn dispatch(cli: Cli) -> Outcome {
                 .map_err(|err| CliError::stage(format!("{err:#}")))?;
             show::inspect(&host, &component, false).await
         }
+        Command::Report {
+            run,
+            runs_dir,
+            open,
+        } => runs::report(&run, runs_dir.as_deref(), open),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());

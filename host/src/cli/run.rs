@@ -9,11 +9,12 @@ use sluice::Host;
 use sluice::config::pipeline;
 use sluice::exit_codes;
 use sluice::model::events::EventSink;
-use sluice::model::layout::{RunLayout, default_runs_root, runs_home};
+use sluice::model::layout::RunLayout;
 use sluice::model::report::{RunReport, RunStatus};
 use sluice::registry::store::PluginStore;
 use sluice::reporters::{
-    self, JsonLinesReporter, PlainReporter, Reporter, TerminalReporter, Verbosity,
+    self, CiLogReporter, CiSystem, JsonLinesReporter, PlainReporter, Reporter, TerminalReporter,
+    Verbosity,
 };
 use sluice::resolve::{ResolveError, resolve_pipeline};
 use sluice::run::stage_cache::StageCache;
@@ -130,62 +131,11 @@ fn interrupt_on_ctrl_c() -> Interrupt {
 /// The run folder `args.run` names: a path, or an id under `--runs-dir`, the pipeline's default
 /// runs folder, or any pipeline's default runs folder.
 fn find_run(args: &ResumeArgs) -> Result<PathBuf, CliError> {
-    find_run_dir(
+    crate::runs::find_run_dir(
         &args.run,
         args.runs_dir.as_deref(),
         args.pipeline.as_deref(),
     )
-}
-
-/// The run folder `run` names: a path, or an id under `runs_dir`, the pipeline's default runs
-/// folder, or any pipeline's default runs folder.
-pub(crate) fn find_run_dir(
-    run: &str,
-    runs_dir: Option<&std::path::Path>,
-    pipeline_file: Option<&std::path::Path>,
-) -> Result<PathBuf, CliError> {
-    let direct = PathBuf::from(run);
-    if direct.join("report.json").is_file() {
-        return Ok(direct);
-    }
-    let mut searched: Vec<PathBuf> = Vec::new();
-    if let Some(runs) = runs_dir {
-        searched.push(runs.to_path_buf());
-    } else if let Some(file) = pipeline_file {
-        let pipeline = pipeline::load(file)?;
-        searched.push(default_runs_root(&pipeline.dir, &pipeline.name));
-    } else if let Some(home) = runs_home() {
-        searched.extend(
-            std::fs::read_dir(&home)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|entry| entry.path()),
-        );
-    }
-    // A run id is one path segment: never a way out of the runs folder.
-    let plain_id = !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if plain_id
-        && let Some(dir) = searched
-            .iter()
-            .map(|runs| runs.join(run))
-            .find(|dir| dir.join("report.json").is_file())
-    {
-        return Ok(dir);
-    }
-    Err(CliError::input(format!(
-        "no run `{}` in {}\n  = help: pass the run folder's path, or --runs-dir DIR (sluice run prints each run's folder)",
-        run,
-        if searched.is_empty() {
-            "the default runs folders".to_string()
-        } else {
-            searched
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    )))
 }
 
 /// The stage cache's folder, or none when it is off.
@@ -229,78 +179,6 @@ pub fn stage_cache(global: &GlobalArgs, command: CacheCommand) -> Outcome {
     Ok(exit_codes::SUCCESS)
 }
 
-/// `sluice runs`: every run in the folders asked for, newest first.
-pub fn list_runs(
-    pipeline: Option<&std::path::Path>,
-    runs_dir: Option<&std::path::Path>,
-    json: bool,
-) -> Outcome {
-    let folders: Vec<PathBuf> = match (runs_dir, pipeline) {
-        (Some(dir), _) => vec![dir.to_path_buf()],
-        (None, Some(file)) => {
-            let pipeline = pipeline::load(file)?;
-            vec![default_runs_root(&pipeline.dir, &pipeline.name)]
-        }
-        (None, None) => runs_home()
-            .and_then(|home| std::fs::read_dir(home).ok())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .collect(),
-    };
-    let mut runs: Vec<(RunReport, bool)> = folders
-        .iter()
-        .filter_map(|folder| std::fs::read_dir(folder).ok())
-        .flatten()
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|entry| {
-            let report = RunReport::read(&entry.path().join("report.json")).ok()?;
-            let interrupted =
-                report.status == RunStatus::Running && !RunLayout::is_locked(&entry.path());
-            Some((report, interrupted))
-        })
-        .collect();
-    runs.sort_by(|a, b| b.0.started_at.cmp(&a.0.started_at));
-    if json {
-        let list: Vec<serde_json::Value> = runs
-            .iter()
-            .map(|(report, interrupted)| {
-                serde_json::json!({
-                    "run_id": report.run_id,
-                    "pipeline": report.pipeline,
-                    "status": if *interrupted { "interrupted" } else { report.status.label() },
-                    "started_at": report.started_at,
-                    "duration_ms": report.duration_ms,
-                    "run_dir": report.run_dir,
-                })
-            })
-            .collect();
-        let text = serde_json::to_string_pretty(&list).map_err(CliError::internal)?;
-        println!("{text}");
-        return Ok(exit_codes::SUCCESS);
-    }
-    if runs.is_empty() {
-        println!("no runs found");
-    }
-    for (report, interrupted) in &runs {
-        let status = if *interrupted {
-            "interrupted (resume it with `sluice resume RUN`)".to_string()
-        } else {
-            report.status.label().trim_start_matches("is ").to_string()
-        };
-        println!(
-            "{}  {:<16} {:>9}  {}",
-            report.run_id,
-            sluice::model::text::one_line(&report.pipeline, 16),
-            format!("{:.1}s", report.duration_ms / 1000.0),
-            status
-        );
-    }
-    Ok(exit_codes::SUCCESS)
-}
-
 /// Asks on the terminal when both stdin and stderr are one; otherwise gates wait.
 fn interactive_approver() -> Option<Arc<dyn Approver>> {
     (std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
@@ -331,6 +209,8 @@ pub(crate) fn reporter_for(view: &ViewArgs) -> Box<dyn Reporter> {
         Format::Json => Box::new(JsonLinesReporter),
         Format::Tty => Box::new(TerminalReporter::new(verbosity)),
         Format::Plain => Box::new(PlainReporter::new(verbosity)),
+        Format::Github => Box::new(CiLogReporter::new(CiSystem::Github, verbosity)),
+        Format::Gitlab => Box::new(CiLogReporter::new(CiSystem::Gitlab, verbosity)),
         Format::Auto if std::io::stderr().is_terminal() => {
             Box::new(TerminalReporter::new(verbosity))
         }
@@ -351,6 +231,16 @@ where
         Ok(refusal) => CliError::from(refusal),
         Err(err) => CliError::internal(format!("{err:#}")),
     })?;
+    crate::runs::write_html(&outcome.report);
+    if let Some(path) = &view.junit {
+        let xml = sluice::reporters::junit_xml(&outcome.report);
+        sluice::atomic_file::write(path, xml.as_bytes()).map_err(|err| {
+            CliError::internal(format!(
+                "cannot write the JUnit report to {}: {err:#}",
+                path.display()
+            ))
+        })?;
+    }
     if let Some(path) = &view.report {
         outcome.report.write_to(path).map_err(|err| {
             CliError::internal(format!(

@@ -16,7 +16,8 @@ use sluice::run::single::{GivenInput, run_stage};
 
 use crate::args::StageRunArgs;
 use crate::error::{CliError, Outcome};
-use crate::run::{find_run_dir, reporter_for};
+use crate::run::reporter_for;
+use crate::runs::find_run_dir;
 use crate::sharing::resolve_options;
 
 pub async fn run(host: &Host, store: &PluginStore, args: StageRunArgs) -> Outcome {

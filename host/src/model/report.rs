@@ -147,6 +147,12 @@ pub struct StageRecord {
     pub message: Option<String>,
     /// Its log file, relative to the run directory.
     pub log: Option<String>,
+    /// What its pipeline entry granted it, one line each (`sluice check`'s wording).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
+    /// It waits for a person's approval before it runs (`manual_approval`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gate: bool,
     /// What sluice refused the stage (network, programs, secrets it was not granted).
     #[serde(default)]
     pub denied: Vec<String>,
@@ -198,6 +204,9 @@ pub struct RunReport {
     /// When the run was continued after a gate, if it was.
     #[serde(default)]
     pub resumed_at: Vec<String>,
+    /// What started the run: `github push`, `gitlab merge_request_event`, `ci` or `manual`.
+    #[serde(default)]
+    pub trigger: String,
     pub finished_at: String,
     pub duration_ms: f64,
     pub sluice_version: String,
@@ -281,4 +290,28 @@ pub struct ProvenanceRecord {
     /// Why it is unsigned although a key was named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+/// What started a run, from the environment CI systems set: `github <event>` in GitHub Actions,
+/// `gitlab <pipeline source>` in GitLab CI, `ci` under another CI (`CI` set), else `manual`.
+pub fn detect_trigger() -> String {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| super::text::one_line(&v, 64))
+            .filter(|v| !v.is_empty())
+    };
+    let with_detail = |system: &str, detail: Option<String>| match detail {
+        Some(detail) => format!("{system} {detail}"),
+        None => system.to_string(),
+    };
+    if var("GITHUB_ACTIONS").is_some() {
+        with_detail("github", var("GITHUB_EVENT_NAME"))
+    } else if var("GITLAB_CI").is_some() {
+        with_detail("gitlab", var("CI_PIPELINE_SOURCE"))
+    } else if var("CI").is_some_and(|v| v != "false" && v != "0") {
+        "ci".to_string()
+    } else {
+        "manual".to_string()
+    }
 }

@@ -1,14 +1,20 @@
 //! Reporters render the runner's event stream: a live terminal view, plain timestamped lines for
-//! CI logs, or JSON lines for machines. They run on their own thread and never block the runner.
+//! logs, lines folded per stage for GitHub Actions or GitLab CI, or JSON lines for machines. They run on their own thread and never block the runner.
 
+mod ci_log;
+mod html;
 mod json_lines;
+mod junit;
 mod plain;
 mod terminal;
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+pub use ci_log::{CiLogReporter, CiSystem};
+pub use html::report_html;
 pub use json_lines::JsonLinesReporter;
+pub use junit::junit_xml;
 pub use plain::PlainReporter;
 pub use terminal::TerminalReporter;
 

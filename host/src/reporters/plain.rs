@@ -22,109 +22,109 @@ impl PlainReporter {
         Self { verbosity, out }
     }
 
+    /// Each line of `text` (plugin text is one line already; only sluice's own has several),
+    /// timestamped.
     fn line(&mut self, text: &str) {
         let at = humantime::format_rfc3339_millis(SystemTime::now());
-        let _ = writeln!(self.out, "{at} {text}");
+        for line in text.lines() {
+            let _ = writeln!(self.out, "{at} {line}");
+        }
     }
 }
 
 impl Reporter for PlainReporter {
     fn event(&mut self, event: &Event) {
-        match event {
-            Event::RunStarted {
-                run_id,
-                pipeline,
-                stages,
-                run_dir,
-                ..
-            } => self.line(&format!(
-                "run {run_id} of pipeline `{pipeline}`: {} stages ({}), in {}",
-                stages.len(),
-                stages.join(" → "),
-                run_dir.display()
-            )),
-            Event::PluginResolved { .. } => {
-                if let (Some((stage, text)), false) =
-                    (event.resolution_line(), self.verbosity == Verbosity::Quiet)
-                {
-                    self.line(&format!("[{stage}] plugin {text}"));
-                }
-            }
-            Event::LockWritten { path, changes } => {
-                self.line(&format!("wrote {}: {}", path.display(), changes.join("; ")));
-            }
-            Event::PluginReady {
-                stage,
-                plugin,
-                cache_hit,
-                load_time,
-            } => {
-                if self.verbosity == Verbosity::Verbose {
-                    let how = if *cache_hit { "cached" } else { "compiled" };
-                    self.line(&format!(
-                        "[{stage}] plugin {plugin} ready ({how}, {})",
-                        fmt_elapsed(*load_time)
-                    ));
-                }
-            }
-            Event::StageStarted { stage } => {
-                if self.verbosity != Verbosity::Quiet {
-                    self.line(&format!("[{stage}] started"));
-                }
-            }
-            Event::Log {
-                stage,
-                source,
-                line,
-            } => {
-                if shows_log(self.verbosity, *source) {
-                    self.line(&format!("[{stage}] {:<6} | {line}", source.label()));
-                }
-            }
-            Event::ArtifactWritten { stage, artifact } => {
-                if self.verbosity != Verbosity::Quiet {
-                    self.line(&format!(
-                        "[{stage}] output {} ({} bytes, sha256 {})",
-                        artifact.name, artifact.size, artifact.sha256
-                    ));
-                }
-            }
-            Event::StageFinished {
-                stage,
-                status,
-                elapsed,
-                message,
-            } => {
-                let mut text = format!("[{stage}] {}", status.label());
-                if *status != StageStatus::Skipped {
-                    text.push_str(&format!(" in {}", fmt_elapsed(*elapsed)));
-                }
-                if let Some(message) = message {
-                    text.push_str(&format!(": {message}"));
-                }
-                self.line(&text);
-            }
-            Event::RunFinished {
-                status,
-                stopped_by,
-                elapsed,
-                report,
-                provenance,
-            } => {
-                if let Some(provenance) = provenance {
-                    self.line(&format!("provenance: {provenance}"));
-                }
-                let verdict = super::verdict(*status, stopped_by.as_deref());
-                self.line(&format!(
-                    "{verdict} ({}); report: {}",
-                    fmt_elapsed(*elapsed),
-                    report.display()
-                ));
-            }
+        if let Some(text) = describe(self.verbosity, event) {
+            self.line(&text);
         }
     }
 
     fn finish(&mut self) {
         let _ = self.out.flush();
+    }
+}
+
+/// The line an event is shown as (without the timestamp), if it is shown at `verbosity`. Shared
+/// with the CI-log reporters, which group these lines by stage.
+pub(crate) fn describe(verbosity: Verbosity, event: &Event) -> Option<String> {
+    let quiet = verbosity == Verbosity::Quiet;
+    match event {
+        Event::RunStarted {
+            run_id,
+            pipeline,
+            stages,
+            run_dir,
+            ..
+        } => Some(format!(
+            "run {run_id} of pipeline `{pipeline}`: {} stages ({}), in {}",
+            stages.len(),
+            stages.join(" → "),
+            run_dir.display()
+        )),
+        Event::PluginResolved { .. } => event
+            .resolution_line()
+            .filter(|_| !quiet)
+            .map(|(stage, text)| format!("[{stage}] plugin {text}")),
+        Event::LockWritten { path, changes } => {
+            Some(format!("wrote {}: {}", path.display(), changes.join("; ")))
+        }
+        Event::PluginReady {
+            stage,
+            plugin,
+            cache_hit,
+            load_time,
+        } => (verbosity == Verbosity::Verbose).then(|| {
+            let how = if *cache_hit { "cached" } else { "compiled" };
+            format!(
+                "[{stage}] plugin {plugin} ready ({how}, {})",
+                fmt_elapsed(*load_time)
+            )
+        }),
+        Event::StageStarted { stage } => (!quiet).then(|| format!("[{stage}] started")),
+        Event::Log {
+            stage,
+            source,
+            line,
+        } => shows_log(verbosity, *source)
+            .then(|| format!("[{stage}] {:<6} | {line}", source.label())),
+        Event::ArtifactWritten { stage, artifact } => (!quiet).then(|| {
+            format!(
+                "[{stage}] output {} ({} bytes, sha256 {})",
+                artifact.name, artifact.size, artifact.sha256
+            )
+        }),
+        Event::StageFinished {
+            stage,
+            status,
+            elapsed,
+            message,
+        } => {
+            let mut text = format!("[{stage}] {}", status.label());
+            if *status != StageStatus::Skipped {
+                text.push_str(&format!(" in {}", fmt_elapsed(*elapsed)));
+            }
+            if let Some(message) = message {
+                text.push_str(&format!(": {message}"));
+            }
+            Some(text)
+        }
+        Event::RunFinished {
+            status,
+            stopped_by,
+            elapsed,
+            report,
+            provenance,
+        } => {
+            let verdict = super::verdict(*status, stopped_by.as_deref());
+            let last = format!(
+                "{verdict} ({}); report: {}",
+                fmt_elapsed(*elapsed),
+                report.display()
+            );
+            Some(match provenance {
+                Some(provenance) => format!("provenance: {provenance}\n{last}"),
+                None => last,
+            })
+        }
     }
 }

@@ -60,6 +60,7 @@ pub async fn run(
         started_at: rfc3339(SystemTime::now()),
         resumed_at: Vec::new(),
         pipeline_sha256: pipeline_digest(pipeline)?,
+        trigger: crate::model::report::detect_trigger(),
     };
     let session = Session {
         layout,
@@ -133,6 +134,7 @@ pub async fn resume(
         started_at: report.started_at,
         resumed_at,
         pipeline_sha256: digest,
+        trigger: report.trigger,
     };
     let session = Session {
         layout,

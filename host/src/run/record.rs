@@ -23,6 +23,7 @@ pub(crate) struct RunHistory {
     pub started_at: String,
     pub resumed_at: Vec<String>,
     pub pipeline_sha256: String,
+    pub trigger: String,
 }
 
 pub(crate) fn pipeline_digest(pipeline: &Pipeline) -> Result<String> {
@@ -75,6 +76,8 @@ pub(crate) fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord
         summary: None,
         message: None,
         log: None,
+        grants: spec.grants.describe(),
+        gate: spec.manual_approval,
         denied: Vec::new(),
         depends_on: spec.depends_on.clone(),
         matrix: spec.matrix.clone(),
@@ -181,6 +184,7 @@ fn build_report(
         exit_code: status.exit_code(),
         started_at: history.started_at,
         resumed_at: history.resumed_at,
+        trigger: history.trigger,
         finished_at: rfc3339(SystemTime::now()),
         duration_ms: millis(elapsed),
         sluice_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -72,12 +72,22 @@ impl JUnit {
             .count()
     }
 
+    pub fn skipped(&self) -> usize {
+        self.cases
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Skipped))
+            .count()
+    }
+
+    /// The suite as JUnit XML, in the shape the JUnit schema CI systems read requires (`errors`
+    /// included: these suites have none, a failing test is a failure).
     pub fn to_xml(&self) -> String {
         let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\">\n",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\">\n",
             escape(&self.suite),
             self.tests(),
-            self.failures()
+            self.failures(),
+            self.skipped()
         );
         for case in &self.cases {
             xml.push_str(&format!(

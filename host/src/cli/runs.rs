@@ -1,0 +1,363 @@
+//! `sluice runs` and `sluice report`: the run history — the list (status, duration, trigger),
+//! one run in detail (`runs show ID`), its web page (`report RUN`), and keeping the runs folders
+//! from growing forever (`runs gc --keep N | --older-than 30d`; a run still going, its lock held,
+//! is never removed).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use sluice::config::pipeline;
+use sluice::exit_codes;
+use sluice::model::layout::{RunLayout, default_runs_root, runs_home};
+use sluice::model::report::{RunReport, RunStatus};
+use sluice::model::text::one_line;
+
+use crate::error::{CliError, Outcome};
+
+/// A run found in a runs folder.
+struct FoundRun {
+    dir: PathBuf,
+    report: RunReport,
+    /// Recorded as running, but nobody holds its lock: killed mid-way.
+    interrupted: bool,
+    /// Its lock is held: a sluice is working on it now.
+    active: bool,
+}
+
+impl FoundRun {
+    fn status(&self) -> String {
+        if self.interrupted {
+            "interrupted".to_string()
+        } else {
+            self.report
+                .status
+                .label()
+                .trim_start_matches("is ")
+                .to_string()
+        }
+    }
+}
+
+/// The runs folders to look in: `--runs-dir`, the pipeline's default one, or every pipeline's.
+fn runs_folders(
+    pipeline: Option<&Path>,
+    runs_dir: Option<&Path>,
+) -> Result<Vec<PathBuf>, CliError> {
+    Ok(match (runs_dir, pipeline) {
+        (Some(dir), _) => vec![dir.to_path_buf()],
+        (None, Some(file)) => {
+            let pipeline = pipeline::load(file)?;
+            vec![default_runs_root(&pipeline.dir, &pipeline.name)]
+        }
+        (None, None) => runs_home()
+            .and_then(|home| std::fs::read_dir(home).ok())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect(),
+    })
+}
+
+/// Every run in `folders`, newest first. Folders without a readable report are not runs.
+fn find_runs(folders: &[PathBuf]) -> Vec<FoundRun> {
+    let mut runs: Vec<FoundRun> = folders
+        .iter()
+        .filter_map(|folder| std::fs::read_dir(folder).ok())
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| {
+            let dir = entry.path();
+            let report = RunReport::read(&dir.join("report.json")).ok()?;
+            let active = RunLayout::is_locked(&dir);
+            let interrupted = report.status == RunStatus::Running && !active;
+            Some(FoundRun {
+                dir,
+                report,
+                interrupted,
+                active,
+            })
+        })
+        .collect();
+    runs.sort_by(|a, b| b.report.started_at.cmp(&a.report.started_at));
+    runs
+}
+
+/// `sluice runs`: every run in the folders asked for, newest first.
+pub fn list(pipeline: Option<&Path>, runs_dir: Option<&Path>, json: bool) -> Outcome {
+    let runs = find_runs(&runs_folders(pipeline, runs_dir)?);
+    if json {
+        let list: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|run| {
+                serde_json::json!({
+                    "run_id": run.report.run_id,
+                    "pipeline": run.report.pipeline,
+                    "status": run.status(),
+                    "trigger": run.report.trigger,
+                    "started_at": run.report.started_at,
+                    "duration_ms": run.report.duration_ms,
+                    "run_dir": run.report.run_dir,
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&list).map_err(CliError::internal)?;
+        println!("{text}");
+        return Ok(exit_codes::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs found");
+    }
+    for run in &runs {
+        let mut status = run.status();
+        if run.interrupted {
+            status.push_str(" (resume it with `sluice resume RUN`)");
+        }
+        println!(
+            "{}  {:<16} {:>9}  {:<24} {}",
+            run.report.run_id,
+            one_line(&run.report.pipeline, 16),
+            format!("{:.1}s", run.report.duration_ms / 1000.0),
+            one_line(&trigger(&run.report), 48),
+            status
+        );
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+fn trigger(report: &RunReport) -> String {
+    if report.trigger.is_empty() {
+        "-".to_string()
+    } else {
+        report.trigger.clone()
+    }
+}
+
+/// `sluice runs show RUN`: one run — what, when, how it ended — and each stage's line.
+pub fn show(run: &str, runs_dir: Option<&Path>, json: bool) -> Outcome {
+    let dir = find_run_dir(run, runs_dir, None)?;
+    let report = RunReport::read(&dir.join("report.json")).map_err(|err| {
+        CliError::input(format!(
+            "cannot read the record of {}: {err:#}",
+            dir.display()
+        ))
+    })?;
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(CliError::internal)?;
+        println!("{text}");
+        return Ok(exit_codes::SUCCESS);
+    }
+    let interrupted = report.status == RunStatus::Running && !RunLayout::is_locked(&dir);
+    let status = if interrupted {
+        "interrupted (resume it with `sluice resume RUN`)".to_string()
+    } else {
+        report.status.label().to_string()
+    };
+    println!("run       {}", report.run_id);
+    println!(
+        "pipeline  {} ({})",
+        one_line(&report.pipeline, 64),
+        report.pipeline_file
+    );
+    println!("status    {status}");
+    println!("trigger   {}", trigger(&report));
+    println!("started   {}", report.started_at);
+    for resumed in &report.resumed_at {
+        println!("resumed   {resumed}");
+    }
+    println!(
+        "took      {:.1}s (finished {})",
+        report.duration_ms / 1000.0,
+        report.finished_at
+    );
+    println!("folder    {}", dir.display());
+    println!();
+    for stage in &report.stages {
+        let took = stage
+            .duration_ms
+            .map(|ms| format!("{:.1}s", ms / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        let cached = if stage.cache.as_ref().is_some_and(|c| c.hit) {
+            " (cached)"
+        } else {
+            ""
+        };
+        let mut line = format!(
+            "  {:<20} {:<18} {took:>8}{cached}",
+            one_line(&stage.name, 20),
+            stage.status.label()
+        );
+        if let Some(message) = stage.message.as_ref().or(stage.summary.as_ref()) {
+            line.push_str(&format!("  {}", one_line(message, 200)));
+        }
+        println!("{line}");
+    }
+    if let Some(provenance) = &report.provenance {
+        println!();
+        println!("provenance {}", provenance.statement);
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+/// What `runs gc` keeps: the newest N runs of each runs folder, and/or runs newer than a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    pub newest: Option<usize>,
+    pub younger_than: Option<Duration>,
+}
+
+/// `sluice runs gc`: removes the runs `keep` does not keep; never one whose lock is held (a run
+/// going on now). A `latest` link left pointing at nothing goes too.
+pub fn gc(pipeline: Option<&Path>, runs_dir: Option<&Path>, keep: Keep, dry_run: bool) -> Outcome {
+    if keep.newest.is_none() && keep.younger_than.is_none() {
+        return Err(CliError::input(
+            "say what to keep: --keep N (the newest N runs of each pipeline) and/or --older-than 30d (remove runs that started longer ago)",
+        ));
+    }
+    let now = SystemTime::now();
+    let (mut removed, mut freed, mut kept) = (0usize, 0u64, 0usize);
+    for folder in runs_folders(pipeline, runs_dir)? {
+        let runs = find_runs(std::slice::from_ref(&folder));
+        for (index, run) in runs.iter().enumerate() {
+            let beyond_count = keep.newest.is_some_and(|n| index >= n);
+            let too_old = keep.younger_than.is_some_and(|age| {
+                humantime::parse_rfc3339(&run.report.started_at)
+                    .ok()
+                    .and_then(|started| now.duration_since(started).ok())
+                    .is_some_and(|elapsed| elapsed > age)
+            });
+            if !(beyond_count || too_old) || run.active {
+                kept += 1;
+                continue;
+            }
+            let size = folder_size(&run.dir);
+            if dry_run {
+                println!("would remove {}", run.dir.display());
+            } else {
+                std::fs::remove_dir_all(&run.dir).map_err(|err| {
+                    CliError::internal(format!("cannot remove {}: {err}", run.dir.display()))
+                })?;
+                println!("removed {}", run.dir.display());
+            }
+            removed += 1;
+            freed += size;
+        }
+        // A `latest` link to a removed run is removed too.
+        let latest = folder.join("latest");
+        if !dry_run && latest.is_symlink() && !latest.exists() {
+            let _ = std::fs::remove_file(&latest);
+        }
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!(
+        "{verb} {removed} runs ({}), kept {kept}",
+        bytesize::ByteSize(freed)
+    );
+    Ok(exit_codes::SUCCESS)
+}
+
+/// Writes the run's web page (`report.html`) into its folder; says so on stderr when it cannot
+/// (the run's record, report.json, is what counts).
+pub(crate) fn write_html(report: &RunReport) -> Option<PathBuf> {
+    let path = Path::new(&report.run_dir).join("report.html");
+    let page = sluice::reporters::report_html(report);
+    match sluice::atomic_file::write(&path, page.as_bytes()) {
+        Ok(()) => Some(path),
+        Err(err) => {
+            eprintln!("sluice: cannot write {}: {err:#}", path.display());
+            None
+        }
+    }
+}
+
+/// `sluice report RUN [--open]`: (re)writes the run's web page and prints where it is.
+pub fn report(run: &str, runs_dir: Option<&Path>, open: bool) -> Outcome {
+    let dir = find_run_dir(run, runs_dir, None)?;
+    let report = RunReport::read(&dir.join("report.json")).map_err(|err| {
+        CliError::input(format!(
+            "cannot read the record of {}: {err:#}",
+            dir.display()
+        ))
+    })?;
+    let path =
+        write_html(&report).ok_or_else(|| CliError::internal("the report page was not written"))?;
+    println!("{}", path.display());
+    if open {
+        let opened = std::process::Command::new("xdg-open")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .status();
+        if !opened.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "sluice: cannot open a browser here (xdg-open); open {} yourself",
+                path.display()
+            );
+        }
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+fn folder_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => folder_size(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The run folder `run` names: a path, or an id under `runs_dir`, the pipeline's default runs
+/// folder, or any pipeline's default runs folder.
+pub(crate) fn find_run_dir(
+    run: &str,
+    runs_dir: Option<&Path>,
+    pipeline_file: Option<&Path>,
+) -> Result<PathBuf, CliError> {
+    let direct = PathBuf::from(run);
+    if direct.join("report.json").is_file() {
+        return Ok(direct);
+    }
+    let mut searched: Vec<PathBuf> = Vec::new();
+    if let Some(runs) = runs_dir {
+        searched.push(runs.to_path_buf());
+    } else if let Some(file) = pipeline_file {
+        let pipeline = pipeline::load(file)?;
+        searched.push(default_runs_root(&pipeline.dir, &pipeline.name));
+    } else if let Some(home) = runs_home() {
+        searched.extend(
+            std::fs::read_dir(&home)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path()),
+        );
+    }
+    // A run id is one path segment: never a way out of the runs folder.
+    let plain_id = !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if plain_id
+        && let Some(dir) = searched
+            .iter()
+            .map(|runs| runs.join(run))
+            .find(|dir| dir.join("report.json").is_file())
+    {
+        return Ok(dir);
+    }
+    Err(CliError::input(format!(
+        "no run `{}` in {}\n  = help: pass the run folder's path, or --runs-dir DIR (sluice run prints each run's folder)",
+        run,
+        if searched.is_empty() {
+            "the default runs folders".to_string()
+        } else {
+            searched
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )))
+}
