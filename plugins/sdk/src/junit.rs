@@ -72,7 +72,7 @@ impl JUnit {
             .count()
     }
 
-    pub fn skipped(&self) -> usize {
+    pub fn skipped_count(&self) -> usize {
         self.cases
             .iter()
             .filter(|c| matches!(c.outcome, Outcome::Skipped))
@@ -87,7 +87,7 @@ impl JUnit {
             escape(&self.suite),
             self.tests(),
             self.failures(),
-            self.skipped()
+            self.skipped_count()
         );
         for case in &self.cases {
             xml.push_str(&format!(
