@@ -16,6 +16,7 @@ mod failures;
 mod faults;
 mod grants;
 mod graph;
+mod init;
 mod phases;
 mod polyglot;
 mod report_page;

@@ -42,8 +42,9 @@ fn cargo_home() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
 }
 
-/// `cargo xtask install [--root DIR]`: `cargo install --path host --locked` with [`remap_env`],
-/// then the check that the installed binary names no build folder.
+/// `cargo xtask install [--root DIR]`: the Rust guest plugins (the shipped stages the binary
+/// carries), then `cargo install --path host --locked` with [`remap_env`], then the check that
+/// the installed binary names no build folder.
 pub fn install(root: &Path, args: &[String]) -> Result<()> {
     let mut cargo_args = vec!["install", "--path", "host", "--locked"];
     let mut install_root = None;
@@ -58,6 +59,8 @@ pub fn install(root: &Path, args: &[String]) -> Result<()> {
             other => bail!("unknown argument `{other}` (usage: cargo xtask install [--root DIR])"),
         }
     }
+    // The binary carries the shipped stages `sluice init` writes (host/build.rs).
+    crate::plugins::build_rust(root, crate::plugins::Lint::No)?;
     sh_env(root, "cargo", &cargo_args, &remap_env())?;
     let bin = match install_root {
         Some(dir) => dir.join("bin"),

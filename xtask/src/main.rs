@@ -32,7 +32,8 @@ usage: cargo xtask <command>
                 nginx on 127.0.0.1:18080, signed stages shared through a real OCI registry on
                 127.0.0.1:15000 (examples/shared), then examples/hello
   test          what CI runs: fmt, setup, layers, C bindings stamp, the guest plugins (built with
-                clippy), the host (one clippy-linted build), then every unit and end-to-end test
+                clippy), the host (one clippy-linted build), every unit and end-to-end test with
+                the README's runnable blocks beside them, fuzzing, the benchmarks once
   lint          fmt, layers, C bindings stamp and clippy (host and guests), without building
   layers [DIR]  the module layer and import-cycle check of host/src and config/src (in DIR, by
                 default this checkout)
@@ -53,6 +54,7 @@ usage: cargo xtask <command>
   readme        the README's runnable blocks, in order, in a folder outside the checkout with the
                 built sluice installed alone on PATH (part of `test`)
   install [--root DIR]
+                the Rust plugins (the binary carries the stages `sluice init` writes), then
                 `cargo install --path host --locked` (release; into ~/.cargo/bin or DIR/bin)
                 with the build's folders rewritten out of the binary, then checks that it names
                 none of them

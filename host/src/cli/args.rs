@@ -116,6 +116,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a pipeline for the project in a folder (a Rust crate): pipeline.toml using the
+    /// stages that ship with sluice, written to .sluice/stages/
+    Init {
+        /// The project's folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Replace an existing pipeline.toml
+        #[arg(long)]
+        force: bool,
+    },
     /// Write a run's web page (report.html in its folder: graph, timeline, logs, artifacts) and
     /// print its path; every run writes one too
     Report {

@@ -138,6 +138,7 @@ async fn dispatch(cli: Cli) -> Outcome {
                 .map_err(|err| CliError::stage(format!("{err:#}")))?;
             show::inspect(&host, &component, false).await
         }
+        Command::Init { dir, force } => show::init(&dir, force),
         Command::Report {
             run,
             runs_dir,

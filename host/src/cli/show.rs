@@ -135,6 +135,22 @@ fn plugin_new_hints(name: &str, created: &Path) -> String {
     )
 }
 
+/// `sluice init`: the pipeline and stages written, and the two commands to try it.
+pub fn init(dir: &Path, force: bool) -> Outcome {
+    let made = sluice::scaffold::init::init(dir, force)
+        .map_err(|err| CliError::input(format!("{err:#}")))?;
+    println!("wrote {} for a {}", made.pipeline.display(), made.kind);
+    for stage in &made.stages {
+        println!("  stage {}", stage.display());
+    }
+    for note in &made.notes {
+        println!("  {note}");
+    }
+    let pipeline = sluice::shell::quote(&made.pipeline.display().to_string());
+    println!("\ncheck it:\n  sluice check {pipeline}\nrun it:\n  sluice run {pipeline}");
+    done()
+}
+
 /// Grants and the imports that matter (files, network, programs, secrets) are worth a line
 /// each; WASI basics every component imports are not.
 fn verbose_check(grants: &[String], imports: &[String]) -> bool {

@@ -325,12 +325,49 @@ impl ProcessGroup {
         Self { group, watchman }
     }
 
+    /// Kills the group and waits (up to 2 s) until none of its processes still runs: SIGKILL
+    /// lands asynchronously, and a program caught mid-call (a file being created) would
+    /// otherwise still act after its stage was stopped and its output folder emptied.
     fn kill(&self) {
         if let Some(group) = self.group {
             // ESRCH (the group is already gone) is the usual, fine outcome.
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            if rustix::process::kill_process_group(group, rustix::process::Signal::KILL).is_ok() {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                while std::time::Instant::now() < deadline && group_still_runs(group) {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
         }
     }
+}
+
+/// Whether a process of `group` is still running (not a zombie waiting to be reaped), from
+/// `/proc/<pid>/stat`: `pid (comm) state ppid pgrp ...`.
+fn group_still_runs(group: rustix::process::Pid) -> bool {
+    let wanted = group.as_raw_nonzero().get().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // The command name may hold spaces and parentheses: fields follow the last `)`.
+        let Some(rest) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let pgrp = fields.nth(1).unwrap_or("");
+        pgrp == wanted && !matches!(state, "Z" | "X")
+    })
 }
 
 impl Drop for ProcessGroup {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 mod builder;
+pub mod init;
 pub mod sdk;
 
 pub use builder::build_plugin;
