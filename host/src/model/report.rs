@@ -272,6 +272,17 @@ impl RunReport {
         }
     }
 
+    /// A file the record names (a log, an artifact) inside its run folder: `None` for a path
+    /// that is absolute or climbs out (`..`), as a record brought from elsewhere could hold —
+    /// pages and reports built from a record read nothing outside its run.
+    pub fn file_in_run(&self, relative: &str) -> Option<std::path::PathBuf> {
+        let path = Path::new(relative);
+        let plain = path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        (plain && !relative.is_empty()).then(|| Path::new(&self.run_dir).join(path))
+    }
+
     pub fn stage(&self, name: &str) -> Option<&StageRecord> {
         self.stages.iter().find(|s| s.name == name)
     }
@@ -313,5 +324,27 @@ pub fn detect_trigger() -> String {
         "ci".to_string()
     } else {
         "manual".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A record names files inside its run folder only.
+    #[test]
+    fn a_record_reads_nothing_outside_its_run() -> anyhow::Result<()> {
+        let report: crate::model::report::RunReport = serde_json::from_value(serde_json::json!({
+            "schema": 1, "pipeline": "p", "pipeline_file": "p.toml", "pipeline_sha256": "x",
+            "run_id": "r", "run_dir": "/runs/r", "status": "failed", "exit_code": 1,
+            "started_at": "t", "finished_at": "t", "duration_ms": 0.0, "sluice_version": "0",
+            "stages": [],
+        }))?;
+        assert_eq!(
+            report.file_in_run("logs/a.log"),
+            Some(std::path::PathBuf::from("/runs/r/logs/a.log"))
+        );
+        for outside in ["../../etc/shadow", "/etc/shadow", "logs/../../x", "", "./a"] {
+            assert_eq!(report.file_in_run(outside), None, "{outside}");
+        }
+        Ok(())
     }
 }

@@ -17,7 +17,6 @@ const MAX_LOG_BYTES: usize = 256 << 10;
 
 /// The page for `report`; logs are read from the run's folder.
 pub fn report_html(report: &RunReport) -> String {
-    let run_dir = Path::new(&report.run_dir);
     let mut page = String::new();
     let title = format!(
         "sluice · {} · {} · {}",
@@ -38,7 +37,7 @@ pub fn report_html(report: &RunReport) -> String {
     timeline(&mut page, report);
     page.push_str("<h2>Stages</h2>\n");
     for stage in &report.stages {
-        stage_section(&mut page, stage, run_dir);
+        stage_section(&mut page, stage, report);
     }
     provenance(&mut page, report);
     page.push_str("</body>\n</html>\n");
@@ -217,7 +216,7 @@ fn timeline(page: &mut String, report: &RunReport) {
     );
 }
 
-fn stage_section(page: &mut String, stage: &StageRecord, run_dir: &Path) {
+fn stage_section(page: &mut String, stage: &StageRecord, report: &RunReport) {
     let status = stage.status.label();
     let cached = stage.cache.as_ref().is_some_and(|c| c.hit);
     let _ = write!(
@@ -309,7 +308,8 @@ fn stage_section(page: &mut String, stage: &StageRecord, run_dir: &Path) {
         }
         page.push_str("</tbody></table></div>\n");
     }
-    if let Some(log) = stage.log.as_ref().and_then(|l| read_log(&run_dir.join(l))) {
+    let log = stage.log.as_ref().and_then(|l| report.file_in_run(l));
+    if let Some(log) = log.as_deref().and_then(read_log) {
         let lines = log.lines().count();
         let open = if matches!(
             stage.status,

@@ -4,8 +4,6 @@
 //! (cargo-test's and link-check's `junit.xml`), so a CI shows each test too. Follows the JUnit
 //! schema Jenkins and GitLab read (`tests/e2e/fixtures/junit-10.xsd`).
 
-use std::path::Path;
-
 use quick_xml::Reader;
 use quick_xml::events::Event as Xml;
 
@@ -16,7 +14,6 @@ const MAX_MERGED_BYTES: u64 = 16 << 20;
 
 /// The run's JUnit XML; stage artifacts are read from the run's folder.
 pub fn junit_xml(report: &RunReport) -> String {
-    let run_dir = Path::new(&report.run_dir);
     let mut cases = String::new();
     let (mut failures, mut errors, mut skipped) = (0, 0, 0);
     let mut merged = String::new();
@@ -33,7 +30,10 @@ pub fn junit_xml(report: &RunReport) -> String {
             if artifact.size > MAX_MERGED_BYTES {
                 continue;
             }
-            if let Ok(text) = std::fs::read_to_string(run_dir.join(&artifact.path)) {
+            let Some(path) = report.file_in_run(&artifact.path) else {
+                continue;
+            };
+            if let Ok(text) = std::fs::read_to_string(path) {
                 for suite in test_suites(&text) {
                     merged.push_str("  ");
                     merged.push_str(suite);
