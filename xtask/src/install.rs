@@ -14,12 +14,18 @@ use crate::{sh_env, target_dir};
 /// `CARGO_ENCODED_RUSTFLAGS` rewriting the build's absolute path prefixes. Neither names the
 /// checkout, so a target folder reused by several clones stays valid for all of them.
 pub fn remap_env() -> Vec<(&'static str, OsString)> {
+    remap_env_for(&target_dir_from_env())
+}
+
+/// [`remap_env`] for a build into `target` (the guest plugins build into their own folder; the
+/// binary carries some of them).
+pub fn remap_env_for(target: &Path) -> Vec<(&'static str, OsString)> {
     let mut flags = Vec::new();
     if let Some(home) = cargo_home() {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }
     // Last, so it wins where the target folder is inside the cargo home.
-    if let Ok(target) = std::path::absolute(target_dir_from_env()) {
+    if let Ok(target) = std::path::absolute(target) {
         flags.push(format!("--remap-path-prefix={}=/target", target.display()));
     }
     vec![(
@@ -86,11 +92,13 @@ pub fn install(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Fails if `binary` contains the path of the checkout or of the target folder.
+/// Fails if `binary` contains the path of the checkout, of the target folder or of the cargo
+/// home.
 pub fn check_names_no_build_folder(root: &Path, binary: &Path) -> Result<()> {
     let bytes =
         std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     let mut folders = vec![root.to_path_buf(), target_dir(root)];
+    folders.extend(cargo_home());
     if let Ok(real) = root.canonicalize() {
         folders.push(real);
     }

@@ -94,10 +94,13 @@ pub fn build_rust(root: &Path, lint: Lint) -> Result<usize> {
     let plugins = root.join("plugins");
     let target_dir = plugin_target_dir(root);
     let target_arg = target_dir.display().to_string();
-    let env = match lint {
+    let mut env = match lint {
         Lint::Yes => clippy_env()?,
         Lint::No => Vec::new(),
     };
+    // The host binary carries some of these (the stages `sluice init` writes): they name no
+    // folder of the build machine either.
+    env.extend(crate::install::remap_env_for(&target_dir));
     sh_env(
         &plugins,
         "cargo",

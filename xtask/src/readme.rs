@@ -107,9 +107,11 @@ pub fn run_built(root: &Path) -> Result<()> {
     let port = free_port()?;
     let _registry = services::start_registry(root, port, &top.join("registry"))?;
 
-    // The user's folders are fresh, except for caches that only save downloads and compiles:
-    // pip's wheel cache and the Rust guests' compiled dependencies (a first-hour user pays for
-    // those once too). The toolchains and the SDK are installed on first use, as for anyone.
+    // The user's data and cache folders are under the target folder: empty on a fresh clone, so
+    // the toolchains and the SDK are installed on first use, as for anyone; kept between local
+    // runs to save time. Speed only, too: pip's wheel cache is the real one (it saves
+    // downloads), and Rust scaffolds build into the guest plugins' target folder with the same
+    // flags, reusing the dependencies compiled there (2.5 min → 0.5 min on a fresh clone).
     let user = target_dir(root).join("readme-user");
     let real_pip_cache = dirs_cache().map(|c| c.join("pip"));
     let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
@@ -127,6 +129,7 @@ pub fn run_built(root: &Path) -> Result<()> {
         .env("XDG_STATE_HOME", top.join("state"))
         .env("XDG_CONFIG_HOME", top.join("config"))
         .env("CARGO_TARGET_DIR", plugin_target_dir(root))
+        .envs(install::remap_env_for(&plugin_target_dir(root)))
         .env_remove("SLUICE_TOOLCHAINS")
         .env_remove("SLUICE_SDK_DIR")
         .env_remove("SLUICE_PLUGIN_STORE")
