@@ -110,10 +110,10 @@ impl Toolchains {
         );
         if let Err(err) = pip {
             let _ = remove_dir(&venv);
-            return Err(err.context(
-                "cannot install the Python and C plugin toolchain from PyPI: is it reachable from here? \
-                 (a mirror: set PIP_INDEX_URL; or point --toolchains at a folder where it is installed)",
-            ));
+            let why = self.why_not_installed(&err, "PyPI", "PIP_INDEX_URL");
+            return Err(err.context(format!(
+                "cannot install the Python and C plugin toolchain from PyPI: {why}"
+            )));
         }
         std::fs::write(&marker, wanted)
             .with_context(|| format!("cannot write {}", marker.display()))?;
@@ -153,11 +153,12 @@ impl Toolchains {
                 .current_dir(&node),
             "npm install",
         )
-        .context(
-            "cannot install the JavaScript plugin toolchain from npm: Node.js with npm is needed, \
-             and the npm registry must be reachable (a mirror: set npm_config_registry; or point \
-             --toolchains at a folder where it is installed)",
-        )?;
+        .map_err(|err| {
+            let why = self.why_not_installed(&err, "the npm registry", "npm_config_registry");
+            err.context(format!(
+                "cannot install the JavaScript plugin toolchain from npm (Node.js with npm is needed): {why}"
+            ))
+        })?;
         std::fs::write(&marker, NODE_MANIFEST)
             .with_context(|| format!("cannot write {}", marker.display()))?;
         done(what, started);
@@ -178,6 +179,21 @@ impl Toolchains {
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(path)
+    }
+
+    /// What to do about a failed install: a full disk is said as such; anything else is most
+    /// often a registry out of reach.
+    fn why_not_installed(&self, err: &anyhow::Error, registry: &str, mirror: &str) -> String {
+        if format!("{err:#}").contains("No space left on device") {
+            format!(
+                "the disk holding {} is full; free some space, or point --toolchains at a folder on another disk",
+                self.dir.display()
+            )
+        } else {
+            format!(
+                "is {registry} reachable from here? (a mirror: set {mirror}; or point --toolchains at a folder where it is installed)"
+            )
+        }
     }
 
     /// One installer at a time per folder: two builds starting together wait for each other
