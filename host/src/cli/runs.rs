@@ -134,8 +134,8 @@ fn trigger(report: &RunReport) -> String {
     }
 }
 
-/// `sluice runs show RUN`: one run — what, when, how it ended — and each stage's line.
-pub fn show(run: &str, runs_dir: Option<&Path>, json: bool) -> Outcome {
+/// The folder and the record of the run `run` names (an id or a folder).
+fn read_run(run: &str, runs_dir: Option<&Path>) -> Result<(PathBuf, RunReport), CliError> {
     let dir = find_run_dir(run, runs_dir, None)?;
     let report = RunReport::read(&dir.join("report.json")).map_err(|err| {
         CliError::input(format!(
@@ -143,6 +143,12 @@ pub fn show(run: &str, runs_dir: Option<&Path>, json: bool) -> Outcome {
             dir.display()
         ))
     })?;
+    Ok((dir, report))
+}
+
+/// `sluice runs show RUN`: one run — what, when, how it ended — and each stage's line.
+pub fn show(run: &str, runs_dir: Option<&Path>, json: bool) -> Outcome {
+    let (dir, report) = read_run(run, runs_dir)?;
     if json {
         let text = serde_json::to_string_pretty(&report).map_err(CliError::internal)?;
         println!("{text}");
@@ -273,13 +279,7 @@ pub(crate) fn write_html(report: &RunReport) -> Option<PathBuf> {
 
 /// `sluice report RUN [--open]`: (re)writes the run's web page and prints where it is.
 pub fn report(run: &str, runs_dir: Option<&Path>, open: bool) -> Outcome {
-    let dir = find_run_dir(run, runs_dir, None)?;
-    let report = RunReport::read(&dir.join("report.json")).map_err(|err| {
-        CliError::input(format!(
-            "cannot read the record of {}: {err:#}",
-            dir.display()
-        ))
-    })?;
+    let (_, report) = read_run(run, runs_dir)?;
     let path =
         write_html(&report).ok_or_else(|| CliError::internal("the report page was not written"))?;
     println!("{}", path.display());
