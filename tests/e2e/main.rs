@@ -25,3 +25,4 @@ mod seams;
 mod security;
 mod sharing;
 mod stage_alone;
+mod traces;

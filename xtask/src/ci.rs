@@ -39,30 +39,30 @@ pub fn test(root: &Path) -> Result<()> {
                 steps::alongside(("host-build", build), ("plugins-polyglot", polyglot))
             }),
         ),
-        // The tests, and beside them what a new user types, outside the checkout, with the
-        // binary installed (toolchain downloads and single-threaded builds leave room).
+        // The tests, then the parsers and the diagnostic renderer fuzzed from the checked-in
+        // corpus for a bounded time; beside them what a new user types, outside the checkout,
+        // with the binary installed (toolchain downloads and single-threaded builds leave room).
         (
-            "host-test, readme alongside",
+            "host-test then fuzz, readme alongside",
             Box::new(|| {
-                let tests = || {
-                    sh_env(
-                        root,
-                        "cargo",
-                        &["test", "--workspace"],
-                        &host_test_env(root)?,
-                    )
+                let tests_then_fuzz = || {
+                    steps::timed_part("host-test", || {
+                        sh_env(
+                            root,
+                            "cargo",
+                            &["test", "--workspace"],
+                            &host_test_env(root)?,
+                        )
+                    })?;
+                    steps::timed_part("fuzz", || {
+                        crate::fuzz::fuzz(root, &crate::fuzz::Options::parse(&[])?)
+                    })
                 };
                 steps::alongside(
-                    ("host-test", tests),
+                    ("host-test, fuzz", tests_then_fuzz),
                     ("readme", || crate::readme::run(root)),
                 )
             }),
-        ),
-        // The parsers and the diagnostic renderer, fuzzed from the checked-in corpus for a
-        // bounded time.
-        (
-            "fuzz",
-            Box::new(|| crate::fuzz::fuzz(root, &crate::fuzz::Options::parse(&[])?)),
         ),
         // The benchmarks still run (each comparison once; figures come from `cargo xtask bench`).
         ("bench-smoke", Box::new(|| crate::bench::bench(root, true))),

@@ -53,24 +53,26 @@ pub fn alongside(
     main: (&str, impl FnOnce() -> Result<()>),
     beside: (&str, impl FnOnce() -> Result<()> + Send),
 ) -> Result<()> {
-    let timed = |name: &str, work: Box<dyn FnOnce() -> Result<()> + '_>| {
-        let started = Instant::now();
-        let result = work();
-        eprintln!(
-            "xtask: part {name} took {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
-        result.map_err(|err| err.context(format!("{name} failed")))
-    };
     std::thread::scope(|scope| {
         let (beside_name, beside_work) = beside;
-        let other = scope.spawn(move || timed(beside_name, Box::new(beside_work)));
-        let here = timed(main.0, Box::new(main.1));
+        let other = scope.spawn(move || timed_part(beside_name, beside_work));
+        let here = timed_part(main.0, main.1);
         let there = other
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("{beside_name} panicked")));
         here.and(there)
     })
+}
+
+/// Runs one part of a step, printing how long it took; its error names it.
+pub fn timed_part(name: &str, work: impl FnOnce() -> Result<()>) -> Result<()> {
+    let started = Instant::now();
+    let result = work();
+    eprintln!(
+        "xtask: part {name} took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    result.map_err(|err| err.context(format!("{name} failed")))
 }
 
 fn summary(title: &str, outcomes: &[(&str, Outcome)], total: Duration) -> String {

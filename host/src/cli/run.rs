@@ -232,6 +232,7 @@ where
         Err(err) => CliError::internal(format!("{err:#}")),
     })?;
     crate::runs::write_html(&outcome.report);
+    export_trace(&outcome.report).await;
     if let Some(path) = &view.junit {
         let xml = sluice::reporters::junit_xml(&outcome.report);
         sluice::atomic_file::write(path, xml.as_bytes()).map_err(|err| {
@@ -250,4 +251,28 @@ where
         })?;
     }
     Ok(outcome.report.exit_code)
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the run goes to the team's tracing backend; a backend
+/// that is down is a warning, never the run's outcome.
+async fn export_trace(report: &RunReport) {
+    use sluice::reporters::trace::{TraceTarget, export_run};
+    let target = match TraceTarget::from_env() {
+        Ok(Some(target)) => target,
+        Ok(None) => return,
+        Err(err) => {
+            eprintln!("warning: the run's trace was not sent: {err:#}");
+            return;
+        }
+    };
+    match export_run(report, &target).await {
+        Ok(sent) => eprintln!(
+            "trace {} sent to {} ({} spans)",
+            sent.trace_id, sent.endpoint, sent.spans
+        ),
+        Err(err) => eprintln!(
+            "warning: the run's trace was not sent: {err:#}\n  = help: is the OpenTelemetry collector running? The run itself is recorded in {}",
+            report.run_dir
+        ),
+    }
 }

@@ -1,5 +1,6 @@
 //! Reporters render the runner's event stream: a live terminal view, plain timestamped lines for
-//! logs, lines folded per stage for GitHub Actions or GitLab CI, or JSON lines for machines. They run on their own thread and never block the runner.
+//! logs, lines folded per stage for GitHub Actions or GitLab CI, or JSON lines for machines. They run on their own thread and never block the runner. A finished
+//! run's record also becomes a page (`report.html`), JUnit XML and an OpenTelemetry trace.
 
 mod ci_log;
 mod html;
@@ -7,6 +8,7 @@ mod json_lines;
 mod junit;
 mod plain;
 mod terminal;
+pub mod trace;
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;

@@ -257,6 +257,15 @@ impl Sandbox {
             .env("SLUICE_RUNS_DIR", self.runs_dir())
             .env("SLUICE_STAGE_CACHE", self.path().join("stage-cache"))
             .env_remove("RUST_BACKTRACE");
+        // A developer's own tracing setup does not reach the tests (the trace tests set theirs).
+        for name in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "TRACEPARENT",
+        ] {
+            command.env_remove(name);
+        }
         command
     }
 
