@@ -192,7 +192,10 @@ fn the_website_goes_through_all_six_phases_to_a_real_nginx() -> Result<()> {
     // nginx serves the rendered release.
     let (status, body) = site.get("/")?;
     assert_eq!(status, 200);
-    assert!(body.contains("<h1>Welcome to Acme Widgets</h1>"), "{body}");
+    assert!(
+        body.contains("<h1 id=\"welcome-to-acme-widgets\">Welcome to Acme Widgets</h1>"),
+        "{body}"
+    );
     assert!(
         body.contains("href=\"about.html\""),
         "links were rewritten: {body}"
@@ -244,7 +247,7 @@ fn a_red_test_stops_the_website_before_release() -> Result<()> {
     assert_eq!(ran.code, exit_codes::STAGE_FAILED, "{}", ran.stderr);
     let (status, message) = stage_outcome(&report, "test");
     assert_eq!(status, StageStatus::Failed);
-    assert!(message.contains("index.html → pricing.html"), "{message}");
+    assert!(message.contains("index.html → pricing.md"), "{message}");
     assert_eq!(
         names_with(&report, StageStatus::Skipped),
         ["release", "deploy", "monitor", "rollback"]
@@ -257,7 +260,7 @@ fn a_red_test_stops_the_website_before_release() -> Result<()> {
     let junit =
         std::fs::read_to_string(Path::new(&report.run_dir).join("artifacts/test/junit.xml"))?;
     assert!(
-        junit.contains("<failure message=\"1 broken links\">pricing.html</failure>"),
+        junit.contains("<failure message=\"1 broken link\">pricing.md: broken</failure>"),
         "{junit}"
     );
     assert_eq!(site.get("/")?.0, 404, "nothing may be deployed");

@@ -1,11 +1,21 @@
 //! JUnit XML, the report format every CI dashboard reads, for test stages to publish.
 
-/// Escapes text for XML content and attribute values.
+/// Escapes text for XML content and attribute values; characters XML 1.0 cannot carry (control
+/// characters such as a terminal's escape) become U+FFFD.
 pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One test suite's results.
@@ -82,13 +92,17 @@ impl JUnit {
     /// The suite as JUnit XML, in the shape the JUnit schema CI systems read requires (`errors`
     /// included: these suites have none, a failing test is a failure).
     pub fn to_xml(&self) -> String {
-        let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\">\n",
+        suites_to_xml(std::slice::from_ref(self))
+    }
+
+    fn suite_xml(&self, xml: &mut String) {
+        xml.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\">\n",
             escape(&self.suite),
             self.tests(),
             self.failures(),
             self.skipped_count()
-        );
+        ));
         for case in &self.cases {
             xml.push_str(&format!(
                 "    <testcase classname=\"{}\" name=\"{}\">",
@@ -106,7 +120,16 @@ impl JUnit {
             }
             xml.push_str("</testcase>\n");
         }
-        xml.push_str("  </testsuite>\n</testsuites>\n");
-        xml
+        xml.push_str("  </testsuite>\n");
     }
+}
+
+/// Several suites in one JUnit file (one per test binary, say).
+pub fn suites_to_xml(suites: &[JUnit]) -> String {
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for suite in suites {
+        suite.suite_xml(&mut xml);
+    }
+    xml.push_str("</testsuites>\n");
+    xml
 }

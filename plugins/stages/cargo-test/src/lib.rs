@@ -1,5 +1,7 @@
-//! Test stage: runs `cargo test` through `allow.exec` in the workspace, turns libtest's report
-//! into JUnit XML, and fails the pipeline on any failed test (or a build that does not compile).
+//! Test stage: runs `cargo test --no-fail-fast` through `allow.exec` in the workspace, turns
+//! libtest's report into JUnit XML — one suite per test binary, doctests included, with what a
+//! failing test printed — and fails the pipeline on any failed test, naming them and their panic
+//! messages (or on a build that does not compile).
 
 use serde::Deserialize;
 use sluice_sdk::junit::JUnit;
@@ -20,30 +22,123 @@ struct Config {
 
 struct CargoTest;
 
-struct Case {
-    name: String,
-    outcome: &'static str,
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Passed,
+    Failed,
+    Ignored,
 }
 
-/// `test path::name ... ok|FAILED|ignored` lines of libtest's plain output.
-fn parse(stdout: &str) -> Vec<Case> {
-    stdout
+struct Case {
+    name: String,
+    outcome: Outcome,
+}
+
+/// One test binary's run: its cases and what the failing ones printed.
+struct Suite {
+    /// `alpha: unittests src/lib.rs`, `it: tests/it.rs`, `alpha: doctests`.
+    name: String,
+    /// The binary, used as each case's class name (`alpha`, `it`).
+    binary: String,
+    cases: Vec<Case>,
+    /// What each failing test printed (`---- name stdout ----` blocks).
+    output: std::collections::BTreeMap<String, String>,
+}
+
+/// The test binaries in the order cargo ran them, from its `Running ...` and `Doc-tests ...`
+/// lines on stderr: (suite name, binary name).
+fn binaries(stderr: &str) -> Vec<(String, String)> {
+    stderr
         .lines()
         .filter_map(|line| {
-            let rest = line.strip_prefix("test ")?;
-            let (name, result) = rest.rsplit_once(" ... ")?;
-            let outcome = match result.trim() {
-                "ok" => "ok",
-                "FAILED" => "failed",
-                r if r.starts_with("ignored") => "ignored",
-                _ => return None,
+            let line = line.trim();
+            if let Some(krate) = line.strip_prefix("Doc-tests ") {
+                return Some((format!("{krate}: doctests"), krate.to_string()));
+            }
+            let rest = line.strip_prefix("Running ")?;
+            let (source, binary) = match rest.rsplit_once(" (") {
+                Some((source, path)) => (source, path.trim_end_matches(')')),
+                None => (rest, rest),
             };
-            Some(Case {
-                name: name.trim().to_string(),
-                outcome,
-            })
+            let file = binary.rsplit('/').next().unwrap_or(binary);
+            // `deps/alpha-0123abcd` → `alpha`.
+            let name = match file.rsplit_once('-') {
+                Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name,
+                _ => file,
+            };
+            Some((format!("{name}: {source}"), name.to_string()))
         })
         .collect()
+}
+
+/// libtest's plain output, one section (`running N tests` … `test result:`) per binary.
+fn parse(stdout: &str, names: &[(String, String)]) -> Vec<Suite> {
+    let mut suites: Vec<Suite> = Vec::new();
+    let mut failing: Option<(String, String)> = None;
+    for line in stdout.lines() {
+        if line.starts_with("running ") && (line.ends_with(" test") || line.ends_with(" tests")) {
+            let (name, binary) = names.get(suites.len()).cloned().unwrap_or_else(|| {
+                let n = suites.len() + 1;
+                (format!("test binary {n}"), format!("binary{n}"))
+            });
+            suites.push(Suite {
+                name,
+                binary,
+                cases: Vec::new(),
+                output: Default::default(),
+            });
+            failing = None;
+            continue;
+        }
+        let Some(suite) = suites.last_mut() else {
+            continue;
+        };
+        if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|rest| rest.strip_suffix(" stdout ----"))
+        {
+            if let Some((previous, text)) = failing.take() {
+                suite.output.insert(previous, text.trim_end().to_string());
+            }
+            failing = Some((name.to_string(), String::new()));
+            continue;
+        }
+        if line == "failures:" || line.starts_with("test result:") {
+            if let Some((name, text)) = failing.take() {
+                suite.output.insert(name, text.trim_end().to_string());
+            }
+            continue;
+        }
+        if let Some((_, text)) = failing.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+            continue;
+        }
+        let Some((name, result)) = line
+            .strip_prefix("test ")
+            .and_then(|r| r.rsplit_once(" ... "))
+        else {
+            continue;
+        };
+        let outcome = match result.trim() {
+            "ok" => Outcome::Passed,
+            "FAILED" => Outcome::Failed,
+            r if r.starts_with("ignored") => Outcome::Ignored,
+            _ => continue,
+        };
+        suite.cases.push(Case {
+            name: name.trim().to_string(),
+            outcome,
+        });
+    }
+    suites
+}
+
+/// The panic's message from what a failing test printed, for the stage's one-line message.
+fn reason(output: &str) -> Option<&str> {
+    let mut lines = output.lines();
+    lines.find(|l| l.contains("panicked at"))?;
+    lines.next().map(str::trim).filter(|l| !l.is_empty())
 }
 
 impl Stage for CargoTest {
@@ -57,6 +152,7 @@ impl Stage for CargoTest {
             .args([
                 "test",
                 "--locked",
+                "--no-fail-fast",
                 "--color",
                 "never",
                 "--target-dir",
@@ -71,19 +167,35 @@ impl Stage for CargoTest {
             command = command.timeout_ms(ms);
         }
         let done = command.run()?;
-        let stdout = done.stdout_text();
-        let cases = parse(&stdout);
-        let failed: Vec<&Case> = cases.iter().filter(|c| c.outcome == "failed").collect();
-        let mut junit = JUnit::new("cargo test");
-        for case in &cases {
-            match case.outcome {
-                "failed" => junit.failed("cargo", &case.name, "test failed", ""),
-                "ignored" => junit.skipped("cargo", &case.name),
-                _ => junit.passed("cargo", &case.name),
+        let suites = parse(&done.stdout_text(), &binaries(&done.stderr_text()));
+        let mut junits = Vec::new();
+        let mut failed = Vec::new();
+        let mut total = 0;
+        for suite in &suites {
+            let mut junit = JUnit::new(suite.name.clone());
+            for case in &suite.cases {
+                total += 1;
+                match case.outcome {
+                    Outcome::Failed => {
+                        let output = suite.output.get(&case.name).map_or("", String::as_str);
+                        let why = reason(output).unwrap_or("test failed");
+                        junit.failed(&suite.binary, &case.name, why, output);
+                        failed.push(match reason(output) {
+                            Some(why) => format!("{} ({why})", case.name),
+                            None => case.name.clone(),
+                        });
+                    }
+                    Outcome::Ignored => junit.skipped(&suite.binary, &case.name),
+                    Outcome::Passed => junit.passed(&suite.binary, &case.name),
+                }
             }
+            junits.push(junit);
         }
-        let junit = junit.to_xml();
-        ctx.write_output("junit.xml", "application/xml", junit)?;
+        ctx.write_output(
+            "junit.xml",
+            "application/xml",
+            sluice_sdk::junit::suites_to_xml(&junits),
+        )?;
         let mut log = done.stdout.clone();
         log.extend_from_slice(&done.stderr);
         ctx.write_output("cargo-test.log", "text/plain", log)?;
@@ -93,12 +205,12 @@ impl Stage for CargoTest {
             return Err(Failure::new("cargo test timed out"));
         }
         if !failed.is_empty() {
-            let names: Vec<&str> = failed.iter().map(|c| c.name.as_str()).collect();
+            let shown: Vec<&str> = failed.iter().take(10).map(String::as_str).collect();
             return Err(Failure::new(format!(
-                "{} of {} tests failed: {}",
+                "{} of {total} tests failed: {}{}",
                 failed.len(),
-                cases.len(),
-                names.join(", ")
+                shown.join("; "),
+                if failed.len() > 10 { "; ..." } else { "" }
             )));
         }
         if !done.success() {
@@ -117,8 +229,8 @@ impl Stage for CargoTest {
                 }
             )));
         }
-        info!("{} tests passed", cases.len());
-        ctx.set_summary(format!("{} tests passed", cases.len()));
+        info!("{total} tests passed in {} test binaries", suites.len());
+        ctx.set_summary(format!("{total} tests passed"));
         Ok(())
     }
 }

@@ -44,6 +44,85 @@ impl Repo {
         })
     }
 
+    /// What the index tracks (`git ls-files`); None when there is no index or its format is
+    /// one this reader does not know (version 4).
+    pub fn tracked(&self) -> Option<Vec<IndexEntry>> {
+        parse_index(&std::fs::read(self.dir.join("index")).ok()?)
+    }
+
+    /// The tags that name `commit` (lightweight, or annotated ones whose tag object is loose or
+    /// peeled in packed-refs), sorted.
+    pub fn tags_at(&self, commit: &str) -> Vec<String> {
+        let mut tags = BTreeSet::new();
+        let mut loose = vec![PathBuf::from("refs/tags")];
+        while let Some(folder) = loose.pop() {
+            let Ok(entries) = std::fs::read_dir(self.dir.join(&folder)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = folder.join(entry.file_name());
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    loose.push(name);
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                    continue;
+                };
+                let id = text.trim();
+                if id == commit || self.peel_loose_tag(id).as_deref() == Some(commit) {
+                    let name = name.to_string_lossy();
+                    tags.insert(name.trim_start_matches("refs/tags/").to_string());
+                }
+            }
+        }
+        if let Ok(packed) = std::fs::read_to_string(self.dir.join("packed-refs")) {
+            let mut last_tag: Option<&str> = None;
+            for line in packed.lines() {
+                if let Some(peeled) = line.strip_prefix('^') {
+                    if peeled == commit
+                        && let Some(tag) = last_tag
+                    {
+                        tags.insert(tag.to_string());
+                    }
+                    continue;
+                }
+                last_tag = None;
+                if let Some((id, name)) = line.split_once(' ')
+                    && let Some(tag) = name.strip_prefix("refs/tags/")
+                {
+                    last_tag = Some(tag);
+                    if id == commit {
+                        tags.insert(tag.to_string());
+                    }
+                }
+            }
+        }
+        tags.into_iter().collect()
+    }
+
+    /// The object an annotated tag stored as a loose object points at.
+    fn peel_loose_tag(&self, id: &str) -> Option<String> {
+        if !is_hash(id) {
+            return None;
+        }
+        let file =
+            std::fs::File::open(self.dir.join("objects").join(&id[..2]).join(&id[2..])).ok()?;
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(flate2::read::ZlibDecoder::new(file), 4096),
+            &mut text,
+        )
+        .ok()?;
+        let text = String::from_utf8_lossy(&text);
+        let (header, body) = text.split_once('\0')?;
+        if !header.starts_with("tag ") {
+            return None;
+        }
+        body.lines()
+            .find_map(|line| line.strip_prefix("object "))
+            .map(str::to_string)
+    }
+
     /// Differences between the work tree under `root` and the index, limited to paths under
     /// `prefix` (the workspace's place in the repository, `""` at its root): modified, deleted
     /// and untracked files. None when the index cannot be read.
@@ -95,10 +174,22 @@ fn blob_id(mut file: std::fs::File, size: u64) -> std::io::Result<[u8; 20]> {
     }
 }
 
-struct IndexEntry {
-    path: String,
-    size: u32,
+pub struct IndexEntry {
+    pub path: String,
+    pub mode: u32,
+    pub size: u32,
     id: [u8; 20],
+}
+
+impl IndexEntry {
+    /// A submodule's commit (a gitlink), not a file.
+    pub fn is_submodule(&self) -> bool {
+        self.mode & 0o170000 == 0o160000
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.mode & 0o170000 == 0o120000
+    }
 }
 
 /// Index versions 2 and 3 (version 4 compresses paths; it is reported as unknown).
@@ -118,6 +209,7 @@ fn parse_index(bytes: &[u8]) -> Option<Vec<IndexEntry>> {
     let mut at = 12;
     for _ in 0..count {
         let start = at;
+        let mode = u32_at(at + 24)?;
         let size = u32_at(at + 36)?;
         let id: [u8; 20] = bytes.get(at + 40..at + 60)?.try_into().ok()?;
         let flags = u16::from_be_bytes(bytes.get(at + 60..at + 62)?.try_into().ok()?);
@@ -130,7 +222,12 @@ fn parse_index(bytes: &[u8]) -> Option<Vec<IndexEntry>> {
         // Entries are padded with NULs to a multiple of 8 bytes (at least one NUL).
         let length = end + 1 - start;
         at = start + length.div_ceil(8) * 8;
-        entries.push(IndexEntry { path, size, id });
+        entries.push(IndexEntry {
+            path,
+            mode,
+            size,
+            id,
+        });
     }
     Some(entries)
 }

@@ -1,7 +1,8 @@
 //! `.gitignore`-style patterns: `#` comments, `!` negation, trailing `/` for folders only, a `/`
-//! inside anchoring to the root, `*`, `?` and `**` globs. The last matching pattern wins.
+//! inside anchoring to the file's folder, `*`, `?` and `**` globs. The last matching pattern
+//! wins, and a deeper folder's `.gitignore` wins over its parents' (`Layers`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -47,15 +48,50 @@ impl Patterns {
         }
     }
 
-    /// Whether `path` (relative to the root) is ignored.
-    pub fn ignored(&self, path: &Path, is_dir: bool) -> bool {
-        let mut ignored = false;
+    /// Whether `path` (relative to the patterns' folder) is ignored (`Some(true)`), re-included
+    /// (`Some(false)`) or not named at all.
+    pub fn verdict(&self, path: &Path, is_dir: bool) -> Option<bool> {
+        let mut verdict = None;
         for rule in &self.rules {
             if rule.dirs_only && !is_dir {
                 continue;
             }
             if rule.matcher.is_match(path) {
-                ignored = !rule.negated;
+                verdict = Some(!rule.negated);
+            }
+        }
+        verdict
+    }
+}
+
+/// The patterns in force across a tree: the root's, then each folder's own `.gitignore`.
+#[derive(Default)]
+pub struct Layers {
+    layers: Vec<(PathBuf, Patterns)>,
+}
+
+impl Layers {
+    /// Patterns from `text` that apply under `folder` (relative to the root; empty for the root).
+    pub fn add(&mut self, folder: &Path, text: &str) {
+        let mut patterns = Patterns::default();
+        patterns.add_lines(text);
+        self.layers.push((folder.to_path_buf(), patterns));
+    }
+
+    /// Whether `path` (relative to the root) is ignored: the deepest folder that names it decides.
+    pub fn ignored(&self, path: &Path, is_dir: bool) -> bool {
+        let mut ignored = false;
+        let mut depth = 0;
+        for (folder, patterns) in &self.layers {
+            let Ok(inside) = path.strip_prefix(folder) else {
+                continue;
+            };
+            let level = folder.components().count();
+            if let Some(verdict) = patterns.verdict(inside, is_dir)
+                && level >= depth
+            {
+                ignored = verdict;
+                depth = level;
             }
         }
         ignored

@@ -1,7 +1,7 @@
 //! Deploy stage: unpacks a release archive into `releases/<version>/` of a granted target folder
 //! and switches `current` to it atomically (a symlink renamed into place), so a web server that
-//! serves `current` never sees half a release. Earlier releases stay; `action = "rollback"`
-//! switches `current` back to the release before it.
+//! serves `current` never sees half a release. The last `keep` releases stay; `action =
+//! "rollback"` switches `current` back to the release before it, or to the `version` named.
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
@@ -19,6 +19,17 @@ struct Config {
     /// Name shown in the record, e.g. "production".
     #[serde(default)]
     environment: Option<String>,
+    /// Releases kept in `releases/` after a deploy, the live one included (default 5); older
+    /// ones are removed, oldest deploy first.
+    #[serde(default = "default_keep")]
+    keep: usize,
+    /// For `action = "rollback"`: the release to go back to (default: the one live before).
+    #[serde(default)]
+    version: Option<String>,
+}
+
+fn default_keep() -> usize {
+    5
 }
 
 fn default_target() -> String {
@@ -164,6 +175,15 @@ fn deploy(ctx: &mut Context, config: &Config, dir: &Descriptor) -> Result<(), Fa
         run_id: ctx.run_id().to_string(),
     });
     write_history(target, &history)?;
+    let removed = prune(&releases, &history, &version, config.keep)?;
+    if !removed.is_empty() {
+        info!(
+            "removed {} old releases (keep = {}): {}",
+            removed.len(),
+            config.keep,
+            removed.join(", ")
+        );
+    }
     let record = Record {
         action: "deploy",
         environment: config.environment.as_deref(),
@@ -193,14 +213,33 @@ fn rollback(ctx: &mut Context, config: &Config, dir: &Descriptor) -> Result<(), 
         fail!("nothing is deployed in {target}: there is nothing to roll back");
     };
     let history = read_history(target);
-    let previous = history
-        .iter()
-        .rev()
-        .map(|e| e.version.clone())
-        .filter(|v| *v != current)
-        .find(|v| std::fs::metadata(format!("{target}/releases/{v}")).is_ok());
-    let Some(previous) = previous else {
-        fail!("no release before {current} in {target}: cannot roll back");
+    let kept = |v: &str| {
+        !v.contains('/')
+            && !v.starts_with('.')
+            && std::fs::metadata(format!("{target}/releases/{v}")).is_ok()
+    };
+    let previous = match &config.version {
+        Some(named) if kept(named) => named.clone(),
+        Some(named) => {
+            let mut available = releases_in(&format!("{target}/releases"));
+            available.sort();
+            fail!(
+                "release {named} is not in {target}/releases (kept: {}): roll back to one of those",
+                available.join(", ")
+            );
+        }
+        None => {
+            let previous = history
+                .iter()
+                .rev()
+                .map(|e| e.version.clone())
+                .filter(|v| *v != current)
+                .find(|v| kept(v));
+            let Some(previous) = previous else {
+                fail!("no release before {current} in {target}: cannot roll back");
+            };
+            previous
+        }
     };
     switch_to(dir, &previous)?;
     let mut history = history;
@@ -225,6 +264,44 @@ fn rollback(ctx: &mut Context, config: &Config, dir: &Descriptor) -> Result<(), 
     info!("rolled back from {current} to {previous}");
     ctx.set_summary(format!("rolled back {current} → {previous}"));
     Ok(())
+}
+
+/// The release folders in `releases` (not the hidden staging ones).
+fn releases_in(releases: &str) -> Vec<String> {
+    std::fs::read_dir(releases)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| !name.starts_with('.'))
+        .collect()
+}
+
+/// Removes all but the `keep` most recently deployed releases (`live` always stays); returns
+/// the versions removed.
+fn prune(
+    releases: &str,
+    history: &[HistoryEntry],
+    live: &str,
+    keep: usize,
+) -> Result<Vec<String>, Failure> {
+    let last_deployed = |version: &str| {
+        history
+            .iter()
+            .rposition(|e| e.version == version)
+            .map_or(0, |at| at + 1)
+    };
+    let mut present = releases_in(releases);
+    // Newest first; releases the history does not know are the oldest.
+    present.sort_by_key(|v| std::cmp::Reverse((v == live, last_deployed(v))));
+    let mut removed = Vec::new();
+    for version in present.into_iter().skip(keep.max(1)) {
+        std::fs::remove_dir_all(format!("{releases}/{version}"))
+            .map_err(|e| Failure::new(format!("cannot remove old release {version}: {e}")))?;
+        removed.push(version);
+    }
+    Ok(removed)
 }
 
 impl Stage for Deploy {

@@ -1,18 +1,25 @@
 //! Build stage: renders the Markdown pages of a source archive into a static HTML site — each
-//! `*.md` under `dir` becomes `site/<path>.html` in a page template, links to `.md` pages are
-//! rewritten to `.html`, other files (CSS, images) are copied as they are.
+//! `*.md` under `dir` becomes `site/<path>.html` (a folder's `README.md` its `index.html` when it
+//! has no `index.md`), links to pages and folders point at the pages written, headings get
+//! GitHub's anchors, other files (CSS, images) are copied as they are, and a stylesheet is
+//! written unless the site ships its own `style.css`.
 
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
 use serde::Deserialize;
 use sluice_sdk::junit::escape;
 use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
 
+use render::{SiteMap, render};
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    /// The folder inside the archive that holds the site's sources.
+    /// The folder inside the archive that holds the site's sources (`"."` for the whole
+    /// archive).
     #[serde(default = "default_dir")]
     dir: String,
     /// The site's name, shown in every page title.
@@ -33,57 +40,10 @@ fn default_title() -> String {
     "Site".into()
 }
 
+/// The stylesheet every page links when the site brings none: readable on a laptop and a phone.
+const DEFAULT_STYLE: &str = include_str!("style.css");
+
 struct MarkdownSite;
-
-fn render(markdown: &str) -> (String, Option<String>) {
-    let mut heading: Option<String> = None;
-    let mut in_heading = false;
-    let events: Vec<Event> = Parser::new_ext(markdown, Options::all())
-        .map(|event| match event {
-            Event::Start(Tag::Link {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }) => {
-                let dest = rewrite_link(&dest_url);
-                Event::Start(Tag::Link {
-                    link_type,
-                    dest_url: CowStr::from(dest),
-                    title,
-                    id,
-                })
-            }
-            other => other,
-        })
-        .inspect(|event| match event {
-            Event::Start(Tag::Heading { .. }) if heading.is_none() => in_heading = true,
-            Event::Text(text) if in_heading => {
-                heading.get_or_insert_with(String::new).push_str(text);
-            }
-            Event::End(_) => in_heading = false,
-            _ => {}
-        })
-        .collect();
-    let mut body = String::new();
-    html::push_html(&mut body, events.into_iter());
-    (body, heading)
-}
-
-/// `page.md` → `page.html`, keeping anchors; external links unchanged.
-fn rewrite_link(dest: &str) -> String {
-    if dest.contains("://") || dest.starts_with("mailto:") {
-        return dest.to_string();
-    }
-    let (path, anchor) = match dest.split_once('#') {
-        Some((path, anchor)) => (path, format!("#{anchor}")),
-        None => (dest, String::new()),
-    };
-    match path.strip_suffix(".md") {
-        Some(stem) => format!("{stem}.html{anchor}"),
-        None => dest.to_string(),
-    }
-}
 
 impl Stage for MarkdownSite {
     const PHASE: Phase = Phase::Build;
@@ -99,15 +59,23 @@ impl Stage for MarkdownSite {
                 None => fail!("no .tar input: give this stage the checkout's archive"),
             },
         };
-        // Streamed: the archive is read entry by entry; only Markdown pages are held in memory.
+        let prefix = match config.dir.trim_matches('/') {
+            "" | "." => String::new(),
+            inner => format!("{}/", inner.trim_start_matches("./")),
+        };
+        // Streamed: other files are copied entry by entry; only Markdown pages are held in
+        // memory, to be rendered once every page's name is known.
         let mut archive = tar::Archive::new(ctx.open(&source)?);
-        let prefix = format!("{}/", config.dir.trim_end_matches('/'));
-        let (mut pages, mut files) = (0, 0);
+        let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        let mut copied: BTreeSet<String> = BTreeSet::new();
         let entries = archive
             .entries()
             .map_err(|e| Failure::new(format!("{} is not a tar archive: {e}", source.name)))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| Failure::new(format!("bad archive entry: {e}")))?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
             let path = entry
                 .path()
                 .map_err(|e| Failure::new(format!("bad archive path: {e}")))?
@@ -119,41 +87,91 @@ impl Stage for MarkdownSite {
             if config.exclude.iter().any(|x| x == relative) || relative.is_empty() {
                 continue;
             }
-            if let Some(stem) = relative.strip_suffix(".md") {
+            if relative.ends_with(".md") {
                 let mut content = Vec::new();
                 entry
                     .read_to_end(&mut content)
                     .map_err(|e| Failure::new(format!("cannot read {path}: {e}")))?;
                 let text = String::from_utf8(content)
                     .map_err(|_| Failure::new(format!("{path} is not UTF-8")))?;
-                let (body, heading) = render(&text);
-                let title = match heading {
-                    Some(h) => format!("{} · {}", escape(&h), escape(&config.title)),
-                    None => escape(&config.title),
-                };
-                let depth = relative.matches('/').count();
-                let up = "../".repeat(depth);
-                let page = format!(
-                    "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<link rel=\"stylesheet\" href=\"{up}style.css\">\n</head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n"
-                );
-                ctx.write_output(&format!("site/{stem}.html"), "text/html", page)?;
-                pages += 1;
+                sources.insert(relative.to_string(), text);
             } else {
-                // Any other file (images, downloads) is copied through a buffer.
                 let mut out =
                     ctx.create_output(&format!("site/{relative}"), "application/octet-stream")?;
                 sluice_sdk::stream::copy(&mut entry, &mut out)
                     .map_err(|e| Failure::new(format!("cannot copy {path}: {e}")))?;
                 out.finish()?;
-                files += 1;
+                copied.insert(relative.to_string());
             }
         }
-        if pages == 0 {
+        if sources.is_empty() {
             fail!("no Markdown pages under {prefix} in {}", source.name);
         }
-        info!("rendered {pages} pages, copied {files} files");
-        ctx.set_summary(format!("{pages} pages, {files} assets"));
+        let site = site_map(&sources, &copied);
+        for (relative, text) in &sources {
+            let rendered = render(text, relative, &site);
+            let title = match &rendered.title {
+                Some(h) => format!("{} · {}", escape(h), escape(&config.title)),
+                None => escape(&config.title),
+            };
+            let up = "../".repeat(relative.matches('/').count());
+            let page = format!(
+                "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n<link rel=\"stylesheet\" href=\"{up}style.css\">\n</head>\n<body>\n<main>\n{}</main>\n</body>\n</html>\n",
+                rendered.body
+            );
+            let written = site.pages.get(relative).map_or(relative.as_str(), |p| p);
+            ctx.write_output(&format!("site/{written}"), "text/html", page)?;
+        }
+        let styled = if copied.contains("style.css") {
+            "its own style.css"
+        } else {
+            ctx.write_output("site/style.css", "text/css", DEFAULT_STYLE)?;
+            "the default style.css"
+        };
+        info!(
+            "rendered {} pages, copied {} files, with {styled}",
+            sources.len(),
+            copied.len()
+        );
+        ctx.set_summary(format!("{} pages, {} assets", sources.len(), copied.len()));
         Ok(())
+    }
+}
+
+/// The page each source becomes, and the folders that get an index page.
+fn site_map(sources: &BTreeMap<String, String>, copied: &BTreeSet<String>) -> SiteMap {
+    let mut pages = BTreeMap::new();
+    for relative in sources.keys() {
+        let (folder, file) = match relative.rsplit_once('/') {
+            Some((folder, file)) => (format!("{folder}/"), file),
+            None => (String::new(), relative.as_str()),
+        };
+        let stem = file.strip_suffix(".md").unwrap_or(file);
+        let has_index = sources.contains_key(&format!("{folder}index.md"))
+            || copied.contains(&format!("{folder}index.html"));
+        let index = format!("{folder}index.html");
+        let name = if stem.eq_ignore_ascii_case("readme")
+            && !has_index
+            && !pages.values().any(|p| *p == index)
+        {
+            "index".to_string()
+        } else {
+            stem.to_string()
+        };
+        pages.insert(relative.clone(), format!("{folder}{name}.html"));
+    }
+    let folders_with_index = pages
+        .values()
+        .chain(copied.iter())
+        .filter_map(|written| match written.rsplit_once('/') {
+            Some((folder, "index.html")) => Some(folder.to_string()),
+            None if written == "index.html" => Some(String::new()),
+            _ => None,
+        })
+        .collect();
+    SiteMap {
+        pages,
+        folders_with_index,
     }
 }
 

@@ -1,6 +1,7 @@
-//! Release stage: packs chosen artifacts into `<name>-<version>.tar.gz`, writes `SHA256SUMS`
-//! and `release.json` — name, semver version, commit, every artifact with its digest, and the
-//! digest of every plugin that ran before it.
+//! Release stage: packs chosen artifacts into `<name>-<version>.tar.gz` (byte-identical when
+//! rebuilt from the same inputs), writes `release.json` — name, semver version (set, tagged or
+//! from `VERSION`), commit, every artifact with its digest, and the digest of every plugin that
+//! ran before it — and `SHA256SUMS` of both, which `sha256sum -c` checks.
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
@@ -9,7 +10,8 @@ use sluice_sdk::{Context, Failure, Phase, Stage, fail, info};
 #[serde(deny_unknown_fields)]
 struct Config {
     name: String,
-    /// A semver version; default: the `VERSION` file in the source archive.
+    /// A semver version; default: the `vX.Y.Z` tag at the checked-out commit (the checkout's
+    /// `source.json`), else the source archive's `VERSION` file (the one nearest its root).
     #[serde(default)]
     version: Option<String>,
     /// Only inputs whose names start with one of these go into the archive (default: all but
@@ -55,11 +57,21 @@ struct SourceInfo {
     commit: Option<String>,
     branch: Option<String>,
     dirty: Option<bool>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// The highest `v1.2.3` / `1.2.3` tag among `tags`.
+fn version_from_tags(tags: &[String]) -> Option<semver::Version> {
+    tags.iter()
+        .filter_map(|t| semver::Version::parse(t.strip_prefix('v').unwrap_or(t)).ok())
+        .max()
 }
 
 struct Release;
 
-fn version_from_source(ctx: &Context) -> Result<Option<String>, Failure> {
+/// The `VERSION` file nearest the source archive's root.
+fn version_from_source(ctx: &Context) -> Result<Option<(String, String)>, Failure> {
     let Some(source) = ctx.inputs().iter().find(|a| a.name.ends_with(".tar")) else {
         return Ok(None);
     };
@@ -67,18 +79,24 @@ fn version_from_source(ctx: &Context) -> Result<Option<String>, Failure> {
     let entries = archive
         .entries()
         .map_err(|e| Failure::new(format!("bad archive: {e}")))?;
+    let mut best: Option<(usize, String, String)> = None;
     for entry in entries.flatten() {
         let mut entry = entry;
-        let is_version = entry
-            .path()
-            .is_ok_and(|p| p.file_name().is_some_and(|n| n == "VERSION"));
-        if is_version {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut text)?;
-            return Ok(Some(text.trim().to_string()));
+        let Ok(path) = entry.path().map(|p| p.into_owned()) else {
+            continue;
+        };
+        if path.file_name().is_none_or(|n| n != "VERSION") {
+            continue;
         }
+        let depth = path.components().count();
+        if best.as_ref().is_some_and(|(d, _, _)| *d <= depth) {
+            continue;
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text)?;
+        best = Some((depth, path.display().to_string(), text.trim().to_string()));
     }
-    Ok(None)
+    Ok(best.map(|(_, path, version)| (path, version)))
 }
 
 impl Stage for Release {
@@ -87,17 +105,6 @@ impl Stage for Release {
 
     fn run(ctx: &mut Context) -> Result<(), Failure> {
         let config: Config = ctx.config()?;
-        let version = match config.version.clone() {
-            Some(v) => v,
-            None => match version_from_source(ctx)? {
-                Some(v) => v,
-                None => fail!(
-                    "no version: set `version` in [stage.config] or add a VERSION file to the source"
-                ),
-            },
-        };
-        let parsed = semver::Version::parse(&version)
-            .map_err(|e| Failure::new(format!("version `{version}` is not semver: {e}")))?;
         let source: SourceInfo = ctx
             .inputs()
             .iter()
@@ -106,6 +113,26 @@ impl Stage for Release {
             .transpose()?
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
+        let parsed = match &config.version {
+            Some(version) => semver::Version::parse(version)
+                .map_err(|e| Failure::new(format!("version `{version}` is not semver: {e}")))?,
+            None => {
+                let tagged = version_from_tags(&source.tags);
+                let file = version_from_source(ctx)?;
+                match (tagged, file) {
+                    (Some(tag), Some((path, text))) if text != tag.to_string() => fail!(
+                        "the commit is tagged {tag} but {path} says {text:?}: make them agree, or set `version`"
+                    ),
+                    (Some(tag), _) => tag,
+                    (None, Some((path, text))) => semver::Version::parse(&text).map_err(|e| {
+                        Failure::new(format!("{path} says {text:?}, which is not semver: {e}"))
+                    })?,
+                    (None, None) => fail!(
+                        "no version: tag the commit (v1.2.3), add a VERSION file to the source, or set `version` in [stage.config]"
+                    ),
+                }
+            }
+        };
         let chosen: Vec<_> = ctx
             .inputs()
             .iter()
@@ -166,10 +193,6 @@ impl Stage for Release {
         out.finish()?;
         let archive_digest = sluice_sdk::sha256_file(&archive_path)?;
         let archive_size = std::fs::metadata(&archive_path)?.len();
-        let mut sums = format!("{archive_digest}  {archive_name}\n");
-        for a in &artifacts {
-            sums.push_str(&format!("{}  {}\n", a.sha256, a.name));
-        }
         let manifest = Manifest {
             name: config.name.clone(),
             version: parsed.to_string(),
@@ -195,12 +218,16 @@ impl Stage for Release {
                 })
                 .collect(),
         };
+        // SHA256SUMS names the files beside it, so `sha256sum -c SHA256SUMS` checks the release
+        // as downloaded; the digest of every file inside the archive is in release.json.
+        let manifest_json = serde_json::to_string_pretty(&manifest)?;
+        let sums = format!(
+            "{}  {archive_name}\n{}  release.json\n",
+            manifest.archive.sha256,
+            sluice_sdk::stream::sha256_hex(manifest_json.as_bytes())?.0
+        );
+        ctx.write_output("release.json", "application/json", manifest_json)?;
         ctx.write_output("SHA256SUMS", "text/plain", sums)?;
-        ctx.write_output(
-            "release.json",
-            "application/json",
-            serde_json::to_string_pretty(&manifest)?,
-        )?;
         info!(
             "{archive_name}: {} files, {} bytes",
             manifest.artifacts.len(),
