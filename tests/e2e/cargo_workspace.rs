@@ -70,6 +70,18 @@ mod tests {
     n / 2
 }
 
+/// A value, wrapped.
+pub struct Wrapper<T>(pub T);
+
+impl<T> Wrapper<T> {
+    /// ```
+    /// assert_eq!(beta::Wrapper::new(1).0, 1);
+    /// ```
+    pub fn new(value: T) -> Self {
+        Wrapper(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -100,7 +112,7 @@ mod tests {
     assert_eq!(test.status, StageStatus::Failed);
     let message = test.message.as_deref().unwrap_or_default();
     assert!(
-        message.starts_with("1 of 6 tests failed: tests::compares_a_lt_b_and_c (assertion `left == right` failed: markup <x> & \"quotes\" survive)"),
+        message.starts_with("1 of 7 tests failed: tests::compares_a_lt_b_and_c (assertion `left == right` failed: markup <x> & \"quotes\" survive)"),
         "{message}"
     );
 
@@ -150,6 +162,11 @@ mod tests {
     assert!(
         xml.contains("name=\"alpha/src/lib.rs - add (line 3)\""),
         "the doctest case:\n{xml}"
+    );
+    // A doctest on a generic type is named with `<T>`, escaped.
+    assert!(
+        xml.contains("name=\"beta/src/lib.rs - Wrapper&lt;T&gt;::new (line 9)\""),
+        "{xml}"
     );
     // What the failing test printed is in its case, escaped.
     assert!(

@@ -29,6 +29,10 @@ const DEBIAN_TOOLS: &[(&str, &[&str])] = &[
     ("libxml2-utils", &["/usr/bin/xmllint"]),
     // Headless Chromium loads each run's report.html in the tests (DOM, no script, screenshot).
     ("chromium", &["/usr/bin/chromium"]),
+    // The real-content tests make git repositories (`git ls-files` is the checkout's yardstick);
+    // `python3 -m http.server` is the web server external links are followed to.
+    ("git", &["/usr/bin/git"]),
+    ("python3", &["/usr/bin/python3"]),
 ];
 
 pub fn ensure_debian_tools(root: &Path) -> Result<()> {
