@@ -14,7 +14,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// The shipped stages `sluice init` uses.
-const SHIPPED_STAGES: &[&str] = &["checkout", "exec", "cargo-test"];
+const SHIPPED_STAGES: &[&str] = &[
+    "checkout",
+    "exec",
+    "cargo-test",
+    "markdown-site",
+    "link-check",
+];
 
 fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");

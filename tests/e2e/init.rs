@@ -83,3 +83,114 @@ fn init_says_what_it_cannot_start() -> Result<()> {
     assert!(!sandbox.path().join("pipeline.toml").exists());
     Ok(())
 }
+
+/// `sluice init` in `project`, then `check` and `run`; the stages' statuses.
+fn init_check_run(
+    sandbox: &Sandbox,
+    project: &std::path::Path,
+    kind: &str,
+) -> Result<(crate::support::Ran, sluice::model::report::RunReport)> {
+    let init = sandbox.command(&["init"]).current_dir(project).output()?;
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        init.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(said.contains(&format!("for a {kind}")), "{said}");
+    let pipeline = project.join("pipeline.toml");
+    let checked = sandbox.sluice(&["check", &pipeline.display().to_string()])?;
+    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
+    sandbox.run(&pipeline)
+}
+
+fn statuses(report: &sluice::model::report::RunReport) -> Vec<(&str, StageStatus)> {
+    report
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect()
+}
+
+#[test]
+fn init_on_a_new_node_package_installs_and_tests_it() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let project = sandbox.path().join("webapp");
+    std::fs::create_dir_all(project.join("test"))?;
+    let made = std::process::Command::new("npm")
+        .args(["init", "-y"])
+        .current_dir(&project)
+        .output()?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // npm's placeholder test script fails on purpose: give the package a test suite.
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.join("package.json"))?)?;
+    manifest["scripts"]["test"] = "node --test".into();
+    std::fs::write(
+        project.join("package.json"),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
+    std::fs::write(
+        project.join("test/add.test.js"),
+        "const test = require('node:test');\nconst assert = require('node:assert');\ntest('adds', () => assert.strictEqual(1 + 1, 2));\n",
+    )?;
+    let (ran, report) = init_check_run(&sandbox, &project, "Node package")?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        statuses(&report),
+        [
+            ("code", StageStatus::Succeeded),
+            ("deps", StageStatus::Succeeded),
+            ("test", StageStatus::Succeeded)
+        ]
+    );
+    assert!(project.join("package-lock.json").is_file());
+    let log = std::fs::read_to_string(
+        std::path::Path::new(&report.run_dir).join("artifacts/test/npm.log"),
+    )?;
+    assert!(log.contains("# pass 1"), "{log}");
+    Ok(())
+}
+
+#[test]
+fn init_on_a_markdown_site_builds_and_checks_it() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let project = sandbox.path().join("handbook");
+    std::fs::create_dir_all(project.join("docs/guide"))?;
+    std::fs::write(
+        project.join("docs/README.md"),
+        "# Handbook\n\n* [Install](guide/install.md#requirements)\n* [Guide](guide/)\n",
+    )?;
+    std::fs::write(
+        project.join("docs/guide/README.md"),
+        "# Guide\n\nBack to [the start](../README.md).\n",
+    )?;
+    std::fs::write(
+        project.join("docs/guide/install.md"),
+        "# Install\n\n## Requirements\n\nNone.\n",
+    )?;
+    let (ran, report) = init_check_run(&sandbox, &project, "Markdown site")?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        statuses(&report),
+        [
+            ("code", StageStatus::Succeeded),
+            ("build", StageStatus::Succeeded),
+            ("test", StageStatus::Succeeded)
+        ]
+    );
+    let site = std::path::Path::new(&report.run_dir).join("artifacts/build/site");
+    for page in [
+        "index.html",
+        "guide/index.html",
+        "guide/install.html",
+        "style.css",
+    ] {
+        assert!(site.join(page).is_file(), "{page}");
+    }
+    Ok(())
+}

@@ -116,8 +116,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a pipeline for the project in a folder (a Rust crate): pipeline.toml using the
-    /// stages that ship with sluice, written to .sluice/stages/
+    /// Start a pipeline for the project in a folder (a Rust crate, a Node package or a Markdown
+    /// site): pipeline.toml using the stages that ship with sluice, written to .sluice/stages/
     Init {
         /// The project's folder
         #[arg(default_value = ".")]

@@ -1,8 +1,10 @@
 //! `sluice init`: a starter `pipeline.toml` for the project in a folder, using the stages that
 //! ship with sluice. A Rust crate (a `Cargo.toml`) gets code → build → test: `checkout` packs
 //! the sources, `exec` runs `cargo build --release`, `cargo-test` runs the tests and writes
-//! JUnit. The shipped stages the binary carries are written to `.sluice/stages/` beside the
-//! pipeline (commit them with it: they are what `sluice check` and every run use).
+//! JUnit. A Node package (`package.json`) gets `npm ci`, `npm run build` if it has a build
+//! script, and `npm test` if it has tests. A Markdown site gets `markdown-site` and `link-check`.
+//! The shipped stages the binary carries are written to `.sluice/stages/` beside the pipeline
+//! (commit them with it: they are what `sluice check` and every run use).
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +26,8 @@ pub struct Initialized {
 }
 
 /// Writes `dir/pipeline.toml` and the stages it uses; refuses to overwrite a pipeline unless
-/// `force`.
+/// `force`. A Rust crate (`Cargo.toml`) comes first, then a Node package (`package.json`), then
+/// a Markdown site (`docs/*.md`, or `*.md` at the top).
 pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
     let pipeline = dir.join("pipeline.toml");
     if pipeline.exists() && !force {
@@ -33,42 +36,146 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
             pipeline.display()
         );
     }
-    let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
+    let (kind, text, stages, notes) = if dir.join("Cargo.toml").is_file() {
+        rust_crate(dir)?
+    } else if dir.join("package.json").is_file() {
+        node_package(dir)?
+    } else if let Some(site) = markdown_folder(dir) {
+        markdown_site(dir, &site)
+    } else {
         bail!(
-            "{} holds no project sluice init knows: it starts pipelines for Rust crates (a Cargo.toml); \
-             for anything else, start from the examples in sluice's README",
+            "{} holds no project sluice init knows: it starts pipelines for Rust crates (a Cargo.toml), \
+             Node packages (a package.json) and Markdown sites (*.md here or in docs/); for anything \
+             else, start from the examples in sluice's README",
             dir.display()
         );
-    }
-    let name = crate_name(&manifest).unwrap_or_else(|| folder_name(dir));
+    };
+    let stages = write_stages(dir, stages)?;
+    crate::atomic_file::write(&pipeline, text.as_bytes())?;
+    Ok(Initialized {
+        pipeline,
+        kind,
+        stages,
+        notes,
+    })
+}
+
+type Plan = (&'static str, String, &'static [&'static str], Vec<String>);
+
+fn rust_crate(dir: &Path) -> Result<Plan> {
+    let name = crate_name(&dir.join("Cargo.toml")).unwrap_or_else(|| folder_name(dir));
     let mut notes = Vec::new();
     // The stages run cargo with --locked, in a workspace they may only read.
     if !dir.join("Cargo.lock").is_file() {
-        let made = std::process::Command::new("cargo")
-            .arg("generate-lockfile")
-            .current_dir(dir)
-            .status()
-            .context("cannot run cargo (the pipeline's stages run it too: install Rust first)")?;
-        if !made.success() {
-            bail!(
-                "`cargo generate-lockfile` failed in {} ({made})",
-                dir.display()
-            );
-        }
+        run_in(dir, "cargo", &["generate-lockfile"], "install Rust first")?;
         notes.push(
             "wrote Cargo.lock (cargo generate-lockfile): the stages build with --locked".into(),
         );
     }
-    let stages = write_stages(dir, &["checkout", "exec", "cargo-test"])?;
     let text = RUST_PIPELINE.replace("{{name}}", &toml_string(&name));
-    crate::atomic_file::write(&pipeline, text.as_bytes())?;
-    Ok(Initialized {
-        pipeline,
-        kind: "Rust crate",
-        stages,
+    Ok((
+        "Rust crate",
+        text,
+        &["checkout", "exec", "cargo-test"],
         notes,
-    })
+    ))
+}
+
+fn node_package(dir: &Path) -> Result<Plan> {
+    let manifest: serde_json::Value = std::fs::read(dir.join("package.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .with_context(|| format!("cannot read {} as JSON", dir.join("package.json").display()))?;
+    let name = manifest["name"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| folder_name(dir));
+    let script = |name: &str| manifest["scripts"][name].as_str().map(str::to_string);
+    let mut notes = Vec::new();
+    // `npm ci` installs exactly the lock file, and fails without one.
+    if !dir.join("package-lock.json").is_file() {
+        run_in(
+            dir,
+            "npm",
+            &["install", "--package-lock-only", "--no-audit", "--no-fund"],
+            "install Node.js and npm first",
+        )?;
+        notes.push(
+            "wrote package-lock.json (npm install --package-lock-only): the deps stage runs npm ci"
+                .into(),
+        );
+    }
+    let mut text = NODE_PIPELINE.replace("{{name}}", &toml_string(&name));
+    let mut last = "deps";
+    if script("build").is_some() {
+        text.push_str(NODE_BUILD);
+        last = "build";
+    }
+    // npm's placeholder (`echo "Error: no test specified" && exit 1`) is no test suite.
+    match script("test") {
+        Some(test) if !test.contains("no test specified") => {
+            text.push_str(&NODE_TEST.replace("{{after}}", last));
+        }
+        _ => notes.push(
+            "package.json has no test script: add one (\"test\": \"node --test\") and a test stage \
+             like the deps stage running `npm test`"
+                .into(),
+        ),
+    }
+    Ok(("Node package", text, &["checkout", "exec"], notes))
+}
+
+/// The folder a Markdown site is in: `docs` when it has pages, else the project itself.
+fn markdown_folder(dir: &Path) -> Option<String> {
+    let has_pages = |folder: &Path| {
+        std::fs::read_dir(folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                entry.path().extension().is_some_and(|e| e == "md")
+                    && entry.file_type().is_ok_and(|t| t.is_file())
+            })
+    };
+    if has_pages(&dir.join("docs")) {
+        Some("docs".into())
+    } else if has_pages(dir) {
+        Some(".".into())
+    } else {
+        None
+    }
+}
+
+fn markdown_site(dir: &Path, site: &str) -> Plan {
+    let name = folder_name(dir);
+    let text = SITE_PIPELINE
+        .replace("{{name}}", &toml_string(&name))
+        .replace("{{dir}}", &toml_string(site));
+    (
+        "Markdown site",
+        text,
+        &["checkout", "markdown-site", "link-check"],
+        Vec::new(),
+    )
+}
+
+/// Runs `program args` in `dir` for a file the pipeline needs (a lock file).
+fn run_in(dir: &Path, program: &str, args: &[&str], missing: &str) -> Result<()> {
+    let made = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| {
+            format!("cannot run {program} (the pipeline's stages run it too: {missing})")
+        })?;
+    if !made.success() {
+        bail!(
+            "`{program} {}` failed in {} ({made})",
+            args.join(" "),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn write_stages(dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>> {
@@ -159,4 +266,105 @@ inputs = []
 workspace = "read"
 exec = ["cargo"]
 exec_env = ["CARGO_TERM_COLOR"]
+"#;
+
+const NODE_PIPELINE: &str = r#"# Written by `sluice init` for a Node package: code → deps → (build →) test, with the stages
+# that ship with sluice (in .sluice/stages/). npm runs on this machine through the `exec` grant,
+# in this folder; only the stages that install or build may write to it.
+#   sluice check pipeline.toml     what each stage is and may do
+#   sluice run pipeline.toml       run it
+version = 1
+
+[pipeline]
+name = {{name}}
+workspace = "."
+limits = { timeout = "20m" }
+
+[[stage]]
+name = "code"
+plugin = ".sluice/stages/checkout.wasm"
+phase = "code"
+[stage.allow]
+workspace = "read"
+[stage.config]
+exclude = ["node_modules/", ".sluice/"]
+
+[[stage]]
+name = "deps"
+plugin = ".sluice/stages/exec.wasm"
+phase = "build"
+needs = ["code"]
+inputs = []
+[stage.allow]
+workspace = "write"   # npm ci writes node_modules/ here
+exec = ["npm"]
+[stage.config]
+program = "npm"
+args = ["ci", "--no-audit", "--no-fund"]
+"#;
+
+const NODE_BUILD: &str = r#"
+[[stage]]
+name = "build"
+plugin = ".sluice/stages/exec.wasm"
+phase = "build"
+needs = ["deps"]
+inputs = []
+[stage.allow]
+workspace = "write"   # the package's build script writes its output here
+exec = ["npm"]
+[stage.config]
+program = "npm"
+args = ["run", "build"]
+"#;
+
+const NODE_TEST: &str = r#"
+[[stage]]
+name = "test"
+plugin = ".sluice/stages/exec.wasm"
+phase = "test"
+needs = ["{{after}}"]
+inputs = []
+[stage.allow]
+workspace = "read"
+exec = ["npm"]
+[stage.config]
+program = "npm"
+args = ["test"]
+"#;
+
+const SITE_PIPELINE: &str = r#"# Written by `sluice init` for a Markdown site: code → build → test, with the stages that ship
+# with sluice (in .sluice/stages/): the pages become HTML (a README is its folder's index page,
+# a stylesheet is added unless the site has a style.css), then every link and anchor is checked.
+#   sluice check pipeline.toml     what each stage is and may do
+#   sluice run pipeline.toml       run it
+version = 1
+
+[pipeline]
+name = {{name}}
+workspace = "."
+
+[[stage]]
+name = "code"
+plugin = ".sluice/stages/checkout.wasm"
+phase = "code"
+[stage.allow]
+workspace = "read"
+[stage.config]
+exclude = [".sluice/"]
+
+[[stage]]
+name = "build"
+plugin = ".sluice/stages/markdown-site.wasm"
+phase = "build"
+inputs = ["code/source.tar"]
+[stage.config]
+dir = {{dir}}
+title = {{name}}
+
+[[stage]]
+name = "test"
+plugin = ".sluice/stages/link-check.wasm"
+phase = "test"
+inputs = ["build/*"]
 "#;
