@@ -163,7 +163,7 @@ fn init_on_a_markdown_site_builds_and_checks_it() -> Result<()> {
     std::fs::create_dir_all(project.join("docs/guide"))?;
     std::fs::write(
         project.join("docs/README.md"),
-        "# Handbook\n\n* [Install](guide/install.md#requirements)\n* [Guide](guide/)\n",
+        "# The `<b>` & handbook\n\n* [Install](guide/install.md#requirements)\n* [Guide](guide/)\n",
     )?;
     std::fs::write(
         project.join("docs/guide/README.md"),
