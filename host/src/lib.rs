@@ -8,11 +8,12 @@
 //! `cargo xtask layers`):
 //! `atomic_file`, `exit_codes` → [`config`] (the pipeline file) → [`model`] (statuses, artifacts,
 //! events, reports) → [`trust`] (keys, signatures, secrets, provenance) → [`sandbox`] (wasmtime,
-//! capabilities) → [`plugin`] → [`registry`] (OCI, plugin store) → [`resolve`] → [`run`] →
+//! capabilities) → [`plugin`] → [`registry`] (OCI, plugin store) → [`dist`] (NATS JetStream) → [`resolve`] → [`run`] →
 //! [`reporters`] → [`scaffold`].
 
 pub mod atomic_file;
 pub use sluice_config as config;
+pub mod dist;
 pub mod exit_codes;
 pub mod model;
 pub mod plugin;

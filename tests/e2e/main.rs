@@ -19,6 +19,7 @@ mod faults;
 mod grants;
 mod graph;
 mod init;
+mod nats_blobs;
 mod phases;
 mod polyglot;
 mod real_content;

@@ -33,6 +33,11 @@ const DEBIAN_TOOLS: &[(&str, &[&str])] = &[
     // `python3 -m http.server` is the web server external links are followed to.
     ("git", &["/usr/bin/git"]),
     ("python3", &["/usr/bin/python3"]),
+    // NATS with JetStream: where distributed runs keep jobs, blobs and state.
+    (
+        "nats-server",
+        &["/usr/sbin/nats-server", "/usr/bin/nats-server"],
+    ),
 ];
 
 pub fn ensure_debian_tools(root: &Path) -> Result<()> {

@@ -50,9 +50,13 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Outcome {
-    let host = make_host(&cli.global).map_err(|err| {
-        CliError::internal(format!("cannot set up the WebAssembly engine: {err:#}"))
-    })?;
+    // The engine is set up only for commands that load plugins: `runs`, `report`, `init`,
+    // `completions` and the sharing commands start without it.
+    let host = || {
+        make_host(&cli.global).map_err(|err| {
+            CliError::internal(format!("cannot set up the WebAssembly engine: {err:#}"))
+        })
+    };
     let store = PluginStore::new(
         cli.global
             .plugin_store
@@ -60,10 +64,10 @@ async fn dispatch(cli: Cli) -> Outcome {
             .unwrap_or_else(PluginStore::default_root),
     );
     match cli.command {
-        Command::Run(args) => run::run(&host, &store, &cli.global, args).await,
-        Command::Resume(args) => run::resume(&host, &store, &cli.global, args).await,
+        Command::Run(args) => run::run(&host()?, &store, &cli.global, args).await,
+        Command::Resume(args) => run::resume(&host()?, &store, &cli.global, args).await,
         Command::Cache(command) => run::stage_cache(&cli.global, command),
-        Command::Stage(StageCommand::Run(args)) => stage::run(&host, &store, args).await,
+        Command::Stage(StageCommand::Run(args)) => stage::run(&host()?, &store, args).await,
         Command::Runs(args) => match args.command {
             None => runs::list(
                 args.pipeline.as_deref(),
@@ -95,7 +99,7 @@ async fn dispatch(cli: Cli) -> Outcome {
             pipeline,
             json,
             resolve,
-        } => show::check(&host, &store, &pipeline, json, resolve).await,
+        } => show::check(&host()?, &store, &pipeline, json, resolve).await,
         Command::Lock {
             pipeline,
             update,
@@ -108,7 +112,7 @@ async fn dispatch(cli: Cli) -> Outcome {
             reference,
             sign,
             force,
-        }) => sharing::push(&host, &file, &reference, sign.as_deref(), force).await,
+        }) => sharing::push(&host()?, &file, &reference, sign.as_deref(), force).await,
         Command::Plugin(PluginCommand::Pull {
             reference,
             output,
@@ -122,7 +126,7 @@ async fn dispatch(cli: Cli) -> Outcome {
         }
         Command::Inspect { plugin, json } => {
             let file = sharing::local_copy(&store, &plugin).await?;
-            show::inspect(&host, &file, json).await
+            show::inspect(&host()?, &file, json).await
         }
         Command::Plugin(PluginCommand::New { name, lang, dir }) => {
             show::plugin_new(&name, lang, &dir)
@@ -136,7 +140,7 @@ async fn dispatch(cli: Cli) -> Outcome {
             };
             let component = sluice::scaffold::build_plugin(&dir, &Toolchains::new(toolchains))
                 .map_err(|err| CliError::stage(format!("{err:#}")))?;
-            show::inspect(&host, &component, false).await
+            show::inspect(&host()?, &component, false).await
         }
         Command::Init { dir, force } => show::init(&dir, force),
         Command::Report {

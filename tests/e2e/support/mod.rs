@@ -8,10 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use sluice::model::report::{RunReport, StageStatus};
 
+mod nats;
 mod outcome;
 mod pipeline;
 mod servers;
 
+pub use nats::NatsServer;
 pub use outcome::Outcome;
 pub use pipeline::{
     Pipeline, Stage, Toml, all_succeeded, refused_before_running, stopped_at, table,

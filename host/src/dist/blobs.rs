@@ -1,0 +1,165 @@
+//! Plugins and artifacts in the JetStream object store, named by their sha256: stored once
+//! however many runs send them, fetched into a local cache, and verified on every read — a blob
+//! whose bytes do not hash to its name is never used.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use async_nats::jetstream::{self, object_store};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The object store bucket sluice keeps blobs in.
+pub const BUCKET: &str = "sluice-blobs";
+
+/// A blob put into the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub sha256: String,
+    pub size: u64,
+    /// False when the store already had it (nothing was sent).
+    pub uploaded: bool,
+}
+
+pub struct Blobs {
+    store: object_store::ObjectStore,
+    /// Where fetched blobs are kept, one file per digest.
+    cache: PathBuf,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs").field("cache", &self.cache).finish()
+    }
+}
+
+fn object_name(sha256: &str) -> String {
+    format!("sha256-{sha256}")
+}
+
+impl Blobs {
+    /// The blob bucket (made when missing), with fetched blobs cached under `cache`.
+    pub async fn open(client: async_nats::Client, cache: &Path) -> Result<Self> {
+        let js = jetstream::new(client);
+        let store = match js.get_object_store(BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: BUCKET.into(),
+                    description: Some("sluice plugins and artifacts, by sha256".into()),
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| {
+                    format!("cannot open the NATS object store {BUCKET}: is JetStream enabled (nats-server -js)?")
+                })?,
+        };
+        std::fs::create_dir_all(cache)
+            .with_context(|| format!("cannot create {}", cache.display()))?;
+        Ok(Self {
+            store,
+            cache: cache.to_path_buf(),
+        })
+    }
+
+    /// Stores the file at `path` under its digest, unless the store has it already.
+    pub async fn put_file(&self, path: &Path) -> Result<Stored> {
+        let (sha256, size) = hash_file(path).await?;
+        let name = object_name(&sha256);
+        if let Ok(info) = self.store.info(&name).await
+            && !info.deleted
+            && info.size as u64 == size
+        {
+            return Ok(Stored {
+                sha256,
+                size,
+                uploaded: false,
+            });
+        }
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        self.store
+            .put(name.as_str(), &mut file)
+            .await
+            .with_context(|| format!("cannot store {} in {BUCKET}", path.display()))?;
+        Ok(Stored {
+            sha256,
+            size,
+            uploaded: true,
+        })
+    }
+
+    /// The blob named `sha256` as a local file: from the cache when the file there still hashes
+    /// to its name, otherwise fetched from the store (streamed, hashed as it arrives).
+    pub async fn fetch(&self, sha256: &str) -> Result<PathBuf> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("{sha256:?} is not a sha256 digest");
+        }
+        let cached = self.cache.join(sha256);
+        if cached.is_file() && hash_file(&cached).await.is_ok_and(|(d, _)| d == sha256) {
+            return Ok(cached);
+        }
+        let mut object = self.store.get(object_name(sha256)).await.with_context(|| {
+            format!("no blob sha256:{sha256} in the NATS object store {BUCKET}")
+        })?;
+        let temp = tempfile::NamedTempFile::new_in(&self.cache)
+            .with_context(|| format!("cannot write into {}", self.cache.display()))?;
+        let mut out = tokio::fs::File::from_std(temp.reopen()?);
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let read = object
+                .read(&mut buffer)
+                .await
+                .with_context(|| format!("cannot read blob sha256:{sha256} from {BUCKET}"))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            out.write_all(&buffer[..read]).await?;
+        }
+        out.flush().await?;
+        let got = hex::encode(hasher.finalize());
+        if got != sha256 {
+            bail!(
+                "blob sha256:{sha256} from {BUCKET} hashes to {got}: refused (the store's copy is damaged or was replaced)"
+            );
+        }
+        temp.persist(&cached)
+            .map_err(|err| err.error)
+            .with_context(|| format!("cannot keep {}", cached.display()))?;
+        Ok(cached)
+    }
+
+    /// How many blobs the store holds.
+    pub async fn count(&self) -> Result<usize> {
+        use futures_util::StreamExt;
+        let mut list = self.store.list().await.context("cannot list the blobs")?;
+        let mut count = 0;
+        while let Some(entry) = list.next().await {
+            if entry.is_ok_and(|info| !info.deleted) {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+}
+
+async fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        size += read as u64;
+        hasher.update(&buffer[..read]);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
