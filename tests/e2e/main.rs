@@ -19,7 +19,7 @@ mod faults;
 mod grants;
 mod graph;
 mod init;
-mod nats_blobs;
+mod nats_jetstream;
 mod phases;
 mod polyglot;
 mod real_content;
