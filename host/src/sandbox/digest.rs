@@ -41,8 +41,13 @@ fn sha256_beneath(mounts: &[Mount], path: &str) -> Result<String, String> {
     } else {
         relative
     };
-    let file =
-        open_beneath(&mount.host, &relative).map_err(|err| format!("cannot open {path}: {err}"))?;
+    let file = open_beneath(&mount.host, &relative).map_err(|err| match err {
+        // openat2's RESOLVE_BENEATH / NO_MAGICLINKS refusals.
+        rustix::io::Errno::XDEV | rustix::io::Errno::LOOP => {
+            format!("cannot open {path}: it leads outside the stage's folders (a link or `..`)")
+        }
+        err => format!("cannot open {path}: {err}"),
+    })?;
     let file = std::fs::File::from(file);
     let meta = file
         .metadata()

@@ -62,6 +62,66 @@ fn reading_host_files_is_blocked() -> Result<()> {
 }
 
 #[test]
+fn the_digest_import_hashes_only_files_inside_the_stages_mounts() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let workspace = sandbox.path().join("ws");
+    std::fs::create_dir(&workspace)?;
+    let canary = sandbox.path().join("canary.txt");
+    std::fs::write(&canary, format!("canary-{}", std::process::id()))?;
+    std::fs::write(workspace.join("inside.txt"), "mine\n")?;
+    std::os::unix::fs::symlink("/etc/passwd", workspace.join("evil"))?;
+    std::os::unix::fs::symlink("../canary.txt", workspace.join("beside"))?;
+    let to_root = "../".repeat(workspace.components().count() - 1);
+    std::os::unix::fs::symlink(&to_root, workspace.join("up"))?;
+    // What a successful escape would reveal: these files' digests.
+    let secrets = [
+        crate::support::sha256_of(std::path::Path::new("/etc/passwd"))?,
+        crate::support::sha256_of(&canary)?,
+    ];
+    for path in [
+        "/etc/passwd",
+        "/out/../../../../etc/passwd",
+        "/workspace/../canary.txt",
+        "/workspace/evil",
+        "/workspace/beside",
+        "/workspace/up/etc/passwd",
+        "/proc/self/environ",
+    ] {
+        let run = sandbox.run_pipeline(&in_workspace(
+            attack("escape")
+                .config("mode", "digest")
+                .config("path", path),
+        ))?;
+        assert_stopped(&run, Failed, &[&format!("blocked: digest {path}")])?;
+        for digest in &secrets {
+            assert!(
+                !run.ran.stdout.contains(digest.as_str())
+                    && !run.ran.stderr.contains(digest.as_str())
+            );
+            for (file, text) in all_text_under(&sandbox.runs_dir()) {
+                assert!(
+                    !text.contains(digest.as_str()),
+                    "a host file's digest in {}",
+                    file.display()
+                );
+            }
+        }
+    }
+    // The same import on a file of its own workspace works, and tells the truth.
+    let run = sandbox.run_pipeline(&in_workspace(
+        attack("escape")
+            .config("mode", "digest")
+            .config("path", "/workspace/inside.txt"),
+    ))?;
+    run.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+    assert_eq!(
+        run.file("artifacts/attack/loot.txt")?,
+        crate::support::sha256_of(&workspace.join("inside.txt"))?
+    );
+    Ok(())
+}
+
+#[test]
 fn listing_the_root_is_blocked() -> Result<()> {
     let run = run_attack(attack("escape").config("mode", "list").config("path", "/"))?;
     assert_stopped(&run, Failed, &["blocked: list /"])

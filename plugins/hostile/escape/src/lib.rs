@@ -8,7 +8,7 @@ use sluice_sdk::{Context, Failure, Phase, Stage};
 #[derive(Deserialize)]
 struct Config {
     mode: String,
-    /// Path used by the read/write modes.
+    /// Path used by the read, write, list and digest modes.
     #[serde(default)]
     path: String,
 }
@@ -43,6 +43,13 @@ impl Stage for Escape {
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .collect();
                 ctx.write_output("loot.txt", "text/plain", names.join("\n"))?;
+            }
+            "digest" => {
+                // The host's `digest` import reads the file for the plugin: it must hash only
+                // files beneath the stage's own mounts.
+                let digest = sluice_sdk::stream::sha256_file(std::path::Path::new(path))
+                    .map_err(|why| Failure::new(format!("blocked: digest {path}: {why}")))?;
+                ctx.write_output("loot.txt", "text/plain", digest)?;
             }
             "env" => {
                 // Not an escape by itself: publishes what the stage can see, for the test to judge.
