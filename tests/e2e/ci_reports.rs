@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use sluice::exit_codes;
 
-use crate::support::{Pipeline, Sandbox, Stage, repo_root, table};
+use crate::support::{Pipeline, Sandbox, Stage, table, valid_junit};
 
 /// emit writes a JUnit file of its own tests; `check` fails; `after` is skipped.
 fn failing_pipeline(sandbox: &Sandbox) -> Result<std::path::PathBuf> {
@@ -40,19 +40,7 @@ fn junit_has_a_case_per_stage_merges_stage_suites_and_passes_the_jenkins_schema(
         &junit.display().to_string(),
     ])?;
     assert_eq!(ran.code, exit_codes::STAGE_FAILED, "{}", ran.stderr);
-    let xml = std::fs::read_to_string(&junit)?;
-    let schema = repo_root().join("tests/e2e/fixtures/junit-10.xsd");
-    let checked = std::process::Command::new("xmllint")
-        .args(["--noout", "--schema"])
-        .arg(&schema)
-        .arg(&junit)
-        .output()
-        .context("xmllint is needed (Debian libxml2-utils; `cargo xtask setup` installs it)")?;
-    assert!(
-        checked.status.success(),
-        "{}\n{xml}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let xml = valid_junit(&junit)?;
     // One case per stage, each with its outcome.
     assert!(
         xml.contains("tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""),

@@ -35,6 +35,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../../plugins/sdk/src/junit.rs"),
     ),
     (
+        "src/links.rs",
+        include_str!("../../../plugins/sdk/src/links.rs"),
+    ),
+    (
         "src/stream.rs",
         include_str!("../../../plugins/sdk/src/stream.rs"),
     ),

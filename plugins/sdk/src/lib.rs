@@ -22,6 +22,7 @@ mod context;
 mod exec;
 mod failure;
 pub mod junit;
+pub mod links;
 pub mod stream;
 
 pub use context::Context;

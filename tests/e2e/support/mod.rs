@@ -418,3 +418,22 @@ pub fn push(publisher: &Sandbox, file: &Path, reference: &str) -> Result<String>
         .map(str::to_string)
         .context("push printed no manifest digest")
 }
+
+/// Reads the JUnit file at `path` after checking it with `xmllint` against the JUnit schema
+/// Jenkins and GitLab read (vendored in `fixtures/junit-10.xsd`); its text.
+pub fn valid_junit(path: &Path) -> Result<String> {
+    let xml =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let checked = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(repo_root().join("tests/e2e/fixtures/junit-10.xsd"))
+        .arg(path)
+        .output()
+        .context("xmllint is needed (Debian libxml2-utils; `cargo xtask setup` installs it)")?;
+    assert!(
+        checked.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    Ok(xml)
+}

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::junit::JUnit;
+use sluice_sdk::links::{percent_decode, resolve};
 use sluice_sdk::{Context, Failure, Phase, Stage, info, warn};
 
 #[derive(Deserialize, Default)]
@@ -80,25 +81,6 @@ struct Page {
 
 struct LinkCheck;
 
-/// `target` resolved against the folder of `page`, or None when it leaves the site.
-fn resolve(page: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> = page.split('/').collect();
-    parts.pop();
-    if target.starts_with('/') {
-        parts.clear();
-    }
-    for part in target.trim_start_matches('/').split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            other => parts.push(other),
-        }
-    }
-    Some(parts.join("/"))
-}
-
 /// Whether `link` on `page` reaches a file (and anchor) of the site.
 fn check_link(
     page: &str,
@@ -107,14 +89,14 @@ fn check_link(
     pages: &BTreeMap<String, Page>,
 ) -> Option<Kind> {
     let (path, fragment) = match link.split_once('#') {
-        Some((path, fragment)) => (path, Some(html::percent_decode(fragment))),
+        Some((path, fragment)) => (path, Some(percent_decode(fragment))),
         None => (link, None),
     };
     let path = path.split('?').next().unwrap_or_default();
     let target = if path.is_empty() {
         page.to_string()
     } else {
-        let decoded = html::percent_decode(path);
+        let decoded = percent_decode(path);
         let resolved = match resolve(page, &decoded) {
             Some(resolved) => resolved,
             None => return Some(Kind::Outside),

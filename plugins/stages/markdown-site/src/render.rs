@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
+use sluice_sdk::links::{percent_decode, resolve};
 
 /// What a page's links may point at: source path (`docs/guide.md`) → page written
 /// (`docs/guide.html`), and the folders that have an index page.
@@ -129,10 +130,10 @@ fn rewrite_link(dest: &str, page: &str, site: &SiteMap) -> String {
     if path.is_empty() {
         return dest.to_string();
     }
-    let Some(target) = resolve(page, path) else {
+    let Some(target) = resolve(page, &percent_decode(path)) else {
         return dest.to_string();
     };
-    let trimmed = target.trim_end_matches('/');
+    let trimmed = target.as_str();
     let replacement = if let Some(written) = site.pages.get(trimmed) {
         written.rsplit('/').next().unwrap_or(written).to_string()
     } else if site.folders_with_index.contains(trimmed) {
@@ -150,50 +151,4 @@ fn rewrite_link(dest: &str, page: &str, site: &SiteMap) -> String {
         None => "",
     };
     format!("{head}{replacement}{anchor}")
-}
-
-/// `target` resolved against the folder of `page` (both relative to the site's root); None when
-/// it leaves the site. Percent-encoded characters are decoded.
-pub fn resolve(page: &str, target: &str) -> Option<String> {
-    let target = percent_decode(target);
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        let mut parts: Vec<&str> = page.split('/').collect();
-        parts.pop();
-        parts
-    };
-    for part in target.trim_start_matches('/').split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            other => parts.push(other),
-        }
-    }
-    let mut joined = parts.join("/");
-    if target.ends_with('/') && !joined.is_empty() {
-        joined.push('/');
-    }
-    Some(joined)
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%'
-            && let Some(hex) = text.get(at + 1..at + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            at += 3;
-            continue;
-        }
-        out.push(bytes[at]);
-        at += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
