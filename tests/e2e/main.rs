@@ -13,6 +13,7 @@ mod ci_reports;
 mod cli;
 mod concurrency;
 mod disk_full;
+mod distributed;
 mod external_links;
 mod failures;
 mod faults;

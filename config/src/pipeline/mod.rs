@@ -94,6 +94,9 @@ pub struct StageSpec {
     pub allow_failure: bool,
     /// `cache = true | false` as written; unset, the stage cache decides from the grants.
     pub cache: Option<bool>,
+    /// Labels an agent needs to run this stage when the run is distributed (`--nats`); a run
+    /// on one machine ignores them.
+    pub runs_on: Vec<String>,
 }
 
 /// At most this many stages in a pipeline, counting each matrix instance. Each stage may wait

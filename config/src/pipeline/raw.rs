@@ -90,6 +90,9 @@ pub(crate) struct RawStage {
     /// Replaces the pipeline's `trusted_keys` for this stage's plugin.
     #[serde(default)]
     pub trusted_keys: Option<Vec<Text>>,
+    /// Labels an agent must have to run this stage in a distributed run (`--nats`).
+    #[serde(default)]
+    pub runs_on: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

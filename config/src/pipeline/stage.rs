@@ -47,6 +47,7 @@ pub(super) fn resolve(
         retries: retries(stage.retries.as_ref(), src)?,
         allow_failure: stage.allow_failure.unwrap_or(false),
         cache: stage.cache,
+        runs_on: runs_on(stage.runs_on.as_deref(), src)?,
         group: name.clone(),
         matrix: Default::default(),
         name: name.clone(),
@@ -73,6 +74,28 @@ pub(super) fn resolve(
             })
         })
         .collect()
+}
+
+/// `runs_on`: labels as NATS subject tokens (lower-case letters, digits, `-`, `_`), sorted,
+/// each once.
+fn runs_on(labels: Option<&[Text]>, src: &Source<'_>) -> Result<Vec<String>, Diagnostic> {
+    let mut out = Vec::new();
+    for label in labels.unwrap_or_default() {
+        let text = label.get_ref();
+        let valid = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(src
+                .error(label.span(), format!("invalid label {text:?} in `runs_on`"))
+                .with_hint("labels are lower-case letters, digits, `-` and `_`, e.g. `runs_on = [\"linux\", \"cargo\"]`"));
+        }
+        out.push(text.clone());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Refuses a matrix instance whose name another stage (or instance) already has.

@@ -138,6 +138,9 @@ pub enum Command {
         #[arg(long)]
         open: bool,
     },
+    /// Serve stage jobs from a NATS JetStream server: run the stages that `sluice run --nats`
+    /// sends, until Ctrl-C or SIGTERM (a running stage is finished first)
+    Agent(AgentArgs),
     /// Print a shell completion script: `sluice completions bash > ~/.local/share/bash-completion/completions/sluice`
     Completions {
         #[arg(value_enum)]
@@ -339,13 +342,73 @@ pub struct ResumeArgs {
     /// The pipeline file [default: the one the run was started with]
     #[arg(long, value_name = "FILE")]
     pub pipeline: Option<PathBuf>,
-    /// Stages run at once, at most [default: the machine's cores]
+    /// Stages run at once, at most [default: the machine's cores; with --nats, 256]
     #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// Send the stages to agents (`sluice agent`) through this NATS server instead of running
+    /// them here, e.g. nats://127.0.0.1:4222
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    #[command(flatten)]
+    pub connection: NatsConnection,
     #[command(flatten)]
     pub resolve: ResolveArgs,
     #[command(flatten)]
     pub view: ViewArgs,
+}
+
+/// How to reach a NATS server, and how its job queue treats a job whose agent stops.
+#[derive(Args, Debug, Clone)]
+pub struct NatsConnection {
+    /// NATS user (with --nats-password)
+    #[arg(long, value_name = "USER", env = "SLUICE_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "SLUICE_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub nats_password: Option<String>,
+    /// NATS credentials file (nkey/JWT, as `nsc` writes them)
+    #[arg(long, value_name = "FILE", env = "SLUICE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for a TLS NATS server
+    #[arg(long, value_name = "PEM", env = "SLUICE_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Refuse a NATS server that does not offer TLS
+    #[arg(long)]
+    pub nats_tls: bool,
+    /// A job its agent stops heartbeating for this long goes to another agent (set when the
+    /// queue is first made)
+    #[arg(long, value_name = "TIME", default_value = "30s")]
+    pub ack_wait: humantime::Duration,
+    /// Agents that may take a stage in turn before it is recorded as an error (set when the
+    /// queue is first made)
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..100))]
+    pub deliveries: u16,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The NATS server (JetStream enabled), e.g. nats://127.0.0.1:4222
+    #[arg(long, value_name = "URL", env = "SLUICE_NATS")]
+    pub nats: String,
+    /// What this machine offers, for stages with `runs_on` (repeatable)
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// Stages run at once [default: the machine's cores]
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// The agent's name in records and logs [default: host name and process id]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Job folders and fetched plugins and artifacts [default: ~/.cache/sluice/agent]
+    #[arg(long, value_name = "DIR", env = "SLUICE_AGENT_DIR")]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub connection: NatsConnection,
 }
 
 #[derive(Args, Debug)]
@@ -380,9 +443,15 @@ pub struct RunArgs {
     /// ~/.local/state/sluice/runs/<pipeline>-<hash>]
     #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
     pub runs_dir: Option<PathBuf>,
-    /// Stages run at once, at most [default: the machine's cores]
+    /// Stages run at once, at most [default: the machine's cores; with --nats, 256]
     #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// Send the stages to agents (`sluice agent`) through this NATS server instead of running
+    /// them here, e.g. nats://127.0.0.1:4222
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    #[command(flatten)]
+    pub connection: NatsConnection,
     #[command(flatten)]
     pub resolve: ResolveArgs,
     #[command(flatten)]

@@ -11,6 +11,7 @@ use sluice::registry::store::PluginStore;
 use sluice::sandbox::cache::CompiledCache;
 use sluice_toolchains::Toolchains;
 
+mod agent;
 mod args;
 mod error;
 mod run;
@@ -64,6 +65,7 @@ async fn dispatch(cli: Cli) -> Outcome {
             .unwrap_or_else(PluginStore::default_root),
     );
     match cli.command {
+        Command::Agent(args) => agent::agent(&host()?, &cli.global, args).await,
         Command::Run(args) => run::run(&host()?, &store, &cli.global, args).await,
         Command::Resume(args) => run::resume(&host()?, &store, &cli.global, args).await,
         Command::Cache(command) => run::stage_cache(&cli.global, command),

@@ -35,6 +35,7 @@ pub async fn run(host: &Host, store: &PluginStore, global: &GlobalArgs, args: Ru
         approve: args.approve,
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
+        remote: crate::agent::remote(args.nats.as_deref(), &args.connection).await?,
     };
     report_run(&args.view, |sink| async move {
         let (resolved, _) = resolve_pipeline(pipeline, &resolve, &sink).await?;
@@ -84,6 +85,7 @@ pub async fn resume(
         approve: args.approve,
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
+        remote: crate::agent::remote(args.nats.as_deref(), &args.connection).await?,
     };
     report_run(&args.view, |sink| async move {
         let (resolved, _) = resolve_pipeline(pipeline, &resolve, &sink).await?;
@@ -95,7 +97,7 @@ pub async fn resume(
 /// Ctrl-C, SIGTERM (how CI systems and container runtimes stop a job) and SIGHUP stop the
 /// running stages; the run is recorded and the process exits with the run's code. A second
 /// signal quits at once.
-fn interrupt_on_ctrl_c() -> Interrupt {
+pub(crate) fn interrupt_on_ctrl_c() -> Interrupt {
     use tokio::signal::unix::{SignalKind, signal};
     let interrupt = Interrupt::new();
     let trigger = interrupt.clone();
@@ -139,7 +141,7 @@ fn find_run(args: &ResumeArgs) -> Result<PathBuf, CliError> {
 }
 
 /// The stage cache's folder, or none when it is off.
-fn stage_cache_root(global: &GlobalArgs) -> Option<PathBuf> {
+pub(crate) fn stage_cache_root(global: &GlobalArgs) -> Option<PathBuf> {
     if global.no_stage_cache {
         return None;
     }

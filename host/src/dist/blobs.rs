@@ -132,6 +132,21 @@ impl Blobs {
         Ok(cached)
     }
 
+    /// Puts a copy of blob `sha256` at `dest` (its folder made): the bytes were verified when
+    /// fetched, and the copy is the caller's to hand out — the cache stays untouched.
+    pub async fn place(&self, sha256: &str, dest: &Path) -> Result<()> {
+        let source = self.fetch(sha256).await?;
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        tokio::fs::copy(&source, dest)
+            .await
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+        Ok(())
+    }
+
     /// How many blobs the store holds.
     pub async fn count(&self) -> Result<usize> {
         use futures_util::StreamExt;

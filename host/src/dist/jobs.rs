@@ -102,6 +102,8 @@ pub struct TakenJob {
     message: jetstream::Message,
     pub payload: Vec<u8>,
     pub delivered: i64,
+    /// The queue's delivery limit: the job is not delivered after this one.
+    pub max_deliver: i64,
 }
 
 impl std::fmt::Debug for TakenJob {
@@ -122,7 +124,7 @@ impl TakenJob {
     }
 
     /// Done (whatever the stage's outcome): the job leaves the queue.
-    pub async fn finish(self) -> Result<()> {
+    pub async fn finish(&self) -> Result<()> {
         self.message
             .double_ack()
             .await
@@ -153,13 +155,29 @@ impl JobQueue {
 
     /// Queues a job for an agent that has every one of `labels`.
     pub async fn publish(&self, labels: &BTreeSet<String>, payload: Vec<u8>) -> Result<()> {
+        self.publish_once(labels, None, payload).await
+    }
+
+    /// Queues a job; with `id`, a job with the same id queued in the last two minutes is not
+    /// queued again (the server's duplicate window: a coordinator that restarts does not give
+    /// an agent the same stage twice).
+    pub async fn publish_once(
+        &self,
+        labels: &BTreeSet<String>,
+        id: Option<&str>,
+        payload: Vec<u8>,
+    ) -> Result<()> {
         for label in labels {
             check_label(label)?;
         }
         // The consumer exists before the job, so the job is kept for it.
         self.consumer(labels).await?;
+        let mut message = jetstream::message::PublishMessage::build().payload(payload.into());
+        if let Some(id) = id {
+            message = message.message_id(id);
+        }
         self.js
-            .publish(subject(labels), payload.into())
+            .send_publish(subject(labels), message)
             .await
             .context("cannot queue the job")?
             .await
@@ -199,6 +217,7 @@ impl JobQueue {
         loop {
             for set in &sets {
                 let consumer = self.consumer(set).await?;
+                let max_deliver = consumer.cached_info().config.max_deliver;
                 let mut batch = consumer
                     .fetch()
                     .max_messages(1)
@@ -213,6 +232,7 @@ impl JobQueue {
                     return Ok(Some(TakenJob {
                         payload: message.payload.to_vec(),
                         delivered,
+                        max_deliver,
                         message,
                     }));
                 }

@@ -17,6 +17,7 @@ use crate::trust::secrets::Masker;
 use super::options::{Interrupt, RunOptions};
 use super::prepare::Prepared;
 use super::record::{RunHistory, RunJournal, earlier_stages};
+use super::remote::RemoteRun;
 use super::schedule::{self, Decision, Situation, is_finished};
 use super::stage::StageExecution;
 use super::stage_cache::StageCache;
@@ -33,6 +34,8 @@ pub(super) struct Scheduler<'a> {
     pub history: &'a RunHistory,
     pub clock: Instant,
     pub stage_cache: &'a StageCache,
+    /// Where stages run when the run is distributed (`--nats`).
+    pub remote: Option<&'a RemoteRun<'a>>,
 }
 
 /// How the stages ended up.
@@ -42,8 +45,12 @@ pub(super) struct Finished {
 }
 
 impl Scheduler<'_> {
-    /// The most stages run at once.
+    /// The most stages run at once: on this machine, one per core; sent to agents, as many as
+    /// they take.
     fn jobs(&self) -> usize {
+        if self.remote.is_some() {
+            return self.options.jobs.unwrap_or(256).max(1);
+        }
         self.options
             .jobs
             .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
@@ -84,13 +91,32 @@ impl Scheduler<'_> {
                         continue;
                     };
                     let available = available_to(index, records, self.resolved);
+                    let earlier = dependencies(index, records, self.resolved);
+                    let plugin_path = self.resolved.stages[index].plugin_path.as_path();
+                    let remote = self.remote;
                     let cancel = execution.cancel.clone();
                     records[index].status = StageStatus::Running;
                     let mut record = records[index].clone();
                     let (done, handle) = (done.clone(), handle.clone());
                     scope.spawn(move || {
                         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            handle.block_on(execution.execute(&available, &mut record));
+                            let run = async {
+                                match remote {
+                                    Some(remote) => {
+                                        execution
+                                            .execute_remote(
+                                                remote,
+                                                plugin_path,
+                                                &available,
+                                                earlier,
+                                                &mut record,
+                                            )
+                                            .await
+                                    }
+                                    None => execution.execute(&available, &mut record).await,
+                                }
+                            };
+                            handle.block_on(run);
                         }));
                         if ran.is_err() {
                             // A bug in sluice, not the plugin: said plainly, and the run goes on
@@ -212,11 +238,7 @@ impl Scheduler<'_> {
         let pipeline = &self.resolved.pipeline;
         let spec = &pipeline.stages[index];
         let plugin = self.prepared.plugins[index].as_ref()?;
-        let deps: Vec<StageRecord> = records
-            .iter()
-            .filter(|r| spec.depends_on.contains(&r.name))
-            .cloned()
-            .collect();
+        let deps = dependencies(index, records, self.resolved);
         Some(StageExecution {
             host: self.host,
             pipeline,
@@ -272,5 +294,19 @@ fn available_to(
         .iter()
         .filter(|r| r.status == StageStatus::Succeeded && spec.depends_on.contains(&r.name))
         .flat_map(|r| r.outputs.iter().cloned())
+        .collect()
+}
+
+/// The records of the stages stage `index` waited for.
+fn dependencies(
+    index: usize,
+    records: &[StageRecord],
+    resolved: &ResolvedPipeline,
+) -> Vec<StageRecord> {
+    let spec = &resolved.pipeline.stages[index];
+    records
+        .iter()
+        .filter(|r| spec.depends_on.contains(&r.name))
+        .cloned()
         .collect()
 }

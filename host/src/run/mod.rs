@@ -4,6 +4,7 @@
 //! The rules (what runs, what is skipped, what waits) are pure functions in [`schedule`]; the
 //! effects around them live in [`prepare`], [`stage`], [`publish`] and [`record`].
 
+pub mod agent;
 pub mod check;
 mod graph;
 mod options;
@@ -12,6 +13,7 @@ pub mod provenance;
 mod publish;
 mod reach;
 mod record;
+pub mod remote;
 pub mod schedule;
 pub mod single;
 mod space;
@@ -252,8 +254,29 @@ async fn drive(
     }
     let secret_values = SecretValues::load(&pipeline.secrets);
     let masker = secret_values.masker();
-    let prepared = prepare::prepare_stages(host, resolved, &mut records, &secret_values, events);
+    let prepared = prepare::prepare_stages(
+        host,
+        resolved,
+        &mut records,
+        &secret_values,
+        events,
+        options.remote.is_some(),
+    );
+    let remote_run = match &options.remote {
+        Some(remote) => Some(
+            remote::RemoteRun::start(
+                remote,
+                &layout.run_id,
+                &pipeline.file,
+                &history.pipeline_sha256,
+                events,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let scheduler = graph::Scheduler {
+        remote: remote_run.as_ref(),
         host,
         resolved,
         options,

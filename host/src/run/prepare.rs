@@ -32,6 +32,7 @@ pub(crate) fn prepare_stages(
     records: &mut [StageRecord],
     secret_values: &SecretValues,
     events: &EventSink,
+    remote: bool,
 ) -> Prepared {
     let pipeline = &resolved.pipeline;
     let count = pipeline.stages.len();
@@ -46,7 +47,7 @@ pub(crate) fn prepare_stages(
             continue;
         }
         let spec = &pipeline.stages[index];
-        match prepare_stage(host, spec, &resolved.stages[index], secret_values) {
+        match prepare_stage(host, spec, &resolved.stages[index], secret_values, remote) {
             Ok((plugin, secrets)) => {
                 if let CacheOutcome::Unusable(why) = &plugin.cache
                     && !std::mem::replace(&mut said_cache_unusable, true)
@@ -101,8 +102,14 @@ fn prepare_stage(
     spec: &StageSpec,
     resolved: &ResolvedStage,
     secret_values: &SecretValues,
+    remote: bool,
 ) -> Result<(Plugin, BTreeMap<String, String>), String> {
-    let secrets = preflight(spec, secret_values)?;
+    // A stage sent to an agent finds its folders and secrets there, not here.
+    let secrets = if remote {
+        BTreeMap::new()
+    } else {
+        preflight(spec, secret_values)?
+    };
     let caps = CapSet::of(&spec.grants);
     if spec.plugin.registry().is_some() && resolved.pin.is_none() {
         return Err(format!(

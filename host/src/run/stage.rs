@@ -150,7 +150,7 @@ impl StageExecution<'_> {
     }
 
     /// Records the stage's duration and says how it ended.
-    fn finish(&self, record: &mut StageRecord, elapsed: Duration) {
+    pub(super) fn finish(&self, record: &mut StageRecord, elapsed: Duration) {
         let name = &self.spec.name;
         record.duration_ms = Some(millis(elapsed));
         let message = if record.cache.as_ref().is_some_and(|c| c.hit) {
@@ -180,7 +180,7 @@ impl StageExecution<'_> {
     }
 
     /// The stage-cache key, when the stage may be served from the cache.
-    fn cache_key(&self, available: &[ArtifactRecord]) -> Option<String> {
+    pub(super) fn cache_key(&self, available: &[ArtifactRecord]) -> Option<String> {
         self.stage_cache.root()?;
         if crate::run::stage_cache::uncacheable(self.spec).is_some() {
             return None;
@@ -201,7 +201,7 @@ impl StageExecution<'_> {
     }
 
     /// Serves the stage from the cache: its outputs restored (re-verified), the plugin not run.
-    fn restore_from_cache(&self, key: &str, record: &mut StageRecord) -> bool {
+    pub(super) fn restore_from_cache(&self, key: &str, record: &mut StageRecord) -> bool {
         let Some(entry) = self.stage_cache.lookup(key) else {
             return false;
         };
@@ -249,7 +249,7 @@ impl StageExecution<'_> {
     }
 
     /// Keeps a succeeded stage's outputs for the next run with the same key.
-    fn store_in_cache(&self, key: String, record: &mut StageRecord) {
+    pub(super) fn store_in_cache(&self, key: String, record: &mut StageRecord) {
         let entry = Entry {
             key: key.clone(),
             stage: self.spec.name.clone(),
@@ -279,7 +279,7 @@ impl StageExecution<'_> {
         }
     }
 
-    fn warn(&self, line: &str) {
+    pub(super) fn warn(&self, line: &str) {
         self.events.emit(Event::Log {
             stage: self.spec.name.clone(),
             source: LogSource::Warn,

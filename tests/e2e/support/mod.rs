@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use sluice::model::report::{RunReport, StageStatus};
 
+pub mod agents;
 mod nats;
 mod outcome;
 mod pipeline;

@@ -1,0 +1,405 @@
+//! `sluice agent`: takes stage jobs from the NATS work queue and runs each exactly as a local run
+//! would (the same `StageExecution`, grants, limits, masking), with the plugin and inputs fetched
+//! by digest, secrets read from this machine, the job heartbeaten while it runs, outputs and log
+//! sent back by digest, and the result recorded once.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+
+use crate::dist::TakenJob;
+use crate::dist::wire::{
+    RunEvent, StageEvent, StageJob, StageResult, cancel_subject, events_subject,
+};
+use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
+use crate::model::events::{Event, EventSink};
+use crate::model::layout::RunLayout;
+use crate::model::report::{StageRecord, StageStatus};
+use crate::sandbox::caps::CapSet;
+use crate::sandbox::engine::Host;
+use crate::trust::secrets::SecretValues;
+
+use super::options::Interrupt;
+use super::prepare::preflight;
+use super::record::earlier_stages;
+use super::remote::Remote;
+use super::stage::StageExecution;
+use super::stage_cache::StageCache;
+
+/// How an agent serves.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// How the agent is named in records and logs.
+    pub name: String,
+    /// What this machine offers (`--label`): it takes jobs needing any subset of them.
+    pub labels: BTreeSet<String>,
+    /// Stages run at once.
+    pub jobs: usize,
+    /// Job folders (removed after each job) and fetched blobs.
+    pub work_dir: PathBuf,
+    /// This agent's stage cache, if any.
+    pub stage_cache: Option<PathBuf>,
+    /// How often a running job is heartbeaten (a third of the queue's ack wait).
+    pub heartbeat: Duration,
+}
+
+/// What a slot needs to run jobs.
+struct Agent<'a> {
+    host: &'a Host,
+    remote: &'a Remote,
+    options: &'a AgentOptions,
+    say: &'a (dyn Fn(String) + Sync),
+    handle: tokio::runtime::Handle,
+}
+
+/// Serves jobs until `stop` is triggered; a running stage is finished first.
+pub fn serve(
+    host: &Host,
+    remote: &Remote,
+    options: &AgentOptions,
+    stop: &Interrupt,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<()> {
+    let handle =
+        tokio::runtime::Handle::try_current().context("the agent needs a tokio runtime")?;
+    let agent = Agent {
+        host,
+        remote,
+        options,
+        say,
+        handle: handle.clone(),
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.max(1) {
+            let (agent, handle) = (&agent, handle.clone());
+            // Each slot has its own thread: a busy stage never delays another's heartbeat.
+            scope.spawn(move || handle.block_on(agent.slot(stop)));
+        }
+    });
+    Ok(())
+}
+
+impl Agent<'_> {
+    async fn slot(&self, stop: &Interrupt) {
+        let labels = &self.options.labels;
+        while !stop.is_triggered() {
+            let taken = tokio::select! {
+                taken = self.remote.queue().take(labels, Duration::from_secs(1)) => taken,
+                () = stop.triggered() => break,
+            };
+            match taken {
+                Ok(Some(taken)) => self.handle_job(taken).await,
+                Ok(None) => {}
+                Err(err) => {
+                    (self.say)(format!("warning: {err:#}; trying again"));
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one job (or reports it given up) and records its result once.
+    async fn handle_job(&self, taken: TakenJob) {
+        let job: StageJob = match serde_json::from_slice(&taken.payload) {
+            Ok(job) => job,
+            Err(err) => {
+                (self.say)(format!("warning: dropped a job that cannot be read: {err}"));
+                let _ = taken.finish().await;
+                return;
+            }
+        };
+        let results = self.remote.results();
+        if let Ok(Some(_)) = results.get(&job.run_id, &job.stage).await {
+            // Decided already: done by another agent, or stopped by its coordinator.
+            let _ = taken.finish().await;
+            return;
+        }
+        let delivery = taken.delivered;
+        let result = if delivery >= taken.max_deliver {
+            // The queue's last delivery is kept for saying that no agent finished the stage.
+            given_up(&job, delivery, &self.options.name)
+        } else {
+            self.publish(
+                &job.run_id,
+                &job.stage,
+                StageEvent::Taken {
+                    agent: self.options.name.clone(),
+                    delivery,
+                },
+            )
+            .await;
+            let cancel = Interrupt::new();
+            let listening = self
+                .listen_for_cancel(&job.run_id, &job.stage, &cancel)
+                .await;
+            // The stage's future yields often (epoch ticks), so the heartbeat beside it keeps
+            // its beat while the stage runs; it also stops a stage whose result was decided
+            // elsewhere (its coordinator gave up waiting, and a stop message was missed).
+            let beat = async {
+                loop {
+                    tokio::time::sleep(self.options.heartbeat).await;
+                    if let Err(err) = taken.heartbeat().await {
+                        (self.say)(format!("warning: {err:#}"));
+                    }
+                    if let Ok(Some(_)) = results.get(&job.run_id, &job.stage).await {
+                        cancel.trigger_because("stopped: its run recorded this stage meanwhile");
+                    }
+                }
+            };
+            let result = tokio::select! {
+                result = self.run_job(&job, delivery, cancel.clone()) => result,
+                never = beat => match never {},
+            };
+            if let Ok(listening) = listening {
+                listening.abort();
+            }
+            result.unwrap_or_else(|err| {
+                let mut record = job.record.clone();
+                record.status = StageStatus::Error;
+                record.message = Some(format!(
+                    "agent {} could not run the stage: {err:#}",
+                    self.options.name
+                ));
+                StageResult {
+                    record,
+                    log_sha256: None,
+                    by: self.options.name.clone(),
+                    delivery,
+                }
+            })
+        };
+        let status = result.record.status;
+        let recorded = match serde_json::to_vec(&result) {
+            Ok(bytes) => results.record_once(&job.run_id, &job.stage, bytes).await,
+            Err(err) => Err(err.into()),
+        };
+        self.publish(&job.run_id, &job.stage, StageEvent::Recorded)
+            .await;
+        let _ = taken.finish().await;
+        let said = match recorded {
+            Ok(true) => status.label().to_string(),
+            Ok(false) => format!(
+                "{}, but another result was recorded first; this one dropped",
+                status.label()
+            ),
+            Err(err) => format!("{}, not recorded: {err:#}", status.label()),
+        };
+        (self.say)(format!("{} {}: {said}", job.run_id, job.stage));
+    }
+
+    async fn publish(&self, run_id: &str, stage: &str, event: StageEvent) {
+        let event = RunEvent {
+            stage: stage.to_string(),
+            event,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&event) {
+            let _ = self
+                .remote
+                .client()
+                .publish(events_subject(run_id), bytes.into())
+                .await;
+        }
+    }
+
+    /// Runs the stage in a folder of its own, under the grants its pipeline entry gives.
+    async fn run_job(
+        &self,
+        job: &StageJob,
+        delivery: i64,
+        cancel: Interrupt,
+    ) -> Result<StageResult> {
+        if sha256_bytes(job.pipeline_text.as_bytes()) != job.pipeline_sha256 {
+            bail!("the job's pipeline text does not match its digest");
+        }
+        let pipeline = crate::config::pipeline::parse(&job.pipeline_file, &job.pipeline_text)
+            .map_err(|diagnostic| anyhow::anyhow!("{diagnostic}"))?;
+        let spec = pipeline
+            .stages
+            .iter()
+            .find(|s| s.name == job.stage)
+            .with_context(|| format!("the pipeline has no stage `{}`", job.stage))?;
+        let blobs = self.remote.blobs();
+        let plugin_file = blobs.fetch(&job.plugin_sha256).await?;
+        let plugin = crate::plugin::load(
+            self.host,
+            &plugin_file,
+            &spec.name,
+            CapSet::of(&spec.grants),
+        )
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+        let folder = JobFolder::make(&self.options.work_dir, job, delivery)?;
+        let layout = RunLayout::open(&folder.0, &job.run_id)?;
+        for artifact in &job.available {
+            check_artifact_path(artifact)?;
+            blobs
+                .place(&artifact.sha256, &folder.0.join(&artifact.path))
+                .await?;
+        }
+        let secret_values = SecretValues::load(&pipeline.secrets);
+        let masker = secret_values.masker();
+        let mut record = job.record.clone();
+        let secrets = match preflight(spec, &secret_values) {
+            Ok(secrets) => secrets,
+            Err(why) => {
+                record.status = StageStatus::Error;
+                record.message = Some(format!("on agent {}: {why}", self.options.name));
+                return Ok(self.result(record, None, delivery));
+            }
+        };
+        let (sink, forwarder) = self.forward_events(&job.run_id);
+        let stage_cache = StageCache::new(self.options.stage_cache.clone());
+        let execution = StageExecution {
+            host: self.host,
+            pipeline: &pipeline,
+            spec,
+            plugin: &plugin,
+            layout: &layout,
+            events: &sink,
+            secrets: &secrets,
+            masker: &masker,
+            earlier: earlier_stages(&job.earlier),
+            interrupt: None,
+            cancel,
+            stage_cache: &stage_cache,
+        };
+        execution.execute(&job.available, &mut record).await;
+        drop(execution);
+        drop(sink);
+        // Every line the stage logged is sent before its result is.
+        let _ = forwarder.join();
+        for output in &record.outputs {
+            blobs.put_file(&folder.0.join(&output.path)).await?;
+        }
+        let log = match &record.log {
+            Some(rel) => Some(blobs.put_file(&folder.0.join(rel)).await?.sha256),
+            None => None,
+        };
+        Ok(self.result(record, log, delivery))
+    }
+
+    fn result(&self, record: StageRecord, log: Option<String>, delivery: i64) -> StageResult {
+        StageResult {
+            record,
+            log_sha256: log,
+            by: self.options.name.clone(),
+            delivery,
+        }
+    }
+
+    /// Cancels the stage when its coordinator says so (fail-fast, Ctrl-C there).
+    async fn listen_for_cancel(
+        &self,
+        run_id: &str,
+        stage: &str,
+        cancel: &Interrupt,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        let mut subscription = self
+            .remote
+            .client()
+            .subscribe(cancel_subject(run_id))
+            .await
+            .context("cannot listen for the run being stopped")?;
+        let (stage, cancel) = (stage.to_string(), cancel.clone());
+        Ok(self.handle.spawn(async move {
+            while let Some(message) = subscription.next().await {
+                let Ok(stop) = serde_json::from_slice::<serde_json::Value>(&message.payload) else {
+                    continue;
+                };
+                if stop["stage"].as_str() == Some(stage.as_str()) {
+                    let reason = stop["reason"]
+                        .as_str()
+                        .unwrap_or("stopped by the coordinator");
+                    cancel.trigger_because(reason);
+                }
+            }
+        }))
+    }
+
+    /// An event sink whose log lines and artifacts go to the run's coordinator as they happen.
+    fn forward_events(&self, run_id: &str) -> (EventSink, std::thread::JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel::<Event>();
+        let client = self.remote.client().clone();
+        let subject = events_subject(run_id);
+        let handle = self.handle.clone();
+        let forwarder = std::thread::spawn(move || {
+            for event in receiver {
+                let (stage, event) = match event {
+                    Event::Log {
+                        stage,
+                        source,
+                        line,
+                    } => (stage, StageEvent::Log { source, line }),
+                    Event::ArtifactWritten { stage, artifact } => {
+                        (stage, StageEvent::Artifact { artifact })
+                    }
+                    _ => continue,
+                };
+                if let Ok(bytes) = serde_json::to_vec(&RunEvent { stage, event }) {
+                    let _ = handle.block_on(client.publish(subject.clone(), bytes.into()));
+                }
+            }
+            let _ = handle.block_on(client.flush());
+        });
+        (EventSink::new(sender), forwarder)
+    }
+}
+
+/// The record of a stage nobody finished within the queue's deliveries.
+fn given_up(job: &StageJob, delivery: i64, agent: &str) -> StageResult {
+    let mut record = job.record.clone();
+    record.status = StageStatus::Error;
+    record.message = Some(format!(
+        "no agent finished this stage in {} deliveries: each agent that took it stopped \
+         heartbeating (killed, or cut off from NATS)",
+        delivery - 1
+    ));
+    StageResult {
+        record,
+        log_sha256: None,
+        by: agent.to_string(),
+        delivery,
+    }
+}
+
+/// An input is placed only where sluice keeps artifacts, whatever the job says.
+fn check_artifact_path(artifact: &ArtifactRecord) -> Result<()> {
+    let sane = crate::config::names::check_stage_name(&artifact.stage).is_ok()
+        && crate::config::names::check_relative_name(&artifact.name).is_ok()
+        && artifact.path == format!("artifacts/{}/{}", artifact.stage, artifact.name);
+    if !sane {
+        bail!(
+            "the job names input `{}` at `{}`, which is not where sluice keeps artifacts",
+            artifact.reference(),
+            artifact.path
+        );
+    }
+    Ok(())
+}
+
+/// A job's own run folder on this agent, removed when the job is done.
+struct JobFolder(PathBuf);
+
+impl JobFolder {
+    fn make(work_dir: &Path, job: &StageJob, delivery: i64) -> Result<Self> {
+        let stage = sha256_bytes(job.stage.as_bytes());
+        let dir = work_dir
+            .join("jobs")
+            .join(format!("{}-{}-{delivery}", job.run_id, &stage[..12]));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["artifacts", "logs"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+        }
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for JobFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,353 @@
+//! The coordinator's side of a distributed run (`--nats`): the scheduler decides as in a local
+//! run, and each stage it starts becomes a job on the JetStream work queue instead of a call on
+//! this machine. The plugin and the stage's inputs go to the object store by digest, an agent
+//! runs the stage and records its result once, and the coordinator brings the outputs and the
+//! log back into the run folder — so the report, resume and every reporter work unchanged.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+
+use crate::dist::wire::{
+    RunEvent, StageEvent, StageJob, StageResult, cancel_subject, events_subject,
+};
+use crate::dist::{Blobs, JobQueue, NatsOptions, Redelivery, Results};
+use crate::model::artifacts::ArtifactRecord;
+use crate::model::events::{Event, EventSink, LogSource};
+use crate::model::report::{StageRecord, StageStatus};
+
+use super::options::Interrupt;
+use super::record::rfc3339;
+use super::stage::StageExecution;
+
+/// A connection to the NATS server the run's stages are sent through.
+pub struct Remote {
+    client: async_nats::Client,
+    queue: JobQueue,
+    blobs: Blobs,
+    results: Results,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("blobs", &self.blobs)
+            .finish()
+    }
+}
+
+impl Remote {
+    /// Connects and opens the queue, the object store (blobs cached under `cache`) and the
+    /// results stream.
+    pub async fn connect(
+        options: &NatsOptions,
+        cache: &Path,
+        redelivery: Redelivery,
+    ) -> Result<Self> {
+        let client = options.connect().await?;
+        Ok(Self {
+            queue: JobQueue::open(client.clone(), redelivery).await?,
+            blobs: Blobs::open(client.clone(), cache).await?,
+            results: Results::open(client.clone()).await?,
+            client,
+        })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
+    }
+
+    pub fn results(&self) -> &Results {
+        &self.results
+    }
+
+    pub fn queue(&self) -> &JobQueue {
+        &self.queue
+    }
+}
+
+/// One run on the remote: its pipeline as the agents get it, and the live events coming back.
+pub(super) struct RemoteRun<'a> {
+    pub remote: &'a Remote,
+    run_id: String,
+    pipeline_file: PathBuf,
+    pipeline_text: String,
+    pipeline_sha256: String,
+    /// Stage names whose result was just recorded (a hint to look now, not the result).
+    recorded: broadcast::Sender<String>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RemoteRun<'_> {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl<'a> RemoteRun<'a> {
+    /// Starts listening to the run's events, which the agents send as they run its stages.
+    pub(super) async fn start(
+        remote: &'a Remote,
+        run_id: &str,
+        pipeline_file: &Path,
+        pipeline_sha256: &str,
+        events: &EventSink,
+    ) -> Result<Self> {
+        let bytes = std::fs::read(pipeline_file)
+            .with_context(|| format!("cannot read {}", pipeline_file.display()))?;
+        if crate::model::artifacts::sha256_bytes(&bytes) != pipeline_sha256 {
+            bail!(
+                "{} changed since the run started; start a new run",
+                pipeline_file.display()
+            );
+        }
+        let pipeline_text = String::from_utf8(bytes)
+            .with_context(|| format!("{} is not UTF-8", pipeline_file.display()))?;
+        let mut subscription = remote
+            .client
+            .subscribe(events_subject(run_id))
+            .await
+            .context("cannot listen to the run's events on NATS")?;
+        let (recorded, _) = broadcast::channel(64);
+        let notify = recorded.clone();
+        let events = events.clone();
+        let listener = tokio::spawn(async move {
+            while let Some(message) = subscription.next().await {
+                let Ok(RunEvent { stage, event }) = serde_json::from_slice(&message.payload) else {
+                    continue;
+                };
+                match event {
+                    StageEvent::Taken { agent, delivery } => events.emit(Event::Log {
+                        stage,
+                        source: LogSource::Info,
+                        line: if delivery > 1 {
+                            format!("sluice: running on agent {agent} (delivery {delivery}: the agent before stopped)")
+                        } else {
+                            format!("sluice: running on agent {agent}")
+                        },
+                    }),
+                    StageEvent::Log { source, line } => {
+                        events.emit(Event::Log { stage, source, line })
+                    }
+                    StageEvent::Artifact { artifact } => {
+                        events.emit(Event::ArtifactWritten { stage, artifact })
+                    }
+                    StageEvent::Recorded => {
+                        let _ = notify.send(stage);
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            remote,
+            run_id: run_id.to_string(),
+            pipeline_file: pipeline_file.to_path_buf(),
+            pipeline_text,
+            pipeline_sha256: pipeline_sha256.to_string(),
+            recorded,
+            listener,
+        })
+    }
+}
+
+/// The stage cache is the coordinator's: a hit never leaves this machine.
+impl StageExecution<'_> {
+    pub(super) async fn execute_remote(
+        &self,
+        run: &RemoteRun<'_>,
+        plugin_path: &Path,
+        available: &[ArtifactRecord],
+        earlier: Vec<StageRecord>,
+        record: &mut StageRecord,
+    ) {
+        self.events.emit(Event::StageStarted {
+            stage: self.spec.name.clone(),
+        });
+        record.started_at = Some(rfc3339(SystemTime::now()));
+        let clock = Instant::now();
+        let key = self.cache_key(available);
+        if let Some(key) = &key
+            && self.restore_from_cache(key, record)
+        {
+            return self.finish(record, clock.elapsed());
+        }
+        if let Err(err) = self
+            .dispatch(run, plugin_path, available, earlier, record)
+            .await
+        {
+            record.status = StageStatus::Error;
+            record.message = Some(self.masker.mask(&format!("{err:#}")).into_owned());
+        }
+        if let Some(key) = key
+            && record.status == StageStatus::Succeeded
+        {
+            self.store_in_cache(key, record);
+        }
+        self.finish(record, clock.elapsed());
+    }
+
+    /// Sends the stage to an agent and waits for its recorded result; a cancelled or
+    /// interrupted stage is told to its agent, and recorded here if the agent does not answer.
+    async fn dispatch(
+        &self,
+        run: &RemoteRun<'_>,
+        plugin_path: &Path,
+        available: &[ArtifactRecord],
+        earlier: Vec<StageRecord>,
+        record: &mut StageRecord,
+    ) -> Result<()> {
+        let remote = run.remote;
+        let name = &self.spec.name;
+        let mut recorded = run.recorded.subscribe();
+        // A restarted coordinator adopts what an agent finished meanwhile.
+        if let Some(bytes) = remote.results.get(&run.run_id, name).await? {
+            return self.adopt(remote, &bytes, record).await;
+        }
+        let plugin = remote.blobs.put_file(plugin_path).await?;
+        for artifact in available {
+            remote
+                .blobs
+                .put_file(&self.layout.dir.join(&artifact.path))
+                .await?;
+        }
+        let job = StageJob {
+            run_id: run.run_id.clone(),
+            pipeline_file: run.pipeline_file.clone(),
+            pipeline_text: run.pipeline_text.clone(),
+            pipeline_sha256: run.pipeline_sha256.clone(),
+            stage: name.clone(),
+            plugin_sha256: plugin.sha256,
+            available: available.to_vec(),
+            earlier,
+            record: record.clone(),
+        };
+        let labels: BTreeSet<String> = self.spec.runs_on.iter().cloned().collect();
+        let id = format!(
+            "{}/{}",
+            run.run_id,
+            crate::model::artifacts::sha256_bytes(name.as_bytes())
+        );
+        remote
+            .queue
+            .publish_once(&labels, Some(&id), serde_json::to_vec(&job)?)
+            .await?;
+        let needs = if labels.is_empty() {
+            String::new()
+        } else {
+            format!(" with labels {}", self.spec.runs_on.join(", "))
+        };
+        self.warn_info(&format!("sluice: queued for an agent{needs}"));
+        let interrupt = self.interrupt.clone().unwrap_or_default();
+        let mut give_up_at: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = recorded.recv() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = self.cancel.triggered(), if give_up_at.is_none() => {
+                    give_up_at = Some(self.tell_agents(run, &self.cancel).await);
+                }
+                () = interrupt.triggered(), if give_up_at.is_none() && self.interrupt.is_some() => {
+                    give_up_at = Some(self.tell_agents(run, &interrupt).await);
+                }
+            }
+            if let Some(bytes) = remote.results.get(&run.run_id, name).await? {
+                return self.adopt(remote, &bytes, record).await;
+            }
+            if give_up_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                // The agent did not answer in time (or none had taken the job): the stop is
+                // recorded here, and an agent that takes the job later finds it decided.
+                let (status, reason) = if self.cancel.is_triggered() {
+                    (StageStatus::Cancelled, self.cancel.reason())
+                } else {
+                    (StageStatus::Error, interrupt.reason())
+                };
+                let mut stopped = record.clone();
+                stopped.status = status;
+                stopped.message = reason;
+                let result = StageResult {
+                    record: stopped,
+                    log_sha256: None,
+                    by: "coordinator".into(),
+                    delivery: 0,
+                };
+                remote
+                    .results
+                    .record_once(&run.run_id, name, serde_json::to_vec(&result)?)
+                    .await?;
+            }
+        }
+    }
+
+    /// Tells the agents running this stage to stop; returns when to stop waiting for them.
+    async fn tell_agents(&self, run: &RemoteRun<'_>, why: &Interrupt) -> tokio::time::Instant {
+        let stop = serde_json::json!({ "stage": self.spec.name, "reason": why.reason() });
+        let _ = run
+            .remote
+            .client
+            .publish(cancel_subject(&run.run_id), stop.to_string().into())
+            .await;
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    }
+
+    /// Takes a recorded result as this stage's: its outputs and log fetched by digest into the
+    /// run folder (verified on the way), its record as the stage's.
+    async fn adopt(&self, remote: &Remote, bytes: &[u8], record: &mut StageRecord) -> Result<()> {
+        let name = &self.spec.name;
+        let result: StageResult =
+            serde_json::from_slice(bytes).context("the stage's recorded result cannot be read")?;
+        if result.record.name != *name {
+            bail!(
+                "the result recorded for this stage names stage `{}`",
+                result.record.name
+            );
+        }
+        let out_dir = self.layout.artifacts_of(name);
+        super::watch::empty(&out_dir);
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        for artifact in &result.record.outputs {
+            let sane = artifact.stage == *name
+                && crate::config::names::check_relative_name(&artifact.name).is_ok()
+                && artifact.path == format!("artifacts/{name}/{}", artifact.name);
+            if !sane {
+                bail!(
+                    "the recorded result names artifact `{}` at `{}`, which is not this stage's",
+                    artifact.reference(),
+                    artifact.path
+                );
+            }
+            remote
+                .blobs
+                .place(&artifact.sha256, &self.layout.dir.join(&artifact.path))
+                .await
+                .with_context(|| {
+                    format!("cannot bring back artifact `{}`", artifact.reference())
+                })?;
+        }
+        let mut adopted = result.record;
+        adopted.log = None;
+        if let Some(log) = &result.log_sha256 {
+            let rel = self.layout.log_rel(name);
+            remote.blobs.place(log, &self.layout.dir.join(&rel)).await?;
+            adopted.log = Some(rel);
+        }
+        *record = adopted;
+        Ok(())
+    }
+
+    fn warn_info(&self, line: &str) {
+        self.events.emit(Event::Log {
+            stage: self.spec.name.clone(),
+            source: LogSource::Info,
+            line: line.to_string(),
+        });
+    }
+}

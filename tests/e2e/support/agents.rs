@@ -1,0 +1,196 @@
+//! `sluice agent` processes for distributed-run tests: started against a test's NATS server with
+//! their own work folders and logs, killed (SIGKILL) on demand or when dropped; and a listener
+//! that keeps every message on every NATS subject, to look for what must never travel.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::Sandbox;
+
+pub struct Agent {
+    pub name: String,
+    pub work_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// `sluice agent --nats URL --name NAME EXTRA...`, with `env` (the agent's own secrets).
+    pub fn start(
+        sandbox: &Sandbox,
+        url: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let work_dir = sandbox.path().join("agents").join(name);
+        std::fs::create_dir_all(&work_dir)?;
+        let log = sandbox.path().join(format!("agent-{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let work = work_dir.display().to_string();
+        let mut args = vec!["agent", "--nats", url, "--name", name, "--work-dir", &work];
+        args.extend_from_slice(extra);
+        let child = sandbox
+            .command(&args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("cannot start sluice agent")?;
+        let agent = Self {
+            name: name.to_string(),
+            work_dir,
+            log,
+            child: Some(child),
+        };
+        agent.wait_for("serving", Duration::from_secs(30))?;
+        Ok(agent)
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The stages this agent recorded a result for: `(run id, stage)` per line it printed.
+    pub fn ran(&self) -> Vec<(String, String)> {
+        self.output()
+            .lines()
+            .filter_map(|line| {
+                let (run, rest) = line.split_once(' ')?;
+                let (stage, _) = rest.split_once(": ")?;
+                run.starts_with("20")
+                    .then(|| (run.to_string(), stage.to_string()))
+            })
+            .collect()
+    }
+
+    /// Waits until the agent printed `text`.
+    pub fn wait_for(&self, text: &str, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.output().contains(text) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "agent {} did not print {text:?}:\n{}",
+            self.name,
+            self.output()
+        )
+    }
+
+    /// Waits until the agent is running a job (its job folder exists).
+    pub fn wait_until_busy(&self, within: Duration) -> Result<()> {
+        let jobs = self.work_dir.join("jobs");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if std::fs::read_dir(&jobs).is_ok_and(|mut d| d.next().is_some()) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("agent {} took no job:\n{}", self.name, self.output())
+    }
+
+    /// SIGKILL: no goodbye, no ack.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every message on every subject of a NATS server, while it lives.
+pub struct Wiretap {
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Wiretap {
+    pub fn start(url: &str) -> Result<Self> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (url, kept) = (url.to_string(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use futures_util::StreamExt;
+                let Ok(client) = async_nats::connect(url).await else {
+                    return;
+                };
+                let Ok(mut all) = client.subscribe(">").await else {
+                    return;
+                };
+                let _ = client.flush().await;
+                let _ = ready_tx.send(());
+                while let Some(message) = all.next().await {
+                    let mut bytes = message.subject.as_bytes().to_vec();
+                    bytes.push(b' ');
+                    bytes.extend_from_slice(&message.payload);
+                    if let Ok(mut seen) = kept.lock() {
+                        seen.push(bytes);
+                    }
+                }
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("the wiretap could not subscribe")?;
+        Ok(Self {
+            seen,
+            _thread: thread,
+        })
+    }
+
+    /// The messages seen so far (subject, a space, payload).
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        self.seen
+            .lock()
+            .map(|seen| seen.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Where a file under `dir` contains `needle`, if anywhere.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
