@@ -156,6 +156,21 @@ fn three_agents_run_thirty_pipelines_each_stage_once_and_no_secret_crosses_nats(
             );
         }
     }
+    // The run board lists all thirty, finished, stage by stage.
+    let board = sandbox.sluice(&["runs", "--nats", &url, "--json"])?;
+    assert_eq!(board.code, 0, "{}", board.stderr);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&board.stdout)?;
+    assert_eq!(listed.len(), 30);
+    for run in &listed {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let stages = run["stages"].as_array().map(Vec::len);
+        assert_eq!(stages, Some(3), "{run}");
+        assert!(
+            reports
+                .iter()
+                .any(|r| r.run_id == run["run_id"].as_str().unwrap_or_default())
+        );
+    }
     let busy = agents.iter().filter(|a| !a.ran().is_empty()).count();
     assert!(busy >= 2, "the work went to {busy} agent(s)");
     // Jobs, blobs, events and results all crossed the server; the secret never did.
@@ -440,6 +455,100 @@ fn a_failing_stage_stops_its_run_on_every_agent() -> Result<()> {
     assert!(
         processes_with("30.0427").is_empty(),
         "sleep 30.0427 still runs"
+    );
+    Ok(())
+}
+
+#[test]
+fn gates_the_stage_cache_and_credentials_work_as_in_a_local_run() -> Result<()> {
+    let server = NatsServer::start_with_login("ci", "pw-5150-sluice")?;
+    let url = server.url();
+    let sandbox = Sandbox::new()?;
+    let login = ["--nats-user", "ci", "--nats-password", "pw-5150-sluice"];
+    let agent = Agent::start(&sandbox, &url, "gatekeeper", &login, &[])?;
+    let file = sandbox.write(
+        &Pipeline::new("gated")
+            .stage(Stage::new("code", "emit").config("files", table([("a.txt", "gated")])))
+            .stage(
+                Stage::new("ship", "checksum")
+                    .inputs(["code/a.txt"])
+                    .set("approval", "manual"),
+            ),
+    )?;
+    let file = file.display().to_string();
+    // The wrong password: a clear error before anything runs.
+    let refused = sandbox.sluice(&[
+        "run",
+        &file,
+        "--nats",
+        &url,
+        "--nats-user",
+        "ci",
+        "--nats-password",
+        "wrong",
+    ])?;
+    assert_eq!(
+        refused.code,
+        sluice::exit_codes::INVALID_INPUT,
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("cannot connect to NATS"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !sandbox.runs_dir().exists() || std::fs::read_dir(sandbox.runs_dir())?.next().is_none()
+    );
+    // Stops at the gate; approved on resume, the gated stage runs on the agent.
+    let mut args = vec!["run", &file, "--nats", &url, "--format", "plain"];
+    args.extend_from_slice(&login);
+    let gated = sandbox.sluice(&args)?;
+    assert_eq!(
+        gated.code,
+        sluice::exit_codes::AWAITING_APPROVAL,
+        "{}",
+        gated.stderr
+    );
+    assert_eq!(agent.ran().len(), 1, "{}", agent.output());
+    let run_id = agent.ran()[0].0.clone();
+    let mut resume = vec![
+        "resume",
+        &run_id,
+        "--approve",
+        "ship",
+        "--nats",
+        &url,
+        "--format",
+        "plain",
+    ];
+    resume.extend_from_slice(&login);
+    let resumed = sandbox.sluice(&resume)?;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let ran = agent.ran();
+    assert_eq!(
+        ran.iter()
+            .filter(|(r, s)| *r == run_id && s == "ship")
+            .count(),
+        1,
+        "{ran:?}"
+    );
+    // A second run: `code` comes from the coordinator's stage cache and is never sent.
+    args.extend_from_slice(&["--approve", "ship"]);
+    let again = sandbox.sluice(&args)?;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let codes = agent.ran().iter().filter(|(_, s)| s == "code").count();
+    assert_eq!(codes, 1, "{}", agent.output());
+    // Both runs are on the board with the coordinator's folder.
+    let mut board = vec!["runs", "--nats", &url, "--json"];
+    board.extend_from_slice(&login);
+    let listed = sandbox.sluice(&board)?;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout)?;
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed.iter().all(|r| r["status"] == "succeeded"),
+        "{listed:?}"
     );
     Ok(())
 }

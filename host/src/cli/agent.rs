@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice::Host;
+use sluice::dist::Remote;
 use sluice::dist::{NatsOptions, Redelivery};
 use sluice::run::agent::{AgentOptions, serve};
-use sluice::run::remote::Remote;
 
 use crate::args::{AgentArgs, GlobalArgs, NatsConnection};
 use crate::error::{CliError, Outcome};
@@ -95,6 +95,49 @@ pub async fn agent(host: &Host, global: &GlobalArgs, args: AgentArgs) -> Outcome
     tokio::task::block_in_place(|| serve(host, &remote, &agent, &stop, &say))
         .map_err(|err| CliError::internal(format!("{err:#}")))?;
     println!("agent {name} stopped");
+    crate::done()
+}
+
+/// `sluice runs --nats URL`: every coordinator's runs, from the run board.
+pub async fn runs_on_board(url: Option<&str>, connection: &NatsConnection, json: bool) -> Outcome {
+    let Some(remote) = remote(url, connection).await? else {
+        return crate::done();
+    };
+    let runs = remote
+        .board()
+        .list()
+        .await
+        .map_err(|err| CliError::input(format!("{err:#}")))?;
+    if json {
+        let text = serde_json::to_string_pretty(&runs)
+            .map_err(|err| CliError::internal(err.to_string()))?;
+        println!("{text}");
+        return crate::done();
+    }
+    if runs.is_empty() {
+        println!("no distributed runs on the board yet");
+        return crate::done();
+    }
+    println!(
+        "{:<24} {:<16} {:<10} {:>6}  {:<14} FOLDER",
+        "RUN", "PIPELINE", "STATUS", "STAGES", "COORDINATOR"
+    );
+    for run in &runs {
+        let done = run
+            .stages
+            .iter()
+            .filter(|(_, status)| !matches!(status.as_str(), "pending" | "running"))
+            .count();
+        println!(
+            "{:<24} {:<16} {:<10} {:>6}  {:<14} {}",
+            run.run_id,
+            run.pipeline,
+            run.status,
+            format!("{done}/{}", run.stages.len()),
+            run.coordinator,
+            run.run_dir
+        );
+    }
     crate::done()
 }
 

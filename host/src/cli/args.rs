@@ -161,6 +161,11 @@ pub struct RunsArgs {
     /// Print the list as JSON
     #[arg(long)]
     pub json: bool,
+    /// List the distributed runs of every coordinator from this NATS server's run board
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    #[command(flatten)]
+    pub connection: NatsConnection,
 }
 
 #[derive(Subcommand, Debug)]

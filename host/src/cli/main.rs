@@ -71,6 +71,9 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Cache(command) => run::stage_cache(&cli.global, command),
         Command::Stage(StageCommand::Run(args)) => stage::run(&host()?, &store, args).await,
         Command::Runs(args) => match args.command {
+            None if args.nats.is_some() => {
+                agent::runs_on_board(args.nats.as_deref(), &args.connection, args.json).await
+            }
             None => runs::list(
                 args.pipeline.as_deref(),
                 args.runs_dir.as_deref(),

@@ -83,7 +83,7 @@ pub fn cancel_subject(run_id: &str) -> String {
 }
 
 /// A run id as one subject token (they are letters, digits and `-`; anything else is `_`).
-fn token(run_id: &str) -> String {
+pub(crate) fn token(run_id: &str) -> String {
     run_id
         .chars()
         .map(|c| {

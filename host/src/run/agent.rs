@@ -26,9 +26,9 @@ use crate::trust::secrets::SecretValues;
 use super::options::Interrupt;
 use super::prepare::preflight;
 use super::record::earlier_stages;
-use super::remote::Remote;
 use super::stage::StageExecution;
 use super::stage_cache::StageCache;
+use crate::dist::Remote;
 
 /// How an agent serves.
 #[derive(Debug, Clone)]

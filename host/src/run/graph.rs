@@ -255,8 +255,18 @@ impl Scheduler<'_> {
         })
     }
 
-    /// Writes the journal; a failure to write it is said once, and the run goes on.
+    /// Writes the journal (and, in a distributed run, shows the state on the run board); a
+    /// failure to write it is said once, and the run goes on.
     fn journal(&self, journal: &mut RunJournal, records: &[StageRecord]) {
+        if let Some(remote) = self.remote {
+            remote.post(super::remote::run_state(
+                self.layout,
+                &self.resolved.pipeline.name,
+                &self.history.started_at,
+                "running",
+                records,
+            ));
+        }
         if let Err(err) = journal.record(
             self.resolved,
             self.layout,

@@ -262,7 +262,7 @@ async fn drive(
         events,
         options.remote.is_some(),
     );
-    let remote_run = match &options.remote {
+    let mut remote_run = match &options.remote {
         Some(remote) => Some(
             remote::RemoteRun::start(
                 remote,
@@ -317,6 +317,16 @@ async fn drive(
     );
     let report_path = layout.report_path();
     report.write_to(&report_path)?;
+    if let Some(remote) = remote_run.as_mut() {
+        remote.post(remote::run_state(
+            &layout,
+            &pipeline.name,
+            &report.started_at,
+            report.status.label().trim_start_matches("is "),
+            &report.stages,
+        ));
+        remote.close().await;
+    }
     crate::model::journal::remove(&layout.dir);
     events.emit(Event::RunFinished {
         status,

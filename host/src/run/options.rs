@@ -23,7 +23,7 @@ pub struct RunOptions {
     /// The stage cache's folder; `None` runs every stage (`--no-stage-cache`).
     pub stage_cache: Option<PathBuf>,
     /// Send the stages to agents through NATS instead of running them here (`--nats`).
-    pub remote: Option<Arc<super::remote::Remote>>,
+    pub remote: Option<Arc<crate::dist::Remote>>,
 }
 
 /// A request to stop the run (or one stage), shared between whoever asks — a signal handler,

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use crate::dist::wire::{
     RunEvent, StageEvent, StageJob, StageResult, cancel_subject, events_subject,
 };
-use crate::dist::{Blobs, JobQueue, NatsOptions, Redelivery, Results};
+use crate::dist::{Remote, RunState};
 use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::{Event, EventSink, LogSource};
 use crate::model::report::{StageRecord, StageStatus};
@@ -24,56 +24,6 @@ use super::options::Interrupt;
 use super::record::rfc3339;
 use super::stage::StageExecution;
 
-/// A connection to the NATS server the run's stages are sent through.
-pub struct Remote {
-    client: async_nats::Client,
-    queue: JobQueue,
-    blobs: Blobs,
-    results: Results,
-}
-
-impl std::fmt::Debug for Remote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Remote")
-            .field("blobs", &self.blobs)
-            .finish()
-    }
-}
-
-impl Remote {
-    /// Connects and opens the queue, the object store (blobs cached under `cache`) and the
-    /// results stream.
-    pub async fn connect(
-        options: &NatsOptions,
-        cache: &Path,
-        redelivery: Redelivery,
-    ) -> Result<Self> {
-        let client = options.connect().await?;
-        Ok(Self {
-            queue: JobQueue::open(client.clone(), redelivery).await?,
-            blobs: Blobs::open(client.clone(), cache).await?,
-            results: Results::open(client.clone()).await?,
-            client,
-        })
-    }
-
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
-    pub fn blobs(&self) -> &Blobs {
-        &self.blobs
-    }
-
-    pub fn results(&self) -> &Results {
-        &self.results
-    }
-
-    pub fn queue(&self) -> &JobQueue {
-        &self.queue
-    }
-}
-
 /// One run on the remote: its pipeline as the agents get it, and the live events coming back.
 pub(super) struct RemoteRun<'a> {
     pub remote: &'a Remote,
@@ -81,15 +31,35 @@ pub(super) struct RemoteRun<'a> {
     pipeline_file: PathBuf,
     pipeline_text: String,
     pipeline_sha256: String,
-    /// Stage names whose result was just recorded (a hint to look now, not the result).
-    recorded: broadcast::Sender<String>,
+    /// What agents said about stages: taken, or recorded (a hint to look now, not the result).
+    notices: broadcast::Sender<Notice>,
     listener: tokio::task::JoinHandle<()>,
+    /// The run's state for the run board, posted in order by one task.
+    board: Option<tokio::sync::mpsc::UnboundedSender<RunState>>,
+    poster: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for RemoteRun<'_> {
     fn drop(&mut self) {
         self.listener.abort();
     }
+}
+
+/// What the listener tells a waiting stage.
+#[derive(Debug, Clone)]
+enum Notice {
+    Taken(String),
+    Recorded(String),
+}
+
+/// How long a stage waits in the queue before the user is told no agent took it.
+const UNTAKEN_WARNING: Duration = Duration::from_secs(20);
+
+/// The machine a coordinator runs on, for the run board.
+fn machine() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 impl<'a> RemoteRun<'a> {
@@ -112,12 +82,12 @@ impl<'a> RemoteRun<'a> {
         let pipeline_text = String::from_utf8(bytes)
             .with_context(|| format!("{} is not UTF-8", pipeline_file.display()))?;
         let mut subscription = remote
-            .client
+            .client()
             .subscribe(events_subject(run_id))
             .await
             .context("cannot listen to the run's events on NATS")?;
-        let (recorded, _) = broadcast::channel(64);
-        let notify = recorded.clone();
+        let (notices, _) = broadcast::channel(256);
+        let notify = notices.clone();
         let events = events.clone();
         let listener = tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
@@ -125,7 +95,9 @@ impl<'a> RemoteRun<'a> {
                     continue;
                 };
                 match event {
-                    StageEvent::Taken { agent, delivery } => events.emit(Event::Log {
+                    StageEvent::Taken { agent, delivery } => {
+                        let _ = notify.send(Notice::Taken(stage.clone()));
+                        events.emit(Event::Log {
                         stage,
                         source: LogSource::Info,
                         line: if delivery > 1 {
@@ -133,28 +105,81 @@ impl<'a> RemoteRun<'a> {
                         } else {
                             format!("sluice: running on agent {agent}")
                         },
-                    }),
-                    StageEvent::Log { source, line } => {
-                        events.emit(Event::Log { stage, source, line })
+                    })
                     }
+                    StageEvent::Log { source, line } => events.emit(Event::Log {
+                        stage,
+                        source,
+                        line,
+                    }),
                     StageEvent::Artifact { artifact } => {
                         events.emit(Event::ArtifactWritten { stage, artifact })
                     }
                     StageEvent::Recorded => {
-                        let _ = notify.send(stage);
+                        let _ = notify.send(Notice::Recorded(stage));
                     }
                 }
             }
         });
+        let (board, mut states) = tokio::sync::mpsc::unbounded_channel::<RunState>();
+        let posting = remote.board().clone();
+        let poster = tokio::spawn(async move {
+            while let Some(state) = states.recv().await {
+                // The board is for people looking; the run does not depend on it.
+                let _ = posting.post(&state).await;
+            }
+        });
         Ok(Self {
+            board: Some(board),
+            poster: Some(poster),
             remote,
             run_id: run_id.to_string(),
             pipeline_file: pipeline_file.to_path_buf(),
             pipeline_text,
             pipeline_sha256: pipeline_sha256.to_string(),
-            recorded,
+            notices,
             listener,
         })
+    }
+}
+
+impl RemoteRun<'_> {
+    /// Shows the run's state on the run board (`sluice runs --nats`).
+    pub(super) fn post(&self, state: RunState) {
+        if let Some(board) = &self.board {
+            let _ = board.send(state);
+        }
+    }
+
+    /// Waits until every state given to [`Self::post`] is on the board.
+    pub(super) async fn close(&mut self) {
+        self.board = None;
+        if let Some(poster) = self.poster.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), poster).await;
+        }
+    }
+}
+
+/// A run's state as the run board shows it.
+pub(super) fn run_state(
+    layout: &crate::model::layout::RunLayout,
+    pipeline: &str,
+    started_at: &str,
+    status: &str,
+    records: &[StageRecord],
+) -> RunState {
+    RunState {
+        run_id: layout.run_id.clone(),
+        pipeline: pipeline.to_string(),
+        status: status.to_string(),
+        coordinator: machine(),
+        run_dir: layout.dir.display().to_string(),
+        started_at: started_at.to_string(),
+        updated_at: rfc3339(SystemTime::now()),
+        stages: records
+            .iter()
+            .map(|r| (r.name.clone(), r.status.label().to_string()))
+            .collect(),
     }
 }
 
@@ -206,15 +231,15 @@ impl StageExecution<'_> {
     ) -> Result<()> {
         let remote = run.remote;
         let name = &self.spec.name;
-        let mut recorded = run.recorded.subscribe();
+        let mut notices = run.notices.subscribe();
         // A restarted coordinator adopts what an agent finished meanwhile.
-        if let Some(bytes) = remote.results.get(&run.run_id, name).await? {
+        if let Some(bytes) = remote.results().get(&run.run_id, name).await? {
             return self.adopt(remote, &bytes, record).await;
         }
-        let plugin = remote.blobs.put_file(plugin_path).await?;
+        let plugin = remote.blobs().put_file(plugin_path).await?;
         for artifact in available {
             remote
-                .blobs
+                .blobs()
                 .put_file(&self.layout.dir.join(&artifact.path))
                 .await?;
         }
@@ -236,7 +261,7 @@ impl StageExecution<'_> {
             crate::model::artifacts::sha256_bytes(name.as_bytes())
         );
         remote
-            .queue
+            .queue()
             .publish_once(&labels, Some(&id), serde_json::to_vec(&job)?)
             .await?;
         let needs = if labels.is_empty() {
@@ -247,10 +272,22 @@ impl StageExecution<'_> {
         self.warn_info(&format!("sluice: queued for an agent{needs}"));
         let interrupt = self.interrupt.clone().unwrap_or_default();
         let mut give_up_at: Option<tokio::time::Instant> = None;
+        let queued = tokio::time::Instant::now();
+        // Results are looked up when an agent says so, and every second in case a notice was
+        // lost (core NATS keeps nothing for a coordinator that was away).
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut taken = false;
         loop {
             tokio::select! {
-                _ = recorded.recv() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                notice = notices.recv() => match notice {
+                    Ok(Notice::Taken(stage)) if stage == *name => taken = true,
+                    Ok(Notice::Recorded(stage)) if stage == *name => {}
+                    // Another stage's news: nothing to look up for this one.
+                    Ok(_) => continue,
+                    // Missed some news: look.
+                    Err(_) => {}
+                },
+                _ = tick.tick() => {}
                 () = self.cancel.triggered(), if give_up_at.is_none() => {
                     give_up_at = Some(self.tell_agents(run, &self.cancel).await);
                 }
@@ -258,8 +295,20 @@ impl StageExecution<'_> {
                     give_up_at = Some(self.tell_agents(run, &interrupt).await);
                 }
             }
-            if let Some(bytes) = remote.results.get(&run.run_id, name).await? {
+            if let Some(bytes) = remote.results().get(&run.run_id, name).await? {
                 return self.adopt(remote, &bytes, record).await;
+            }
+            if !taken && queued.elapsed() >= UNTAKEN_WARNING {
+                taken = true;
+                self.events.emit(Event::Log {
+                    stage: name.clone(),
+                    source: LogSource::Warn,
+                    line: format!(
+                        "sluice: no agent has taken this stage in {} s; is `sluice agent --nats <url>{}` running and connected to this NATS server?",
+                        UNTAKEN_WARNING.as_secs(),
+                        self.spec.runs_on.iter().map(|l| format!(" --label {l}")).collect::<String>()
+                    ),
+                });
             }
             if give_up_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
                 // The agent did not answer in time (or none had taken the job): the stop is
@@ -279,7 +328,7 @@ impl StageExecution<'_> {
                     delivery: 0,
                 };
                 remote
-                    .results
+                    .results()
                     .record_once(&run.run_id, name, serde_json::to_vec(&result)?)
                     .await?;
             }
@@ -291,7 +340,7 @@ impl StageExecution<'_> {
         let stop = serde_json::json!({ "stage": self.spec.name, "reason": why.reason() });
         let _ = run
             .remote
-            .client
+            .client()
             .publish(cancel_subject(&run.run_id), stop.to_string().into())
             .await;
         tokio::time::Instant::now() + Duration::from_secs(5)
@@ -325,7 +374,7 @@ impl StageExecution<'_> {
                 );
             }
             remote
-                .blobs
+                .blobs()
                 .place(&artifact.sha256, &self.layout.dir.join(&artifact.path))
                 .await
                 .with_context(|| {
@@ -336,7 +385,10 @@ impl StageExecution<'_> {
         adopted.log = None;
         if let Some(log) = &result.log_sha256 {
             let rel = self.layout.log_rel(name);
-            remote.blobs.place(log, &self.layout.dir.join(&rel)).await?;
+            remote
+                .blobs()
+                .place(log, &self.layout.dir.join(&rel))
+                .await?;
             adopted.log = Some(rel);
         }
         *record = adopted;

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Distributed runs on this machine (loopback): 30 small pipelines (3 stages each: emit → upper-case
+# → assert) sent through a real nats-server -js to 1, 2 and 3 `sluice agent`s (one stage at a
+# time each), all 30 coordinators started at once; then the added latency of one stage sent to
+# an idle agent against the same stage run locally, median of 11 alternating runs.
+#
+#   bash bench/dist.sh [path/to/sluice]      (default: target/release/sluice; build it first with
+#                                            cargo build --release -p sluice)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+sluice=${1:-$root/target/release/sluice}
+plugins=$root/plugins/dist
+nats=$(command -v nats-server || echo /usr/sbin/nats-server)
+[ -x "$sluice" ] || { echo "no sluice binary at $sluice: cargo build --release -p sluice" >&2; exit 2; }
+[ -x "$nats" ] || { echo "nats-server is not installed: cargo xtask setup" >&2; exit 2; }
+for p in emit text-transform assert-text; do
+  [ -f "$plugins/$p.wasm" ] || { echo "no $plugins/$p.wasm: cargo xtask plugins" >&2; exit 2; }
+done
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do { kill -9 "$pid" && wait "$pid"; } 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export SLUICE_CACHE_DIR=$work/compiled SLUICE_STAGE_CACHE=$work/stage-cache SLUICE_RUNS_DIR=$work/runs
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$nats" -js -a 127.0.0.1 -p "$port" -sd "$work/nats" > "$work/nats.log" 2>&1 &
+pids+=($!)
+url=nats://127.0.0.1:$port
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+
+pipeline() { # name text
+  cat <<EOF
+version = 1
+[pipeline]
+name = "$1"
+[[stage]]
+name = "code"
+plugin = "$plugins/emit.wasm"
+config = { files = { "a.txt" = "$2" } }
+[[stage]]
+name = "upper"
+plugin = "$plugins/text-transform.wasm"
+config = { op = "upper" }
+[[stage]]
+name = "check"
+plugin = "$plugins/assert-text.wasm"
+inputs = ["upper/a.txt"]
+config = { require = ["$(echo "$2" | tr a-z A-Z)"] }
+EOF
+}
+for i in $(seq 30); do
+  mkdir -p "$work/p$i"
+  pipeline "p$i" "pipeline number $i" > "$work/p$i/pipeline.toml"
+done
+mkdir -p "$work/one"
+pipeline one "one" > "$work/one/pipeline.toml"
+# Compile every plugin once (the compiled-code cache is shared by coordinators and agents).
+"$sluice" run "$work/one/pipeline.toml" --format json --no-stage-cache > /dev/null
+
+now() { date +%s.%N; }
+start_agents() { # count
+  for a in $(seq "$1"); do
+    "$sluice" agent --nats "$url" --jobs 1 --name "bench-$a" --work-dir "$work/agent-$a" > "$work/agent-$a.log" 2>&1 &
+    agents+=($!)
+    pids+=($!)
+  done
+  for a in $(seq "$1"); do
+    for _ in $(seq 200); do grep -q serving "$work/agent-$a.log" 2>/dev/null && break; sleep 0.02; done
+  done
+}
+stop_agents() {
+  for pid in "${agents[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  agents=()
+}
+
+echo "30 pipelines × 3 stages, all coordinators at once, through nats-server $("$nats" --version | awk '{print $2}')"
+printf '%-8s %12s %12s %s\n' agents "wall (s)" "stages/s" "stages per agent"
+for n in 1 2 3; do
+  agents=()
+  start_agents "$n"
+  t0=$(now)
+  run_pids=()
+  for i in $(seq 30); do
+    "$sluice" run "$work/p$i/pipeline.toml" --nats "$url" --format json --no-stage-cache > "$work/p$i/out-$n.json" 2>&1 &
+    run_pids+=($!)
+  done
+  failed=0
+  for pid in "${run_pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+  t1=$(now)
+  [ "$failed" = 0 ] || { echo "$failed of 30 runs failed with $n agent(s)" >&2; exit 1; }
+  per=$(for a in $(seq "$n"); do grep -c ': succeeded' "$work/agent-$a.log" || true; done | paste -sd/)
+  grep -h warning "$work"/agent-*.log >&2 || true
+  stop_agents
+  for a in $(seq "$n"); do : > "$work/agent-$a.log"; done
+  awk -v n="$n" -v t0="$t0" -v t1="$t1" -v per="$per" \
+    'BEGIN { w = t1 - t0; printf "%-8s %12.2f %12.1f %s\n", n, w, 90 / w, per }'
+done
+
+echo
+echo "one stage (emit), local vs sent to an idle agent: 11 alternating runs, median end-to-end"
+mkdir -p "$work/single"
+cat > "$work/single/pipeline.toml" <<EOF
+version = 1
+[pipeline]
+name = "single"
+[[stage]]
+name = "code"
+plugin = "$plugins/emit.wasm"
+config = { files = { "a.txt" = "a" } }
+EOF
+agents=()
+start_agents 1
+local_times=() remote_times=()
+for _ in $(seq 11); do
+  t0=$(now); "$sluice" run "$work/single/pipeline.toml" --format json --no-stage-cache > /dev/null; t1=$(now)
+  local_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) * 1000 }')")
+  t0=$(now); "$sluice" run "$work/single/pipeline.toml" --nats "$url" --format json --no-stage-cache > /dev/null; t1=$(now)
+  remote_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) * 1000 }')")
+done
+stop_agents
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+lm=$(median "${local_times[@]}")
+rm_=$(median "${remote_times[@]}")
+awk -v l="$lm" -v r="$rm_" 'BEGIN {
+  printf "%-28s %10.1f ms\n", "local (sluice run)", l
+  printf "%-28s %10.1f ms\n", "remote (sluice run --nats)", r
+  printf "%-28s %10.1f ms (%.2fx)\n", "added by the remote", r - l, r / l
+}'

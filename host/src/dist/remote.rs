@@ -1,0 +1,64 @@
+//! One connection to a NATS server with JetStream, with the four things a distributed run uses
+//! on it: the job queue, the blob store, the results stream, and core subjects for live events.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::{Blobs, JobQueue, NatsOptions, Redelivery, Results, RunBoard};
+
+/// A connection to the NATS server the run's stages are sent through.
+pub struct Remote {
+    pub(crate) client: async_nats::Client,
+    queue: JobQueue,
+    blobs: Blobs,
+    results: Results,
+    board: RunBoard,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("blobs", &self.blobs)
+            .finish()
+    }
+}
+
+impl Remote {
+    /// Connects and opens the queue, the object store (blobs cached under `cache`) and the
+    /// results stream.
+    pub async fn connect(
+        options: &NatsOptions,
+        cache: &Path,
+        redelivery: Redelivery,
+    ) -> Result<Self> {
+        let client = options.connect().await?;
+        Ok(Self {
+            queue: JobQueue::open(client.clone(), redelivery).await?,
+            blobs: Blobs::open(client.clone(), cache).await?,
+            results: Results::open(client.clone()).await?,
+            board: RunBoard::open(client.clone()).await?,
+            client,
+        })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
+    }
+
+    pub fn results(&self) -> &Results {
+        &self.results
+    }
+
+    pub fn board(&self) -> &RunBoard {
+        &self.board
+    }
+
+    pub fn queue(&self) -> &JobQueue {
+        &self.queue
+    }
+}
