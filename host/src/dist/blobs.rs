@@ -12,6 +12,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The object store bucket sluice keeps blobs in.
 pub const BUCKET: &str = "sluice-blobs";
 
+/// No bytes of a blob for this long: its chunks are gone (stored again meanwhile).
+const STALL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Reads of one blob before giving up.
+const FETCH_ATTEMPTS: u32 = 4;
+
+/// A read that got no bytes for [`STALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("the blob's bytes stopped coming for {} s (it was being stored again); tried {FETCH_ATTEMPTS} times", STALL.as_secs())]
+struct Stalled;
+
 /// A blob put into the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -100,6 +110,19 @@ impl Blobs {
         if cached.is_file() && hash_file(&cached).await.is_ok_and(|(d, _)| d == sha256) {
             return Ok(cached);
         }
+        // Two machines storing the same blob at once is harmless (same bytes), but the second
+        // store drops the first one's chunks, and a read of those chunks then waits for ever:
+        // a read that stalls starts over from the object's current chunks.
+        let mut attempt = 1;
+        loop {
+            match self.download(sha256, &cached).await {
+                Err(err) if err.is::<Stalled>() && attempt < FETCH_ATTEMPTS => attempt += 1,
+                done => return done.map(|()| cached),
+            }
+        }
+    }
+
+    async fn download(&self, sha256: &str, cached: &Path) -> Result<()> {
         let mut object = self.store.get(object_name(sha256)).await.with_context(|| {
             format!("no blob sha256:{sha256} in the NATS object store {BUCKET}")
         })?;
@@ -109,9 +132,9 @@ impl Blobs {
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 256 * 1024];
         loop {
-            let read = object
-                .read(&mut buffer)
+            let read = tokio::time::timeout(STALL, object.read(&mut buffer))
                 .await
+                .map_err(|_| Stalled)?
                 .with_context(|| format!("cannot read blob sha256:{sha256} from {BUCKET}"))?;
             if read == 0 {
                 break;
@@ -126,10 +149,10 @@ impl Blobs {
                 "blob sha256:{sha256} from {BUCKET} hashes to {got}: refused (the store's copy is damaged or was replaced)"
             );
         }
-        temp.persist(&cached)
+        temp.persist(cached)
             .map_err(|err| err.error)
             .with_context(|| format!("cannot keep {}", cached.display()))?;
-        Ok(cached)
+        Ok(())
     }
 
     /// Puts a copy of blob `sha256` at `dest` (its folder made): the bytes were verified when
