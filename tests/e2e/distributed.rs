@@ -121,6 +121,11 @@ fn three_agents_run_thirty_pipelines_each_stage_once_and_no_secret_crosses_nats(
                 !output.contains(TOKEN),
                 "the secret in the coordinator's output"
             );
+            // The agent's log lines are shown live, as a local run shows them.
+            assert!(
+                output.contains("[leak] stdout | stdout: the secret is ***"),
+                "{output}"
+            );
             let report = read_report(&report)?;
             assert_eq!(report.status, RunStatus::Succeeded);
             // The artifact came back by digest into the coordinator's run folder.
@@ -550,5 +555,42 @@ fn gates_the_stage_cache_and_credentials_work_as_in_a_local_run() -> Result<()> 
         listed.iter().all(|r| r["status"] == "succeeded"),
         "{listed:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn an_agent_refuses_a_stage_whose_grants_reach_its_own_folders() -> Result<()> {
+    let server = NatsServer::start()?;
+    let url = server.url();
+    let sandbox = Sandbox::new()?;
+    let agent = Agent::start(&sandbox, &url, "careful", &[], &[])?;
+    let agents = sandbox.path().join("agents");
+    // The coordinator's own folders are not touched, so it sends the stage; the agent's are.
+    let file = sandbox.write(
+        &Pipeline::new("reach").stage(
+            Stage::new("attack", "escape")
+                .allow(
+                    "dirs",
+                    [table([
+                        ("host", agents.display().to_string()),
+                        ("guest", "/a".to_string()),
+                        ("mode", "write".to_string()),
+                    ])],
+                )
+                .config("mode", "write")
+                .config("path", "/a/careful/pwned.txt"),
+        ),
+    )?;
+    let report = sandbox.path().join("report.json");
+    let (code, output) = finish(coordinator(&sandbox, &file, &url, &report, &[])?, 60)?;
+    assert_eq!(code, sluice::exit_codes::STAGE_ERROR, "{output}");
+    let report = read_report(&report)?;
+    let message = report.stages[0].message.clone().unwrap_or_default();
+    assert!(
+        message.contains("overlaps the agent's work folder"),
+        "{message}"
+    );
+    assert!(files_containing(&agents, b"pwned").is_empty());
+    assert!(!agent.work_dir.join("pwned.txt").exists());
     Ok(())
 }

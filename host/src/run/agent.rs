@@ -222,6 +222,7 @@ impl Agent<'_> {
             .iter()
             .find(|s| s.name == job.stage)
             .with_context(|| format!("the pipeline has no stage `{}`", job.stage))?;
+        self.refuse_own_folders(&pipeline, spec)?;
         let blobs = self.remote.blobs();
         let plugin_file = blobs.fetch(&job.plugin_sha256).await?;
         let plugin = crate::plugin::load(
@@ -279,6 +280,29 @@ impl Agent<'_> {
             None => None,
         };
         Ok(self.result(record, log, delivery))
+    }
+
+    /// A stage whose grants reach the agent's own folders (jobs, blobs, compiled code, stage
+    /// cache) could read or rewrite another job's files: refused, as a local run refuses a
+    /// stage that reaches its runs folder.
+    fn refuse_own_folders(
+        &self,
+        pipeline: &crate::config::pipeline::Pipeline,
+        spec: &crate::config::pipeline::StageSpec,
+    ) -> Result<()> {
+        let mut folders = vec![("the agent's work folder", self.options.work_dir.as_path())];
+        if let Some(cache) = self.host.cache_dir() {
+            folders.push(("the compiled-code cache", cache));
+        }
+        if let Some(cache) = &self.options.stage_cache {
+            folders.push(("the stage cache", cache.as_path()));
+        }
+        let alone = crate::config::pipeline::Pipeline {
+            stages: vec![spec.clone()],
+            ..pipeline.clone()
+        };
+        super::reach::refuse_state_in_mounts(&alone, &folders)
+            .map_err(|err| anyhow::anyhow!("{err}"))
     }
 
     fn result(&self, record: StageRecord, log: Option<String>, delivery: i64) -> StageResult {
