@@ -14,6 +14,7 @@ mod cli;
 mod concurrency;
 mod disk_full;
 mod distributed;
+mod distributed_rules;
 mod external_links;
 mod failures;
 mod faults;

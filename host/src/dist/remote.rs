@@ -33,11 +33,18 @@ impl Remote {
         redelivery: Redelivery,
     ) -> Result<Self> {
         let client = options.connect().await?;
+        // Four round trips to the server, at once.
+        let (queue, blobs, results, board) = tokio::try_join!(
+            JobQueue::open(client.clone(), redelivery),
+            Blobs::open(client.clone(), cache),
+            Results::open(client.clone()),
+            RunBoard::open(client.clone()),
+        )?;
         Ok(Self {
-            queue: JobQueue::open(client.clone(), redelivery).await?,
-            blobs: Blobs::open(client.clone(), cache).await?,
-            results: Results::open(client.clone()).await?,
-            board: RunBoard::open(client.clone()).await?,
+            queue,
+            blobs,
+            results,
+            board,
             client,
         })
     }

@@ -179,14 +179,20 @@ impl Agent<'_> {
         };
         self.publish(&job.run_id, &job.stage, StageEvent::Recorded)
             .await;
-        let _ = taken.finish().await;
+        if recorded.is_ok() {
+            let _ = taken.finish().await;
+        }
         let said = match recorded {
             Ok(true) => status.label().to_string(),
             Ok(false) => format!(
                 "{}, but another result was recorded first; this one dropped",
                 status.label()
             ),
-            Err(err) => format!("{}, not recorded: {err:#}", status.label()),
+            // Not acknowledged either: the job is given again after the ack wait.
+            Err(err) => format!(
+                "{}, not recorded ({err:#}); the job goes back to the queue",
+                status.label()
+            ),
         };
         (self.say)(format!("{} {}: {said}", job.run_id, job.stage));
     }

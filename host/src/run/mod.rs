@@ -269,6 +269,7 @@ async fn drive(
                 &layout.run_id,
                 &pipeline.file,
                 &history.pipeline_sha256,
+                !history.resumed_at.is_empty(),
                 events,
             )
             .await?,

@@ -31,6 +31,8 @@ pub(super) struct RemoteRun<'a> {
     pipeline_file: PathBuf,
     pipeline_text: String,
     pipeline_sha256: String,
+    /// A resumed run: a stage may have been recorded while no coordinator was there.
+    resumed: bool,
     /// What agents said about stages: taken, or recorded (a hint to look now, not the result).
     notices: broadcast::Sender<Notice>,
     listener: tokio::task::JoinHandle<()>,
@@ -69,6 +71,7 @@ impl<'a> RemoteRun<'a> {
         run_id: &str,
         pipeline_file: &Path,
         pipeline_sha256: &str,
+        resumed: bool,
         events: &EventSink,
     ) -> Result<Self> {
         let bytes = std::fs::read(pipeline_file)
@@ -137,6 +140,7 @@ impl<'a> RemoteRun<'a> {
             pipeline_file: pipeline_file.to_path_buf(),
             pipeline_text,
             pipeline_sha256: pipeline_sha256.to_string(),
+            resumed,
             notices,
             listener,
         })
@@ -232,8 +236,10 @@ impl StageExecution<'_> {
         let remote = run.remote;
         let name = &self.spec.name;
         let mut notices = run.notices.subscribe();
-        // A restarted coordinator adopts what an agent finished meanwhile.
-        if let Some(bytes) = remote.results().get(&run.run_id, name).await? {
+        // A resumed run adopts what an agent finished while no coordinator was there.
+        if run.resumed
+            && let Some(bytes) = remote.results().get(&run.run_id, name).await?
+        {
             return self.adopt(remote, &bytes, record).await;
         }
         let plugin = remote.blobs().put_file(plugin_path).await?;

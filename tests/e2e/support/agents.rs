@@ -1,15 +1,18 @@
-//! `sluice agent` processes for distributed-run tests: started against a test's NATS server with
+//! Distributed-run tests' parts: `sluice agent` processes started against a test's NATS server with
 //! their own work folders and logs, killed (SIGKILL) on demand or when dropped; and a listener
-//! that keeps every message on every NATS subject, to look for what must never travel.
+//! that keeps every message on every NATS subject, to look for what must never travel; `sluice run
+//! --nats` coordinators started and awaited; a stage that sleeps, findable by its process.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+
+use sluice::model::report::RunReport;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::Sandbox;
+use super::{Sandbox, Stage};
 
 pub struct Agent {
     pub name: String,
@@ -193,4 +196,86 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// `sluice run FILE --nats URL`, started, with its report at `report`.
+pub fn coordinator(
+    sandbox: &Sandbox,
+    file: &Path,
+    url: &str,
+    report: &Path,
+    extra: &[&str],
+) -> Result<Child> {
+    let (file, report) = (file.display().to_string(), report.display().to_string());
+    let mut args = vec![
+        "run", &file, "--nats", url, "--format", "plain", "--report", &report,
+    ];
+    args.extend_from_slice(extra);
+    sandbox
+        .command(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start sluice run --nats")
+}
+
+/// Waits for a coordinator (at most `seconds`), returning its exit code and output.
+pub fn finish(child: Child, seconds: u64) -> Result<(i32, String)> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut child = child;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output()?;
+            bail!(
+                "the coordinator did not finish within {seconds} s:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.code().unwrap_or(-1), text))
+}
+
+pub fn read_report(path: &Path) -> Result<RunReport> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("no report {}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+pub fn report_dir(report: &RunReport) -> Result<PathBuf> {
+    anyhow::ensure!(!report.run_dir.is_empty(), "the report names no run folder");
+    Ok(PathBuf::from(&report.run_dir))
+}
+
+/// Waits until a process whose command line holds `marker` runs.
+pub fn wait_for_process(marker: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let running = std::fs::read_dir("/proc")?.flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|line| line.windows(marker.len()).any(|w| w == marker.as_bytes()))
+        });
+        if running {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("no process with {marker} started")
+}
+
+/// A stage that takes a while on whichever agent runs it, marked so its process can be found.
+pub fn slow(name: &str, seconds: &str) -> Stage {
+    Stage::new(name, "exec")
+        .allow("exec", ["sleep"])
+        .config("program", "sleep")
+        .config("args", [seconds])
+        .config("cwd", "/out")
 }
