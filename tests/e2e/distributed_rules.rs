@@ -191,12 +191,18 @@ fn gates_the_stage_cache_and_credentials_work_as_in_a_local_run() -> Result<()> 
     assert_eq!(again.code, 0, "{}", again.stderr);
     let codes = agent.ran().iter().filter(|(_, s)| s == "code").count();
     assert_eq!(codes, 1, "{}", agent.output());
-    // Both runs are on the board with the coordinator's folder.
+    // `--no-stage-cache`: every stage is sent, and the agent runs it (it keeps no cache).
+    args.push("--no-stage-cache");
+    let uncached = sandbox.sluice(&args)?;
+    assert_eq!(uncached.code, 0, "{}", uncached.stderr);
+    let codes = agent.ran().iter().filter(|(_, s)| s == "code").count();
+    assert_eq!(codes, 2, "{}", agent.output());
+    // All three runs are on the board.
     let mut board = vec!["runs", "--nats", &url, "--json"];
     board.extend_from_slice(&login);
     let listed = sandbox.sluice(&board)?;
     let listed: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout)?;
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3);
     assert!(
         listed.iter().all(|r| r["status"] == "succeeded"),
         "{listed:?}"

@@ -11,7 +11,7 @@ use sluice::dist::Remote;
 use sluice::dist::{NatsOptions, Redelivery};
 use sluice::run::agent::{AgentOptions, serve};
 
-use crate::args::{AgentArgs, GlobalArgs, NatsConnection};
+use crate::args::{AgentArgs, NatsConnection};
 use crate::error::{CliError, Outcome};
 
 /// The NATS options and queue settings the flags give.
@@ -52,7 +52,7 @@ fn cache_home() -> PathBuf {
         .join("sluice")
 }
 
-pub async fn agent(host: &Host, global: &GlobalArgs, args: AgentArgs) -> Outcome {
+pub async fn agent(host: &Host, args: AgentArgs) -> Outcome {
     let labels: BTreeSet<String> = args.labels.iter().cloned().collect();
     for label in &labels {
         sluice::dist::jobs::check_label(label)
@@ -76,7 +76,6 @@ pub async fn agent(host: &Host, global: &GlobalArgs, args: AgentArgs) -> Outcome
         labels: labels.clone(),
         jobs,
         work_dir: work_dir.clone(),
-        stage_cache: crate::run::stage_cache_root(global),
         heartbeat: heartbeat_every(redelivery.ack_wait),
     };
     let stop = crate::run::interrupt_on_ctrl_c();

@@ -65,7 +65,7 @@ async fn dispatch(cli: Cli) -> Outcome {
             .unwrap_or_else(PluginStore::default_root),
     );
     match cli.command {
-        Command::Agent(args) => agent::agent(&host()?, &cli.global, args).await,
+        Command::Agent(args) => agent::agent(&host()?, args).await,
         Command::Run(args) => run::run(&host()?, &store, &cli.global, args).await,
         Command::Resume(args) => run::resume(&host()?, &store, &cli.global, args).await,
         Command::Cache(command) => run::stage_cache(&cli.global, command),

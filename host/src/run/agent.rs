@@ -41,8 +41,6 @@ pub struct AgentOptions {
     pub jobs: usize,
     /// Job folders (removed after each job) and fetched blobs.
     pub work_dir: PathBuf,
-    /// This agent's stage cache, if any.
-    pub stage_cache: Option<PathBuf>,
     /// How often a running job is heartbeaten (a third of the queue's ack wait).
     pub heartbeat: Duration,
 }
@@ -258,7 +256,8 @@ impl Agent<'_> {
             }
         };
         let (sink, forwarder) = self.forward_events(&job.run_id);
-        let stage_cache = StageCache::new(self.options.stage_cache.clone());
+        // The stage cache is the coordinator's: it sends only stages it decided to run.
+        let stage_cache = StageCache::new(None);
         let execution = StageExecution {
             host: self.host,
             pipeline: &pipeline,
@@ -288,9 +287,9 @@ impl Agent<'_> {
         Ok(self.result(record, log, delivery))
     }
 
-    /// A stage whose grants reach the agent's own folders (jobs, blobs, compiled code, stage
-    /// cache) could read or rewrite another job's files: refused, as a local run refuses a
-    /// stage that reaches its runs folder.
+    /// A stage whose grants reach the agent's own folders (jobs, blobs, compiled code) could
+    /// read or rewrite another job's files: refused, as a local run refuses a stage that
+    /// reaches its runs folder.
     fn refuse_own_folders(
         &self,
         pipeline: &crate::config::pipeline::Pipeline,
@@ -299,9 +298,6 @@ impl Agent<'_> {
         let mut folders = vec![("the agent's work folder", self.options.work_dir.as_path())];
         if let Some(cache) = self.host.cache_dir() {
             folders.push(("the compiled-code cache", cache));
-        }
-        if let Some(cache) = &self.options.stage_cache {
-            folders.push(("the stage cache", cache.as_path()));
         }
         let alone = crate::config::pipeline::Pipeline {
             stages: vec![spec.clone()],
