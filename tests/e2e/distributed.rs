@@ -19,15 +19,17 @@ use crate::support::{NatsServer, Pipeline, Sandbox, Stage, table};
 
 const TOKEN: &str = "tok-3f9a-never-on-the-wire-7c21";
 
-/// code → leak (prints the agent-side secret everywhere it can) → check (reads code's file).
-fn small_pipeline(name: &str, text: &str) -> Pipeline {
+/// code → leak (prints the agent-side secret everywhere it can, after `pad` bytes: a log over
+/// 64 KiB travels as a blob, a smaller one inside the result) → check (reads code's file).
+fn small_pipeline(name: &str, text: &str, pad: i32) -> Pipeline {
     Pipeline::new(name)
         .secret("TOKEN", table([("env", "SLUICE_AGENT_TOKEN")]))
         .stage(Stage::new("code", "emit").config("files", table([("a.txt", text)])))
         .stage(
             Stage::new("leak", "secret-leak")
                 .allow("secrets", ["TOKEN"])
-                .config("name", "TOKEN"),
+                .config("name", "TOKEN")
+                .config("pad", pad),
         )
         .stage(
             Stage::new("check", "assert-text")
@@ -55,7 +57,7 @@ fn three_agents_run_thirty_pipelines_each_stage_once_and_no_secret_crosses_nats(
             let dir = sandbox.path().join(format!("p{n}"));
             std::fs::create_dir_all(&dir)?;
             let text = format!("pipeline number {n}");
-            let toml = small_pipeline(&format!("p{n}"), &text).to_toml();
+            let toml = small_pipeline(&format!("p{n}"), &text, (n % 2) * 70_000).to_toml();
             let file = sandbox.pipeline(&format!("p{n}/pipeline.toml"), &toml)?;
             let report = dir.join("report.json");
             running.push((
@@ -239,8 +241,7 @@ fn a_coordinator_killed_mid_run_is_resumed_and_no_stage_runs_twice() -> Result<(
     agent.wait_for("code: succeeded", Duration::from_secs(60))?;
     wait_for_process("2.0413")?;
     // The coordinator dies while the agent runs `long`, which goes on and records its result.
-    let _ = run.kill();
-    let _ = run.wait();
+    run.kill();
     agent.wait_for("long: succeeded", Duration::from_secs(60))?;
     let runs = std::fs::read_dir(sandbox.runs_dir())?
         .flatten()

@@ -37,13 +37,19 @@ pub struct StageJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageResult {
     pub record: StageRecord,
-    /// The stage's log, a blob, when it has one.
+    /// The stage's log, a blob, when it has one too big to travel in the result.
     pub log_sha256: Option<String>,
+    /// The stage's log itself, when it is small (most are): two fewer trips to the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_text: Option<String>,
     /// Who decided it: an agent's name, or `coordinator` (cancelled, given up).
     pub by: String,
     /// Which delivery of the job this was (1 the first time).
     pub delivery: i64,
 }
+
+/// The largest log sent inside its result rather than as a blob.
+pub const INLINE_LOG_BYTES: u64 = 64 * 1024;
 
 /// A live event of a run, sent by the agent running the stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 
 use crate::dist::TakenJob;
 use crate::dist::wire::{
-    RunEvent, StageEvent, StageJob, StageResult, cancel_subject, events_subject,
+    INLINE_LOG_BYTES, RunEvent, StageEvent, StageJob, StageResult, cancel_subject, events_subject,
 };
 use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
 use crate::model::events::{Event, EventSink};
@@ -165,6 +165,7 @@ impl Agent<'_> {
                 StageResult {
                     record,
                     log_sha256: None,
+                    log_text: None,
                     by: self.options.name.clone(),
                     delivery,
                 }
@@ -280,11 +281,16 @@ impl Agent<'_> {
         for output in &record.outputs {
             blobs.put_file(&folder.0.join(&output.path)).await?;
         }
-        let log = match &record.log {
-            Some(rel) => Some(blobs.put_file(&folder.0.join(rel)).await?.sha256),
-            None => None,
-        };
-        Ok(self.result(record, log, delivery))
+        let mut result = self.result(record, None, delivery);
+        if let Some(rel) = &result.record.log {
+            let path = folder.0.join(rel);
+            let small = std::fs::metadata(&path).is_ok_and(|m| m.len() <= INLINE_LOG_BYTES);
+            match small.then(|| std::fs::read_to_string(&path).ok()).flatten() {
+                Some(text) => result.log_text = Some(text),
+                None => result.log_sha256 = Some(blobs.put_file(&path).await?.sha256),
+            }
+        }
+        Ok(result)
     }
 
     /// A stage whose grants reach the agent's own folders (jobs, blobs, compiled code) could
@@ -311,6 +317,7 @@ impl Agent<'_> {
         StageResult {
             record,
             log_sha256: log,
+            log_text: None,
             by: self.options.name.clone(),
             delivery,
         }
@@ -386,6 +393,7 @@ fn given_up(job: &StageJob, delivery: i64, agent: &str) -> StageResult {
     StageResult {
         record,
         log_sha256: None,
+        log_text: None,
         by: agent.to_string(),
         delivery,
     }

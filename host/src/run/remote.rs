@@ -330,6 +330,7 @@ impl StageExecution<'_> {
                 let result = StageResult {
                     record: stopped,
                     log_sha256: None,
+                    log_text: None,
                     by: "coordinator".into(),
                     delivery: 0,
                 };
@@ -389,8 +390,12 @@ impl StageExecution<'_> {
         }
         let mut adopted = result.record;
         adopted.log = None;
-        if let Some(log) = &result.log_sha256 {
-            let rel = self.layout.log_rel(name);
+        let rel = self.layout.log_rel(name);
+        if let Some(text) = &result.log_text {
+            std::fs::write(self.layout.dir.join(&rel), text)
+                .with_context(|| format!("cannot write the log of `{name}`"))?;
+            adopted.log = Some(rel);
+        } else if let Some(log) = &result.log_sha256 {
             remote
                 .blobs()
                 .place(log, &self.layout.dir.join(&rel))

@@ -198,50 +198,67 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     found
 }
 
-/// `sluice run FILE --nats URL`, started, with its report at `report`.
+/// A `sluice run --nats` process; what it prints goes to a file (a pipe nobody reads would
+/// stop it once full).
+pub struct Coordinator {
+    child: Child,
+    output: PathBuf,
+}
+
+impl Coordinator {
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn printed(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+}
+
+/// `sluice run FILE --nats URL`, started, with its report at `report` (and what it prints
+/// beside it).
 pub fn coordinator(
     sandbox: &Sandbox,
     file: &Path,
     url: &str,
     report: &Path,
     extra: &[&str],
-) -> Result<Child> {
+) -> Result<Coordinator> {
+    let output = report.with_extension("out");
     let (file, report) = (file.display().to_string(), report.display().to_string());
     let mut args = vec![
         "run", &file, "--nats", url, "--format", "plain", "--report", &report,
     ];
     args.extend_from_slice(extra);
-    sandbox
+    let out = std::fs::File::create(&output)?;
+    let child = sandbox
         .command(&args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out.try_clone()?)
+        .stderr(out)
         .spawn()
-        .context("cannot start sluice run --nats")
+        .context("cannot start sluice run --nats")?;
+    Ok(Coordinator { child, output })
 }
 
-/// Waits for a coordinator (at most `seconds`), returning its exit code and output.
-pub fn finish(child: Child, seconds: u64) -> Result<(i32, String)> {
+/// Waits for a coordinator (at most `seconds`), returning its exit code and what it printed.
+pub fn finish(mut coordinator: Coordinator, seconds: u64) -> Result<(i32, String)> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut child = child;
-    while child.try_wait()?.is_none() {
+    loop {
+        if let Some(status) = coordinator.child.try_wait()? {
+            return Ok((status.code().unwrap_or(-1), coordinator.printed()));
+        }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output()?;
+            coordinator.kill();
             bail!(
                 "the coordinator did not finish within {seconds} s:\n{}",
-                String::from_utf8_lossy(&output.stderr)
+                coordinator.printed()
             );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let output = child.wait_with_output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok((output.status.code().unwrap_or(-1), text))
 }
 
 pub fn read_report(path: &Path) -> Result<RunReport> {
