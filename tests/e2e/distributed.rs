@@ -274,3 +274,41 @@ fn a_coordinator_killed_mid_run_is_resumed_and_no_stage_runs_twice() -> Result<(
     assert!(dir.join("logs/long.log").is_file());
     Ok(())
 }
+
+#[test]
+fn a_nats_restart_mid_stage_does_not_lose_the_run() -> Result<()> {
+    let mut server = NatsServer::start()?;
+    let url = server.url();
+    let sandbox = Sandbox::new()?;
+    let agent = Agent::start(&sandbox, &url, "patient", &[], &[])?;
+    let file = sandbox.write(
+        &Pipeline::new("restart")
+            .stage(Stage::new("code", "emit").config("files", table([("a.txt", "a")])))
+            .stage(slow("long", "3.0431"))
+            .stage(Stage::new("after", "checksum")),
+    )?;
+    let report = sandbox.path().join("report.json");
+    let run = coordinator(&sandbox, &file, &url, &report, &[])?;
+    wait_for_process("3.0431")?;
+    // The server goes away while the agent runs `long` — long enough for the stage to end and
+    // the coordinator to look for its result meanwhile — and comes back with its storage.
+    server.restart_after(Duration::from_secs(4))?;
+    let (code, output) = finish(run, 90)?;
+    assert_eq!(code, 0, "{output}");
+    let report = read_report(&report)?;
+    assert!(
+        report
+            .stages
+            .iter()
+            .all(|s| s.status == StageStatus::Succeeded)
+    );
+    let ran = agent.ran();
+    for stage in ["code", "long", "after"] {
+        assert_eq!(
+            ran.iter().filter(|(_, s)| s == stage).count(),
+            1,
+            "{stage}: {ran:?}"
+        );
+    }
+    Ok(())
+}

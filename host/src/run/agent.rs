@@ -30,6 +30,9 @@ use super::stage::StageExecution;
 use super::stage_cache::StageCache;
 use crate::dist::Remote;
 
+/// How long an agent keeps trying to record a result while NATS is away.
+const RECORD_PATIENCE: Duration = Duration::from_secs(60);
+
 /// How an agent serves.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -117,64 +120,34 @@ impl Agent<'_> {
             return;
         }
         let delivery = taken.delivered;
-        let result = if delivery >= taken.max_deliver {
-            // The queue's last delivery is kept for saying that no agent finished the stage.
-            given_up(&job, delivery, &self.options.name)
-        } else {
-            self.publish(
-                &job.run_id,
-                &job.stage,
-                StageEvent::Taken {
-                    agent: self.options.name.clone(),
-                    delivery,
-                },
-            )
-            .await;
-            let cancel = Interrupt::new();
-            let listening = self
-                .listen_for_cancel(&job.run_id, &job.stage, &cancel)
-                .await;
-            // The stage's future yields often (epoch ticks), so the heartbeat beside it keeps
-            // its beat while the stage runs; it also stops a stage whose result was decided
-            // elsewhere (its coordinator gave up waiting, and a stop message was missed).
-            let beat = async {
-                loop {
-                    tokio::time::sleep(self.options.heartbeat).await;
-                    if let Err(err) = taken.heartbeat().await {
-                        (self.say)(format!("warning: {err:#}"));
-                    }
-                    if let Ok(Some(_)) = results.get(&job.run_id, &job.stage).await {
-                        cancel.trigger_because("stopped: its run recorded this stage meanwhile");
-                    }
+        let cancel = Interrupt::new();
+        // The heartbeat runs beside the stage and its recording (the stage's future yields
+        // often, at epoch ticks); it also stops a stage whose result was decided elsewhere (its
+        // coordinator gave up waiting, and a stop message was missed).
+        let beat = async {
+            loop {
+                tokio::time::sleep(self.options.heartbeat).await;
+                if let Err(err) = taken.heartbeat().await {
+                    (self.say)(format!("warning: {err:#}"));
                 }
-            };
-            let result = tokio::select! {
-                result = self.run_job(&job, delivery, cancel.clone()) => result,
-                never = beat => match never {},
-            };
-            if let Ok(listening) = listening {
-                listening.abort();
+                if let Ok(Some(_)) = results.get(&job.run_id, &job.stage).await {
+                    cancel.trigger_because("stopped: its run recorded this stage meanwhile");
+                }
             }
-            result.unwrap_or_else(|err| {
-                let mut record = job.record.clone();
-                record.status = StageStatus::Error;
-                record.message = Some(format!(
-                    "agent {} could not run the stage: {err:#}",
-                    self.options.name
-                ));
-                StageResult {
-                    record,
-                    log_sha256: None,
-                    log_text: None,
-                    by: self.options.name.clone(),
-                    delivery,
-                }
-            })
         };
-        let status = result.record.status;
-        let recorded = match serde_json::to_vec(&result) {
-            Ok(bytes) => results.record_once(&job.run_id, &job.stage, bytes).await,
-            Err(err) => Err(err.into()),
+        let work = async {
+            let result = if delivery >= taken.max_deliver {
+                // The queue's last delivery is kept for saying that no agent finished it.
+                given_up(&job, delivery, &self.options.name)
+            } else {
+                self.run_taken(&job, delivery, &cancel).await
+            };
+            let recorded = self.record_patiently(&job, &result).await;
+            (result.record.status, recorded)
+        };
+        let (status, recorded) = tokio::select! {
+            done = work => done,
+            never = beat => match never {},
         };
         self.publish(&job.run_id, &job.stage, StageEvent::Recorded)
             .await;
@@ -194,6 +167,56 @@ impl Agent<'_> {
             ),
         };
         (self.say)(format!("{} {}: {said}", job.run_id, job.stage));
+    }
+
+    /// Runs a job this agent holds, whatever goes wrong becoming its result.
+    async fn run_taken(&self, job: &StageJob, delivery: i64, cancel: &Interrupt) -> StageResult {
+        self.publish(
+            &job.run_id,
+            &job.stage,
+            StageEvent::Taken {
+                agent: self.options.name.clone(),
+                delivery,
+            },
+        )
+        .await;
+        let listening = self
+            .listen_for_cancel(&job.run_id, &job.stage, cancel)
+            .await;
+        let result = self.run_job(job, delivery, cancel.clone()).await;
+        if let Ok(listening) = listening {
+            listening.abort();
+        }
+        result.unwrap_or_else(|err| {
+            let mut record = job.record.clone();
+            record.status = StageStatus::Error;
+            record.message = Some(format!(
+                "agent {} could not run the stage: {err:#}",
+                self.options.name
+            ));
+            self.result(record, None, delivery)
+        })
+    }
+
+    /// Records the result once, waiting (heartbeating) while NATS is away: a stage that ran is
+    /// not run again because the server restarted meanwhile.
+    async fn record_patiently(&self, job: &StageJob, result: &StageResult) -> Result<bool> {
+        let bytes = serde_json::to_vec(result)?;
+        let started = tokio::time::Instant::now();
+        loop {
+            match self
+                .remote
+                .results()
+                .record_once(&job.run_id, &job.stage, bytes.clone())
+                .await
+            {
+                Err(err) if started.elapsed() < RECORD_PATIENCE => {
+                    (self.say)(format!("warning: {err:#}; trying again"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                done => return done,
+            }
+        }
     }
 
     async fn publish(&self, run_id: &str, stage: &str, event: StageEvent) {

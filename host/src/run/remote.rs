@@ -54,6 +54,9 @@ enum Notice {
     Recorded(String),
 }
 
+/// How long a coordinator waits for NATS to come back before giving a stage up.
+const NATS_PATIENCE: Duration = Duration::from_secs(30);
+
 /// How long a stage waits in the queue before the user is told no agent took it.
 const UNTAKEN_WARNING: Duration = Duration::from_secs(20);
 
@@ -283,6 +286,7 @@ impl StageExecution<'_> {
         // lost (core NATS keeps nothing for a coordinator that was away).
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut taken = false;
+        let mut lost_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 notice = notices.recv() => match notice {
@@ -301,8 +305,31 @@ impl StageExecution<'_> {
                     give_up_at = Some(self.tell_agents(run, &interrupt).await);
                 }
             }
-            if let Some(bytes) = remote.results().get(&run.run_id, name).await? {
-                return self.adopt(remote, &bytes, record).await;
+            match remote.results().get(&run.run_id, name).await {
+                Ok(Some(bytes)) => return self.adopt(remote, &bytes, record).await,
+                Ok(None) => lost_since = None,
+                // NATS restarted or the network dropped: the client reconnects by itself, and
+                // the agent goes on; the stage is given up only if NATS stays away.
+                Err(err) => match lost_since {
+                    None => {
+                        lost_since = Some(tokio::time::Instant::now());
+                        self.events.emit(Event::Log {
+                            stage: name.clone(),
+                            source: LogSource::Warn,
+                            line: format!(
+                                "sluice: lost NATS ({err:#}); waiting up to {} s for it to come back",
+                                NATS_PATIENCE.as_secs()
+                            ),
+                        });
+                    }
+                    Some(since) if since.elapsed() >= NATS_PATIENCE => {
+                        return Err(err.context(format!(
+                            "NATS was unreachable for {} s while the stage was out on an agent",
+                            NATS_PATIENCE.as_secs()
+                        )));
+                    }
+                    Some(_) => {}
+                },
             }
             if !taken && queued.elapsed() >= UNTAKEN_WARNING {
                 taken = true;

@@ -12,7 +12,8 @@ pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
     /// Kept until the server stops.
-    _storage: tempfile::TempDir,
+    storage: tempfile::TempDir,
+    login: Option<(String, String)>,
 }
 
 impl NatsServer {
@@ -25,6 +26,25 @@ impl NatsServer {
     }
 
     fn start_with(login: Option<(&str, &str)>) -> Result<Self> {
+        let mut server = Self {
+            child: None,
+            port: free_port()?,
+            storage: tempfile::tempdir()?,
+            login: login.map(|(u, p)| (u.to_string(), p.to_string())),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Stops the server (SIGKILL), waits `down`, and starts it again on the same port with the
+    /// same storage: what a NATS restart looks like to its clients.
+    pub fn restart_after(&mut self, down: std::time::Duration) -> Result<()> {
+        self.stop();
+        std::thread::sleep(down);
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> Result<()> {
         let Some(binary) = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
             .into_iter()
             .map(Path::new)
@@ -32,33 +52,36 @@ impl NatsServer {
         else {
             bail!("nats-server is not installed: run `cargo xtask setup` (the test command does)");
         };
-        let port = free_port()?;
-        let storage = tempfile::tempdir()?;
-        let log = std::fs::File::create(storage.path().join("nats.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.storage.path().join("nats.log"))?;
         let mut command = Command::new(binary);
         command
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(storage.path().join("data"))
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.storage.path().join("data"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if let Some((user, password)) = login {
+        if let Some((user, password)) = &self.login {
             command.args(["--user", user, "--pass", password]);
         }
-        let child = command.spawn().context("cannot start nats-server")?;
-        let mut server = Self {
-            child: Some(child),
-            port,
-            _storage: storage,
-        };
+        self.child = Some(command.spawn().context("cannot start nats-server")?);
         for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
-        server.stop();
-        bail!("nats-server did not listen on 127.0.0.1:{port}")
+        self.stop();
+        bail!("nats-server did not listen on 127.0.0.1:{}", self.port)
     }
 
     pub fn url(&self) -> String {
