@@ -1,5 +1,5 @@
 //! Distributed runs (issue 19) keep a local run's rules: labels route stages, a failing stage
-//! stops its run on every agent, gates, the stage cache and NATS credentials work as on one
+//! stops its run on every agent (and its on-failure stages still run), gates, the stage cache and NATS credentials work as on one
 //! machine, and an agent keeps its own folders out of a stage's reach. Against a real
 //! `nats-server -js` and real `sluice agent` processes; checked on state.
 
@@ -77,7 +77,13 @@ fn a_failing_stage_stops_its_run_on_every_agent() -> Result<()> {
                     .inputs(["code/a.txt"])
                     .config("require", ["not there"]),
             )
-            .stage(Stage::new("after", "checksum").set("needs", ["long", "bad"])),
+            .stage(Stage::new("after", "checksum").set("needs", ["long", "bad"]))
+            .stage(
+                Stage::new("cleanup", "emit")
+                    .set("when", "on-failure")
+                    .set("needs", ["after"])
+                    .config("files", table([("cleaned.txt", "yes")])),
+            ),
     )?;
     let report = sandbox.path().join("report.json");
     let started = Instant::now();
@@ -100,7 +106,14 @@ fn a_failing_stage_stops_its_run_on_every_agent() -> Result<()> {
             ("long", StageStatus::Cancelled),
             ("bad", StageStatus::Failed),
             ("after", StageStatus::Skipped),
+            ("cleanup", StageStatus::Succeeded),
         ]
+    );
+    // The on-failure stage ran on an agent, and its output came back.
+    let run_dir = std::path::PathBuf::from(&report.run_dir);
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("artifacts/cleanup/cleaned.txt"))?,
+        "yes"
     );
     // The program the other agent started is gone.
     assert!(
