@@ -33,6 +33,8 @@ pub(super) struct RemoteRun<'a> {
     pipeline_sha256: String,
     /// A resumed run: a stage may have been recorded while no coordinator was there.
     resumed: bool,
+    /// Digests known to be in the object store (sent by this run, or uploaded by its agents).
+    in_store: std::sync::Mutex<std::collections::HashSet<String>>,
     /// What agents said about stages: taken, or recorded (a hint to look now, not the result).
     notices: broadcast::Sender<Notice>,
     listener: tokio::task::JoinHandle<()>,
@@ -144,6 +146,7 @@ impl<'a> RemoteRun<'a> {
             pipeline_text,
             pipeline_sha256: pipeline_sha256.to_string(),
             resumed,
+            in_store: Default::default(),
             notices,
             listener,
         })
@@ -151,6 +154,18 @@ impl<'a> RemoteRun<'a> {
 }
 
 impl RemoteRun<'_> {
+    fn stored(&self, sha256: &str) -> bool {
+        self.in_store
+            .lock()
+            .is_ok_and(|known| known.contains(sha256))
+    }
+
+    fn mark_stored(&self, sha256: String) {
+        if let Ok(mut known) = self.in_store.lock() {
+            known.insert(sha256);
+        }
+    }
+
     /// Shows the run's state on the run board (`sluice runs --nats`).
     pub(super) fn post(&self, state: RunState) {
         if let Some(board) = &self.board {
@@ -243,14 +258,30 @@ impl StageExecution<'_> {
         if run.resumed
             && let Some(bytes) = remote.results().get(&run.run_id, name).await?
         {
-            return self.adopt(remote, &bytes, record).await;
+            return self.adopt(run, &bytes, record).await;
         }
-        let plugin = remote.blobs().put_file(plugin_path).await?;
+        // Each blob is sent (or found in the store) once per run: outputs the agents uploaded
+        // and plugins sent for earlier stages are not hashed and looked up again.
+        if !run.stored(&self.plugin.sha256) {
+            let sent = remote.blobs().put_file(plugin_path).await?;
+            if sent.sha256 != self.plugin.sha256 {
+                bail!(
+                    "{} changed after it was loaded (loaded sha256 {}, now {})",
+                    plugin_path.display(),
+                    self.plugin.sha256,
+                    sent.sha256
+                );
+            }
+            run.mark_stored(sent.sha256);
+        }
         for artifact in available {
-            remote
-                .blobs()
-                .put_file(&self.layout.dir.join(&artifact.path))
-                .await?;
+            if !run.stored(&artifact.sha256) {
+                let sent = remote
+                    .blobs()
+                    .put_file(&self.layout.dir.join(&artifact.path))
+                    .await?;
+                run.mark_stored(sent.sha256);
+            }
         }
         let job = StageJob {
             run_id: run.run_id.clone(),
@@ -258,7 +289,7 @@ impl StageExecution<'_> {
             pipeline_text: run.pipeline_text.clone(),
             pipeline_sha256: run.pipeline_sha256.clone(),
             stage: name.clone(),
-            plugin_sha256: plugin.sha256,
+            plugin_sha256: self.plugin.sha256.clone(),
             available: available.to_vec(),
             earlier,
             record: record.clone(),
@@ -306,7 +337,7 @@ impl StageExecution<'_> {
                 }
             }
             match remote.results().get(&run.run_id, name).await {
-                Ok(Some(bytes)) => return self.adopt(remote, &bytes, record).await,
+                Ok(Some(bytes)) => return self.adopt(run, &bytes, record).await,
                 Ok(None) => lost_since = None,
                 // NATS restarted or the network dropped: the client reconnects by itself, and
                 // the agent goes on; the stage is given up only if NATS stays away.
@@ -382,8 +413,13 @@ impl StageExecution<'_> {
 
     /// Takes a recorded result as this stage's: its outputs and log fetched by digest into the
     /// run folder (verified on the way), its record as the stage's.
-    async fn adopt(&self, remote: &Remote, bytes: &[u8], record: &mut StageRecord) -> Result<()> {
-        let name = &self.spec.name;
+    async fn adopt(
+        &self,
+        run: &RemoteRun<'_>,
+        bytes: &[u8],
+        record: &mut StageRecord,
+    ) -> Result<()> {
+        let (remote, name) = (run.remote, &self.spec.name);
         let result: StageResult =
             serde_json::from_slice(bytes).context("the stage's recorded result cannot be read")?;
         if result.record.name != *name {
@@ -414,6 +450,8 @@ impl StageExecution<'_> {
                 .with_context(|| {
                     format!("cannot bring back artifact `{}`", artifact.reference())
                 })?;
+            // It came from the store, verified: the next stage's agent finds it there.
+            run.mark_stored(artifact.sha256.clone());
         }
         let mut adopted = result.record;
         adopted.log = None;
