@@ -43,20 +43,13 @@ impl RunBoard {
     /// The board (made when missing).
     pub async fn open(client: async_nats::Client) -> Result<Self> {
         let js = jetstream::new(client);
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: STREAM.into(),
-                subjects: vec![format!("{SUBJECT_ROOT}.>")],
-                description: Some("sluice runs, the latest state of each".into()),
-                max_messages_per_subject: 1,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the NATS stream {STREAM}: is JetStream enabled (nats-server -js)?"
-                )
-            })?;
+        let stream = super::one_per_subject(
+            &js,
+            STREAM,
+            SUBJECT_ROOT,
+            "sluice runs, the latest state of each",
+        )
+        .await?;
         Ok(Self { js, stream })
     }
 

@@ -17,3 +17,25 @@ pub use connect::NatsOptions;
 pub use jobs::{JobQueue, Redelivery, TakenJob};
 pub use remote::Remote;
 pub use results::Results;
+
+/// A stream keeping one message per subject under `subject_root` (made when missing): what the
+/// results and the run board are, one subject per stage or per run.
+pub(crate) async fn one_per_subject(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    subject_root: &str,
+    description: &str,
+) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
+    use anyhow::Context as _;
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec![format!("{subject_root}.>")],
+        description: Some(description.into()),
+        max_messages_per_subject: 1,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| {
+        format!("cannot open the NATS stream {name}: is JetStream enabled (nats-server -js)?")
+    })
+}

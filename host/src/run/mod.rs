@@ -19,6 +19,7 @@ pub mod single;
 mod space;
 mod stage;
 pub mod stage_cache;
+mod stage_ends;
 mod tidy;
 mod watch;
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
@@ -215,17 +215,9 @@ impl StageExecution<'_> {
         earlier: Vec<StageRecord>,
         record: &mut StageRecord,
     ) {
-        self.events.emit(Event::StageStarted {
-            stage: self.spec.name.clone(),
-        });
-        record.started_at = Some(rfc3339(SystemTime::now()));
-        let clock = Instant::now();
-        let key = self.cache_key(available);
-        if let Some(key) = &key
-            && self.restore_from_cache(key, record)
-        {
-            return self.finish(record, clock.elapsed());
-        }
+        let Some(started) = self.begin(available, record) else {
+            return;
+        };
         if let Err(err) = self
             .dispatch(run, plugin_path, available, earlier, record)
             .await
@@ -233,12 +225,7 @@ impl StageExecution<'_> {
             record.status = StageStatus::Error;
             record.message = Some(self.masker.mask(&format!("{err:#}")).into_owned());
         }
-        if let Some(key) = key
-            && record.status == StageStatus::Succeeded
-        {
-            self.store_in_cache(key, record);
-        }
-        self.finish(record, clock.elapsed());
+        self.conclude(started, record);
     }
 
     /// Sends the stage to an agent and waits for its recorded result; a cancelled or
