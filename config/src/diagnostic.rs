@@ -20,7 +20,7 @@ pub struct Diagnostic {
 }
 
 /// A remembered place in a file: enough to report a problem there later.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Site {
     pub file: PathBuf,
     /// 1-based line.

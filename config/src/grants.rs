@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// Read or read-write access to a folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Access {
     None,
     Read,
@@ -23,7 +25,7 @@ impl Access {
 }
 
 /// A host folder mounted into the stage.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirGrant {
     /// Resolved against the pipeline file's folder.
     pub host: PathBuf,
@@ -32,12 +34,14 @@ pub struct DirGrant {
     pub access: Access,
     /// Skipped, rather than an error, when the host folder does not exist.
     pub optional: bool,
-    /// Where `host` is written, to report a host path that is not a folder.
+    /// Where `host` is written, to report a host path that is not a folder (not sent to
+    /// another machine: reports there need no place in this file).
+    #[serde(skip)]
     pub site: crate::diagnostic::Site,
 }
 
 /// One `host:port` a stage may connect to (HTTP or TCP).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NetGrant {
     pub host: String,
     pub port: u16,
@@ -50,7 +54,7 @@ impl std::fmt::Display for NetGrant {
 }
 
 /// Everything one stage is granted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grants {
     pub workspace: Access,
     pub dirs: Vec<DirGrant>,
@@ -109,7 +113,7 @@ impl Grants {
 }
 
 /// A declared secret's source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecretSource {
     /// A host environment variable.
     Env(String),

@@ -8,12 +8,13 @@
 //! `cargo xtask layers`):
 //! `atomic_file`, `exit_codes` → [`config`] (the pipeline file) → [`model`] (statuses, artifacts,
 //! events, reports) → [`trust`] (keys, signatures, secrets, provenance) → [`sandbox`] (wasmtime,
-//! capabilities) → [`plugin`] → [`registry`] (OCI, plugin store) → [`dist`] (NATS JetStream) → [`resolve`] → [`run`] →
-//! [`reporters`] → [`scaffold`].
+//! capabilities) → [`plugin`] → [`registry`] (OCI, plugin store) → [`resolve`] → [`stage`] (one
+//! stage, wherever it runs) → [`cluster`] (NATS JetStream: coordinator and agent) → [`run`] (one
+//! run) → [`reporters`] → [`scaffold`].
 
 pub mod atomic_file;
 pub use sluice_config as config;
-pub mod dist;
+pub mod cluster;
 pub mod exit_codes;
 pub mod model;
 pub mod plugin;
@@ -24,6 +25,7 @@ pub mod run;
 pub mod sandbox;
 pub mod scaffold;
 pub mod shell;
+pub mod stage;
 pub mod trust;
 
 pub use sandbox::engine::Host;

@@ -4,7 +4,7 @@
 //! when an agent stops heartbeating, and stage results recorded at most once.
 
 use anyhow::Result;
-use sluice::dist::{Blobs, NatsOptions};
+use sluice::cluster::{Blobs, NatsOptions};
 
 use crate::support::NatsServer;
 
@@ -58,7 +58,7 @@ fn blobs_are_stored_once_by_digest_and_verified_when_fetched() -> Result<()> {
             hex::encode(sha2::Sha256::digest(b"the plugin the team published"))
         };
         let bucket = async_nats::jetstream::new(client.clone())
-            .get_object_store(sluice::dist::blobs::BUCKET)
+            .get_object_store(sluice::cluster::blobs::BUCKET)
             .await?;
         bucket
             .put(
@@ -99,7 +99,7 @@ fn labels(names: &[&str]) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn jobs_reach_only_agents_with_their_labels_and_each_is_taken_once() -> Result<()> {
-    use sluice::dist::{JobQueue, Redelivery};
+    use sluice::cluster::{JobQueue, Redelivery};
     use std::time::Duration;
     let server = NatsServer::start()?;
     runtime()?.block_on(async {
@@ -167,7 +167,7 @@ fn jobs_reach_only_agents_with_their_labels_and_each_is_taken_once() -> Result<(
 
 #[test]
 fn a_job_whose_agent_stops_heartbeating_goes_to_another_until_the_limit() -> Result<()> {
-    use sluice::dist::{JobQueue, Redelivery};
+    use sluice::cluster::{JobQueue, Redelivery};
     use std::time::Duration;
     let server = NatsServer::start()?;
     runtime()?.block_on(async {
@@ -213,7 +213,7 @@ fn a_job_whose_agent_stops_heartbeating_goes_to_another_until_the_limit() -> Res
 
 #[test]
 fn a_stage_result_is_recorded_once_and_a_late_agent_cannot_overwrite_it() -> Result<()> {
-    use sluice::dist::Results;
+    use sluice::cluster::Results;
     let server = NatsServer::start()?;
     runtime()?.block_on(async {
         let client = NatsOptions::new(server.url()).connect().await?;

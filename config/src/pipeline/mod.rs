@@ -35,6 +35,8 @@ pub struct Pipeline {
     pub description: Option<String>,
     /// The manifest file as the user named it.
     pub file: PathBuf,
+    /// The sha256 (hex) of the exact text parsed: what a run records and a resume compares.
+    pub sha256: String,
     /// The directory relative paths in the manifest are resolved against.
     pub dir: PathBuf,
     /// The project checkout (`[pipeline] workspace`, default: `dir`).
@@ -138,7 +140,7 @@ pub struct KeyFile {
 }
 
 /// When a stage runs, given how the stages before it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum When {
     /// Only while every earlier stage succeeded (the default).
     OnSuccess,
@@ -149,7 +151,7 @@ pub enum When {
 }
 
 /// Which earlier artifacts a stage may read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InputSelection {
     /// No `inputs` key: every output of every earlier stage.
     AllEarlier,
@@ -158,7 +160,7 @@ pub enum InputSelection {
 }
 
 /// `stage/name` (one output) or `stage/*` (all of that stage's outputs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InputRef {
     pub stage: String,
     /// `None` for `stage/*`.
@@ -182,6 +184,15 @@ pub fn load(path: &Path) -> Result<Pipeline, Diagnostic> {
                 .with_hint("check the path; `sluice run` takes the path of a pipeline.toml")
         })?;
     parse(path, &source::decode(path, bytes)?)
+}
+
+/// The sha256 (hex) of a pipeline's text.
+fn text_sha256(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Validates pipeline text; `path` is used for messages and to resolve relative paths.
@@ -253,6 +264,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Pipeline, Diagnostic> {
         name,
         description,
         file: path.to_path_buf(),
+        sha256: text_sha256(text),
         dir,
         workspace,
         secrets,

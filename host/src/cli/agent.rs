@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice::Host;
-use sluice::dist::Remote;
-use sluice::dist::{NatsOptions, Redelivery};
-use sluice::run::agent::{AgentOptions, serve};
+use sluice::cluster::Remote;
+use sluice::cluster::agent::{AgentOptions, serve};
+use sluice::cluster::{NatsOptions, Redelivery};
 
 use crate::args::{AgentArgs, NatsConnection};
 use crate::error::{CliError, Outcome};
@@ -55,7 +55,7 @@ fn cache_home() -> PathBuf {
 pub async fn agent(host: &Host, args: AgentArgs) -> Outcome {
     let labels: BTreeSet<String> = args.labels.iter().cloned().collect();
     for label in &labels {
-        sluice::dist::jobs::check_label(label)
+        sluice::cluster::jobs::check_label(label)
             .map_err(|err| CliError::input(format!("{err:#}")))?;
     }
     let (options, redelivery) = nats_options(&args.nats, &args.connection);

@@ -17,8 +17,8 @@ use sluice::reporters::{
     Verbosity,
 };
 use sluice::resolve::{ResolveError, resolve_pipeline};
-use sluice::run::stage_cache::StageCache;
 use sluice::run::{Approver, Interrupt, RunOptions, RunOutcome};
+use sluice::stage::cache::StageCache;
 
 use crate::args::{CacheCommand, Format, GlobalArgs, ResumeArgs, RunArgs, ViewArgs};
 use crate::error::{CliError, Outcome};

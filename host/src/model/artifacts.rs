@@ -54,10 +54,7 @@ pub fn hand_over(source: &Path, dest: &Path, writable_by_programs: bool) -> Resu
 /// its content still hashes to the recorded digest. Returns the file.
 pub fn verify_recorded(run_dir: &Path, artifact: &ArtifactRecord) -> Result<PathBuf, String> {
     let shown = artifact.reference();
-    let names_ok = crate::config::names::check_stage_name(&artifact.stage).is_ok()
-        && check_relative_name(&artifact.name).is_ok()
-        && artifact.path == format!("artifacts/{}/{}", artifact.stage, artifact.name);
-    if !names_ok {
+    if !super::layout::is_artifact_rel(&artifact.stage, &artifact.name, &artifact.path) {
         return Err(format!(
             "the record of artifact `{shown}` names the path `{}`, which is not where sluice keeps it; the run record was edited",
             artifact.path

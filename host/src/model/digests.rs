@@ -1,55 +1,19 @@
 //! Each artifact's digest computed once per run. A file hashed when it was published is not
 //! hashed again each time a later stage is handed it, while it provably has not changed since:
-//! its identity (device, inode, size, modification and change times) is the one it had when it
-//! was hashed, and those times were settled — older than the hash by more than the file system's
-//! timestamp granularity, so a write racing the hash cannot have left them as they were (the
-//! "racily clean" rule git uses). The change time cannot be set back without root.
+//! its [`FileIdentity`](super::identity::FileIdentity) is the one it had when it was hashed, and
+//! was settled then (the racy-clean rule in [`super::identity`]).
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
 use sha2::{Digest, Sha256};
 
-/// More than a kernel tick at the lowest common timer rate (100 Hz): file times come from the
-/// coarse clock.
-const SETTLE: Duration = Duration::from_millis(25);
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Identity {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-        Identity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-
-    /// Both times lie before `instant` by more than [`SETTLE`].
-    fn settled_before(&self, instant: SystemTime) -> bool {
-        let Ok(since_epoch) = instant.duration_since(UNIX_EPOCH) else {
-            return false;
-        };
-        let limit = i128::try_from(since_epoch.saturating_sub(SETTLE).as_nanos()).unwrap_or(0);
-        self.mtime_ns < limit && self.ctime_ns < limit
-    }
-}
+use super::identity::FileIdentity as Identity;
 
 static KNOWN: Mutex<Option<HashMap<PathBuf, (Identity, String)>>> = Mutex::new(None);
 
@@ -63,7 +27,7 @@ pub fn sha256_file_once(path: &Path) -> Result<(String, u64)> {
     if let Some((seen, sha256)) = known.get_or_insert_with(HashMap::new).get(path)
         && *seen == identity
     {
-        return Ok((sha256.clone(), identity.size));
+        return Ok((sha256.clone(), identity.size()));
     }
     drop(known);
     let started = SystemTime::now();
@@ -150,7 +114,7 @@ mod tests {
                 .as_ref()
                 .is_some_and(|k| k.contains_key(&key(&path)))
         );
-        std::thread::sleep(SETTLE * 2);
+        std::thread::sleep(crate::model::identity::SETTLE * 2);
         assert_eq!(sha256_file_once(&path)?.0, first);
         assert!(
             KNOWN

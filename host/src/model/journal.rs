@@ -4,6 +4,7 @@
 //! (about half of a one-file stage's time on ext4). `RunReport::read` applies the journal, so a
 //! run killed at any moment still reads as where it stopped; a torn last line is ignored.
 
+use std::borrow::Borrow;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ pub struct JournalWriter {
 impl JournalWriter {
     /// Starts an empty journal beside a report that already holds `records` (a journal left by
     /// an earlier attempt of the run is already part of that report, so it is cleared).
-    pub fn start(run_dir: &Path, records: &[StageRecord]) -> Result<Self> {
+    pub fn start<R: Borrow<StageRecord>>(run_dir: &Path, records: &[R]) -> Result<Self> {
         let path = path_in(run_dir);
         let file = File::options()
             .create(true)
@@ -34,18 +35,18 @@ impl JournalWriter {
         Ok(JournalWriter {
             file,
             path,
-            written: records.to_vec(),
+            written: records.iter().map(|r| r.borrow().clone()).collect(),
             torn: false,
         })
     }
 
     /// Appends every record that differs from what the journal already says, in one write.
-    pub fn append(&mut self, records: &[StageRecord], elapsed_ms: f64) -> Result<()> {
+    pub fn append<R: Borrow<StageRecord>>(&mut self, records: &[R], elapsed_ms: f64) -> Result<()> {
         let mut lines = Vec::new();
         if self.torn {
             lines.push(b'\n');
         }
-        for record in records {
+        for record in records.iter().map(Borrow::borrow) {
             let known = self.written.iter_mut().find(|w| w.name == record.name);
             if known.as_deref() == Some(record) {
                 continue;

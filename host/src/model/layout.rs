@@ -66,6 +66,20 @@ fn lock(dir: &Path, run_id: &str) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// Where the run folder keeps output `name` of stage `stage`, relative to it, as recorded in
+/// the report: the one place this path is spelled.
+pub fn artifact_rel(stage: &str, name: &str) -> String {
+    format!("artifacts/{stage}/{name}")
+}
+
+/// Whether `path` (from a record: a report, a job, a result) is exactly where the run folder
+/// keeps output `name` of stage `stage`, with names that cannot lead elsewhere.
+pub fn is_artifact_rel(stage: &str, name: &str, path: &str) -> bool {
+    crate::config::names::check_stage_name(stage).is_ok()
+        && crate::config::names::check_relative_name(name).is_ok()
+        && path == artifact_rel(stage, name)
+}
+
 /// The folders of one run, and the lock that says a sluice is running it.
 #[derive(Debug, Clone)]
 pub struct RunLayout {

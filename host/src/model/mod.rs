@@ -2,8 +2,10 @@
 //! the event stream every reporter renders. No wasmtime, no I/O beyond the run folder.
 
 pub mod artifacts;
+pub mod depth;
 pub mod digests;
 pub mod events;
+pub mod identity;
 pub mod journal;
 pub mod layout;
 pub mod report;

@@ -220,6 +220,16 @@ pub struct RunReport {
 /// (`model::journal` writes it); its file name inside the run folder.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
+/// A duration in milliseconds with microsecond precision, as reports record it.
+pub fn millis(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// A moment as reports record it (RFC 3339, milliseconds, UTC).
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
 pub fn journal_path(run_dir: &Path) -> std::path::PathBuf {
     run_dir.join(JOURNAL_FILE)
 }

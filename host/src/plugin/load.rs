@@ -155,6 +155,7 @@ pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
         });
     }
     // A regular file of a bounded size: a device or FIFO named as a plugin is refused, not read.
+    let read_at = std::time::SystemTime::now();
     let bytes = crate::config::files::read_bounded(path, crate::config::files::MAX_PLUGIN_BYTES)
         .map_err(|why| unreadable(std::io::Error::other(format!("it {why}"))))?;
     classify(path, &bytes)?;
@@ -167,7 +168,8 @@ pub fn compile(host: &Host, path: &Path) -> Result<Compiled, PluginError> {
             detail: format!("{err:#}"),
         })?;
     if let (Some(before), Ok(after)) = (&before, std::fs::metadata(path)) {
-        host.cache.remember_digest(path, before, &after, &sha256);
+        host.cache
+            .remember_digest(path, before, &after, read_at, &sha256);
     }
     Ok(Compiled {
         path: path.to_path_buf(),
@@ -288,6 +290,14 @@ fn check_exports(engine: &wasmtime::Engine, component: &Component) -> Result<(),
 }
 
 impl Plugin {
+    /// Import names, e.g. `wasi:filesystem/types@0.2.6`.
+    pub fn imports(&self, host: &Host) -> Vec<String> {
+        let ty = self.component.component_type();
+        ty.imports(&host.engine)
+            .map(|(n, _)| n.to_string())
+            .collect()
+    }
+
     /// Calls `describe` in a throw-away sandbox with no files.
     pub async fn describe(&self, host: &Host) -> Result<PluginInfo, PluginError> {
         let crashed = |detail: String| PluginError::DescribeFailed {

@@ -148,28 +148,12 @@ fn graph(page: &mut String, report: &RunReport) {
 
 /// Each stage's longest chain of dependencies: its column in the graph.
 fn depths(stages: &[StageRecord]) -> BTreeMap<&str, usize> {
-    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
-    // Stages are recorded in an order where dependencies come first; a few passes settle any
-    // other order (bounded: the graph has no cycles).
-    for _ in 0..stages.len().max(1) {
-        let mut changed = false;
-        for stage in stages {
-            let own = stage
-                .depends_on
-                .iter()
-                .filter_map(|d| depth.get(d.as_str()).map(|n| n + 1))
-                .max()
-                .unwrap_or(0);
-            if depth.get(stage.name.as_str()) != Some(&own) {
-                depth.insert(&stage.name, own);
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    depth
+    let depth = crate::model::depth::depths(
+        stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.depends_on.as_slice())),
+    );
+    stages.iter().map(|s| s.name.as_str()).zip(depth).collect()
 }
 
 /// When each stage ran, as bars on one time axis: stages that overlap ran side by side.

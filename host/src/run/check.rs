@@ -1,5 +1,7 @@
-//! `sluice check`: everything `run` verifies before running anything — the file, every plugin
-//! (compiled through the cache, linked, described) — and nothing is run.
+//! `sluice check`: everything `run` verifies before running anything — the file, every stage
+//! prepared as a run prepares it (plugin compiled through the cache, linked for its grants,
+//! checked against its pin; granted folders and secrets), every plugin described — and nothing
+//! is run.
 
 use std::path::PathBuf;
 
@@ -8,8 +10,9 @@ use serde::Serialize;
 use crate::model::text::{MAX_FIELD_BYTES, one_line};
 use crate::plugin;
 use crate::resolve::{Pin, ResolvedPipeline};
-use crate::sandbox::caps::CapSet;
+use crate::sandbox::cache::CacheOutcome;
 use crate::sandbox::engine::Host;
+use crate::stage::{PreparedStage, RunsOn};
 use crate::trust::secrets::SecretValues;
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,27 +57,12 @@ pub struct CheckReport {
 /// Each stage in the wave after the latest of its dependencies (the graph has no cycles:
 /// the pipeline was validated).
 pub fn waves(pipeline: &crate::config::pipeline::Pipeline) -> Vec<Vec<String>> {
-    let mut level: Vec<usize> = vec![0; pipeline.stages.len()];
-    // Dependencies can point forward (`needs`), so settle levels until nothing moves.
-    for _ in 0..pipeline.stages.len() {
-        let mut moved = false;
-        for (index, spec) in pipeline.stages.iter().enumerate() {
-            let want = spec
-                .depends_on
-                .iter()
-                .filter_map(|d| pipeline.stages.iter().position(|s| &s.name == d))
-                .map(|d| level[d] + 1)
-                .max()
-                .unwrap_or(0);
-            if want > level[index] {
-                level[index] = want;
-                moved = true;
-            }
-        }
-        if !moved {
-            break;
-        }
-    }
+    let level = crate::model::depth::depths(
+        pipeline
+            .stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.depends_on.as_slice())),
+    );
     let mut waves: Vec<Vec<String>> = vec![Vec::new(); level.iter().max().map_or(0, |m| m + 1)];
     for (spec, level) in pipeline.stages.iter().zip(level) {
         waves[level].push(spec.name.clone());
@@ -114,26 +102,34 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
             grants: spec.grants.describe(),
             problem: None,
         };
-        let loaded = plugin::compile(host, &stage.plugin_path).and_then(|compiled| {
-            entry.sha256 = Some(compiled.sha256.clone());
-            entry.cache_hit = Some(compiled.cache == crate::sandbox::cache::CacheOutcome::Hit);
-            entry.imports = compiled.imports(host);
-            compiled.link(host, &spec.name, CapSet::of(&spec.grants))
-        });
-        let loaded = loaded
-            .map_err(|err| err.to_string())
-            .and_then(|plugin| super::preflight(spec, &secrets).map(|_| plugin));
-        match loaded {
-            Err(err) => entry.problem = Some(err),
-            Ok(loaded) => match loaded.describe(host).await {
-                Ok(info) => {
-                    entry.name = Some(one_line(&info.name, MAX_FIELD_BYTES));
-                    entry.version = Some(one_line(&info.version, MAX_FIELD_BYTES));
-                    entry.phase = Some(crate::sandbox::trap::phase_name(info.phase).to_string());
-                    entry.description = Some(one_line(&info.description, MAX_FIELD_BYTES));
+        let prepared =
+            PreparedStage::of_pipeline(host, pipeline, spec, stage, RunsOn::Here(&secrets));
+        match prepared {
+            Err(problem) => {
+                // What the component is and asks for, shown even when it cannot run.
+                if let Ok(compiled) = plugin::compile(host, &stage.plugin_path) {
+                    entry.sha256 = Some(compiled.sha256.clone());
+                    entry.cache_hit = Some(compiled.cache == CacheOutcome::Hit);
+                    entry.imports = compiled.imports(host);
                 }
-                Err(err) => entry.problem = Some(err.to_string()),
-            },
+                entry.problem = Some(problem);
+            }
+            Ok(prepared) => {
+                let plugin = &prepared.plugin;
+                entry.sha256 = Some(plugin.sha256.clone());
+                entry.cache_hit = Some(plugin.cache == CacheOutcome::Hit);
+                entry.imports = plugin.imports(host);
+                match plugin.describe(host).await {
+                    Ok(info) => {
+                        entry.name = Some(one_line(&info.name, MAX_FIELD_BYTES));
+                        entry.version = Some(one_line(&info.version, MAX_FIELD_BYTES));
+                        entry.phase =
+                            Some(crate::sandbox::trap::phase_name(info.phase).to_string());
+                        entry.description = Some(one_line(&info.description, MAX_FIELD_BYTES));
+                    }
+                    Err(err) => entry.problem = Some(err.to_string()),
+                }
+            }
         }
         stages.push(entry);
     }

@@ -1,27 +1,20 @@
-//! Runs a pipeline: prepares every plugin up front, runs the stages in order, hands each the
-//! artifacts of earlier ones, stops at the first stage that does not succeed, and records it all.
+//! One run of a pipeline: every plugin prepared up front, the stages dispatched in order (here
+//! or to agents), each handed the artifacts of earlier ones, the run stopped at the first stage
+//! that does not succeed, and all of it recorded. Also the commands with runs of their own:
+//! [`check`] and [`single`] (`sluice stage run`).
 //!
-//! The rules (what runs, what is skipped, what waits) are pure functions in [`schedule`]; the
-//! effects around them live in [`prepare`], [`stage`], [`publish`] and [`record`].
+//! The rules (what runs, what is skipped, what waits) are pure functions in [`schedule`]; one
+//! stage is [`crate::stage`]'s; the effects of a run live in [`dispatch`], [`slot`], [`record`]
+//! and [`provenance`].
 
-pub mod agent;
 pub mod check;
-mod graph;
+mod dispatch;
 mod options;
-mod prepare;
 pub mod provenance;
-mod publish;
-mod reach;
 mod record;
-pub mod remote;
 pub mod schedule;
 pub mod single;
-mod space;
-mod stage;
-pub mod stage_cache;
-mod stage_ends;
-mod tidy;
-mod watch;
+mod slot;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,16 +22,19 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 
 pub use options::{Approver, Interrupt, RunOptions, RunOutcome};
-pub(crate) use prepare::preflight;
 
+use crate::cluster::coordinator::{RemoteRun, run_state};
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::{RunLayout, default_runs_root};
-use crate::model::report::{RunReport, RunStatus, StageRecord, StageStatus};
+use crate::model::report::{RunReport, RunStatus, StageRecord, StageStatus, rfc3339};
 use crate::resolve::ResolvedPipeline;
 use crate::sandbox::engine::Host;
+use crate::stage::cache::StageCache;
+use crate::stage::pending_record;
+use crate::stage::reach::refuse_state_in_mounts;
+use crate::stage::{StageSurroundings, output::OutputFolder};
 use crate::trust::secrets::SecretValues;
-use reach::refuse_state_in_mounts;
-use record::{RunHistory, pending_record, pipeline_digest, rfc3339};
+use record::RunHistory;
 
 /// Runs `pipeline` to its end, to the first stage that does not succeed (then only its
 /// `when = "on-failure"` stages), or to a gate nobody approved.
@@ -62,7 +58,7 @@ pub async fn run(
     let history = RunHistory {
         started_at: rfc3339(SystemTime::now()),
         resumed_at: Vec::new(),
-        pipeline_sha256: pipeline_digest(pipeline)?,
+        pipeline_sha256: pipeline.sha256.clone(),
         trigger: crate::model::report::detect_trigger(),
     };
     let session = Session {
@@ -98,7 +94,7 @@ pub async fn resume(
     );
     // Holding the run's lock proves no other sluice is still running it.
     let layout = RunLayout::open(run_dir, &report.run_id)?;
-    let digest = pipeline_digest(pipeline)?;
+    let digest = pipeline.sha256.clone();
     anyhow::ensure!(
         digest == report.pipeline_sha256,
         "{} changed since run {} started; a resumed run must use the same pipeline, so start a new run",
@@ -124,11 +120,11 @@ pub async fn resume(
         )
     })?;
     let mut records = report.stages;
-    for (index, record) in records.iter_mut().enumerate() {
+    for ((spec, stage), record) in resolved.stages().zip(records.iter_mut()) {
         if !schedule::is_finished(record.status) {
             // A stage killed mid-way starts over from an empty output folder.
-            watch::empty(&layout.artifacts_of(&record.name));
-            *record = pending_record(&pipeline.stages[index], resolved.stages[index].pin.as_ref());
+            OutputFolder::clear(&layout, &spec.name);
+            *record = pending_record(spec, stage.pin.as_ref());
         }
     }
     let mut resumed_at = report.resumed_at;
@@ -233,7 +229,7 @@ async fn drive(
 ) -> Result<RunOutcome> {
     let Session {
         layout,
-        mut records,
+        records,
         history,
     } = session;
     let pipeline = &resolved.pipeline;
@@ -255,20 +251,20 @@ async fn drive(
     }
     let secret_values = SecretValues::load(&pipeline.secrets);
     let masker = secret_values.masker();
-    let prepared = prepare::prepare_stages(
+    let mut slots = slot::slots(resolved, records);
+    let failed = slot::prepare_all(
         host,
         resolved,
-        &mut records,
+        &mut slots,
         &secret_values,
         events,
         options.remote.is_some(),
     );
     let mut remote_run = match &options.remote {
         Some(remote) => Some(
-            remote::RemoteRun::start(
+            RemoteRun::start(
                 remote,
                 &layout.run_id,
-                &pipeline.file,
                 &history.pipeline_sha256,
                 !history.resumed_at.is_empty(),
                 events,
@@ -277,27 +273,34 @@ async fn drive(
         ),
         None => None,
     };
-    let scheduler = graph::Scheduler {
-        remote: remote_run.as_ref(),
+    let stage_cache = StageCache::new(options.stage_cache.clone());
+    let around = StageSurroundings {
         host,
+        layout: &layout,
+        events,
+        masker: &masker,
+        stage_cache: &stage_cache,
+        interrupt: options.interrupt.clone(),
+    };
+    let dispatcher = dispatch::Dispatcher {
+        around: &around,
+        remote: remote_run.as_ref(),
         resolved,
         options,
-        events,
-        layout: &layout,
-        prepared: &prepared,
-        masker: &masker,
         history: &history,
         clock,
-        stage_cache: &stage_cache::StageCache::new(options.stage_cache.clone()),
+        preflight_failed: failed.is_some(),
     };
-    // The scheduler blocks while stages run on their own threads; on a multi-threaded runtime
+    // The dispatcher blocks while stages run on their own threads; on a multi-threaded runtime
     // the caller's other tasks (the Ctrl-C handler) keep running meanwhile.
     let finished = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            tokio::task::block_in_place(|| scheduler.run(&mut records))
+            tokio::task::block_in_place(|| dispatcher.run(&mut slots))
         }
-        _ => scheduler.run(&mut records),
+        _ => dispatcher.run(&mut slots),
     };
+    let records = slot::records(&slots);
+    drop(slots);
     let awaiting = finished.awaiting;
     let stopped_by = schedule::first_failure(&records);
     let status = schedule::run_status(awaiting.as_deref(), &stopped_by);
@@ -320,7 +323,7 @@ async fn drive(
     let report_path = layout.report_path();
     report.write_to(&report_path)?;
     if let Some(remote) = remote_run.as_mut() {
-        remote.post(remote::run_state(
+        remote.post(run_state(
             &layout,
             &pipeline.name,
             &report.started_at,

@@ -1,20 +1,16 @@
-//! A run's records: each stage's record from pending to finished, what the next stage is told
-//! about earlier ones, and the run report with its provenance, written once at the end.
+//! A run's records: the journal while it runs, and the run report with its provenance, written
+//! once at the end.
 
+use std::borrow::Borrow;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::provenance;
-use crate::config::pipeline::{Pipeline, StageSpec};
-use crate::model::artifacts;
 use crate::model::journal::JournalWriter;
 use crate::model::layout::RunLayout;
-use crate::model::report::{
-    PluginRecord, REPORT_SCHEMA, RunReport, RunStatus, StageRecord, StageStatus,
-};
-use crate::resolve::{Pin, ResolvedPipeline};
-use crate::sandbox::bindings::sluice::pipeline::types::StageRun as EarlierStage;
+use crate::model::report::{REPORT_SCHEMA, RunReport, RunStatus, StageRecord, millis, rfc3339};
+use crate::resolve::ResolvedPipeline;
 use crate::trust::secrets::SecretValues;
 
 /// What a report keeps across a resume.
@@ -26,67 +22,6 @@ pub(crate) struct RunHistory {
     pub trigger: String,
 }
 
-pub(crate) fn pipeline_digest(pipeline: &Pipeline) -> Result<String> {
-    let bytes = std::fs::read(&pipeline.file)
-        .with_context(|| format!("cannot read {}", pipeline.file.display()))?;
-    Ok(artifacts::sha256_bytes(&bytes))
-}
-
-/// What a stage is told about the stages that ran before it.
-pub(crate) fn earlier_stages(records: &[StageRecord]) -> Vec<EarlierStage> {
-    records
-        .iter()
-        .filter(|r| !matches!(r.status, StageStatus::Pending | StageStatus::Skipped))
-        .map(|r| EarlierStage {
-            name: r.name.clone(),
-            plugin: r
-                .plugin
-                .name
-                .clone()
-                .unwrap_or_else(|| r.plugin.reference.clone()),
-            plugin_version: r.plugin.version.clone().unwrap_or_default(),
-            plugin_sha256: r.plugin.sha256.clone().unwrap_or_default(),
-            status: r.status.label().to_string(),
-        })
-        .collect()
-}
-
-pub(crate) fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord {
-    let (manifest_digest, signed_by) = Pin::recorded(pin);
-    StageRecord {
-        name: spec.name.clone(),
-        phase: spec.phase.clone(),
-        status: StageStatus::Pending,
-        plugin: PluginRecord {
-            reference: spec.plugin_ref.clone(),
-            sha256: None,
-            size: None,
-            name: None,
-            version: None,
-            phase: None,
-            cache_hit: None,
-            load_ms: None,
-            manifest_digest,
-            signed_by,
-        },
-        started_at: None,
-        duration_ms: None,
-        outputs: Vec::new(),
-        inputs: Vec::new(),
-        summary: None,
-        message: None,
-        log: None,
-        grants: spec.grants.describe(),
-        gate: spec.manual_approval,
-        denied: Vec::new(),
-        depends_on: spec.depends_on.clone(),
-        matrix: spec.matrix.clone(),
-        cache: None,
-        earlier_attempts: Vec::new(),
-        failure_allowed: false,
-    }
-}
-
 /// The journal of the run in progress: the whole report, status `running`, when the stages
 /// start, then each stage record that changes appended to the journal beside it — so a run
 /// killed at any moment leaves a record `sluice resume` can continue from.
@@ -96,12 +31,12 @@ pub(crate) struct RunJournal {
 }
 
 impl RunJournal {
-    pub(crate) fn record(
+    pub(crate) fn record<R: Borrow<StageRecord>>(
         &mut self,
         resolved: &ResolvedPipeline,
         layout: &RunLayout,
         history: &RunHistory,
-        records: &[StageRecord],
+        records: &[R],
         elapsed: Duration,
     ) -> Result<()> {
         if let Some(writer) = &mut self.writer {
@@ -111,7 +46,7 @@ impl RunJournal {
             resolved,
             layout,
             history.clone(),
-            records.to_vec(),
+            records.iter().map(|r| r.borrow().clone()).collect(),
             RunStatus::Running,
             elapsed,
         );
@@ -151,14 +86,6 @@ pub(crate) fn finish_report(
         Some(Err(err)) => Some(format!("could not be written: {err:#}")),
     };
     (report, note)
-}
-
-pub(crate) fn millis(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1e6).round() / 1e3
-}
-
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
 }
 
 fn build_report(

@@ -1,9 +1,10 @@
 //! The scheduling rules, as pure functions of the records so far: whether a stage whose
 //! dependencies are done runs, is skipped (and why) or waits at its gate; which artifacts it
-//! reads; how the run ended.
+//! reads (see [`crate::stage::select_inputs`]); how the run ended.
+
+use std::borrow::Borrow;
 
 use crate::config::pipeline::{InputSelection, StageSpec, When};
-use crate::model::artifacts::ArtifactRecord;
 use crate::model::report::{RunStatus, StageRecord, StageStatus};
 
 /// The first stage that did not succeed, and how it ended.
@@ -21,10 +22,10 @@ pub enum Decision {
 }
 
 /// Everything outside a stage's own entry that decides whether it runs.
-#[derive(Debug, Clone, Copy)]
-pub struct Situation<'a> {
+#[derive(Debug)]
+pub struct Situation<'a, R: Borrow<StageRecord> = StageRecord> {
     /// Every stage's record so far, in pipeline order (its dependencies are all finished).
-    pub records: &'a [StageRecord],
+    pub records: &'a [R],
     /// The first failure that stops the run (not an allowed one).
     pub stopped_by: &'a StoppedBy,
     /// A failure skips every stage not started yet, not only its dependants.
@@ -35,8 +36,17 @@ pub struct Situation<'a> {
     pub approved: bool,
 }
 
+// Only references and flags: copied whatever the records are held in.
+impl<R: Borrow<StageRecord>> Clone for Situation<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: Borrow<StageRecord>> Copy for Situation<'_, R> {}
+
 /// Whether `spec` runs, is skipped or waits, given the situation.
-pub fn decide(spec: &StageSpec, now: Situation<'_>) -> Decision {
+pub fn decide<R: Borrow<StageRecord>>(spec: &StageSpec, now: Situation<'_, R>) -> Decision {
     let skip = if now.interrupted {
         Some("not run: the run was interrupted".to_string())
     } else if now.preflight_failed {
@@ -62,9 +72,10 @@ pub fn decide(spec: &StageSpec, now: Situation<'_>) -> Decision {
 
 /// The first recorded stage that failed, crashed or errored without being allowed to (a
 /// resumed run keeps counting it).
-pub fn first_failure(records: &[StageRecord]) -> StoppedBy {
+pub fn first_failure<R: Borrow<StageRecord>>(records: &[R]) -> StoppedBy {
     records
         .iter()
+        .map(Borrow::borrow)
         .find(|r| r.status.is_failure() && !r.failure_allowed)
         .map(|r| (r.name.clone(), r.status))
 }
@@ -79,9 +90,12 @@ pub fn is_finished(status: StageStatus) -> bool {
 
 /// Why an on-success stage cannot run: a stage it depends on did not succeed (an allowed
 /// failure does not hold it back).
-pub fn unmet_dependency(spec: &StageSpec, records: &[StageRecord]) -> Option<String> {
+pub fn unmet_dependency<R: Borrow<StageRecord>>(spec: &StageSpec, records: &[R]) -> Option<String> {
     spec.depends_on.iter().find_map(|name| {
-        let dep = records.iter().find(|r| &r.name == name)?;
+        let dep = records
+            .iter()
+            .map(Borrow::borrow)
+            .find(|r| &r.name == name)?;
         let ok = dep.status == StageStatus::Succeeded || dep.failure_allowed;
         (!ok).then(|| {
             format!(
@@ -106,12 +120,18 @@ pub fn run_status(awaiting: Option<&str>, stopped_by: &StoppedBy) -> RunStatus {
 }
 
 /// Why a stage's explicit inputs cannot be met because their stage did not succeed.
-pub fn unmet_inputs(selection: &InputSelection, records: &[StageRecord]) -> Option<String> {
+pub fn unmet_inputs<R: Borrow<StageRecord>>(
+    selection: &InputSelection,
+    records: &[R],
+) -> Option<String> {
     let InputSelection::Only(refs) = selection else {
         return None;
     };
     refs.iter().find_map(|input| {
-        let producer = records.iter().find(|r| r.name == input.stage)?;
+        let producer = records
+            .iter()
+            .map(Borrow::borrow)
+            .find(|r| r.name == input.stage)?;
         (producer.status != StageStatus::Succeeded).then(|| {
             format!(
                 "not run: it needs `{input}`, but stage `{}` {}",
@@ -126,101 +146,11 @@ pub fn unmet_inputs(selection: &InputSelection, records: &[StageRecord]) -> Opti
     })
 }
 
-/// The artifacts a stage may read, or why its `inputs` cannot be met.
-pub fn select_inputs<'a>(
-    selection: &InputSelection,
-    published: &'a [ArtifactRecord],
-) -> Result<Vec<&'a ArtifactRecord>, String> {
-    let InputSelection::Only(refs) = selection else {
-        return Ok(published.iter().collect());
-    };
-    let mut chosen: Vec<&ArtifactRecord> = Vec::new();
-    for input in refs {
-        let from_stage: Vec<&ArtifactRecord> = published
-            .iter()
-            .filter(|a| a.stage == input.stage)
-            .collect();
-        let matching: Vec<&ArtifactRecord> = match &input.name {
-            None => from_stage.clone(),
-            Some(name) => from_stage
-                .iter()
-                .copied()
-                .filter(|a| &a.name == name)
-                .collect(),
-        };
-        if matching.is_empty() && input.name.is_some() {
-            let produced: Vec<&str> = from_stage.iter().map(|a| a.name.as_str()).collect();
-            return Err(format!(
-                "input `{input}` was not produced: stage `{}` published {}",
-                input.stage,
-                if produced.is_empty() {
-                    "no outputs".to_string()
-                } else {
-                    produced.join(", ")
-                }
-            ));
-        }
-        for artifact in matching {
-            if !chosen.iter().any(|c| std::ptr::eq(*c, artifact)) {
-                chosen.push(artifact);
-            }
-        }
-    }
-    Ok(chosen)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::pipeline::{InputRef, Pipeline, parse};
+    use crate::config::pipeline::{Pipeline, parse};
     use std::path::Path;
-
-    fn artifact(stage: &str, name: &str) -> ArtifactRecord {
-        ArtifactRecord {
-            stage: stage.into(),
-            name: name.into(),
-            path: format!("artifacts/{stage}/{name}"),
-            media_type: "text/plain".into(),
-            size: 1,
-            sha256: "00".into(),
-        }
-    }
-
-    #[test]
-    fn selects_named_wildcard_and_all_inputs() {
-        let published = [artifact("a", "x"), artifact("a", "y"), artifact("b", "z")];
-        let all = select_inputs(&InputSelection::AllEarlier, &published).unwrap_or_default();
-        assert_eq!(all.len(), 3);
-        let refs = InputSelection::Only(vec![
-            InputRef {
-                stage: "b".into(),
-                name: Some("z".into()),
-            },
-            InputRef {
-                stage: "a".into(),
-                name: None,
-            },
-            InputRef {
-                stage: "b".into(),
-                name: None,
-            },
-        ]);
-        let chosen = select_inputs(&refs, &published).unwrap_or_default();
-        let names: Vec<String> = chosen.iter().map(|a| a.reference()).collect();
-        assert_eq!(names, ["b/z", "a/x", "a/y"]);
-    }
-
-    #[test]
-    fn a_missing_named_input_says_what_exists() {
-        let published = [artifact("a", "x")];
-        let refs = InputSelection::Only(vec![InputRef {
-            stage: "a".into(),
-            name: Some("nope".into()),
-        }]);
-        let err = select_inputs(&refs, &published).err().unwrap_or_default();
-        assert!(err.contains("`a/nope` was not produced"), "{err}");
-        assert!(err.contains("published x"), "{err}");
-    }
 
     const PIPELINE: &str = r#"
 version = 1
@@ -257,7 +187,7 @@ when = "always"
             .iter()
             .zip(statuses)
             .map(|(spec, status)| {
-                let mut record = super::super::record::pending_record(spec, None);
+                let mut record = crate::stage::pending_record(spec, None);
                 record.status = *status;
                 record
             })

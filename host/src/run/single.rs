@@ -5,33 +5,24 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::config::pipeline::Pipeline;
-use crate::model::artifacts::{ArtifactRecord, sha256_file};
+use crate::config::pipeline::{InputSelection, Pipeline};
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::RunLayout;
 use crate::model::report::{StageRecord, StageStatus};
-use crate::plugin;
-use crate::sandbox::caps::CapSet;
+use crate::resolve::ResolvedStage;
 use crate::sandbox::engine::Host;
+use crate::stage::cache::StageCache;
+use crate::stage::{
+    Interrupt, PreparedStage, RunsOn, StageExecution, StageSurroundings, pending_record,
+};
 use crate::trust::secrets::SecretValues;
 
-use super::options::Interrupt;
-use super::record::pending_record;
-use super::stage::StageExecution;
-use super::stage_cache::StageCache;
+pub use crate::stage::GivenInput;
 
 /// The stage's record in its run folder (not a `report.json`: this is not a pipeline run).
 pub const RECORD_FILE: &str = "stage.json";
-
-/// A file handed to the stage as the output `name` of stage `stage`.
-#[derive(Debug, Clone)]
-pub struct GivenInput {
-    pub stage: String,
-    pub name: String,
-    pub file: PathBuf,
-}
 
 /// Runs stage `index` of `pipeline` with `plugin` on `inputs`, in a fresh run folder under
 /// `runs_root`; returns its record and the run folder (its outputs are under
@@ -57,74 +48,49 @@ pub async fn run_stage(
         stages: vec![spec.name.clone()],
         at: SystemTime::now(),
     });
-    let mut available = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        crate::config::names::check_stage_name(&input.stage)
-            .map_err(|why| anyhow::anyhow!("input stage `{}`: {why}", input.stage))?;
-        crate::config::names::check_relative_name(&input.name)
-            .map_err(|why| anyhow::anyhow!("input name `{}`: {why}", input.name))?;
-        if input.stage == spec.name {
-            bail!(
-                "an input cannot come from the stage itself (`{}`)",
-                spec.name
-            );
-        }
-        let relative = format!("artifacts/{}/{}", input.stage, input.name);
-        let dest = layout.dir.join(&relative);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::copy(&input.file, &dest)
-            .with_context(|| format!("cannot read input {}", input.file.display()))?;
-        let (sha256, size) = sha256_file(&dest)?;
-        available.push(ArtifactRecord {
-            stage: input.stage.clone(),
-            name: input.name.clone(),
-            path: relative,
-            media_type: "application/octet-stream".into(),
-            size,
-            sha256,
-        });
-    }
+    let available = inputs
+        .iter()
+        .map(|input| input.place(&layout, &spec.name))
+        .collect::<Result<Vec<_>>>()?;
     let secret_values = SecretValues::load(&pipeline.secrets);
     let masker = secret_values.masker();
     let mut record = pending_record(spec, None);
     record.depends_on = Vec::new();
-    let prepared = super::preflight(spec, &secret_values).and_then(|secrets| {
-        plugin::load(host, plugin_path, &spec.name, CapSet::of(&spec.grants))
-            .map(|plugin| (secrets, plugin))
-            .map_err(|err| err.to_string())
-    });
-    let (secrets, plugin) = match prepared {
+    let stage = ResolvedStage {
+        plugin_path: plugin_path.to_path_buf(),
+        pin: None,
+    };
+    let mut prepared = match PreparedStage::of_pipeline(
+        host,
+        pipeline,
+        spec,
+        &stage,
+        RunsOn::Here(&secret_values),
+    ) {
         Ok(prepared) => prepared,
         Err(message) => {
             // As in a pipeline run: a stage whose plugin cannot be prepared is an error.
-            super::prepare::refuse_unprepared(&mut record, message, events);
+            super::slot::refuse_unprepared(&mut record, message, events);
             return finish(record, &layout, events);
         }
     };
-    record.plugin.sha256 = Some(plugin.sha256.clone());
-    record.plugin.size = Some(plugin.size);
-    let cache = StageCache::new(None);
+    record.plugin.sha256 = Some(prepared.plugin.sha256.clone());
+    record.plugin.size = Some(prepared.plugin.size);
     // Every given input is what the stage may read, whatever its `inputs` say.
-    let mut spec = spec.clone();
-    spec.inputs = crate::config::pipeline::InputSelection::AllEarlier;
-    let execution = StageExecution {
+    prepared.locked.inputs = InputSelection::AllEarlier;
+    let stage_cache = StageCache::new(None);
+    let around = StageSurroundings {
         host,
-        pipeline,
-        spec: &spec,
-        plugin: &plugin,
         layout: &layout,
         events,
-        secrets: &secrets,
         masker: &masker,
-        earlier: Vec::new(),
+        stage_cache: &stage_cache,
         // Ctrl-C ends the process; the watchman kills what the stage started.
         interrupt: None,
-        cancel: Interrupt::new(),
-        stage_cache: &cache,
     };
-    execution.execute(&available, &mut record).await;
+    StageExecution::new(&around, &prepared, &[], Interrupt::new())
+        .execute(&available, &mut record)
+        .await;
     finish(record, &layout, events)
 }
 

@@ -8,8 +8,8 @@ use ring::hmac;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::identity::{IDENTITY_BYTES, Identity};
 use super::{TAG_BYTES, same_tag};
+use crate::model::identity::{FileIdentity as Identity, IDENTITY_BYTES};
 
 /// One compiled component on disk: `<sha256>.cwasm`, exactly what wasmtime serialized, and
 /// `<sha256>.tag`: the HMAC over (slot, code), then the code file's identity when it was
@@ -73,12 +73,13 @@ impl Entry {
             return map_file(engine, &self.code).ok();
         }
         // Unknown identity: read once into memory, so what is verified is exactly what loads.
+        let read_at = std::time::SystemTime::now();
         let code = std::fs::read(&self.code).ok()?;
         if !same_tag(self.code_tag(key, &code).as_ref(), code_tag) {
             return None;
         }
         let component = deserialize(engine, &code).ok()?;
-        if now.settled() {
+        if now.settled_before(read_at) {
             let _ = self.write_tags(key, code_tag, Some(now));
         }
         Some(component)

@@ -11,7 +11,8 @@
 //! identity it is provably the bytes that were checked (its change time cannot be set back
 //! without root), and it is mapped into memory instead of read. A file changed within the
 //! timestamp granularity of its check could keep the identity, so an identity is recorded only
-//! for files whose times are settled (two seconds in the past). Plugin files' sha256s are
+//! for files whose times were settled when they were read (the racy-clean rule of
+//! [`crate::model::identity`]). Plugin files' sha256s are
 //! remembered the same way, so an unchanged plugin is not re-hashed every run.
 
 use std::collections::HashMap;
@@ -28,10 +29,10 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 mod entry;
-mod identity;
+mod plugin_digests;
 
+use crate::model::identity::FileIdentity as Identity;
 use entry::Entry;
-use identity::Identity;
 
 /// Bytes of an HMAC-SHA256 tag.
 const TAG_BYTES: usize = 32;
@@ -163,7 +164,7 @@ impl CompiledCache {
             return Some(sha256.clone());
         }
         let (dir, key) = self.open().ok()??;
-        identity::read_digest(&dir, &key, path, identity)
+        plugin_digests::read_digest(&dir, &key, path, identity)
     }
 
     /// Remembers that the plugin file at `path` has digest `sha256`, when its metadata was the
@@ -174,6 +175,7 @@ impl CompiledCache {
         path: &Path,
         before: &std::fs::Metadata,
         after: &std::fs::Metadata,
+        read_at: std::time::SystemTime,
         sha256: &str,
     ) {
         let identity = Identity::of(before);
@@ -187,8 +189,8 @@ impl CompiledCache {
         let Ok(Some((dir, key))) = self.open() else {
             return;
         };
-        if identity.settled() {
-            identity::write_digest(&dir, &key, path, identity, sha256);
+        if identity.settled_before(read_at) {
+            plugin_digests::write_digest(&dir, &key, path, identity, sha256);
         }
     }
 

@@ -3,8 +3,6 @@
 //! its outputs are restored, by hard link, from the entry the last such run stored. Entries are
 //! re-hashed before reuse: a corrupt entry is a miss, never a wrong output.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -12,8 +10,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::grants::Access;
-use crate::config::pipeline::{Pipeline, StageSpec, When};
 use crate::model::artifacts::{ArtifactRecord, sha256_file};
+use crate::model::events::{Event, EventSink};
+use crate::model::layout::artifact_rel;
+use crate::model::report::{CacheRecord, StageRecord, StageStatus, rfc3339};
+
+use super::LockedStage;
+use super::inputs::select_inputs;
+use super::output::OutputFolder;
+use fingerprint::{program_fingerprint, tree_fingerprint};
+
+mod fingerprint;
 
 /// Bumped when what goes into a key, or an entry's layout, changes.
 const FORMAT: &str = "sluice-stage-cache/1";
@@ -44,33 +51,6 @@ pub struct CachedOutput {
     pub sha256: String,
 }
 
-/// Why a stage is not served from the cache, when it is not.
-pub fn uncacheable(spec: &StageSpec) -> Option<&'static str> {
-    match spec.cache {
-        Some(true) => return None,
-        Some(false) => return Some("cache = false"),
-        None => {}
-    }
-    let grants = &spec.grants;
-    if !grants.net.is_empty() {
-        Some("it may use the network")
-    } else if !grants.exec.is_empty() {
-        Some("it runs host programs (set `cache = true` if they are deterministic)")
-    } else if !grants.secrets.is_empty() {
-        Some("it reads secrets")
-    } else if grants.workspace == Access::Write
-        || grants.dirs.iter().any(|d| d.access == Access::Write)
-    {
-        Some("it writes to host folders")
-    } else if matches!(spec.phase.as_deref(), Some("deploy" | "monitor")) {
-        Some("deploy and monitor stages act on the world")
-    } else if spec.when != When::OnSuccess || spec.manual_approval {
-        Some("on-failure, always and gated stages always run")
-    } else {
-        None
-    }
-}
-
 impl StageCache {
     pub fn new(root: Option<PathBuf>) -> Self {
         Self { root }
@@ -94,13 +74,7 @@ impl StageCache {
     }
 
     /// The key for running `spec` with `plugin_sha256` on `inputs`.
-    pub fn key(
-        &self,
-        pipeline: &Pipeline,
-        spec: &StageSpec,
-        plugin_sha256: &str,
-        inputs: &[&ArtifactRecord],
-    ) -> Result<String> {
+    pub fn key(&self, stage: &LockedStage, inputs: &[&ArtifactRecord]) -> Result<String> {
         let mut hasher = Sha256::new();
         let mut part = |label: &str, value: &str| {
             hasher.update(label.as_bytes());
@@ -110,15 +84,15 @@ impl StageCache {
         };
         part("format", FORMAT);
         part("sluice", env!("CARGO_PKG_VERSION"));
-        part("plugin", plugin_sha256);
+        part("plugin", &stage.plugin_sha256);
         let config: serde_json::Value =
-            serde_json::from_str(&spec.config_json).unwrap_or(serde_json::Value::Null);
+            serde_json::from_str(&stage.config_json).unwrap_or(serde_json::Value::Null);
         part("config", &config.to_string());
-        for grant in spec.grants.describe() {
+        for grant in stage.grants.describe() {
             part("grant", &grant);
         }
-        part("limits", &format!("{:?}", spec.limits));
-        part("phase", spec.phase.as_deref().unwrap_or(""));
+        part("limits", &format!("{:?}", stage.limits));
+        part("phase", stage.phase.as_deref().unwrap_or(""));
         let mut sorted: Vec<(String, String)> = inputs
             .iter()
             .map(|a| (a.reference(), a.sha256.clone()))
@@ -127,22 +101,22 @@ impl StageCache {
         for (reference, sha256) in sorted {
             part("input", &format!("{reference}={sha256}"));
         }
-        for name in &spec.grants.env {
+        for name in &stage.grants.env {
             part(
                 "env",
                 &format!("{name}={}", std::env::var(name).unwrap_or_default()),
             );
         }
-        for program in &spec.grants.exec {
+        for program in &stage.grants.exec {
             part(
                 "exec",
                 &format!("{program}={}", program_fingerprint(program)),
             );
         }
-        if spec.grants.workspace != Access::None {
-            part("workspace", &tree_fingerprint(&pipeline.workspace)?);
+        if stage.grants.workspace != Access::None {
+            part("workspace", &tree_fingerprint(&stage.workspace)?);
         }
-        for dir in &spec.grants.dirs {
+        for dir in &stage.grants.dirs {
             part(
                 "dir",
                 &format!("{}={}", dir.guest, tree_fingerprint(&dir.host)?),
@@ -263,68 +237,102 @@ impl StageCache {
         }
         removed
     }
-}
 
-/// A program as the key sees it: its resolved path, size and modification time, so a new
-/// compiler makes a new key.
-fn program_fingerprint(program: &str) -> String {
-    let path = if program.contains('/') {
-        Some(PathBuf::from(program))
-    } else {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .filter(|d| d.is_absolute())
-                .map(|d| d.join(program))
-                .find(|p| p.is_file())
-        })
-    };
-    match path.and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m))) {
-        Some((path, meta)) => format!(
-            "{}:{}:{}",
-            path.display(),
-            meta.len(),
-            meta.mtime_nsec() + meta.mtime() * 1_000_000_000
-        ),
-        None => "missing".to_string(),
-    }
-}
-
-/// A folder as the key sees it: every path under it (but `.git`) with its kind, size and
-/// modification time. Cheap enough to take on every run; a file rewritten with the same
-/// content is a (safe) miss.
-fn tree_fingerprint(root: &Path) -> Result<String> {
-    let mut hasher = Sha256::new();
-    let mut files: BTreeMap<PathBuf, String> = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_name() == ".git" {
-                continue;
-            }
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            if meta.is_dir() {
-                stack.push(path);
-                files.insert(rel, "dir".into());
-            } else {
-                files.insert(
-                    rel,
-                    format!("{}:{}:{}", meta.len(), meta.mtime(), meta.mtime_nsec()),
-                );
-            }
+    /// The key of `stage` on the artifacts `available` to it, when the cache may serve it (the
+    /// cache is on and the stage is cacheable); `Err` says why no key could be made.
+    pub fn key_for(
+        &self,
+        stage: &LockedStage,
+        available: &[ArtifactRecord],
+    ) -> Result<Option<String>> {
+        if self.root.is_none() || stage.uncacheable.is_some() {
+            return Ok(None);
         }
+        let Ok(inputs) = select_inputs(&stage.inputs, available) else {
+            return Ok(None);
+        };
+        self.key(stage, &inputs).map(Some)
     }
-    for (path, fingerprint) in files {
-        hasher.update(path.as_os_str().as_encoded_bytes());
-        hasher.update([0]);
-        hasher.update(fingerprint.as_bytes());
-        hasher.update([0]);
+
+    /// Serves stage `name` from the entry under `key`, if there is one: its outputs restored
+    /// (re-verified) into `folder` and recorded, the plugin not run. `Err` says why an entry
+    /// could not be restored (the folder is left empty, and the stage runs).
+    pub fn serve(
+        &self,
+        key: &str,
+        folder: &OutputFolder<'_>,
+        record: &mut StageRecord,
+        events: &EventSink,
+    ) -> Result<bool> {
+        let Some(entry) = self.lookup(key) else {
+            return Ok(false);
+        };
+        let name = record.name.clone();
+        folder.empty();
+        if let Err(err) = folder
+            .create()
+            .and_then(|()| self.restore(&entry, folder.path()))
+        {
+            folder.empty();
+            return Err(err);
+        }
+        record.outputs = entry
+            .outputs
+            .iter()
+            .map(|o| ArtifactRecord {
+                stage: name.clone(),
+                name: o.name.clone(),
+                path: artifact_rel(&name, &o.name),
+                media_type: o.media_type.clone(),
+                size: o.size,
+                sha256: o.sha256.clone(),
+            })
+            .collect();
+        for artifact in &record.outputs {
+            events.emit(Event::ArtifactWritten {
+                stage: name.clone(),
+                artifact: artifact.clone(),
+            });
+        }
+        record.summary = entry.summary.clone();
+        record.plugin.name = entry.plugin_name.clone();
+        record.plugin.version = entry.plugin_version.clone();
+        record.status = StageStatus::Succeeded;
+        record.message = None;
+        record.cache = Some(CacheRecord {
+            key: key.to_string(),
+            hit: true,
+        });
+        Ok(true)
     }
-    Ok(hex::encode(hasher.finalize()))
+
+    /// Keeps a succeeded stage's outputs (in `folder`) for the next run with the same key.
+    pub fn keep(
+        &self,
+        key: String,
+        folder: &OutputFolder<'_>,
+        record: &mut StageRecord,
+    ) -> Result<()> {
+        let entry = Entry {
+            key: key.clone(),
+            stage: record.name.clone(),
+            outputs: record
+                .outputs
+                .iter()
+                .map(|a| CachedOutput {
+                    name: a.name.clone(),
+                    media_type: a.media_type.clone(),
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                })
+                .collect(),
+            summary: record.summary.clone(),
+            plugin_name: record.plugin.name.clone(),
+            plugin_version: record.plugin.version.clone(),
+            created_at: rfc3339(std::time::SystemTime::now()),
+        };
+        self.store(&key, &entry, folder.path())?;
+        record.cache = Some(CacheRecord { key, hit: false });
+        Ok(())
+    }
 }

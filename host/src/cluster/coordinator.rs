@@ -5,31 +5,26 @@
 //! log back into the run folder — so the report, resume and every reporter work unchanged.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use crate::dist::wire::{
-    RunEvent, StageEvent, StageJob, StageResult, cancel_subject, events_subject,
+use super::wire::{
+    RunEvent, StageEvent, StageJob, StageResult, StopStage, cancel_subject, events_subject,
 };
-use crate::dist::{Remote, RunState};
+use super::{Remote, RunState};
 use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::{Event, EventSink, LogSource};
-use crate::model::report::{StageRecord, StageStatus};
+use crate::model::layout::is_artifact_rel;
+use crate::model::report::{StageRecord, StageStatus, rfc3339};
+use crate::stage::{Elsewhere, Interrupt, StageExecution};
 
-use super::options::Interrupt;
-use super::record::rfc3339;
-use super::stage::StageExecution;
-
-/// One run on the remote: its pipeline as the agents get it, and the live events coming back.
-pub(super) struct RemoteRun<'a> {
+/// One run on the remote: what its jobs are bound to, and the live events coming back.
+pub struct RemoteRun<'a> {
     pub remote: &'a Remote,
     run_id: String,
-    pipeline_file: PathBuf,
-    pipeline_text: String,
     pipeline_sha256: String,
     /// A resumed run: a stage may have been recorded while no coordinator was there.
     resumed: bool,
@@ -71,24 +66,13 @@ fn machine() -> String {
 
 impl<'a> RemoteRun<'a> {
     /// Starts listening to the run's events, which the agents send as they run its stages.
-    pub(super) async fn start(
+    pub async fn start(
         remote: &'a Remote,
         run_id: &str,
-        pipeline_file: &Path,
         pipeline_sha256: &str,
         resumed: bool,
         events: &EventSink,
     ) -> Result<Self> {
-        let bytes = std::fs::read(pipeline_file)
-            .with_context(|| format!("cannot read {}", pipeline_file.display()))?;
-        if crate::model::artifacts::sha256_bytes(&bytes) != pipeline_sha256 {
-            bail!(
-                "{} changed since the run started; start a new run",
-                pipeline_file.display()
-            );
-        }
-        let pipeline_text = String::from_utf8(bytes)
-            .with_context(|| format!("{} is not UTF-8", pipeline_file.display()))?;
         let mut subscription = remote
             .client()
             .subscribe(events_subject(run_id))
@@ -142,8 +126,6 @@ impl<'a> RemoteRun<'a> {
             poster: Some(poster),
             remote,
             run_id: run_id.to_string(),
-            pipeline_file: pipeline_file.to_path_buf(),
-            pipeline_text,
             pipeline_sha256: pipeline_sha256.to_string(),
             resumed,
             in_store: Default::default(),
@@ -167,14 +149,14 @@ impl RemoteRun<'_> {
     }
 
     /// Shows the run's state on the run board (`sluice runs --nats`).
-    pub(super) fn post(&self, state: RunState) {
+    pub fn post(&self, state: RunState) {
         if let Some(board) = &self.board {
             let _ = board.send(state);
         }
     }
 
     /// Waits until every state given to [`Self::post`] is on the board.
-    pub(super) async fn close(&mut self) {
+    pub async fn close(&mut self) {
         self.board = None;
         if let Some(poster) = self.poster.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), poster).await;
@@ -183,7 +165,7 @@ impl RemoteRun<'_> {
 }
 
 /// A run's state as the run board shows it.
-pub(super) fn run_state(
+pub fn run_state(
     layout: &crate::model::layout::RunLayout,
     pipeline: &str,
     started_at: &str,
@@ -205,57 +187,65 @@ pub(super) fn run_state(
     }
 }
 
-/// The stage cache is the coordinator's: a hit never leaves this machine.
-impl StageExecution<'_> {
-    pub(super) async fn execute_remote(
-        &self,
-        run: &RemoteRun<'_>,
-        plugin_path: &Path,
-        available: &[ArtifactRecord],
-        earlier: Vec<StageRecord>,
-        record: &mut StageRecord,
-    ) {
-        let Some(started) = self.begin(available, record) else {
-            return;
-        };
-        if let Err(err) = self
-            .dispatch(run, plugin_path, available, earlier, record)
-            .await
-        {
-            record.status = StageStatus::Error;
-            record.message = Some(self.masker.mask(&format!("{err:#}")).into_owned());
-        }
-        self.conclude(started, record);
-    }
+/// One stage of a distributed run, sent to an agent: the run, and the records of the stages it
+/// waited for. The stage cache stays the coordinator's: a hit never leaves this machine.
+pub struct RemoteStage<'r> {
+    pub run: &'r RemoteRun<'r>,
+    pub earlier: Vec<StageRecord>,
+}
 
-    /// Sends the stage to an agent and waits for its recorded result; a cancelled or
-    /// interrupted stage is told to its agent, and recorded here if the agent does not answer.
-    async fn dispatch(
+#[async_trait::async_trait]
+impl Elsewhere for RemoteStage<'_> {
+    async fn run(
         &self,
-        run: &RemoteRun<'_>,
-        plugin_path: &Path,
+        stage: &StageExecution<'_>,
         available: &[ArtifactRecord],
-        earlier: Vec<StageRecord>,
         record: &mut StageRecord,
     ) -> Result<()> {
+        Dispatch {
+            run: self.run,
+            exec: stage,
+        }
+        .send(available, &self.earlier, record)
+        .await
+    }
+}
+
+/// A stage on its way to an agent and back.
+struct Dispatch<'d> {
+    run: &'d RemoteRun<'d>,
+    exec: &'d StageExecution<'d>,
+}
+
+impl Dispatch<'_> {
+    /// Sends the stage to an agent and waits for its recorded result; a cancelled or
+    /// interrupted stage is told to its agent, and recorded here if the agent does not answer.
+    async fn send(
+        &self,
+        available: &[ArtifactRecord],
+        earlier: &[StageRecord],
+        record: &mut StageRecord,
+    ) -> Result<()> {
+        let (run, exec) = (self.run, self.exec);
         let remote = run.remote;
-        let name = &self.spec.name;
+        let name = &exec.stage.name;
+        let plugin_path = exec.plugin.path.as_path();
         let mut notices = run.notices.subscribe();
         // A resumed run adopts what an agent finished while no coordinator was there.
         if run.resumed
             && let Some(bytes) = remote.results().get(&run.run_id, name).await?
         {
-            return self.adopt(run, &bytes, record).await;
+            return self.adopt(&bytes, record).await;
         }
         // Each blob is sent (or found in the store) once per run: outputs the agents uploaded
         // and plugins sent for earlier stages are not hashed and looked up again.
-        if !run.stored(&self.plugin.sha256) {
+        if !run.stored(&exec.plugin.sha256) {
             let sent = remote.blobs().put_file(plugin_path).await?;
-            if sent.sha256 != self.plugin.sha256 {
+            if sent.sha256 != exec.plugin.sha256 {
                 bail!(
                     "{} changed after it was loaded (loaded sha256 {}, now {})",
                     plugin_path.display(),
-                    self.plugin.sha256,
+                    exec.plugin.sha256,
                     sent.sha256
                 );
             }
@@ -265,23 +255,20 @@ impl StageExecution<'_> {
             if !run.stored(&artifact.sha256) {
                 let sent = remote
                     .blobs()
-                    .put_file(&self.layout.dir.join(&artifact.path))
+                    .put_file(&exec.around.layout.dir.join(&artifact.path))
                     .await?;
                 run.mark_stored(sent.sha256);
             }
         }
         let job = StageJob {
             run_id: run.run_id.clone(),
-            pipeline_file: run.pipeline_file.clone(),
-            pipeline_text: run.pipeline_text.clone(),
             pipeline_sha256: run.pipeline_sha256.clone(),
-            stage: name.clone(),
-            plugin_sha256: self.plugin.sha256.clone(),
+            stage: exec.stage.clone(),
             available: available.to_vec(),
-            earlier,
+            earlier: earlier.to_vec(),
             record: record.clone(),
         };
-        let labels: BTreeSet<String> = self.spec.runs_on.iter().cloned().collect();
+        let labels: BTreeSet<String> = exec.stage.runs_on.iter().cloned().collect();
         let id = format!(
             "{}/{}",
             run.run_id,
@@ -294,10 +281,13 @@ impl StageExecution<'_> {
         let needs = if labels.is_empty() {
             String::new()
         } else {
-            format!(" with labels {}", self.spec.runs_on.join(", "))
+            format!(" with labels {}", exec.stage.runs_on.join(", "))
         };
-        self.warn_info(&format!("sluice: queued for an agent{needs}"));
-        let interrupt = self.interrupt.clone().unwrap_or_default();
+        exec.say(
+            LogSource::Info,
+            &format!("sluice: queued for an agent{needs}"),
+        );
+        let interrupt = exec.around.interrupt.clone().unwrap_or_default();
         let mut give_up_at: Option<tokio::time::Instant> = None;
         let queued = tokio::time::Instant::now();
         // Results are looked up when an agent says so, and every second in case a notice was
@@ -316,29 +306,28 @@ impl StageExecution<'_> {
                     Err(_) => {}
                 },
                 _ = tick.tick() => {}
-                () = self.cancel.triggered(), if give_up_at.is_none() => {
-                    give_up_at = Some(self.tell_agents(run, &self.cancel).await);
+                () = exec.cancel.triggered(), if give_up_at.is_none() => {
+                    give_up_at = Some(self.tell_agents(&exec.cancel).await);
                 }
-                () = interrupt.triggered(), if give_up_at.is_none() && self.interrupt.is_some() => {
-                    give_up_at = Some(self.tell_agents(run, &interrupt).await);
+                () = interrupt.triggered(), if give_up_at.is_none() && exec.around.interrupt.is_some() => {
+                    give_up_at = Some(self.tell_agents(&interrupt).await);
                 }
             }
             match remote.results().get(&run.run_id, name).await {
-                Ok(Some(bytes)) => return self.adopt(run, &bytes, record).await,
+                Ok(Some(bytes)) => return self.adopt(&bytes, record).await,
                 Ok(None) => lost_since = None,
                 // NATS restarted or the network dropped: the client reconnects by itself, and
                 // the agent goes on; the stage is given up only if NATS stays away.
                 Err(err) => match lost_since {
                     None => {
                         lost_since = Some(tokio::time::Instant::now());
-                        self.events.emit(Event::Log {
-                            stage: name.clone(),
-                            source: LogSource::Warn,
-                            line: format!(
+                        exec.say(
+                            LogSource::Warn,
+                            &format!(
                                 "sluice: lost NATS ({err:#}); waiting up to {} s for it to come back",
                                 NATS_PATIENCE.as_secs()
                             ),
-                        });
+                        );
                     }
                     Some(since) if since.elapsed() >= NATS_PATIENCE => {
                         return Err(err.context(format!(
@@ -351,21 +340,20 @@ impl StageExecution<'_> {
             }
             if !taken && queued.elapsed() >= UNTAKEN_WARNING {
                 taken = true;
-                self.events.emit(Event::Log {
-                    stage: name.clone(),
-                    source: LogSource::Warn,
-                    line: format!(
+                exec.say(
+                    LogSource::Warn,
+                    &format!(
                         "sluice: no agent has taken this stage in {} s; is `sluice agent --nats <url>{}` running and connected to this NATS server?",
                         UNTAKEN_WARNING.as_secs(),
-                        self.spec.runs_on.iter().map(|l| format!(" --label {l}")).collect::<String>()
+                        exec.stage.runs_on.iter().map(|l| format!(" --label {l}")).collect::<String>()
                     ),
-                });
+                );
             }
             if give_up_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
                 // The agent did not answer in time (or none had taken the job): the stop is
                 // recorded here, and an agent that takes the job later finds it decided.
-                let (status, reason) = if self.cancel.is_triggered() {
-                    (StageStatus::Cancelled, self.cancel.reason())
+                let (status, reason) = if exec.cancel.is_triggered() {
+                    (StageStatus::Cancelled, exec.cancel.reason())
                 } else {
                     (StageStatus::Error, interrupt.reason())
                 };
@@ -388,25 +376,27 @@ impl StageExecution<'_> {
     }
 
     /// Tells the agents running this stage to stop; returns when to stop waiting for them.
-    async fn tell_agents(&self, run: &RemoteRun<'_>, why: &Interrupt) -> tokio::time::Instant {
-        let stop = serde_json::json!({ "stage": self.spec.name, "reason": why.reason() });
-        let _ = run
-            .remote
-            .client()
-            .publish(cancel_subject(&run.run_id), stop.to_string().into())
-            .await;
+    async fn tell_agents(&self, why: &Interrupt) -> tokio::time::Instant {
+        let stop = StopStage {
+            stage: self.exec.stage.name.clone(),
+            reason: why.reason(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&stop) {
+            let _ = self
+                .run
+                .remote
+                .client()
+                .publish(cancel_subject(&self.run.run_id), bytes.into())
+                .await;
+        }
         tokio::time::Instant::now() + Duration::from_secs(5)
     }
 
     /// Takes a recorded result as this stage's: its outputs and log fetched by digest into the
     /// run folder (verified on the way), its record as the stage's.
-    async fn adopt(
-        &self,
-        run: &RemoteRun<'_>,
-        bytes: &[u8],
-        record: &mut StageRecord,
-    ) -> Result<()> {
-        let (remote, name) = (run.remote, &self.spec.name);
+    async fn adopt(&self, bytes: &[u8], record: &mut StageRecord) -> Result<()> {
+        let (run, layout) = (self.run, self.exec.around.layout);
+        let (remote, name) = (run.remote, &self.exec.stage.name);
         let result: StageResult =
             serde_json::from_slice(bytes).context("the stage's recorded result cannot be read")?;
         if result.record.name != *name {
@@ -415,15 +405,13 @@ impl StageExecution<'_> {
                 result.record.name
             );
         }
-        let out_dir = self.layout.artifacts_of(name);
-        super::watch::empty(&out_dir);
-        std::fs::create_dir_all(&out_dir)
-            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        let output = self.exec.output();
+        output.empty();
+        output.create()?;
         for artifact in &result.record.outputs {
-            let sane = artifact.stage == *name
-                && crate::config::names::check_relative_name(&artifact.name).is_ok()
-                && artifact.path == format!("artifacts/{name}/{}", artifact.name);
-            if !sane {
+            if artifact.stage != *name
+                || !is_artifact_rel(&artifact.stage, &artifact.name, &artifact.path)
+            {
                 bail!(
                     "the recorded result names artifact `{}` at `{}`, which is not this stage's",
                     artifact.reference(),
@@ -432,7 +420,7 @@ impl StageExecution<'_> {
             }
             remote
                 .blobs()
-                .place(&artifact.sha256, &self.layout.dir.join(&artifact.path))
+                .place(&artifact.sha256, &layout.dir.join(&artifact.path))
                 .await
                 .with_context(|| {
                     format!("cannot bring back artifact `{}`", artifact.reference())
@@ -442,27 +430,16 @@ impl StageExecution<'_> {
         }
         let mut adopted = result.record;
         adopted.log = None;
-        let rel = self.layout.log_rel(name);
+        let rel = layout.log_rel(name);
         if let Some(text) = &result.log_text {
-            std::fs::write(self.layout.dir.join(&rel), text)
+            std::fs::write(layout.dir.join(&rel), text)
                 .with_context(|| format!("cannot write the log of `{name}`"))?;
             adopted.log = Some(rel);
         } else if let Some(log) = &result.log_sha256 {
-            remote
-                .blobs()
-                .place(log, &self.layout.dir.join(&rel))
-                .await?;
+            remote.blobs().place(log, &layout.dir.join(&rel)).await?;
             adopted.log = Some(rel);
         }
         *record = adopted;
         Ok(())
-    }
-
-    fn warn_info(&self, line: &str) {
-        self.events.emit(Event::Log {
-            stage: self.spec.name.clone(),
-            source: LogSource::Info,
-            line: line.to_string(),
-        });
     }
 }

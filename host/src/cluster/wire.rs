@@ -1,30 +1,27 @@
 //! What the coordinator and the agents say to each other over NATS, as JSON: a stage job, its
-//! result, the live events of a run, and the subjects they travel on. No secret value is ever
-//! part of any of them: a job carries the pipeline file (which names where secrets come from,
-//! never what they are), and what an agent sends back was masked on the agent.
-
-use std::path::PathBuf;
+//! result, the request to stop a stage, the live events of a run, and the subjects they travel
+//! on. Every message between machines is a type here. No secret value is ever part of any of
+//! them: a job carries the locked stage (which names where its secrets come from, never what
+//! they are), and what an agent sends back was masked on the agent.
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::LogSource;
 use crate::model::report::StageRecord;
+use crate::stage::LockedStage;
 
 /// One stage of one run, for an agent to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageJob {
     pub run_id: String,
-    /// Where the pipeline file is on the coordinator: relative paths in it (the workspace,
-    /// granted folders) mean the same folders on the agent.
-    pub pipeline_file: PathBuf,
-    /// The pipeline file's text, exactly as the coordinator checked it.
-    pub pipeline_text: String,
+    /// The sha256 of the pipeline text the run was started from.
     pub pipeline_sha256: String,
-    /// The stage's name (a matrix instance's full name).
-    pub stage: String,
-    /// The plugin, by the sha256 of its component (a blob).
-    pub plugin_sha256: String,
+    /// The stage as the coordinator locked it: the plugin (a blob) by the sha256 of its
+    /// component, config, grants, limits, phase, input selection, where its secrets come from.
+    /// Relative paths in it (the workspace, granted folders) mean the same folders, relative to
+    /// the agent's working folder.
+    pub stage: LockedStage,
     /// The artifacts the stage may read, each a blob named by its sha256.
     pub available: Vec<ArtifactRecord>,
     /// The records of the stages it depends on (what the plugin is told about earlier stages).
@@ -46,6 +43,14 @@ pub struct StageResult {
     pub by: String,
     /// Which delivery of the job this was (1 the first time).
     pub delivery: i64,
+}
+
+/// Told to the agents of a run (on [`cancel_subject`]): stop running stage `stage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopStage {
+    pub stage: String,
+    /// Why, as the stage's record will say.
+    pub reason: Option<String>,
 }
 
 /// The largest log sent inside its result rather than as a blob.
@@ -113,6 +118,51 @@ mod tests {
             "sluice.events.20261130T1-ab"
         );
         assert_eq!(cancel_subject("a.b *>"), "sluice.cancel.a_b___");
+    }
+
+    #[test]
+    fn a_stop_round_trips() -> anyhow::Result<()> {
+        let stop = StopStage {
+            stage: "test".into(),
+            reason: Some("cancelled: stage `build` failed (fail_fast)".into()),
+        };
+        let back: StopStage = serde_json::from_slice(&serde_json::to_vec(&stop)?)?;
+        assert_eq!(back, stop);
+        Ok(())
+    }
+
+    #[test]
+    fn a_job_and_its_result_round_trip() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let text = "version = 1\n[pipeline]\nname = \"p\"\n[[stage]]\nname = \"build\"\nplugin = \"b.wasm\"\n[stage.allow]\nworkspace = \"read\"\n";
+        let pipeline = crate::config::pipeline::parse(&dir.path().join("p.toml"), text)
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
+        let spec = &pipeline.stages[0];
+        let record = crate::stage::pending_record(spec, None);
+        let job = StageJob {
+            run_id: "r1".into(),
+            pipeline_sha256: pipeline.sha256.clone(),
+            stage: LockedStage::new(&pipeline, spec, "cafe"),
+            available: Vec::new(),
+            earlier: Vec::new(),
+            record: record.clone(),
+        };
+        let back: StageJob = serde_json::from_slice(&serde_json::to_vec(&job)?)?;
+        assert_eq!(back.stage.name, "build");
+        assert_eq!(back.stage.plugin_sha256, "cafe");
+        assert_eq!(back.stage.grants, spec.grants);
+        assert_eq!(back.pipeline_sha256, pipeline.sha256);
+        let result = StageResult {
+            record,
+            log_sha256: None,
+            log_text: Some("line\n".into()),
+            by: "agent-1".into(),
+            delivery: 2,
+        };
+        let back: StageResult = serde_json::from_slice(&serde_json::to_vec(&result)?)?;
+        assert_eq!((back.by.as_str(), back.delivery), ("agent-1", 2));
+        assert_eq!(back.log_text.as_deref(), Some("line\n"));
+        Ok(())
     }
 
     #[test]

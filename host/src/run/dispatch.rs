@@ -1,39 +1,34 @@
-//! The scheduler: every stage whose dependencies are done is decided (run, skip, or wait at its
-//! gate); up to `jobs` stages run at once, each on its own thread; when a stage does not
-//! succeed in a fail-fast pipeline, the stages running beside it are cancelled. Every
-//! transition is journaled, so a run killed at any point can be resumed.
+//! The dispatcher of one run: every stage whose dependencies are done is decided (run, skip, or
+//! wait at its gate, by the rules in [`super::schedule`]); up to `jobs` stages run at once, each
+//! on its own thread, here or on an agent; when a stage does not succeed in a fail-fast
+//! pipeline, the stages running beside it are cancelled. Every transition is journaled, so a
+//! run killed at any point can be resumed.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::cluster::coordinator::{RemoteRun, RemoteStage, run_state};
 use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::RunLayout;
 use crate::model::report::{StageRecord, StageStatus};
 use crate::resolve::ResolvedPipeline;
-use crate::sandbox::engine::Host;
-use crate::trust::secrets::Masker;
+use crate::stage::{Interrupt, StageExecution, StageSurroundings};
 
-use super::options::{Interrupt, RunOptions};
-use super::prepare::Prepared;
-use super::record::{RunHistory, RunJournal, earlier_stages};
-use super::remote::RemoteRun;
+use super::options::RunOptions;
+use super::record::{RunHistory, RunJournal};
 use super::schedule::{self, Decision, Situation, is_finished};
-use super::stage::StageExecution;
-use super::stage_cache::StageCache;
+use super::slot::Slot;
 
-/// Everything the scheduler reads; the records are what it writes.
-pub(super) struct Scheduler<'a> {
-    pub host: &'a Host,
+/// Everything the dispatcher reads; the slots' records are what it writes.
+pub(super) struct Dispatcher<'a> {
+    pub around: &'a StageSurroundings<'a>,
     pub resolved: &'a ResolvedPipeline,
     pub options: &'a RunOptions,
-    pub events: &'a EventSink,
-    pub layout: &'a RunLayout,
-    pub prepared: &'a Prepared,
-    pub masker: &'a Masker,
     pub history: &'a RunHistory,
     pub clock: Instant,
-    pub stage_cache: &'a StageCache,
+    /// A stage whose plugin could not be prepared: nothing runs.
+    pub preflight_failed: bool,
     /// Where stages run when the run is distributed (`--nats`).
     pub remote: Option<&'a RemoteRun<'a>>,
 }
@@ -44,7 +39,15 @@ pub(super) struct Finished {
     pub awaiting: Option<String>,
 }
 
-impl Scheduler<'_> {
+impl Dispatcher<'_> {
+    fn events(&self) -> &EventSink {
+        self.around.events
+    }
+
+    fn layout(&self) -> &RunLayout {
+        self.around.layout
+    }
+
     /// The most stages run at once: on this machine, one per core; sent to agents, as many as
     /// they take.
     fn jobs(&self) -> usize {
@@ -59,7 +62,7 @@ impl Scheduler<'_> {
     }
 
     /// Runs every pending stage it can, and records how each ended.
-    pub(super) fn run(&self, records: &mut [StageRecord]) -> Finished {
+    pub(super) fn run(&self, slots: &mut [Slot<'_>]) -> Finished {
         // Stage threads drive their futures themselves; this runtime's one worker runs the
         // timers, I/O and process reaping they share.
         let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -70,7 +73,7 @@ impl Scheduler<'_> {
         {
             Ok(runtime) => runtime,
             Err(err) => {
-                self.fail_pending(records, &format!("cannot start the stage runtime: {err}"));
+                fail_pending(slots, &format!("cannot start the stage runtime: {err}"));
                 return Finished { awaiting: None };
             }
         };
@@ -83,34 +86,33 @@ impl Scheduler<'_> {
             let mut running: Vec<(usize, Interrupt)> = Vec::new();
             let mut awaiting: Option<String> = None;
             loop {
-                for index in self.decide_ready(records, &mut awaiting) {
+                for index in self.decide_ready(slots, &mut awaiting) {
                     if running.len() >= jobs {
                         break;
                     }
-                    let Some(execution) = self.execution(index, records) else {
+                    let slot = &slots[index];
+                    let Some(prepared) = slot.prepared.clone() else {
                         continue;
                     };
-                    let available = available_to(index, records, self.resolved);
-                    let earlier = dependencies(index, records, self.resolved);
-                    let plugin_path = self.resolved.stages[index].plugin_path.as_path();
-                    let remote = self.remote;
-                    let cancel = execution.cancel.clone();
-                    records[index].status = StageStatus::Running;
-                    let mut record = records[index].clone();
+                    let available = available_to(slot, slots);
+                    let earlier = dependencies(slot, slots);
+                    let (around, remote) = (self.around, self.remote);
+                    let cancel = Interrupt::new();
+                    running.push((index, cancel.clone()));
+                    let slot = &mut slots[index];
+                    slot.record.status = StageStatus::Running;
+                    let mut record = slot.record.clone();
                     let (done, handle) = (done.clone(), handle.clone());
                     scope.spawn(move || {
                         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let execution =
+                                StageExecution::new(around, &prepared, &earlier, cancel);
                             let run = async {
                                 match remote {
-                                    Some(remote) => {
+                                    Some(run) => {
+                                        let remote = RemoteStage { run, earlier };
                                         execution
-                                            .execute_remote(
-                                                remote,
-                                                plugin_path,
-                                                &available,
-                                                earlier,
-                                                &mut record,
-                                            )
+                                            .execute_elsewhere(&remote, &available, &mut record)
                                             .await
                                     }
                                     None => execution.execute(&available, &mut record).await,
@@ -129,9 +131,8 @@ impl Scheduler<'_> {
                         }
                         let _ = done.send((index, record));
                     });
-                    running.push((index, cancel));
                 }
-                self.journal(&mut journal, records);
+                self.journal(&mut journal, slots);
                 if running.is_empty() {
                     break;
                 }
@@ -141,7 +142,7 @@ impl Scheduler<'_> {
                 running.retain(|(i, _)| *i != index);
                 let stopped = record.status.is_failure() && !record.failure_allowed;
                 let (name, status) = (record.name.clone(), record.status);
-                records[index] = record;
+                slots[index].record = record;
                 if stopped && self.resolved.pipeline.fail_fast {
                     for (_, cancel) in &running {
                         cancel.trigger_because(&format!(
@@ -159,30 +160,26 @@ impl Scheduler<'_> {
 
     /// Decides every pending stage whose dependencies are finished, in file order: records
     /// skips and gates, and returns the stages that may run now.
-    fn decide_ready(
-        &self,
-        records: &mut [StageRecord],
-        awaiting: &mut Option<String>,
-    ) -> Vec<usize> {
+    fn decide_ready(&self, slots: &mut [Slot<'_>], awaiting: &mut Option<String>) -> Vec<usize> {
         let pipeline = &self.resolved.pipeline;
         let mut ready = Vec::new();
-        for index in 0..records.len() {
-            if records[index].status != StageStatus::Pending {
+        for index in 0..slots.len() {
+            if slots[index].record.status != StageStatus::Pending {
                 continue;
             }
-            let spec = &pipeline.stages[index];
+            let spec = slots[index].spec;
             let deps_done = spec.depends_on.iter().all(|dep| {
-                records
+                slots
                     .iter()
-                    .find(|r| &r.name == dep)
-                    .is_none_or(|r| is_finished(r.status))
+                    .find(|s| &s.record.name == dep)
+                    .is_none_or(|s| is_finished(s.record.status))
             });
             if !deps_done {
                 continue;
             }
-            let stopped_by = schedule::first_failure(records);
+            let stopped_by = schedule::first_failure(slots);
             let situation = Situation {
-                records,
+                records: &*slots,
                 stopped_by: &stopped_by,
                 fail_fast: pipeline.fail_fast,
                 interrupted: self
@@ -190,7 +187,7 @@ impl Scheduler<'_> {
                     .interrupt
                     .as_ref()
                     .is_some_and(Interrupt::is_triggered),
-                preflight_failed: self.prepared.failed.is_some(),
+                preflight_failed: self.preflight_failed,
                 approved: self.options.approve.iter().any(|s| s == &spec.name),
             };
             let mut decision = schedule::decide(spec, situation);
@@ -216,14 +213,16 @@ impl Scheduler<'_> {
                         StageStatus::AwaitingApproval,
                         format!(
                             "waiting for approval; continue with `sluice resume {} --approve {}`",
-                            self.layout.run_id, spec.name
+                            self.layout().run_id,
+                            spec.name
                         ),
                     )
                 }
             };
-            records[index].status = status;
-            records[index].message = Some(message.clone());
-            self.events.emit(Event::StageFinished {
+            let record = &mut slots[index].record;
+            record.status = status;
+            record.message = Some(message.clone());
+            self.events().emit(Event::StageFinished {
                 stage: spec.name.clone(),
                 status,
                 elapsed: Duration::ZERO,
@@ -233,90 +232,60 @@ impl Scheduler<'_> {
         ready
     }
 
-    /// The execution of stage `index`, if its plugin was prepared.
-    fn execution(&self, index: usize, records: &[StageRecord]) -> Option<StageExecution<'_>> {
-        let pipeline = &self.resolved.pipeline;
-        let spec = &pipeline.stages[index];
-        let plugin = self.prepared.plugins[index].as_ref()?;
-        let deps = dependencies(index, records, self.resolved);
-        Some(StageExecution {
-            host: self.host,
-            pipeline,
-            spec,
-            plugin,
-            layout: self.layout,
-            events: self.events,
-            secrets: &self.prepared.secrets[index],
-            masker: self.masker,
-            earlier: earlier_stages(&deps),
-            interrupt: self.options.interrupt.clone(),
-            cancel: Interrupt::new(),
-            stage_cache: self.stage_cache,
-        })
-    }
-
     /// Writes the journal (and, in a distributed run, shows the state on the run board); a
     /// failure to write it is said once, and the run goes on.
-    fn journal(&self, journal: &mut RunJournal, records: &[StageRecord]) {
+    fn journal(&self, journal: &mut RunJournal, slots: &[Slot<'_>]) {
         if let Some(remote) = self.remote {
-            remote.post(super::remote::run_state(
-                self.layout,
+            remote.post(run_state(
+                self.layout(),
                 &self.resolved.pipeline.name,
                 &self.history.started_at,
                 "running",
-                records,
+                &super::slot::records(slots),
             ));
         }
         if let Err(err) = journal.record(
             self.resolved,
-            self.layout,
+            self.layout(),
             self.history,
-            records,
+            slots,
             self.clock.elapsed(),
         ) {
-            self.events.emit(Event::Log {
+            self.events().emit(Event::Log {
                 stage: String::new(),
                 source: crate::model::events::LogSource::Warn,
                 line: format!("sluice: cannot write the run journal: {err:#}"),
             });
         }
     }
+}
 
-    fn fail_pending(&self, records: &mut [StageRecord], why: &str) {
-        for record in records
-            .iter_mut()
-            .filter(|r| r.status == StageStatus::Pending)
-        {
-            record.status = StageStatus::Error;
-            record.message = Some(why.to_string());
-        }
+fn fail_pending(slots: &mut [Slot<'_>], why: &str) {
+    for slot in slots
+        .iter_mut()
+        .filter(|s| s.record.status == StageStatus::Pending)
+    {
+        slot.record.status = StageStatus::Error;
+        slot.record.message = Some(why.to_string());
     }
 }
 
-/// What stage `index` may read: the outputs of the stages it depends on that succeeded.
-fn available_to(
-    index: usize,
-    records: &[StageRecord],
-    resolved: &ResolvedPipeline,
-) -> Vec<ArtifactRecord> {
-    let spec = &resolved.pipeline.stages[index];
-    records
+/// What `slot`'s stage may read: the outputs of the stages it depends on that succeeded.
+fn available_to(slot: &Slot<'_>, slots: &[Slot<'_>]) -> Vec<ArtifactRecord> {
+    slots
         .iter()
-        .filter(|r| r.status == StageStatus::Succeeded && spec.depends_on.contains(&r.name))
+        .map(|s| &s.record)
+        .filter(|r| r.status == StageStatus::Succeeded && slot.spec.depends_on.contains(&r.name))
         .flat_map(|r| r.outputs.iter().cloned())
         .collect()
 }
 
-/// The records of the stages stage `index` waited for.
-fn dependencies(
-    index: usize,
-    records: &[StageRecord],
-    resolved: &ResolvedPipeline,
-) -> Vec<StageRecord> {
-    let spec = &resolved.pipeline.stages[index];
-    records
+/// The records of the stages `slot`'s stage waited for.
+fn dependencies(slot: &Slot<'_>, slots: &[Slot<'_>]) -> Vec<StageRecord> {
+    slots
         .iter()
-        .filter(|r| spec.depends_on.contains(&r.name))
+        .map(|s| &s.record)
+        .filter(|r| slot.spec.depends_on.contains(&r.name))
         .cloned()
         .collect()
 }

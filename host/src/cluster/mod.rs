@@ -1,11 +1,14 @@
-//! Distributed runs on NATS JetStream: connecting with the options a
-//! NATS deployment asks for; blobs (plugins, artifacts) stored and fetched by digest; stage
-//! jobs on a work queue, routed by labels and given again when an agent dies; stage results
-//! recorded at most once.
+//! Distributed runs on NATS JetStream, both ends and the transport between them: connecting
+//! with the options a NATS deployment asks for; blobs (plugins, artifacts) stored and fetched by
+//! digest; stage jobs on a work queue, routed by labels and given again when an agent dies;
+//! stage results recorded at most once; every message a type in [`wire`]. The [`coordinator`]
+//! sends a run's stages out; an [`agent`] runs them.
 
+pub mod agent;
 pub mod blobs;
 pub mod board;
 pub mod connect;
+pub mod coordinator;
 pub mod jobs;
 pub mod remote;
 pub mod results;

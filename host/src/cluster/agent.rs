@@ -1,5 +1,6 @@
 //! `sluice agent`: takes stage jobs from the NATS work queue and runs each exactly as a local run
-//! would (the same `StageExecution`, grants, limits, masking), with the plugin and inputs fetched
+//! would (the same preparation and `StageExecution`, grants, limits, masking) — the stage locked
+//! by the coordinator, not re-read from a pipeline file — with the plugin and inputs fetched
 //! by digest, secrets read from this machine, the job heartbeaten while it runs, outputs and log
 //! sent back by digest, and the result recorded once.
 
@@ -11,24 +12,19 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 
-use crate::dist::TakenJob;
-use crate::dist::wire::{
-    INLINE_LOG_BYTES, RunEvent, StageEvent, StageJob, StageResult, cancel_subject, events_subject,
+use super::wire::{
+    INLINE_LOG_BYTES, RunEvent, StageEvent, StageJob, StageResult, StopStage, cancel_subject,
+    events_subject,
 };
+use super::{Remote, TakenJob};
 use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
 use crate::model::events::{Event, EventSink};
-use crate::model::layout::RunLayout;
+use crate::model::layout::{RunLayout, is_artifact_rel};
 use crate::model::report::{StageRecord, StageStatus};
-use crate::sandbox::caps::CapSet;
 use crate::sandbox::engine::Host;
-use crate::trust::secrets::SecretValues;
-
-use super::options::Interrupt;
-use super::prepare::preflight;
-use super::record::earlier_stages;
-use super::stage::StageExecution;
-use super::stage_cache::StageCache;
-use crate::dist::Remote;
+use crate::stage::cache::StageCache;
+use crate::stage::reach::refuse_locked_in_mounts;
+use crate::stage::{Interrupt, PreparedStage, StageExecution, StageSurroundings};
 
 /// How long an agent keeps trying to record a result while NATS is away.
 const RECORD_PATIENCE: Duration = Duration::from_secs(60);
@@ -114,7 +110,7 @@ impl Agent<'_> {
             }
         };
         let results = self.remote.results();
-        if let Ok(Some(_)) = results.get(&job.run_id, &job.stage).await {
+        if let Ok(Some(_)) = results.get(&job.run_id, &job.stage.name).await {
             // Decided already: done by another agent, or stopped by its coordinator.
             let _ = taken.finish().await;
             return;
@@ -130,7 +126,7 @@ impl Agent<'_> {
                 if let Err(err) = taken.heartbeat().await {
                     (self.say)(format!("warning: {err:#}"));
                 }
-                if let Ok(Some(_)) = results.get(&job.run_id, &job.stage).await {
+                if let Ok(Some(_)) = results.get(&job.run_id, &job.stage.name).await {
                     cancel.trigger_because("stopped: its run recorded this stage meanwhile");
                 }
             }
@@ -149,7 +145,7 @@ impl Agent<'_> {
             done = work => done,
             never = beat => match never {},
         };
-        self.publish(&job.run_id, &job.stage, StageEvent::Recorded)
+        self.publish(&job.run_id, &job.stage.name, StageEvent::Recorded)
             .await;
         if recorded.is_ok() {
             let _ = taken.finish().await;
@@ -166,14 +162,14 @@ impl Agent<'_> {
                 status.label()
             ),
         };
-        (self.say)(format!("{} {}: {said}", job.run_id, job.stage));
+        (self.say)(format!("{} {}: {said}", job.run_id, job.stage.name));
     }
 
     /// Runs a job this agent holds, whatever goes wrong becoming its result.
     async fn run_taken(&self, job: &StageJob, delivery: i64, cancel: &Interrupt) -> StageResult {
         self.publish(
             &job.run_id,
-            &job.stage,
+            &job.stage.name,
             StageEvent::Taken {
                 agent: self.options.name.clone(),
                 delivery,
@@ -181,7 +177,7 @@ impl Agent<'_> {
         )
         .await;
         let listening = self
-            .listen_for_cancel(&job.run_id, &job.stage, cancel)
+            .listen_for_cancel(&job.run_id, &job.stage.name, cancel)
             .await;
         let result = self.run_job(job, delivery, cancel.clone()).await;
         if let Ok(listening) = listening {
@@ -207,7 +203,7 @@ impl Agent<'_> {
             match self
                 .remote
                 .results()
-                .record_once(&job.run_id, &job.stage, bytes.clone())
+                .record_once(&job.run_id, &job.stage.name, bytes.clone())
                 .await
             {
                 Err(err) if started.elapsed() < RECORD_PATIENCE => {
@@ -233,33 +229,25 @@ impl Agent<'_> {
         }
     }
 
-    /// Runs the stage in a folder of its own, under the grants its pipeline entry gives.
+    /// Runs the stage in a folder of its own, under the grants its locked stage gives.
     async fn run_job(
         &self,
         job: &StageJob,
         delivery: i64,
         cancel: Interrupt,
     ) -> Result<StageResult> {
-        if sha256_bytes(job.pipeline_text.as_bytes()) != job.pipeline_sha256 {
-            bail!("the job's pipeline text does not match its digest");
-        }
-        let pipeline = crate::config::pipeline::parse(&job.pipeline_file, &job.pipeline_text)
-            .map_err(|diagnostic| anyhow::anyhow!("{diagnostic}"))?;
-        let spec = pipeline
-            .stages
-            .iter()
-            .find(|s| s.name == job.stage)
-            .with_context(|| format!("the pipeline has no stage `{}`", job.stage))?;
-        self.refuse_own_folders(&pipeline, spec)?;
+        self.refuse_own_folders(job)?;
         let blobs = self.remote.blobs();
-        let plugin_file = blobs.fetch(&job.plugin_sha256).await?;
-        let plugin = crate::plugin::load(
-            self.host,
-            &plugin_file,
-            &spec.name,
-            CapSet::of(&spec.grants),
-        )
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
+        let plugin_file = blobs.fetch(&job.stage.plugin_sha256).await?;
+        let mut record = job.record.clone();
+        let prepared = match PreparedStage::of_locked(self.host, job.stage.clone(), &plugin_file) {
+            Ok(prepared) => prepared,
+            Err(why) => {
+                record.status = StageStatus::Error;
+                record.message = Some(format!("on agent {}: {why}", self.options.name));
+                return Ok(self.result(record, None, delivery));
+            }
+        };
         let folder = JobFolder::make(&self.options.work_dir, job, delivery)?;
         let layout = RunLayout::open(&folder.0, &job.run_id)?;
         for artifact in &job.available {
@@ -268,36 +256,22 @@ impl Agent<'_> {
                 .place(&artifact.sha256, &folder.0.join(&artifact.path))
                 .await?;
         }
-        let secret_values = SecretValues::load(&pipeline.secrets);
-        let masker = secret_values.masker();
-        let mut record = job.record.clone();
-        let secrets = match preflight(spec, &secret_values) {
-            Ok(secrets) => secrets,
-            Err(why) => {
-                record.status = StageStatus::Error;
-                record.message = Some(format!("on agent {}: {why}", self.options.name));
-                return Ok(self.result(record, None, delivery));
-            }
-        };
+        let masker = crate::trust::secrets::Masker::new(prepared.secrets.values().cloned());
         let (sink, forwarder) = self.forward_events(&job.run_id);
         // The stage cache is the coordinator's: it sends only stages it decided to run.
         let stage_cache = StageCache::new(None);
-        let execution = StageExecution {
+        let around = StageSurroundings {
             host: self.host,
-            pipeline: &pipeline,
-            spec,
-            plugin: &plugin,
             layout: &layout,
             events: &sink,
-            secrets: &secrets,
             masker: &masker,
-            earlier: earlier_stages(&job.earlier),
-            interrupt: None,
-            cancel,
             stage_cache: &stage_cache,
+            interrupt: None,
         };
+        let execution = StageExecution::new(&around, &prepared, &job.earlier, cancel);
         execution.execute(&job.available, &mut record).await;
         drop(execution);
+        drop(around);
         drop(sink);
         // Every line the stage logged is sent before its result is.
         let _ = forwarder.join();
@@ -319,21 +293,12 @@ impl Agent<'_> {
     /// A stage whose grants reach the agent's own folders (jobs, blobs, compiled code) could
     /// read or rewrite another job's files: refused, as a local run refuses a stage that
     /// reaches its runs folder.
-    fn refuse_own_folders(
-        &self,
-        pipeline: &crate::config::pipeline::Pipeline,
-        spec: &crate::config::pipeline::StageSpec,
-    ) -> Result<()> {
+    fn refuse_own_folders(&self, job: &StageJob) -> Result<()> {
         let mut folders = vec![("the agent's work folder", self.options.work_dir.as_path())];
         if let Some(cache) = self.host.cache_dir() {
             folders.push(("the compiled-code cache", cache));
         }
-        let alone = crate::config::pipeline::Pipeline {
-            stages: vec![spec.clone()],
-            ..pipeline.clone()
-        };
-        super::reach::refuse_state_in_mounts(&alone, &folders)
-            .map_err(|err| anyhow::anyhow!("{err}"))
+        refuse_locked_in_mounts(&job.stage, &folders)
     }
 
     fn result(&self, record: StageRecord, log: Option<String>, delivery: i64) -> StageResult {
@@ -362,12 +327,13 @@ impl Agent<'_> {
         let (stage, cancel) = (stage.to_string(), cancel.clone());
         Ok(self.handle.spawn(async move {
             while let Some(message) = subscription.next().await {
-                let Ok(stop) = serde_json::from_slice::<serde_json::Value>(&message.payload) else {
+                let Ok(stop) = serde_json::from_slice::<StopStage>(&message.payload) else {
                     continue;
                 };
-                if stop["stage"].as_str() == Some(stage.as_str()) {
-                    let reason = stop["reason"]
-                        .as_str()
+                if stop.stage == stage {
+                    let reason = stop
+                        .reason
+                        .as_deref()
                         .unwrap_or("stopped by the coordinator");
                     cancel.trigger_because(reason);
                 }
@@ -424,10 +390,7 @@ fn given_up(job: &StageJob, delivery: i64, agent: &str) -> StageResult {
 
 /// An input is placed only where sluice keeps artifacts, whatever the job says.
 fn check_artifact_path(artifact: &ArtifactRecord) -> Result<()> {
-    let sane = crate::config::names::check_stage_name(&artifact.stage).is_ok()
-        && crate::config::names::check_relative_name(&artifact.name).is_ok()
-        && artifact.path == format!("artifacts/{}/{}", artifact.stage, artifact.name);
-    if !sane {
+    if !is_artifact_rel(&artifact.stage, &artifact.name, &artifact.path) {
         bail!(
             "the job names input `{}` at `{}`, which is not where sluice keeps artifacts",
             artifact.reference(),
@@ -442,7 +405,7 @@ struct JobFolder(PathBuf);
 
 impl JobFolder {
     fn make(work_dir: &Path, job: &StageJob, delivery: i64) -> Result<Self> {
-        let stage = sha256_bytes(job.stage.as_bytes());
+        let stage = sha256_bytes(job.stage.name.as_bytes());
         let dir = work_dir
             .join("jobs")
             .join(format!("{}-{}-{delivery}", job.run_id, &stage[..12]));
