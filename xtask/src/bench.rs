@@ -29,7 +29,7 @@ pub fn bench(root: &Path, smoke: bool) -> Result<()> {
             "--bench",
             "stage_overhead",
         ],
-        &crate::install::remap_env(),
+        &crate::build_env::remap_env(),
     )?;
     sh(root, &overhead.to_string_lossy(), &[])?;
     crate::bench_load::bench(root, &host_binary(root, "release"))?;
@@ -50,7 +50,7 @@ pub fn baselines(root: &Path) -> Result<()> {
             "--bin",
             "sluice",
         ],
-        &crate::install::remap_env(),
+        &crate::build_env::remap_env(),
     )?;
     let bare = bench_executable(
         root,
@@ -62,7 +62,7 @@ pub fn baselines(root: &Path) -> Result<()> {
             "--bench",
             "bare_wasmtime",
         ],
-        &crate::install::remap_env(),
+        &crate::build_env::remap_env(),
     )?;
     Bench::new(root, host_binary(root, "release"), bare, "bench", 21, 2000).run()
 }
@@ -70,7 +70,7 @@ pub fn baselines(root: &Path) -> Result<()> {
 /// Each comparison once, on the binaries `cargo test --no-run` built (CI's host build): the
 /// scripts, bubblewrap, bare wasmtime and sluice all still run. Not for timing.
 fn smoke_pass(root: &Path) -> Result<()> {
-    let env = crate::ci::host_test_env(root)?;
+    let env = crate::build_env::host_test_env(root)?;
     let bare = bench_executable(
         root,
         &[

@@ -6,58 +6,11 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// Wall time and peak resident memory of one whole process.
-#[derive(Clone, Copy)]
-struct Sample {
-    wall_ms: f64,
-    peak_kib: u64,
-}
-
-/// Runs `command` to its end; fails unless it exits 0.
-fn measure(command: &mut Command) -> Result<Sample> {
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot start {command:?}"))?;
-    // The child's stderr is drained on a thread, so a chatty child cannot block on a full pipe.
-    let stderr = child.stderr.take();
-    let drain = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut stderr) = stderr {
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        }
-        text
-    });
-    let (status, peak_kib) = wait_with_peak_memory(&child)?;
-    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let stderr = drain.join().unwrap_or_default();
-    if status != 0 {
-        bail!("{command:?} failed (wait status {status}):\n{stderr}");
-    }
-    Ok(Sample { wall_ms, peak_kib })
-}
-
-/// Reaps `child` with `wait4`, which reports the peak resident memory of exactly that process.
-#[allow(unsafe_code)]
-pub(crate) fn wait_with_peak_memory(child: &std::process::Child) -> Result<(i32, u64)> {
-    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-    let mut status: libc::c_int = 0;
-    // SAFETY: `rusage` is plain old data, valid when zeroed; `wait4` writes both out-parameters,
-    // which live for the whole call; `pid` is our own child, not yet reaped (std never reaps a
-    // child it was not asked to wait for).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if reaped != pid {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
-    Ok((status, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
-}
+use crate::measure::{Sample, measure};
 
 /// Median, p10 and p90 of a set of figures.
 struct Spread {
@@ -98,11 +51,7 @@ impl Contender {
         Spread::of(&self.samples.iter().map(|s| s.wall_ms).collect::<Vec<_>>())
     }
     fn peak_mib(&self) -> f64 {
-        let peaks: Vec<f64> = self
-            .samples
-            .iter()
-            .map(|s| s.peak_kib as f64 / 1024.0)
-            .collect();
+        let peaks: Vec<f64> = self.samples.iter().map(Sample::peak_mib).collect();
         Spread::of(&peaks).median
     }
 }

@@ -5,35 +5,14 @@
 //! and peak memory of each whole process (`wait4`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
-use crate::bench_baselines::wait_with_peak_memory;
+use crate::measure::measure;
 
 /// Size of the artifact, unless `SLUICE_BENCH_BIG_MIB` says otherwise.
 const DEFAULT_MIB: u64 = 1024;
-
-/// Wall milliseconds and peak RSS in MiB of one process run to its end.
-fn measure(command: &mut Command) -> Result<(f64, f64)> {
-    let started = Instant::now();
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {command:?}"))?;
-    let (status, peak_kib) = wait_with_peak_memory(&child)?;
-    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if status != 0 {
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr {
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-        }
-        bail!("{command:?} failed (wait status {status}):\n{stderr}");
-    }
-    Ok((wall_ms, peak_kib as f64 / 1024.0))
-}
 
 fn pipeline(root: &Path, source: &str, mib: u64) -> String {
     let dist = root.join("plugins").join("dist");
@@ -89,14 +68,14 @@ pub fn bench(root: &Path, sluice: &Path) -> Result<String> {
         let file = scratch.join(format!("{label}.toml"));
         std::fs::write(&file, pipeline(root, source, mib))?;
         let native_dir: PathBuf = scratch.join("native");
-        let (native_ms, native_mib) = measure(
+        let native = measure(
             Command::new(root.join("bench").join("big.sh"))
                 .arg(&native_dir)
                 .arg(source)
                 .arg(mib.to_string()),
         )?;
         let _ = std::fs::remove_dir_all(&native_dir);
-        let (sluice_ms, sluice_mib) = measure(
+        let sluice_run = measure(
             Command::new(sluice)
                 .arg("run")
                 .arg(&file)
@@ -109,8 +88,12 @@ pub fn bench(root: &Path, sluice: &Path) -> Result<String> {
                 .current_dir(root),
         )?;
         let row = format!(
-            "| {label} | {native_ms:.0} | {sluice_ms:.0} | {:.2}× | {native_mib:.1} | {sluice_mib:.1} |\n",
-            sluice_ms / native_ms
+            "| {label} | {:.0} | {:.0} | {:.2}× | {:.1} | {:.1} |\n",
+            native.wall_ms,
+            sluice_run.wall_ms,
+            sluice_run.wall_ms / native.wall_ms,
+            native.peak_mib(),
+            sluice_run.peak_mib()
         );
         eprint!("{row}");
         table.push_str(&row);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_baselines::wait_with_peak_memory;
+use crate::measure::wait_with_peak_memory;
 
 /// How many at once, unless `SLUICE_BENCH_LOAD` says otherwise.
 const DEFAULT_AT_ONCE: usize = 200;

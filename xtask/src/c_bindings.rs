@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::{polyglot, sh};
+use crate::{cargo_tools, sh};
 
 /// The wit-bindgen-cli the committed bindings come from.
 pub const WIT_BINDGEN: &str = "0.63.0";
@@ -100,7 +100,7 @@ pub fn check(root: &Path) -> Result<()> {
 /// `cargo xtask c-bindings`: installs the pinned wit-bindgen-cli into the toolchains folder (only
 /// here), regenerates `plugins/c/bindings` and its STAMP.
 pub fn generate(root: &Path, toolchains: &Path) -> Result<()> {
-    let bindgen = polyglot::cargo_tool(
+    let bindgen = cargo_tools::pinned(
         root,
         toolchains,
         "wit-bindgen-cli",

@@ -2,12 +2,12 @@
 //! fail first, each compile done once and linted as it compiles), `cargo xtask lint` (the static
 //! checks alone, for developers) and `cargo xtask wkg-interop` (the opt-in test against `wkg`).
 
-use std::ffi::OsString;
 use std::path::Path;
 
 use anyhow::Result;
 
-use crate::plugins::{self, Lint, clippy_env};
+use crate::build_env::{build_host, host_test_env};
+use crate::plugins::{self, Lint};
 use crate::steps::{self, Step};
 use crate::{
     c_bindings, layers, plugin_target_dir, polyglot, services, sh, sh_env, toolchains_dir,
@@ -80,29 +80,6 @@ fn rust_plugins_while_toolchains_install(root: &Path) -> Result<()> {
     };
     let build = || plugins::build_rust(root, Lint::Yes).map(drop);
     steps::alongside(("plugins-rust", build), ("toolchains", install))
-}
-
-/// The host's build for the tests (and its lint): every target of the workspace, the `sluice`
-/// binary among them.
-pub(crate) fn build_host(root: &Path) -> Result<()> {
-    let args = ["test", "--workspace", "--all-targets", "--no-run"];
-    sh_env(root, "cargo", &args, &host_test_env(root)?)
-}
-
-/// The environment of the host's test build and run: clippy as the workspace's compiler (so the
-/// one compile is also the lint) and where the tests find the toolchains and the guest build.
-/// The build step and the test step must use the same, or cargo compiles everything again.
-pub(crate) fn host_test_env(root: &Path) -> Result<Vec<(&'static str, OsString)>> {
-    let mut env = clippy_env()?;
-    // The binary the README test installs must name no build folder.
-    env.extend(crate::install::remap_env());
-    // The scaffold tests build plugins with the same toolchains and compiled dependencies.
-    env.push(("SLUICE_TOOLCHAINS", toolchains_dir(root).into_os_string()));
-    env.push((
-        "SLUICE_PLUGIN_TARGET",
-        plugin_target_dir(root).into_os_string(),
-    ));
-    Ok(env)
 }
 
 fn fmt(root: &Path) -> Result<()> {

@@ -14,7 +14,7 @@ pub fn demo(root: &Path) -> Result<()> {
         root,
         "cargo",
         &["build", "--package", "sluice"],
-        &crate::install::remap_env(),
+        &crate::build_env::remap_env(),
     )?;
     let sluice = host_binary(root, "debug").display().to_string();
     let website = root.join("examples/website");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::plugins::clippy_env;
+use crate::build_env::clippy_env;
 use crate::target_dir;
 
 /// Every target in fuzz/fuzz_targets, in the order they run.

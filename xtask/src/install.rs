@@ -4,49 +4,12 @@
 //! their absolute paths in panic locations). The same flags build the binary CI tests, which the
 //! README test installs and checks with [`check_names_no_build_folder`].
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::build_env::{cargo_home, remap_env};
 use crate::{sh_env, target_dir};
-
-/// `CARGO_ENCODED_RUSTFLAGS` rewriting the build's absolute path prefixes. Neither names the
-/// checkout, so a target folder reused by several clones stays valid for all of them.
-pub fn remap_env() -> Vec<(&'static str, OsString)> {
-    remap_env_for(&target_dir_from_env())
-}
-
-/// [`remap_env`] for a build into `target` (the guest plugins build into their own folder; the
-/// binary carries some of them).
-pub fn remap_env_for(target: &Path) -> Vec<(&'static str, OsString)> {
-    let mut flags = Vec::new();
-    if let Some(home) = cargo_home() {
-        flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
-    }
-    // Last, so it wins where the target folder is inside the cargo home.
-    if let Ok(target) = std::path::absolute(target) {
-        flags.push(format!("--remap-path-prefix={}=/target", target.display()));
-    }
-    vec![(
-        "CARGO_ENCODED_RUSTFLAGS",
-        OsString::from(flags.join("\x1f")),
-    )]
-}
-
-/// The target folder as cargo will see it (relative CARGO_TARGET_DIR is taken from the root,
-/// where xtask runs cargo).
-fn target_dir_from_env() -> PathBuf {
-    crate::repo_root()
-        .map(|root| target_dir(&root))
-        .unwrap_or_else(|_| PathBuf::from("target"))
-}
-
-fn cargo_home() -> Option<PathBuf> {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-}
 
 /// `cargo xtask install [--root DIR]`: the Rust guest plugins (the shipped stages the binary
 /// carries), then `cargo install --path host --locked` with [`remap_env`], then the check that

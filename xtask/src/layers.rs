@@ -1,8 +1,9 @@
-//! `cargo xtask layers`: the modules of the host library (and of the config crate) form layers,
-//! not a web. For each crate it builds the graph of which top-level module names which (and, in
-//! every module folder, which child module names which sibling), fails on every import cycle,
-//! and, when `<crate>/LAYERS` lists the layers (lowest first), on every edge from a lower layer
-//! up to a higher one. Unit tests (`#[cfg(test)]` to the end of a file) may reach anywhere.
+//! `cargo xtask layers`: the modules of each crate form layers, not a web — the host library
+//! (and the config crate), the `sluice` binary's modules (`host/src/cli`) and xtask's own. For
+//! each it builds the graph of which top-level module names which (and, in every module folder,
+//! which child module names which sibling), fails on every import cycle, and, for a library
+//! whose `<crate>/LAYERS` lists the layers (lowest first), on every edge from a lower layer up to
+//! a higher one. Unit tests (`#[cfg(test)]` to the end of a file) may reach anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,8 +17,41 @@ mod scan;
 use cycles::cycles;
 use graph::Graph;
 
-/// The crates checked, as folders of the repository.
-const CRATES: &[&str] = &["host", "config"];
+/// One crate checked: a library (root `lib.rs`, named in paths by its library name, checked
+/// against `<crate>/LAYERS` when there is one) or a binary (root `main.rs`: `crate::` is the
+/// binary's root, and its library is another crate, not a sibling).
+struct Entry {
+    /// The crate's folder in the repository (its `Cargo.toml`, its `LAYERS`).
+    krate: &'static str,
+    /// The folder of the root file, under `krate`.
+    src: &'static str,
+    /// `lib.rs` or `main.rs`.
+    root: &'static str,
+}
+
+/// The crates checked.
+const CRATES: &[Entry] = &[
+    Entry {
+        krate: "host",
+        src: "src",
+        root: "lib.rs",
+    },
+    Entry {
+        krate: "config",
+        src: "src",
+        root: "lib.rs",
+    },
+    Entry {
+        krate: "host",
+        src: "src/cli",
+        root: "main.rs",
+    },
+    Entry {
+        krate: "xtask",
+        src: "src",
+        root: "main.rs",
+    },
+];
 
 /// A module by its path from the crate root (`[]` is the crate itself).
 type ModPath = Vec<String>;
@@ -28,47 +62,18 @@ type Site = (String, usize);
 /// Edges between the children of one module: (from, to) → first place seen.
 type Edges = BTreeMap<(String, String), Site>;
 
-/// One crate's source files: path under `src/` (with `/`) → text.
+/// One crate's source files: path under its root file's folder (with `/`) → text.
 type Sources = BTreeMap<String, String>;
 
 /// `cargo xtask layers [DIR]`: checks every crate of [`CRATES`] present under `repo`.
 pub fn check(repo: &Path) -> Result<()> {
     let mut problems = Vec::new();
-    for krate in CRATES {
-        let src = repo.join(krate).join("src");
-        if !src.join("lib.rs").is_file() {
+    for entry in CRATES {
+        let Some((found, summary)) = check_crate(repo, entry)? else {
             continue;
-        }
-        let sources = load(&src)?;
-        let graph = Graph::build(
-            &format!("{krate}/src"),
-            &lib_name(&repo.join(krate)),
-            &sources,
-        );
-        problems.extend(graph.notes.iter().cloned());
-        problems.extend(cycles(&graph));
-        let layers_file = repo.join(krate).join("LAYERS");
-        let layers = match std::fs::read_to_string(&layers_file) {
-            Ok(text) => Some(text),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => {
-                return Err(err).with_context(|| format!("cannot read {}", layers_file.display()));
-            }
         };
-        if let Some(text) = &layers {
-            problems.extend(layer_violations(&format!("{krate}/LAYERS"), text, &graph));
-        }
-        let top = graph.children.get(&ModPath::new()).map_or(0, Vec::len);
-        let edges: usize = graph.edges.values().map(BTreeMap::len).sum();
-        eprintln!(
-            "xtask: layers: {krate}/src: {top} top-level modules, {edges} edges between sibling \
-             modules{}",
-            if layers.is_some() {
-                format!(", checked against {krate}/LAYERS")
-            } else {
-                String::new()
-            }
-        );
+        problems.extend(found);
+        eprintln!("xtask: layers: {summary}");
     }
     if problems.is_empty() {
         eprintln!("xtask: layers: no import cycles, no edge up a layer");
@@ -82,6 +87,55 @@ pub fn check(repo: &Path) -> Result<()> {
          from above",
         problems.len()
     )
+}
+
+/// The problems of one crate and a line saying what was checked; None when `repo` has no such
+/// root file.
+fn check_crate(repo: &Path, entry: &Entry) -> Result<Option<(Vec<String>, String)>> {
+    let krate = repo.join(entry.krate);
+    let src = krate.join(entry.src);
+    if !src.join(entry.root).is_file() {
+        return Ok(None);
+    }
+    let library = entry.root == "lib.rs";
+    let shown = format!("{}/{}", entry.krate, entry.src);
+    let sources = load(&src)?;
+    let lib_name = library.then(|| lib_name(&krate));
+    let graph = Graph::build(&shown, entry.root, lib_name.as_deref(), &sources);
+    let mut problems = graph.notes.clone();
+    problems.extend(cycles(&graph));
+    let layers = if library {
+        read_if_there(&krate.join("LAYERS"))?
+    } else {
+        None
+    };
+    if let Some(text) = &layers {
+        problems.extend(layer_violations(
+            &format!("{}/LAYERS", entry.krate),
+            text,
+            &graph,
+        ));
+    }
+    let top = graph.children.get(&ModPath::new()).map_or(0, Vec::len);
+    let edges: usize = graph.edges.values().map(BTreeMap::len).sum();
+    let summary = format!(
+        "{shown}: {top} top-level modules, {edges} edges between sibling modules{}",
+        if layers.is_some() {
+            format!(", checked against {}/LAYERS", entry.krate)
+        } else {
+            String::new()
+        }
+    );
+    Ok(Some((problems, summary)))
+}
+
+/// The text of `file`; None when there is no such file.
+fn read_if_there(file: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", file.display())),
+    }
 }
 
 /// The name the crate's library has in paths: `[lib] name`, else the package name with `_`.

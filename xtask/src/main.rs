@@ -13,12 +13,15 @@ mod bench_baselines;
 mod bench_big;
 mod bench_graph;
 mod bench_load;
+mod build_env;
 mod c_bindings;
+mod cargo_tools;
 mod ci;
 mod demo;
 mod fuzz;
 mod install;
 mod layers;
+mod measure;
 mod plugins;
 mod polyglot;
 mod readme;
@@ -35,8 +38,9 @@ usage: cargo xtask <command>
                 clippy), the host (one clippy-linted build), every unit and end-to-end test with
                 the README's runnable blocks beside them, fuzzing, the benchmarks once
   lint          fmt, layers, C bindings stamp and clippy (host and guests), without building
-  layers [DIR]  the module layer and import-cycle check of host/src and config/src (in DIR, by
-                default this checkout)
+  layers [DIR]  the module layer and import-cycle check of host/src and config/src, and the
+                import-cycle check of the sluice binary (host/src/cli) and of xtask/src (in DIR,
+                by default this checkout)
   c-bindings    regenerate plugins/c/bindings from wit/ with the pinned wit-bindgen
   wkg-interop   install the pinned `wkg` and run the sharing test against it (not part of `test`)
   plugins       build the guest plugins into plugins/dist/
@@ -116,7 +120,7 @@ fn with_release_binary(root: &Path, bench: impl FnOnce(&Path) -> Result<()>) -> 
         root,
         "cargo",
         &["build", "--release", "--package", "sluice"],
-        &install::remap_env(),
+        &build_env::remap_env(),
     )?;
     bench(&host_binary(root, "release"))
 }

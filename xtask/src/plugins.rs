@@ -2,12 +2,11 @@
 //! clippy in the same build, see [`clippy_env`]) and the copies of every component in
 //! `plugins/dist/`.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::build_env::{clippy_env, remap_env_for};
 use crate::{plugin_target_dir, polyglot, sh_env, toolchains_dir};
 
 /// Whether a build also runs clippy (`-D warnings`) over the workspace's own crates.
@@ -20,48 +19,6 @@ pub enum Lint {
 /// Guests build for wasm32-wasip2, which emits components directly.
 pub fn ensure_wasm_target(_root: &Path) -> Result<()> {
     sluice_toolchains::ensure_rust_wasm_target()
-}
-
-/// The environment that makes a `cargo build`/`cargo test` lint as it compiles, exactly as
-/// `cargo clippy -- -D warnings` does: cargo runs every workspace member's rustc through
-/// `clippy-driver` (dependencies keep plain rustc), and the driver reads its lint flags from
-/// CLIPPY_ARGS. One compile gives both the lint verdict and the artifacts, and a later cargo
-/// command with the same environment reuses them (the driver records CLIPPY_ARGS in its
-/// dep-info, so changing the flags rebuilds).
-pub fn clippy_env() -> Result<Vec<(&'static str, OsString)>> {
-    Ok(vec![
-        ("RUSTC_WORKSPACE_WRAPPER", clippy_driver()?.into_os_string()),
-        (
-            "CLIPPY_ARGS",
-            OsString::from("-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"),
-        ),
-    ])
-}
-
-/// `clippy-driver` of the toolchain that runs us: next to `$CARGO`, else what rustup reports,
-/// else the first on PATH.
-fn clippy_driver() -> Result<PathBuf> {
-    let beside_cargo = std::env::var_os("CARGO")
-        .map(PathBuf::from)
-        .and_then(|cargo| cargo.parent().map(|bin| bin.join("clippy-driver")));
-    if let Some(driver) = beside_cargo.filter(|p| p.is_file()) {
-        return Ok(driver);
-    }
-    let from_rustup = Command::new("rustup")
-        .args(["which", "clippy-driver"])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    if let Some(driver) = from_rustup.filter(|p| p.is_file()) {
-        return Ok(driver);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("clippy-driver"))
-        .find(|p| p.is_file())
-        .context("cannot find `clippy-driver`; install it with `rustup component add clippy`")
 }
 
 /// Builds every guest (Rust, then Python, JavaScript and C) into `plugins/dist/<name>.wasm`.
@@ -100,7 +57,7 @@ pub fn build_rust(root: &Path, lint: Lint) -> Result<usize> {
     };
     // The host binary carries some of these (the stages `sluice init` writes): they name no
     // folder of the build machine either.
-    env.extend(crate::install::remap_env_for(&target_dir));
+    env.extend(remap_env_for(&target_dir));
     sh_env(
         &plugins,
         "cargo",

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use anyhow::{Result, bail};
 use sluice_toolchains::Toolchains;
 
-use crate::{c_bindings, sh};
+use crate::{c_bindings, cargo_tools, sh};
 
 const WKG: &str = "0.16.1";
 
@@ -137,41 +137,7 @@ pub fn node_tools(toolchains: &Path) -> Result<PathBuf> {
 /// `wkg`, the component ecosystem's own registry client: `cargo xtask wkg-interop` shows that a
 /// component it pushes is pulled and run by sluice (and the other way round).
 pub fn wkg(root: &Path, toolchains: &Path) -> Result<PathBuf> {
-    cargo_tool(root, toolchains, "wkg", WKG, "wkg")
-}
-
-/// A pinned crates.io tool (`cargo install --locked`) under `toolchains/cargo/bin`, installed
-/// again when the one there reports another version.
-pub fn cargo_tool(
-    root: &Path,
-    toolchains: &Path,
-    krate: &str,
-    version: &str,
-    bin_name: &str,
-) -> Result<PathBuf> {
-    let cargo_root = toolchains.join("cargo");
-    let bin = cargo_root.join("bin").join(bin_name);
-    let installed = std::process::Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(version));
-    if installed {
-        return Ok(bin);
-    }
-    sh(
-        root,
-        "cargo",
-        &[
-            "install",
-            krate,
-            "--version",
-            version,
-            "--locked",
-            "--root",
-            &cargo_root.display().to_string(),
-        ],
-    )?;
-    Ok(bin)
+    cargo_tools::pinned(root, toolchains, "wkg", WKG, "wkg")
 }
 
 /// C: `zig cc` (wasm32-wasi reactor) over the plugin's .c files and the committed bindings →

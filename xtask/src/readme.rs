@@ -10,7 +10,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{ci, host_binary, install, plugin_target_dir, services, target_dir};
+use crate::build_env::{build_host, remap_env_for};
+use crate::{host_binary, install, plugin_target_dir, services, target_dir};
 
 /// One runnable block: the README line its fence opens on, and its text.
 #[derive(Debug, PartialEq, Eq)]
@@ -71,7 +72,7 @@ fn script(blocks: &[Block]) -> String {
 /// command could unify features differently and build another binary in its place), then runs
 /// the blocks.
 pub fn run(root: &Path) -> Result<()> {
-    ci::build_host(root)?;
+    build_host(root)?;
     run_built(root)
 }
 
@@ -129,7 +130,7 @@ pub fn run_built(root: &Path) -> Result<()> {
         .env("XDG_STATE_HOME", top.join("state"))
         .env("XDG_CONFIG_HOME", top.join("config"))
         .env("CARGO_TARGET_DIR", plugin_target_dir(root))
-        .envs(install::remap_env_for(&plugin_target_dir(root)))
+        .envs(remap_env_for(&plugin_target_dir(root)))
         .env_remove("SLUICE_TOOLCHAINS")
         .env_remove("SLUICE_SDK_DIR")
         .env_remove("SLUICE_PLUGIN_STORE")

@@ -8,10 +8,12 @@ use super::{Edges, ModPath, Sources};
 
 /// The module tree of one crate and the edges between sibling modules.
 ///
-/// Besides the library's file modules, two kinds of top-level nodes take part: another crate the
-/// root re-exports under a module name (`pub use sluice_config as config;`: `crate::config::..`
-/// and `sluice_config::..` both reach node `config`), and a binary's folder (`src/cli/main.rs`:
-/// node `cli`, whose edges are its `<library>::..` paths).
+/// The root file is `lib.rs` (a library, named in paths by its library name) or `main.rs` (a
+/// binary: `crate::` is its root and no path names it; `<library>::` is another crate).
+/// Besides the file modules, two kinds of top-level nodes take part: another crate the root
+/// re-exports under a module name (`pub use sluice_config as config;`: `crate::config::..` and
+/// `sluice_config::..` both reach node `config`), and, in a library, a binary's folder
+/// (`src/cli/main.rs`: node `cli`, whose edges are its `<library>::..` paths).
 #[derive(Debug, Default)]
 pub struct Graph {
     /// Module → its child nodes (file modules in declaration order, then the extra nodes).
@@ -25,25 +27,27 @@ pub struct Graph {
     pub notes: Vec<String>,
     /// `src/…` as shown in messages.
     pub src: String,
-    /// Crate names followed in paths: the library's own name (for binaries), then re-exported
-    /// crates; `crate_nodes[i]` is the node `roots[i]` stands for (None: the library root).
+    /// Crate names followed in paths: the library's own name (for its binaries; none for a
+    /// binary crate), then re-exported crates; `crate_nodes[i]` is the node `roots[i]` stands
+    /// for (None: the library root).
     roots: Vec<String>,
     crate_nodes: Vec<Option<String>>,
 }
 
 impl Graph {
-    /// The graph of the crate in `sources` (`lib.rs` and the rest under `src/`), whose library
-    /// is called `lib_name` in paths.
-    pub fn build(src: &str, lib_name: &str, sources: &Sources) -> Graph {
+    /// The graph of the crate in `sources` (`root`, the crate's root file, and the rest of its
+    /// folder `src`), whose library is called `lib_name` in paths (None: a binary crate, which
+    /// no path names).
+    pub fn build(src: &str, root: &str, lib_name: Option<&str>, sources: &Sources) -> Graph {
         let mut graph = Graph {
             src: src.to_string(),
-            roots: vec![lib_name.to_string()],
-            crate_nodes: vec![None],
+            roots: lib_name.map(str::to_string).into_iter().collect(),
+            crate_nodes: lib_name.map(|_| None).into_iter().collect(),
             ..Graph::default()
         };
-        // Module path → its file, found from `mod x;` lines, breadth first from lib.rs.
+        // Module path → its file, found from `mod x;` lines, from the root file down.
         let mut files: Vec<(ModPath, String)> = Vec::new();
-        let mut pending = vec![(ModPath::new(), "lib.rs".to_string(), String::new())];
+        let mut pending = vec![(ModPath::new(), root.to_string(), String::new())];
         let mut code_of: BTreeMap<String, String> = BTreeMap::new();
         while let Some((path, file, folder)) = pending.pop() {
             let code = scan::code_only(sources.get(&file).map_or("", String::as_str));
@@ -72,8 +76,12 @@ impl Graph {
             code_of.insert(file.clone(), code);
             files.push((path, file));
         }
-        graph.add_crate_nodes(code_of.get("lib.rs").map_or("", String::as_str));
-        let binaries = graph.add_binary_nodes(sources);
+        graph.add_crate_nodes(code_of.get(root).map_or("", String::as_str));
+        let binaries = if lib_name.is_some() {
+            graph.add_binary_nodes(sources)
+        } else {
+            Vec::new()
+        };
         files.sort_by(|a, b| a.1.cmp(&b.1));
         let roots = graph.roots.clone();
         let scanned: Vec<(ModPath, String, Vec<PathRef>)> = files
@@ -89,7 +97,7 @@ impl Graph {
             }
         }
         for (path, file, refs) in &scanned {
-            // lib.rs itself only declares and re-exports.
+            // The root is the parent of the top-level modules, not their sibling.
             if path.is_empty() {
                 continue;
             }

@@ -28,7 +28,8 @@ fn edge(a: &str, b: &str, site: &str) -> (String, String, String) {
 fn a_cycle_through_a_grouped_use_is_reported_with_a_line_per_edge() {
     let graph = Graph::build(
         "host/src",
-        "host_lib",
+        "lib.rs",
+        Some("host_lib"),
         &sources(&[
             (
                 "lib.rs",
@@ -63,7 +64,8 @@ fn a_cycle_through_a_grouped_use_is_reported_with_a_line_per_edge() {
 fn inside_a_module_folder_siblings_are_checked_too() {
     let graph = Graph::build(
         "host/src",
-        "host_lib",
+        "lib.rs",
+        Some("host_lib"),
         &sources(&[
             ("lib.rs", "pub mod sandbox;\npub mod model;\n"),
             ("model/mod.rs", "pub mod events;\n"),
@@ -95,7 +97,8 @@ fn inside_a_module_folder_siblings_are_checked_too() {
 fn a_name_the_crate_root_re_exports_counts_as_its_module() {
     let graph = Graph::build(
         "host/src",
-        "host_lib",
+        "lib.rs",
+        Some("host_lib"),
         &sources(&[
             (
                 "lib.rs",
@@ -130,7 +133,8 @@ fn every_edge_of_a_tangle_is_on_a_listed_cycle() {
 fn layers_forbid_edges_upwards_and_need_every_module() {
     let graph = Graph::build(
         "host/src",
-        "host_lib",
+        "lib.rs",
+        Some("host_lib"),
         &sources(&[
             ("lib.rs", "pub mod low;\npub mod high;\npub mod loose;\n"),
             ("low.rs", "use crate::high::Thing;\n"),
@@ -153,7 +157,8 @@ fn layers_forbid_edges_upwards_and_need_every_module() {
 fn declared_modules_without_a_file_are_noted() {
     let graph = Graph::build(
         "host/src",
-        "host_lib",
+        "lib.rs",
+        Some("host_lib"),
         &sources(&[("lib.rs", "mod gone;\n")]),
     );
     assert_eq!(graph.notes.len(), 1, "{:?}", graph.notes);
@@ -164,7 +169,8 @@ fn declared_modules_without_a_file_are_noted() {
 fn a_re_exported_crate_and_a_binary_folder_are_nodes_too() {
     let graph = Graph::build(
         "host/src",
-        "host_lib",
+        "lib.rs",
+        Some("host_lib"),
         &sources(&[
             (
                 "lib.rs",
@@ -197,6 +203,161 @@ fn a_re_exported_crate_and_a_binary_folder_are_nodes_too() {
             edge("run", "config", "host/src/run.rs:1"),
         ]
     );
+}
+
+#[test]
+fn a_cycle_between_two_modules_of_a_binary_is_found() {
+    // `crate::` is the binary's root; `host_lib::run` is the library's module, not the sibling.
+    let graph = Graph::build(
+        "host/src/cli",
+        "main.rs",
+        None,
+        &sources(&[
+            (
+                "main.rs",
+                "use host_lib::Host;\nmod agent;\nmod run;\nuse run::Flags;\nfn main() {}\n",
+            ),
+            (
+                "agent.rs",
+                "//! Agent.\n\nuse host_lib::run::Runner;\nuse super::run::start;\n",
+            ),
+            ("run.rs", "fn f() {\n    crate::agent::serve();\n}\n"),
+        ]),
+    );
+    assert_eq!(
+        top_edges(&graph),
+        [
+            edge("agent", "run", "host/src/cli/agent.rs:4"),
+            edge("run", "agent", "host/src/cli/run.rs:2"),
+        ]
+    );
+    assert_eq!(
+        cycles(&graph),
+        [
+            "host/src/cli: import cycle among 2 modules: agent, run\n  agent → run → agent\n  where:\n    agent → run  host/src/cli/agent.rs:4\n    run → agent  host/src/cli/run.rs:2"
+        ]
+    );
+}
+
+#[test]
+fn a_binary_whose_modules_point_one_way_passes() {
+    let graph = Graph::build(
+        "host/src/cli",
+        "main.rs",
+        None,
+        &sources(&[
+            ("main.rs", "mod agent;\nmod run;\nmod args;\nfn main() {}\n"),
+            (
+                "args.rs",
+                "use host_lib::run::Runner;\nuse host_lib::agent;\n",
+            ),
+            (
+                "agent.rs",
+                "use crate::args::Args;\nfn f() { host_lib::run::go(); }\n",
+            ),
+            (
+                "run.rs",
+                "use super::{agent, args::Args};\n#[cfg(test)]\nmod tests { use crate::run; }\n",
+            ),
+        ]),
+    );
+    assert_eq!(
+        top_edges(&graph),
+        [
+            edge("agent", "args", "host/src/cli/agent.rs:1"),
+            edge("run", "agent", "host/src/cli/run.rs:1"),
+            edge("run", "args", "host/src/cli/run.rs:1"),
+        ]
+    );
+    assert!(cycles(&graph).is_empty(), "{:?}", cycles(&graph));
+    assert!(graph.notes.is_empty(), "{:?}", graph.notes);
+}
+
+#[test]
+fn a_cycle_between_modules_of_a_driver_binary_is_found_below_its_root_helpers() {
+    // xtask's shape: helpers in main.rs that every module uses (no edge: the root is the
+    // parent), and two modules that call each other; plus a folder module with its own cycle.
+    let graph = Graph::build(
+        "xtask/src",
+        "main.rs",
+        None,
+        &sources(&[
+            (
+                "main.rs",
+                "mod bench;\nmod ci;\nmod layers;\nfn sh() {}\nfn main() { ci::test(); }\n",
+            ),
+            (
+                "bench.rs",
+                "use crate::{sh, target_dir};\nfn f() { let _ = crate::ci::host_env(); }\n",
+            ),
+            (
+                "ci.rs",
+                "use crate::{bench, layers, sh};\nfn g() { bench::bench(); }\n",
+            ),
+            ("layers.rs", "mod graph;\nmod scan;\nuse super::sh;\n"),
+            ("layers/graph.rs", "use super::scan::PathRef;\n"),
+            ("layers/scan.rs", "fn f(_: super::graph::Graph) {}\n"),
+        ]),
+    );
+    assert_eq!(
+        cycles(&graph),
+        [
+            "xtask/src: import cycle among 2 modules: bench, ci\n  bench → ci → bench\n  where:\n    bench → ci  xtask/src/bench.rs:2\n    ci → bench  xtask/src/ci.rs:1",
+            "xtask/src/layers: import cycle among 2 modules: graph, scan\n  graph → scan → graph\n  where:\n    graph → scan  xtask/src/layers/graph.rs:1\n    scan → graph  xtask/src/layers/scan.rs:1",
+        ]
+    );
+}
+
+#[test]
+fn every_crate_of_a_checkout_is_checked_the_binaries_too() -> Result<()> {
+    let repo = tempfile::tempdir()?;
+    let write = |path: &str, text: &str| -> Result<()> {
+        let file = repo.path().join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(file, text)?;
+        Ok(())
+    };
+    write("host/Cargo.toml", "[package]\nname = \"sluice\"\n")?;
+    write("host/LAYERS", "run\ncli\n")?;
+    write("host/src/lib.rs", "pub mod run;\n")?;
+    write("host/src/run.rs", "pub fn go() {}\n")?;
+    write("host/src/cli/main.rs", "mod a;\nmod b;\nuse sluice::run;\n")?;
+    write(
+        "host/src/cli/a.rs",
+        "use crate::b::B;\nuse sluice::run::go;\n",
+    )?;
+    write(
+        "host/src/cli/b.rs",
+        "pub struct B;\nfn f() { super::a::g(); }\n",
+    )?;
+    write("xtask/src/main.rs", "mod one;\nmod two;\n")?;
+    write("xtask/src/one.rs", "use crate::two;\n")?;
+    write("xtask/src/two.rs", "")?;
+    let found: Vec<(Vec<String>, String)> = CRATES
+        .iter()
+        .filter_map(|entry| check_crate(repo.path(), entry).transpose())
+        .collect::<Result<_>>()?;
+    let summaries: Vec<&str> = found.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        summaries,
+        [
+            "host/src: 2 top-level modules, 1 edges between sibling modules, checked against host/LAYERS",
+            "host/src/cli: 2 top-level modules, 2 edges between sibling modules",
+            "xtask/src: 2 top-level modules, 1 edges between sibling modules",
+        ]
+    );
+    let problems: Vec<&String> = found.iter().flat_map(|(p, _)| p).collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("host/src/cli: import cycle among 2 modules: a, b\n"),
+        "{}",
+        problems[0]
+    );
+    assert!(problems[0].contains("b → a  host/src/cli/b.rs:2"));
+    assert!(check(repo.path()).is_err());
+    Ok(())
 }
 
 /// The scanner alone.
