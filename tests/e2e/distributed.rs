@@ -138,7 +138,10 @@ fn three_agents_run_thirty_pipelines_each_stage_once_and_no_secret_crosses_nats(
             .filter(|m| m.windows(needle.len()).any(|w| w == needle))
             .count()
     };
-    assert!(seen(b"pipeline_text") >= 90, "the wiretap missed the jobs");
+    assert!(
+        seen(b"\"pipeline_sha256\"") >= 90,
+        "the wiretap missed the jobs"
+    );
     assert!(
         seen(b"the secret is ***") >= 30,
         "the wiretap missed the logs"

@@ -5,27 +5,12 @@
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+
+pub use super::wire::RunState;
 
 /// The stream run states are kept in.
 pub const STREAM: &str = "SLUICE_RUNS";
 const SUBJECT_ROOT: &str = "sluice.runs";
-
-/// A run as the board shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunState {
-    pub run_id: String,
-    pub pipeline: String,
-    /// `running`, `succeeded`, `failed`, … (the run status's label).
-    pub status: String,
-    /// The machine the coordinator runs on, and its run folder there.
-    pub coordinator: String,
-    pub run_dir: String,
-    pub started_at: String,
-    pub updated_at: String,
-    /// Each stage's name and status label, in file order.
-    pub stages: Vec<(String, String)>,
-}
 
 #[derive(Clone)]
 pub struct RunBoard {

@@ -53,6 +53,22 @@ pub struct StopStage {
     pub reason: Option<String>,
 }
 
+/// A run as the board shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub run_id: String,
+    pub pipeline: String,
+    /// `running`, `succeeded`, `failed`, … (the run status's label).
+    pub status: String,
+    /// The machine the coordinator runs on, and its run folder there.
+    pub coordinator: String,
+    pub run_dir: String,
+    pub started_at: String,
+    pub updated_at: String,
+    /// Each stage's name and status label, in file order.
+    pub stages: Vec<(String, String)>,
+}
+
 /// The largest log sent inside its result rather than as a blob.
 pub const INLINE_LOG_BYTES: u64 = 64 * 1024;
 
@@ -162,6 +178,23 @@ mod tests {
         let back: StageResult = serde_json::from_slice(&serde_json::to_vec(&result)?)?;
         assert_eq!((back.by.as_str(), back.delivery), ("agent-1", 2));
         assert_eq!(back.log_text.as_deref(), Some("line\n"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_state_round_trips() -> anyhow::Result<()> {
+        let state = RunState {
+            run_id: "r1".into(),
+            pipeline: "p".into(),
+            status: "running".into(),
+            coordinator: "ci-1".into(),
+            run_dir: "/runs/r1".into(),
+            started_at: "2026-12-07T06:00:00.000Z".into(),
+            updated_at: "2026-12-07T06:00:01.000Z".into(),
+            stages: vec![("build".into(), "succeeded".into())],
+        };
+        let back: RunState = serde_json::from_slice(&serde_json::to_vec(&state)?)?;
+        assert_eq!(back, state);
         Ok(())
     }
 

@@ -19,8 +19,7 @@ pub fn default_runs_root(pipeline_dir: &Path, name: &str) -> PathBuf {
         Some(home) => {
             let folder =
                 std::path::absolute(pipeline_dir).unwrap_or_else(|_| pipeline_dir.to_path_buf());
-            let digest =
-                crate::model::artifacts::sha256_bytes(folder.as_os_str().as_encoded_bytes());
+            let digest = super::digests::sha256_bytes(folder.as_os_str().as_encoded_bytes());
             let safe: String = name
                 .chars()
                 .map(|c| {
