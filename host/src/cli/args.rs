@@ -1,9 +1,12 @@
-//! The command line's shape: every command, flag and help text (clap derive), nothing else.
+//! The command line's shape: every command, flag and help text (clap derive), nothing else —
+//! but the `--nats` flags, which are in `nats.rs` with the connection they make.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::exit_codes;
+
+use crate::nats::{NatsConnection, SendToAgents};
 
 /// `sluice --version`: the version and the commit it was built from.
 const VERSION: &str = concat!(
@@ -335,6 +338,22 @@ pub enum CacheCommand {
 }
 
 #[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The pipeline file
+    pub pipeline: PathBuf,
+    /// Approve this gated stage in advance (repeatable); otherwise a terminal asks, and a
+    /// non-interactive run stops at the gate
+    #[arg(long, value_name = "STAGE")]
+    pub approve: Vec<String>,
+    /// Where run folders go, outside every folder a stage is given [default:
+    /// ~/.local/state/sluice/runs/<pipeline>-<hash>]
+    #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+#[derive(Args, Debug)]
 pub struct ResumeArgs {
     /// The run id (or the path of its run folder)
     pub run: String,
@@ -347,52 +366,24 @@ pub struct ResumeArgs {
     /// The pipeline file [default: the one the run was started with]
     #[arg(long, value_name = "FILE")]
     pub pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// The flags `run` and `resume` share (their `--approve` and `--runs-dir` say different things,
+/// so each command keeps its own): stages at once, where they run, how registry plugins resolve,
+/// how the run is shown.
+#[derive(Args, Debug)]
+pub struct RunFlags {
     /// Stages run at once, at most [default: the machine's cores; with --nats, 256]
     #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
-    /// Send the stages to agents (`sluice agent`) through this NATS server instead of running
-    /// them here, e.g. nats://127.0.0.1:4222
-    #[arg(long, value_name = "URL")]
-    pub nats: Option<String>,
     #[command(flatten)]
-    pub connection: NatsConnection,
+    pub agents: SendToAgents,
     #[command(flatten)]
     pub resolve: ResolveArgs,
     #[command(flatten)]
     pub view: ViewArgs,
-}
-
-/// How to reach a NATS server, and how its job queue treats a job whose agent stops.
-#[derive(Args, Debug, Clone)]
-pub struct NatsConnection {
-    /// NATS user (with --nats-password)
-    #[arg(long, value_name = "USER", env = "SLUICE_NATS_USER")]
-    pub nats_user: Option<String>,
-    /// NATS password
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "SLUICE_NATS_PASSWORD",
-        hide_env_values = true
-    )]
-    pub nats_password: Option<String>,
-    /// NATS credentials file (nkey/JWT, as `nsc` writes them)
-    #[arg(long, value_name = "FILE", env = "SLUICE_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-    /// A CA certificate (PEM) to trust for a TLS NATS server
-    #[arg(long, value_name = "PEM", env = "SLUICE_NATS_TLS_CA")]
-    pub nats_tls_ca: Option<PathBuf>,
-    /// Refuse a NATS server that does not offer TLS
-    #[arg(long)]
-    pub nats_tls: bool,
-    /// A job its agent stops heartbeating for this long goes to another agent (set when the
-    /// queue is first made)
-    #[arg(long, value_name = "TIME", default_value = "30s")]
-    pub ack_wait: humantime::Duration,
-    /// Agents that may take a stage in turn before it is recorded as an error (set when the
-    /// queue is first made)
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..100))]
-    pub deliveries: u16,
 }
 
 #[derive(Args, Debug)]
@@ -434,33 +425,6 @@ pub struct ViewArgs {
     /// Also show debug logs, plugin loading and every artifact
     #[arg(long, short)]
     pub verbose: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// The pipeline file
-    pub pipeline: PathBuf,
-    /// Approve this gated stage in advance (repeatable); otherwise a terminal asks, and a
-    /// non-interactive run stops at the gate
-    #[arg(long, value_name = "STAGE")]
-    pub approve: Vec<String>,
-    /// Where run folders go, outside every folder a stage is given [default:
-    /// ~/.local/state/sluice/runs/<pipeline>-<hash>]
-    #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
-    pub runs_dir: Option<PathBuf>,
-    /// Stages run at once, at most [default: the machine's cores; with --nats, 256]
-    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: Option<u16>,
-    /// Send the stages to agents (`sluice agent`) through this NATS server instead of running
-    /// them here, e.g. nats://127.0.0.1:4222
-    #[arg(long, value_name = "URL")]
-    pub nats: Option<String>,
-    #[command(flatten)]
-    pub connection: NatsConnection,
-    #[command(flatten)]
-    pub resolve: ResolveArgs,
-    #[command(flatten)]
-    pub view: ViewArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The one error type of the command line, mapped to a documented exit code in one place
-//! ([`CliError::exit_code`]) and printed in one place (`main`).
+//! ([`CliError::exit_code`]) and printed in one place (`main`); and [`Outcome`], what every
+//! command's handler returns.
 
 use std::fmt;
 
@@ -24,6 +25,11 @@ pub enum CliError {
 
 /// What a command returns: an exit code (success, or a run's own code) or an error.
 pub type Outcome = Result<i32, CliError>;
+
+/// The success exit code, for commands that end well.
+pub fn done() -> Outcome {
+    Ok(exit_codes::SUCCESS)
+}
 
 impl CliError {
     pub fn input(message: impl fmt::Display) -> Self {

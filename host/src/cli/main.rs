@@ -1,26 +1,45 @@
-//! The `sluice` command line: parses arguments, picks a reporter, calls the engine, and turns
-//! the outcome into a documented exit code (one error type, [`error::CliError`], mapped in one
-//! place). All behaviour lives in the library.
+//! The `sluice` command line: parses arguments, starts the async runtime, hands each command to
+//! its handler (one file per command, named for it) and turns the outcome into a documented exit
+//! code (one error type, [`error::CliError`], mapped in one place). All behaviour lives in the
+//! library.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use sluice::Host;
-use sluice::exit_codes;
 use sluice::registry::store::PluginStore;
 use sluice::sandbox::cache::CompiledCache;
-use sluice_toolchains::Toolchains;
 
-mod agent;
 mod args;
 mod error;
+
+// Helpers some commands share.
+mod interrupt;
+mod nats;
+mod refs;
+mod resolve;
+mod run_dirs;
+mod run_options;
+mod view;
+
+// One module per command.
+mod agent;
+mod cache;
+mod check;
+mod completions;
+mod init;
+mod inspect;
+mod key;
+mod lock;
+mod plugin;
+mod report;
+mod resume;
 mod run;
 mod runs;
-mod sharing;
-mod show;
 mod stage;
+mod verify;
 
-use args::{Cli, Command, GlobalArgs, KeyCommand, PluginCommand, RunsCommand, StageCommand};
+use args::{Cli, Command, GlobalArgs, KeyCommand, StageCommand};
 use error::{CliError, Outcome};
 
 fn main() -> ExitCode {
@@ -67,97 +86,31 @@ async fn dispatch(cli: Cli) -> Outcome {
     match cli.command {
         Command::Agent(args) => agent::agent(&host()?, args).await,
         Command::Run(args) => run::run(&host()?, &store, &cli.global, args).await,
-        Command::Resume(args) => run::resume(&host()?, &store, &cli.global, args).await,
-        Command::Cache(command) => run::stage_cache(&cli.global, command),
+        Command::Resume(args) => resume::resume(&host()?, &store, &cli.global, args).await,
+        Command::Cache(command) => cache::cache(&cli.global, command),
         Command::Stage(StageCommand::Run(args)) => stage::run(&host()?, &store, args).await,
-        Command::Runs(args) => match args.command {
-            None if args.nats.is_some() => {
-                agent::runs_on_board(args.nats.as_deref(), &args.connection, args.json).await
-            }
-            None => runs::list(
-                args.pipeline.as_deref(),
-                args.runs_dir.as_deref(),
-                args.json,
-            ),
-            Some(RunsCommand::Show {
-                run,
-                runs_dir,
-                json,
-            }) => runs::show(&run, runs_dir.as_deref(), json),
-            Some(RunsCommand::Gc {
-                pipeline,
-                runs_dir,
-                keep,
-                older_than,
-                dry_run,
-            }) => runs::gc(
-                pipeline.as_deref(),
-                runs_dir.as_deref(),
-                runs::Keep {
-                    newest: keep,
-                    younger_than: older_than.map(Into::into),
-                },
-                dry_run,
-            ),
-        },
+        Command::Runs(args) => runs::runs(args).await,
         Command::Check {
             pipeline,
             json,
             resolve,
-        } => show::check(&host()?, &store, &pipeline, json, resolve).await,
+        } => check::check(&host()?, &store, &pipeline, json, resolve).await,
         Command::Lock {
             pipeline,
             update,
             offline,
-        } => sharing::lock(&store, &pipeline, update, offline).await,
-        Command::Key(KeyCommand::Generate { prefix }) => sharing::key_generate(&prefix),
-        Command::Verify { envelope, keys } => sharing::verify_envelope(&envelope, &keys),
-        Command::Plugin(PluginCommand::Push {
-            file,
-            reference,
-            sign,
-            force,
-        }) => sharing::push(&host()?, &file, &reference, sign.as_deref(), force).await,
-        Command::Plugin(PluginCommand::Pull {
-            reference,
-            output,
-            keys,
-        }) => sharing::pull(&store, &reference, output.as_deref(), &keys).await,
-        Command::Plugin(PluginCommand::Sign { reference, key }) => {
-            sharing::sign(&reference, &key).await
-        }
-        Command::Plugin(PluginCommand::Verify { reference, keys }) => {
-            sharing::verify(&reference, &keys).await
-        }
-        Command::Inspect { plugin, json } => {
-            let file = sharing::local_copy(&store, &plugin).await?;
-            show::inspect(&host()?, &file, json).await
-        }
-        Command::Plugin(PluginCommand::New { name, lang, dir }) => {
-            show::plugin_new(&name, lang, &dir)
-        }
-        Command::Plugin(PluginCommand::Build { dir, toolchains }) => {
-            let toolchains = match toolchains {
-                Some(dir) => dir,
-                None => {
-                    Toolchains::default_dir().map_err(|err| CliError::input(format!("{err:#}")))?
-                }
-            };
-            let component = sluice::scaffold::build_plugin(&dir, &Toolchains::new(toolchains))
-                .map_err(|err| CliError::stage(format!("{err:#}")))?;
-            show::inspect(&host()?, &component, false).await
-        }
-        Command::Init { dir, force } => show::init(&dir, force),
+        } => lock::lock(&store, &pipeline, update, offline).await,
+        Command::Key(KeyCommand::Generate { prefix }) => key::generate(&prefix),
+        Command::Verify { envelope, keys } => verify::verify(&envelope, &keys),
+        Command::Plugin(command) => plugin::plugin(host, &store, command).await,
+        Command::Inspect { plugin, json } => inspect::inspect(host, &store, &plugin, json).await,
+        Command::Init { dir, force } => init::init(&dir, force),
         Command::Report {
             run,
             runs_dir,
             open,
-        } => runs::report(&run, runs_dir.as_deref(), open),
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
-            done()
-        }
+        } => report::report(&run, runs_dir.as_deref(), open),
+        Command::Completions { shell } => completions::completions(shell),
     }
 }
 
@@ -171,9 +124,4 @@ fn make_host(global: &GlobalArgs) -> anyhow::Result<Host> {
             .or_else(CompiledCache::default_root)
     };
     Host::new(root.as_deref())
-}
-
-/// The success exit code, for commands that end well.
-fn done() -> Outcome {
-    Ok(exit_codes::SUCCESS)
 }

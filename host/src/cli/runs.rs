@@ -1,7 +1,7 @@
-//! `sluice runs` and `sluice report`: the run history — the list (status, duration, trigger),
-//! one run in detail (`runs show ID`), its web page (`report RUN`), and keeping the runs folders
-//! from growing forever (`runs gc --keep N | --older-than 30d`; a run still going, its lock held,
-//! is never removed).
+//! `sluice runs`: the run history — the list (status, duration, trigger), one run in detail
+//! (`runs show ID`), the distributed runs of every coordinator (`runs --nats URL`), and keeping
+//! the runs folders from growing forever (`runs gc --keep N | --older-than 30d`; a run still
+//! going, its lock held, is never removed).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -12,7 +12,44 @@ use sluice::model::layout::{RunLayout, default_runs_root, runs_home};
 use sluice::model::report::{RunReport, RunStatus};
 use sluice::model::text::one_line;
 
-use crate::error::{CliError, Outcome};
+use crate::args::{RunsArgs, RunsCommand};
+use crate::error::{CliError, Outcome, done};
+use crate::nats::{NatsConnection, remote};
+use crate::run_dirs::read_run;
+
+/// `sluice runs [...]`: the subcommand asked for, or the list (here, or on a NATS run board).
+pub async fn runs(args: RunsArgs) -> Outcome {
+    match args.command {
+        None if args.nats.is_some() => {
+            on_board(args.nats.as_deref(), &args.connection, args.json).await
+        }
+        None => list(
+            args.pipeline.as_deref(),
+            args.runs_dir.as_deref(),
+            args.json,
+        ),
+        Some(RunsCommand::Show {
+            run,
+            runs_dir,
+            json,
+        }) => show(&run, runs_dir.as_deref(), json),
+        Some(RunsCommand::Gc {
+            pipeline,
+            runs_dir,
+            keep,
+            older_than,
+            dry_run,
+        }) => gc(
+            pipeline.as_deref(),
+            runs_dir.as_deref(),
+            Keep {
+                newest: keep,
+                younger_than: older_than.map(Into::into),
+            },
+            dry_run,
+        ),
+    }
+}
 
 /// A run found in a runs folder.
 struct FoundRun {
@@ -85,7 +122,7 @@ fn find_runs(folders: &[PathBuf]) -> Vec<FoundRun> {
 }
 
 /// `sluice runs`: every run in the folders asked for, newest first.
-pub fn list(pipeline: Option<&Path>, runs_dir: Option<&Path>, json: bool) -> Outcome {
+fn list(pipeline: Option<&Path>, runs_dir: Option<&Path>, json: bool) -> Outcome {
     let runs = find_runs(&runs_folders(pipeline, runs_dir)?);
     if json {
         let list: Vec<serde_json::Value> = runs
@@ -126,6 +163,49 @@ pub fn list(pipeline: Option<&Path>, runs_dir: Option<&Path>, json: bool) -> Out
     Ok(exit_codes::SUCCESS)
 }
 
+/// `sluice runs --nats URL`: every coordinator's runs, from the run board.
+async fn on_board(url: Option<&str>, connection: &NatsConnection, json: bool) -> Outcome {
+    let Some(remote) = remote(url, connection).await? else {
+        return done();
+    };
+    let runs = remote
+        .board()
+        .list()
+        .await
+        .map_err(|err| CliError::input(format!("{err:#}")))?;
+    if json {
+        let text = serde_json::to_string_pretty(&runs)
+            .map_err(|err| CliError::internal(err.to_string()))?;
+        println!("{text}");
+        return done();
+    }
+    if runs.is_empty() {
+        println!("no distributed runs on the board yet");
+        return done();
+    }
+    println!(
+        "{:<24} {:<16} {:<10} {:>6}  {:<14} FOLDER",
+        "RUN", "PIPELINE", "STATUS", "STAGES", "COORDINATOR"
+    );
+    for run in &runs {
+        let done = run
+            .stages
+            .iter()
+            .filter(|(_, status)| !matches!(status.as_str(), "pending" | "running"))
+            .count();
+        println!(
+            "{:<24} {:<16} {:<10} {:>6}  {:<14} {}",
+            run.run_id,
+            run.pipeline,
+            run.status,
+            format!("{done}/{}", run.stages.len()),
+            run.coordinator,
+            run.run_dir
+        );
+    }
+    done()
+}
+
 fn trigger(report: &RunReport) -> String {
     if report.trigger.is_empty() {
         "-".to_string()
@@ -134,20 +214,8 @@ fn trigger(report: &RunReport) -> String {
     }
 }
 
-/// The folder and the record of the run `run` names (an id or a folder).
-fn read_run(run: &str, runs_dir: Option<&Path>) -> Result<(PathBuf, RunReport), CliError> {
-    let dir = find_run_dir(run, runs_dir, None)?;
-    let report = RunReport::read(&dir.join("report.json")).map_err(|err| {
-        CliError::input(format!(
-            "cannot read the record of {}: {err:#}",
-            dir.display()
-        ))
-    })?;
-    Ok((dir, report))
-}
-
 /// `sluice runs show RUN`: one run — what, when, how it ended — and each stage's line.
-pub fn show(run: &str, runs_dir: Option<&Path>, json: bool) -> Outcome {
+fn show(run: &str, runs_dir: Option<&Path>, json: bool) -> Outcome {
     let (dir, report) = read_run(run, runs_dir)?;
     if json {
         let text = serde_json::to_string_pretty(&report).map_err(CliError::internal)?;
@@ -208,14 +276,14 @@ pub fn show(run: &str, runs_dir: Option<&Path>, json: bool) -> Outcome {
 
 /// What `runs gc` keeps: the newest N runs of each runs folder, and/or runs newer than a time.
 #[derive(Debug, Clone, Copy)]
-pub struct Keep {
-    pub newest: Option<usize>,
-    pub younger_than: Option<Duration>,
+struct Keep {
+    newest: Option<usize>,
+    younger_than: Option<Duration>,
 }
 
 /// `sluice runs gc`: removes the runs `keep` does not keep; never one whose lock is held (a run
 /// going on now). A `latest` link left pointing at nothing goes too.
-pub fn gc(pipeline: Option<&Path>, runs_dir: Option<&Path>, keep: Keep, dry_run: bool) -> Outcome {
+fn gc(pipeline: Option<&Path>, runs_dir: Option<&Path>, keep: Keep, dry_run: bool) -> Outcome {
     if keep.newest.is_none() && keep.younger_than.is_none() {
         return Err(CliError::input(
             "say what to keep: --keep N (the newest N runs of each pipeline) and/or --older-than 30d (remove runs that started longer ago)",
@@ -263,41 +331,6 @@ pub fn gc(pipeline: Option<&Path>, runs_dir: Option<&Path>, keep: Keep, dry_run:
     Ok(exit_codes::SUCCESS)
 }
 
-/// Writes the run's web page (`report.html`) into its folder; says so on stderr when it cannot
-/// (the run's record, report.json, is what counts).
-pub(crate) fn write_html(report: &RunReport) -> Option<PathBuf> {
-    let path = Path::new(&report.run_dir).join("report.html");
-    let page = sluice::reporters::report_html(report);
-    match sluice::atomic_file::write(&path, page.as_bytes()) {
-        Ok(()) => Some(path),
-        Err(err) => {
-            eprintln!("sluice: cannot write {}: {err:#}", path.display());
-            None
-        }
-    }
-}
-
-/// `sluice report RUN [--open]`: (re)writes the run's web page and prints where it is.
-pub fn report(run: &str, runs_dir: Option<&Path>, open: bool) -> Outcome {
-    let (_, report) = read_run(run, runs_dir)?;
-    let path =
-        write_html(&report).ok_or_else(|| CliError::internal("the report page was not written"))?;
-    println!("{}", path.display());
-    if open {
-        let opened = std::process::Command::new("xdg-open")
-            .arg(&path)
-            .stdin(std::process::Stdio::null())
-            .status();
-        if !opened.is_ok_and(|s| s.success()) {
-            eprintln!(
-                "sluice: cannot open a browser here (xdg-open); open {} yourself",
-                path.display()
-            );
-        }
-    }
-    Ok(exit_codes::SUCCESS)
-}
-
 fn folder_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
@@ -309,55 +342,4 @@ fn folder_size(dir: &Path) -> u64 {
             _ => 0,
         })
         .sum()
-}
-
-/// The run folder `run` names: a path, or an id under `runs_dir`, the pipeline's default runs
-/// folder, or any pipeline's default runs folder.
-pub(crate) fn find_run_dir(
-    run: &str,
-    runs_dir: Option<&Path>,
-    pipeline_file: Option<&Path>,
-) -> Result<PathBuf, CliError> {
-    let direct = PathBuf::from(run);
-    if direct.join("report.json").is_file() {
-        return Ok(direct);
-    }
-    let mut searched: Vec<PathBuf> = Vec::new();
-    if let Some(runs) = runs_dir {
-        searched.push(runs.to_path_buf());
-    } else if let Some(file) = pipeline_file {
-        let pipeline = pipeline::load(file)?;
-        searched.push(default_runs_root(&pipeline.dir, &pipeline.name));
-    } else if let Some(home) = runs_home() {
-        searched.extend(
-            std::fs::read_dir(&home)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|entry| entry.path()),
-        );
-    }
-    // A run id is one path segment: never a way out of the runs folder.
-    let plain_id = !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if plain_id
-        && let Some(dir) = searched
-            .iter()
-            .map(|runs| runs.join(run))
-            .find(|dir| dir.join("report.json").is_file())
-    {
-        return Ok(dir);
-    }
-    Err(CliError::input(format!(
-        "no run `{}` in {}\n  = help: pass the run folder's path, or --runs-dir DIR (sluice run prints each run's folder)",
-        run,
-        if searched.is_empty() {
-            "the default runs folders".to_string()
-        } else {
-            searched
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    )))
 }

@@ -16,9 +16,9 @@ use sluice::run::single::{GivenInput, run_stage};
 
 use crate::args::StageRunArgs;
 use crate::error::{CliError, Outcome};
-use crate::run::reporter_for;
-use crate::runs::find_run_dir;
-use crate::sharing::resolve_options;
+use crate::resolve::resolve_options;
+use crate::run_dirs::find_run_dir;
+use crate::view::reporter_for;
 
 pub async fn run(host: &Host, store: &PluginStore, args: StageRunArgs) -> Outcome {
     let (pipeline, index, plugin, inputs) = match &args.from {

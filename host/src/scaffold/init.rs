@@ -12,6 +12,15 @@ use anyhow::{Context, Result, bail};
 
 include!(concat!(env!("OUT_DIR"), "/shipped_stages.rs"));
 
+// The starter pipelines, one file each under `host/templates/pipelines/` (like the plugin
+// templates): `{{name}}`, `{{dir}}` and `{{after}}` are replaced by TOML values. A Node
+// package's pipeline gets the build and test stages appended when it has those scripts.
+const RUST_PIPELINE: &str = include_str!("../../templates/pipelines/rust.toml");
+const NODE_PIPELINE: &str = include_str!("../../templates/pipelines/node.toml");
+const NODE_BUILD: &str = include_str!("../../templates/pipelines/node-build.toml");
+const NODE_TEST: &str = include_str!("../../templates/pipelines/node-test.toml");
+const SITE_PIPELINE: &str = include_str!("../../templates/pipelines/markdown-site.toml");
+
 /// Where the shipped stages go, relative to the project.
 pub const STAGES_DIR: &str = ".sluice/stages";
 
@@ -107,13 +116,16 @@ fn node_package(dir: &Path) -> Result<Plan> {
     }
     let mut text = NODE_PIPELINE.replace("{{name}}", &toml_string(&name));
     let mut last = "deps";
+    // A blank line before each stage appended.
     if script("build").is_some() {
+        text.push('\n');
         text.push_str(NODE_BUILD);
         last = "build";
     }
     // npm's placeholder (`echo "Error: no test specified" && exit 1`) is no test suite.
     match script("test") {
         Some(test) if !test.contains("no test specified") => {
+            text.push('\n');
             text.push_str(&NODE_TEST.replace("{{after}}", last));
         }
         _ => notes.push(
@@ -218,153 +230,3 @@ fn folder_name(dir: &Path) -> String {
 fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
-
-const RUST_PIPELINE: &str = r#"# Written by `sluice init` for a Rust crate: code → build → test, with the stages that ship
-# with sluice (in .sluice/stages/). cargo runs on this machine through the `exec` grant, in this
-# folder (read-only to the stages); its results come back as artifacts.
-#   sluice check pipeline.toml     what each stage is and may do
-#   sluice run pipeline.toml       run it
-version = 1
-
-[pipeline]
-name = {{name}}
-workspace = "."
-limits = { timeout = "20m" }
-
-[[stage]]
-name = "code"
-plugin = ".sluice/stages/checkout.wasm"
-phase = "code"
-[stage.allow]
-workspace = "read"
-[stage.config]
-exclude = ["target/", ".sluice/"]
-
-[[stage]]
-name = "build"
-plugin = ".sluice/stages/exec.wasm"
-phase = "build"
-needs = ["code"]
-inputs = []
-[stage.allow]
-workspace = "read"
-exec = ["cargo"]
-exec_env = ["CARGO_TERM_COLOR"]
-[stage.config]
-program = "cargo"
-args = ["build", "--release", "--locked", "--target-dir", "${out}/target"]
-remove = ["target"]
-env = { CARGO_TERM_COLOR = "never" }
-
-[[stage]]
-name = "test"
-plugin = ".sluice/stages/cargo-test.wasm"
-phase = "test"
-needs = ["build"]
-inputs = []
-[stage.allow]
-workspace = "read"
-exec = ["cargo"]
-exec_env = ["CARGO_TERM_COLOR"]
-"#;
-
-const NODE_PIPELINE: &str = r#"# Written by `sluice init` for a Node package: code → deps → (build →) test, with the stages
-# that ship with sluice (in .sluice/stages/). npm runs on this machine through the `exec` grant,
-# in this folder; only the stages that install or build may write to it.
-#   sluice check pipeline.toml     what each stage is and may do
-#   sluice run pipeline.toml       run it
-version = 1
-
-[pipeline]
-name = {{name}}
-workspace = "."
-limits = { timeout = "20m" }
-
-[[stage]]
-name = "code"
-plugin = ".sluice/stages/checkout.wasm"
-phase = "code"
-[stage.allow]
-workspace = "read"
-[stage.config]
-exclude = ["node_modules/", ".sluice/"]
-
-[[stage]]
-name = "deps"
-plugin = ".sluice/stages/exec.wasm"
-phase = "build"
-needs = ["code"]
-inputs = []
-[stage.allow]
-workspace = "write"   # npm ci writes node_modules/ here
-exec = ["npm"]
-[stage.config]
-program = "npm"
-args = ["ci", "--no-audit", "--no-fund"]
-"#;
-
-const NODE_BUILD: &str = r#"
-[[stage]]
-name = "build"
-plugin = ".sluice/stages/exec.wasm"
-phase = "build"
-needs = ["deps"]
-inputs = []
-[stage.allow]
-workspace = "write"   # the package's build script writes its output here
-exec = ["npm"]
-[stage.config]
-program = "npm"
-args = ["run", "build"]
-"#;
-
-const NODE_TEST: &str = r#"
-[[stage]]
-name = "test"
-plugin = ".sluice/stages/exec.wasm"
-phase = "test"
-needs = ["{{after}}"]
-inputs = []
-[stage.allow]
-workspace = "read"
-exec = ["npm"]
-[stage.config]
-program = "npm"
-args = ["test"]
-"#;
-
-const SITE_PIPELINE: &str = r#"# Written by `sluice init` for a Markdown site: code → build → test, with the stages that ship
-# with sluice (in .sluice/stages/): the pages become HTML (a README is its folder's index page,
-# a stylesheet is added unless the site has a style.css), then every link and anchor is checked.
-#   sluice check pipeline.toml     what each stage is and may do
-#   sluice run pipeline.toml       run it
-version = 1
-
-[pipeline]
-name = {{name}}
-workspace = "."
-
-[[stage]]
-name = "code"
-plugin = ".sluice/stages/checkout.wasm"
-phase = "code"
-[stage.allow]
-workspace = "read"
-[stage.config]
-exclude = [".sluice/"]
-
-[[stage]]
-name = "build"
-plugin = ".sluice/stages/markdown-site.wasm"
-phase = "build"
-inputs = ["code/source.tar"]
-[stage.config]
-dir = {{dir}}
-title = {{name}}
-
-[[stage]]
-name = "test"
-plugin = ".sluice/stages/link-check.wasm"
-phase = "test"
-inputs = ["build/*"]
-"#;
