@@ -32,4 +32,5 @@ mod seams;
 mod security;
 mod sharing;
 mod stage_alone;
+mod stage_cache;
 mod traces;

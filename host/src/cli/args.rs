@@ -335,6 +335,18 @@ pub enum CacheCommand {
         #[arg(long, value_name = "SIZE")]
         max_size: bytesize::ByteSize,
     },
+    /// Why STAGE missed the stage cache: which parts of its key (plugin, a config key, an
+    /// input, a grant, an env value, a workspace path, the git state) moved — in run RUN, or
+    /// between its two newest entries
+    Why {
+        /// The stage's name
+        stage: String,
+        /// A run (id or folder) whose record says why the stage missed
+        run: Option<String>,
+        /// Where to look for RUN [default: the runs folders sluice knows]
+        #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -10,3 +10,4 @@ pub mod journal;
 pub mod layout;
 pub mod report;
 pub mod text;
+pub mod tree;

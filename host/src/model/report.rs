@@ -179,6 +179,9 @@ pub struct CacheRecord {
     pub key: String,
     /// Served from the cache: the plugin did not run.
     pub hit: bool,
+    /// On a miss of a stage stored before: which parts of its key moved since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub why: Vec<String>,
 }
 
 /// One attempt of a retried stage that did not succeed.

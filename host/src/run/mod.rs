@@ -50,6 +50,8 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| default_runs_root(&pipeline.dir, &pipeline.name));
     refuse_state_in_mounts(pipeline, &state_folders(host, options, &runs_root))?;
+    // A stage cache another user could write stops the run before it has a folder.
+    let stage_cache = StageCache::open(options.stage_cache.clone())?;
     let layout = RunLayout::create(&runs_root)?;
     let records = resolved
         .stages()
@@ -65,6 +67,7 @@ pub async fn run(
         layout,
         records,
         history,
+        stage_cache,
     };
     drive(host, resolved, options, events, session).await
 }
@@ -93,6 +96,7 @@ pub async fn resume(
         report.status.label()
     );
     // Holding the run's lock proves no other sluice is still running it.
+    let stage_cache = StageCache::open(options.stage_cache.clone())?;
     let layout = RunLayout::open(run_dir, &report.run_id)?;
     let digest = pipeline.sha256.clone();
     anyhow::ensure!(
@@ -139,6 +143,7 @@ pub async fn resume(
         layout,
         records,
         history,
+        stage_cache,
     };
     drive(host, resolved, options, events, session).await
 }
@@ -217,6 +222,8 @@ struct Session {
     layout: RunLayout,
     records: Vec<StageRecord>,
     history: RunHistory,
+    /// The stage cache opened for the run, and why it is off when it could not be.
+    stage_cache: (StageCache, Option<String>),
 }
 
 /// Runs every pending stage of `session`, given the records of the finished ones.
@@ -231,6 +238,7 @@ async fn drive(
         layout,
         records,
         history,
+        stage_cache: (stage_cache, cache_off),
     } = session;
     let pipeline = &resolved.pipeline;
     let clock = Instant::now();
@@ -273,7 +281,13 @@ async fn drive(
         ),
         None => None,
     };
-    let stage_cache = StageCache::new(options.stage_cache.clone());
+    if let Some(why) = cache_off {
+        events.emit(Event::Log {
+            stage: String::new(),
+            source: crate::model::events::LogSource::Warn,
+            line: format!("sluice: the stage cache cannot be used ({why}); every stage runs"),
+        });
+    }
     let around = StageSurroundings {
         host,
         layout: &layout,

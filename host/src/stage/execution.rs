@@ -11,7 +11,7 @@ use crate::config::limits::fmt_bytes;
 use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::{Event, EventSink, LogSource};
 use crate::model::layout::RunLayout;
-use crate::model::report::{Attempt, StageRecord, StageStatus, millis, rfc3339};
+use crate::model::report::{Attempt, CacheRecord, StageRecord, StageStatus, millis, rfc3339};
 use crate::model::text::{MAX_FIELD_BYTES, MAX_MESSAGE_BYTES, one_line};
 use crate::plugin::Plugin;
 use crate::sandbox::bindings::StageContext;
@@ -23,7 +23,7 @@ use crate::sandbox::state::StageState;
 use crate::sandbox::trap::{phase_name, phase_named, trap_message};
 use crate::trust::secrets::Masker;
 
-use super::cache::StageCache;
+use super::cache::{KeyParts, StageCache};
 use super::inputs::{hand_over, select_inputs};
 use super::output::OutputFolder;
 use super::{Ending, Interrupt, LockedStage, PreparedStage, earlier_stages};
@@ -77,7 +77,7 @@ enum Stopped {
 /// A stage that is to run: when it started, and the stage-cache key to keep it under.
 struct Started {
     clock: Instant,
-    key: Option<String>,
+    key: Option<KeyParts>,
 }
 
 impl<'a> StageExecution<'a> {
@@ -208,13 +208,27 @@ impl<'a> StageExecution<'a> {
             ));
             None
         });
-        if let Some(key) = &key {
-            match cache.serve(key, &self.output(), record, self.around.events) {
+        if let Some(parts) = &key {
+            let key = parts.key();
+            match cache.serve(&key, &self.output(), record, self.around.events) {
                 Ok(true) => {
                     self.finish(record, clock.elapsed());
                     return None;
                 }
-                Ok(false) => {}
+                Ok(false) => {
+                    let why = cache.why_missed(self.stage, parts);
+                    if !why.is_empty() {
+                        self.say(
+                            LogSource::Info,
+                            &format!("sluice: stage cache miss: {}", why.join("; ")),
+                        );
+                    }
+                    record.cache = Some(CacheRecord {
+                        key,
+                        hit: false,
+                        why,
+                    });
+                }
                 Err(err) => self.warn(&format!(
                     "sluice: cannot restore from the stage cache ({err:#}); running the stage"
                 )),
@@ -225,9 +239,12 @@ impl<'a> StageExecution<'a> {
 
     /// Keeps a stage that succeeded in the stage cache, and says how it ended.
     fn conclude(&self, started: Started, record: &mut StageRecord) {
-        if let Some(key) = started.key
+        if let Some(parts) = &started.key
             && record.status == StageStatus::Succeeded
-            && let Err(err) = self.around.stage_cache.keep(key, &self.output(), record)
+            && let Err(err) =
+                self.around
+                    .stage_cache
+                    .keep(self.stage, parts, &self.output(), record)
         {
             self.warn(&format!(
                 "sluice: cannot store the stage in the stage cache: {err:#}"

@@ -2,5 +2,6 @@
 //! and the signed provenance of a release.
 
 pub mod keys;
+pub mod local_key;
 pub mod secrets;
 pub mod signing;

@@ -16,9 +16,7 @@
 //! remembered the same way, so an unchanged plugin is not re-hashed every run.
 
 use std::collections::HashMap;
-use std::fs::Permissions;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -32,7 +30,9 @@ mod entry;
 mod plugin_digests;
 
 use crate::model::identity::FileIdentity as Identity;
+use crate::trust::local_key::{self, LocalKeyError};
 use entry::Entry;
+pub(crate) use local_key::same_tag;
 
 /// Bytes of an HMAC-SHA256 tag.
 const TAG_BYTES: usize = 32;
@@ -95,18 +95,6 @@ impl CompiledCache {
     }
 
     /// The key file: `$SLUICE_CACHE_KEY`, else in the user's data folder — never in the cache.
-    fn key_path(&self) -> Option<PathBuf> {
-        if let Some(path) = std::env::var_os("SLUICE_CACHE_KEY") {
-            return Some(PathBuf::from(path));
-        }
-        dirs::data_local_dir()
-            .map(|d| d.join("sluice").join("compiled-cache.key"))
-            .or_else(|| {
-                let root = self.root.as_ref()?;
-                Some(root.with_file_name("sluice-compiled-cache.key"))
-            })
-    }
-
     /// The component whose digest is `sha256`, if this process or the cache on disk has it.
     pub fn load(&self, engine: &Engine, sha256: &str) -> Result<Option<(Component, CacheOutcome)>> {
         if let Some(loaded) = self.remembered(sha256) {
@@ -242,10 +230,9 @@ impl CompiledCache {
         self.read_key()
     }
 
-    /// The per-user key, made (32 random bytes, mode 0600) on first use.
+    /// The per-user key ([`crate::trust::local_key`]), which must not lie inside the cache.
     fn read_key(&self) -> Result<hmac::Key> {
-        let path = self
-            .key_path()
+        let path = local_key::path(self.root.as_deref())
             .context("no folder for the compiled-cache key; set SLUICE_CACHE_KEY")?;
         if let Some(dir) = &self.dir
             && path.starts_with(self.root.as_deref().unwrap_or(dir))
@@ -256,28 +243,10 @@ impl CompiledCache {
                 dir.display()
             )));
         }
-        if !path.exists() {
-            create_key(&path)?;
-        }
-        let meta = std::fs::metadata(&path)
-            .with_context(|| format!("cannot read the compiled-cache key {}", path.display()))?;
-        if meta.mode() & 0o077 != 0 || meta.uid() != rustix::process::getuid().as_raw() {
-            return Err(refusal(format!(
-                "the compiled-cache key {} can be read or written by other users (mode {:o}); refusing to trust compiled code with it\n  = help: chmod 600 {} (or delete it: a new one is made and the cache rebuilt)",
-                path.display(),
-                meta.mode() & 0o777,
-                path.display()
-            )));
-        }
-        let secret = std::fs::read(&path)
-            .with_context(|| format!("cannot read the compiled-cache key {}", path.display()))?;
-        if secret.len() < 32 {
-            return Err(refusal(format!(
-                "the compiled-cache key {} is too short; delete it and a new one is made",
-                path.display()
-            )));
-        }
-        Ok(hmac::Key::new(hmac::HMAC_SHA256, &secret))
+        local_key::load(&path, "compiled code").map_err(|err| match err {
+            LocalKeyError::Refused(why) => refusal(why),
+            LocalKeyError::Unavailable(why) => anyhow::anyhow!(why),
+        })
     }
 }
 
@@ -317,46 +286,4 @@ impl std::error::Error for Refusal {}
 
 fn refusal(why: String) -> anyhow::Error {
     anyhow::Error::new(Refusal(why))
-}
-
-fn create_key(path: &Path) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let mut secret = [0u8; 32];
-    getrandom::getrandom(&mut secret)
-        .map_err(|err| anyhow::anyhow!("no randomness for the compiled-cache key: {err}"))?;
-    // Written whole beside it, then linked into place only if no key is there yet: a sluice
-    // starting at the same moment never reads a key half-written.
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut staged = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    staged
-        .write_all(&secret)
-        .and_then(|()| {
-            staged
-                .as_file()
-                .set_permissions(Permissions::from_mode(0o600))
-        })
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    match staged.persist_noclobber(path) {
-        Ok(_) => Ok(()),
-        // Another sluice made it first: use theirs.
-        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(err) => Err(err.error).with_context(|| format!("cannot create {}", path.display())),
-    }
-}
-
-/// Compares two tags without an early exit, so timing says nothing about where they differ.
-fn same_tag(expected: &[u8], stored: &[u8]) -> bool {
-    expected.len() == stored.len()
-        && expected
-            .iter()
-            .zip(stored)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }

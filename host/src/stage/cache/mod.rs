@@ -1,59 +1,98 @@
 //! The content-addressed stage cache: a stage whose plugin, config, grants, inputs (and, when it
-//! reads them, workspace files and granted environment values) are unchanged is not run again —
-//! its outputs are restored, by hard link, from the entry the last such run stored. Entries are
-//! re-hashed before reuse: a corrupt entry is a miss, never a wrong output.
+//! reads them, the content of its workspace and granted folders, the git state, granted
+//! environment values and programs) are unchanged is not run again — its outputs are restored,
+//! by hard link, from the entry the last such run stored. Entries are tagged under the per-user
+//! key and re-hashed before reuse: a planted, edited or corrupt entry is a miss, never a wrong
+//! output. On a miss of a stage that was stored before, the parts of the key that moved are said
+//! ([`KeyParts::changes_since`]); `sluice cache why` says the same afterwards.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use ring::hmac;
 
-use crate::config::grants::Access;
 use crate::model::artifacts::{ArtifactRecord, sha256_file};
+use crate::model::digests::sha256_bytes;
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::artifact_rel;
 use crate::model::report::{CacheRecord, StageRecord, StageStatus, rfc3339};
+use crate::model::text::{MAX_FIELD_BYTES, one_line};
+use crate::model::tree::ContentTree;
+use crate::trust::local_key::{self, LocalKeyError};
 
 use super::LockedStage;
 use super::inputs::select_inputs;
 use super::output::OutputFolder;
-use fingerprint::{program_fingerprint, tree_fingerprint};
+pub use entry::{CachedOutput, Entry};
+pub use key::KeyParts;
+use program::program_fingerprint;
+use scan::{StatCache, git_state, scan};
 
-mod fingerprint;
+mod entry;
+mod key;
+mod program;
+mod scan;
 
-/// Bumped when what goes into a key, or an entry's layout, changes.
-const FORMAT: &str = "sluice-stage-cache/1";
+/// Paths named per changed folder when a miss is explained.
+const CHANGED_PATHS_SHOWN: usize = 10;
 
-/// Where entries live, or nowhere (`--no-stage-cache`).
-#[derive(Debug, Clone)]
+/// Where entries live and the key they are tagged under, or nowhere (`--no-stage-cache`).
+#[derive(Clone)]
 pub struct StageCache {
     root: Option<PathBuf>,
+    key: Option<hmac::Key>,
 }
 
-/// What an entry keeps besides the files.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Entry {
-    pub key: String,
-    pub stage: String,
-    pub outputs: Vec<CachedOutput>,
-    pub summary: Option<String>,
-    pub plugin_name: Option<String>,
-    pub plugin_version: Option<String>,
-    pub created_at: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CachedOutput {
-    pub name: String,
-    pub media_type: String,
-    pub size: u64,
-    pub sha256: String,
+impl std::fmt::Debug for StageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageCache")
+            .field("root", &self.root)
+            .finish()
+    }
 }
 
 impl StageCache {
+    /// The cache at `root` for reading its list (`cache ls`, `gc`, `why`): nothing is served.
     pub fn new(root: Option<PathBuf>) -> Self {
-        Self { root }
+        Self { root, key: None }
+    }
+
+    /// The cache at `root` opened for a run: the folder checked private (refused, as compiled
+    /// code is, when another user could write it) and the per-user key read. A key that cannot
+    /// be read or made turns the cache off; the returned note says why.
+    pub fn open(root: Option<PathBuf>) -> Result<(Self, Option<String>)> {
+        let Some(root) = root else {
+            return Ok((Self::new(None), None));
+        };
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create the stage cache {}", root.display()))?;
+        refuse_if_shared(&root)?;
+        let Some(path) = local_key::path(Some(&root)) else {
+            return Ok((
+                Self::new(None),
+                Some("no folder for the per-user key".into()),
+            ));
+        };
+        if path.starts_with(&root) {
+            anyhow::bail!(
+                "the per-user key {} is inside the stage cache it protects; set SLUICE_CACHE_KEY to a file outside {}",
+                path.display(),
+                root.display()
+            );
+        }
+        match local_key::load(&path, "stage-cache entries") {
+            Ok(key) => Ok((
+                Self {
+                    root: Some(root),
+                    key: Some(key),
+                },
+                None,
+            )),
+            Err(LocalKeyError::Refused(why)) => Err(anyhow::anyhow!(why)),
+            Err(LocalKeyError::Unavailable(why)) => Ok((Self::new(None), Some(why))),
+        }
     }
 
     /// `$SLUICE_STAGE_CACHE`, else the user's cache folder.
@@ -73,66 +112,52 @@ impl StageCache {
         valid.then(|| self.root.as_ref().map(|r| r.join(key)))?
     }
 
-    /// The key for running `spec` with `plugin_sha256` on `inputs`.
-    pub fn key(&self, stage: &LockedStage, inputs: &[&ArtifactRecord]) -> Result<String> {
-        let mut hasher = Sha256::new();
-        let mut part = |label: &str, value: &str| {
-            hasher.update(label.as_bytes());
-            hasher.update([0]);
-            hasher.update(value.len().to_le_bytes());
-            hasher.update(value.as_bytes());
-        };
-        part("format", FORMAT);
-        part("sluice", env!("CARGO_PKG_VERSION"));
-        part("plugin", &stage.plugin_sha256);
-        let config: serde_json::Value =
-            serde_json::from_str(&stage.config_json).unwrap_or(serde_json::Value::Null);
-        part("config", &config.to_string());
-        for grant in stage.grants.describe() {
-            part("grant", &grant);
+    /// The key's parts for `stage` on `inputs`: its folders scanned into content trees (only
+    /// files whose identity changed are hashed), the git state of a workspace it reads.
+    pub fn key_parts(&self, stage: &LockedStage, inputs: &[&ArtifactRecord]) -> Result<KeyParts> {
+        let (mut parts, folders) = KeyParts::of(stage, inputs, program_fingerprint);
+        for folder in folders {
+            let tree = self.scan_folder(folder.path)?;
+            parts.add_tree(folder.label, tree);
         }
-        part("limits", &format!("{:?}", stage.limits));
-        part("phase", stage.phase.as_deref().unwrap_or(""));
-        let mut sorted: Vec<(String, String)> = inputs
-            .iter()
-            .map(|a| (a.reference(), a.sha256.clone()))
-            .collect();
-        sorted.sort();
-        for (reference, sha256) in sorted {
-            part("input", &format!("{reference}={sha256}"));
+        if stage.grants.workspace != crate::config::grants::Access::None {
+            let git = git_state(&stage.workspace).unwrap_or_else(|| "none".into());
+            parts.parts.insert("git".into(), git);
         }
-        for name in &stage.grants.env {
-            part(
-                "env",
-                &format!("{name}={}", std::env::var(name).unwrap_or_default()),
-            );
-        }
-        for program in &stage.grants.exec {
-            part(
-                "exec",
-                &format!("{program}={}", program_fingerprint(program)),
-            );
-        }
-        if stage.grants.workspace != Access::None {
-            part("workspace", &tree_fingerprint(&stage.workspace)?);
-        }
-        for dir in &stage.grants.dirs {
-            part(
-                "dir",
-                &format!("{}={}", dir.guest, tree_fingerprint(&dir.host)?),
-            );
-        }
-        Ok(hex::encode(hasher.finalize()))
+        Ok(parts)
     }
 
-    /// The entry for `key`, if there is one and every file still hashes to what it recorded.
-    pub fn lookup(&self, key: &str) -> Option<Entry> {
+    /// `folder`'s content tree, through the stat cache kept for it.
+    fn scan_folder(&self, folder: &Path) -> Result<ContentTree> {
+        let absolute = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+        let stats_file = self.root.as_ref().map(|root| {
+            let name = sha256_bytes(absolute.as_os_str().as_encoded_bytes());
+            root.join("stats").join(format!("{}.json", &name[..32]))
+        });
+        let known = match (&stats_file, &self.key) {
+            (Some(file), Some(key)) => StatCache::load(file, key),
+            _ => StatCache::default(),
+        };
+        let (tree, mut next) = scan(folder, &known)?;
+        if let (Some(file), Some(key)) = (&stats_file, &self.key) {
+            next.save(file, key);
+        }
+        Ok(tree)
+    }
+
+    /// The entry for `key`, if there is one, its tag verifies and it names `key`.
+    fn lookup_entry(&self, key: &str) -> Option<Entry> {
         let dir = self.entry_dir(key)?;
         let entry: Entry =
             serde_json::from_slice(&std::fs::read(dir.join("entry.json")).ok()?).ok()?;
-        if entry.key != key {
-            return None;
-        }
+        (entry.key == key && entry.verifies(self.key.as_ref()?)).then_some(entry)
+    }
+
+    /// The entry for `key`, if there is one, its tag verifies and every file still hashes to
+    /// what it recorded.
+    pub fn lookup(&self, key: &str) -> Option<Entry> {
+        let dir = self.entry_dir(key)?;
+        let entry = self.lookup_entry(key)?;
         for output in &entry.outputs {
             crate::config::names::check_relative_name(&output.name).ok()?;
             let file = dir.join("files").join(&output.name);
@@ -238,20 +263,20 @@ impl StageCache {
         removed
     }
 
-    /// The key of `stage` on the artifacts `available` to it, when the cache may serve it (the
-    /// cache is on and the stage is cacheable); `Err` says why no key could be made.
+    /// The key parts of `stage` on the artifacts `available` to it, when the cache may serve
+    /// it (the cache is on and the stage is cacheable); `Err` says why no key could be made.
     pub fn key_for(
         &self,
         stage: &LockedStage,
         available: &[ArtifactRecord],
-    ) -> Result<Option<String>> {
-        if self.root.is_none() || stage.uncacheable.is_some() {
+    ) -> Result<Option<KeyParts>> {
+        if self.root.is_none() || self.key.is_none() || stage.uncacheable.is_some() {
             return Ok(None);
         }
         let Ok(inputs) = select_inputs(&stage.inputs, available) else {
             return Ok(None);
         };
-        self.key(stage, &inputs).map(Some)
+        self.key_parts(stage, &inputs).map(Some)
     }
 
     /// Serves stage `name` from the entry under `key`, if there is one: its outputs restored
@@ -302,20 +327,104 @@ impl StageCache {
         record.cache = Some(CacheRecord {
             key: key.to_string(),
             hit: true,
+            why: Vec::new(),
         });
         Ok(true)
+    }
+
+    /// Why `stage` missed with `parts`: what moved since the newest entry stored for it (empty
+    /// when none was, or it cannot be read).
+    pub fn why_missed(&self, stage: &LockedStage, parts: &KeyParts) -> Vec<String> {
+        let Some(latest) = self.latest_file(&stage.pipeline, &stage.name) else {
+            return Vec::new();
+        };
+        let Some(entry) = std::fs::read_to_string(latest)
+            .ok()
+            .and_then(|key| self.lookup_entry(key.trim()))
+        else {
+            return Vec::new();
+        };
+        let earlier = KeyParts {
+            parts: entry.parts.clone(),
+            trees: BTreeMap::new(),
+        };
+        // Paths come from the workspace, which a stage may have written: made safe to print.
+        parts
+            .changes_since(&earlier, &self.trees_of(&entry), CHANGED_PATHS_SHOWN)
+            .iter()
+            .map(|line| one_line(line, MAX_FIELD_BYTES))
+            .collect()
+    }
+
+    /// What moved between the two newest entries of stage `stage` (of any pipeline, or of
+    /// `pipeline`): the later entry's key and the lines; `None` without two entries.
+    pub fn why_between_newest(
+        &self,
+        stage: &str,
+        pipeline: Option<&str>,
+    ) -> Option<(Entry, Entry, Vec<String>)> {
+        let mut mine = self
+            .list()
+            .into_iter()
+            .map(|(entry, _)| entry)
+            .filter(|e| e.stage == stage && pipeline.is_none_or(|p| e.pipeline == p));
+        let (newer, older) = (mine.next()?, mine.next()?);
+        let mut now = KeyParts {
+            parts: newer.parts.clone(),
+            trees: BTreeMap::new(),
+        };
+        for (label, tree) in self.trees_of(&newer) {
+            now.trees.insert(label, tree);
+        }
+        let earlier = KeyParts {
+            parts: older.parts.clone(),
+            trees: BTreeMap::new(),
+        };
+        let lines = now.changes_since(&earlier, &self.trees_of(&older), CHANGED_PATHS_SHOWN);
+        Some((newer, older, lines))
+    }
+
+    /// The content trees an entry's parts name, as far as they were kept.
+    fn trees_of(&self, entry: &Entry) -> BTreeMap<String, ContentTree> {
+        let Some(root) = &self.root else {
+            return BTreeMap::new();
+        };
+        entry
+            .parts
+            .iter()
+            .filter(|(label, _)| *label == "workspace" || label.starts_with("dir "))
+            .filter_map(|(label, digest)| {
+                let valid = digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit());
+                let file = root.join("trees").join(format!("{digest}.json"));
+                let tree: ContentTree = valid
+                    .then(|| std::fs::read(file).ok())
+                    .flatten()
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;
+                (tree.digest() == *digest).then(|| (label.clone(), tree))
+            })
+            .collect()
+    }
+
+    /// Where the key of the newest entry of a pipeline's stage is noted.
+    fn latest_file(&self, pipeline: &str, stage: &str) -> Option<PathBuf> {
+        let name = sha256_bytes(format!("{pipeline}\0{stage}").as_bytes());
+        Some(self.root.as_ref()?.join("latest").join(&name[..32]))
     }
 
     /// Keeps a succeeded stage's outputs (in `folder`) for the next run with the same key.
     pub fn keep(
         &self,
-        key: String,
+        stage: &LockedStage,
+        parts: &KeyParts,
         folder: &OutputFolder<'_>,
         record: &mut StageRecord,
     ) -> Result<()> {
-        let entry = Entry {
+        let key = parts.key();
+        let mut entry = Entry {
             key: key.clone(),
+            pipeline: stage.pipeline.clone(),
             stage: record.name.clone(),
+            parts: parts.parts.clone(),
             outputs: record
                 .outputs
                 .iter()
@@ -330,9 +439,53 @@ impl StageCache {
             plugin_name: record.plugin.name.clone(),
             plugin_version: record.plugin.version.clone(),
             created_at: rfc3339(std::time::SystemTime::now()),
+            tag: String::new(),
         };
+        let Some(mac) = &self.key else {
+            return Ok(());
+        };
+        entry.sign(mac);
         self.store(&key, &entry, folder.path())?;
-        record.cache = Some(CacheRecord { key, hit: false });
+        if let Some(root) = &self.root {
+            // Kept for `cache why` only: one file per distinct tree.
+            for tree in parts.trees.values() {
+                let file = root.join("trees").join(format!("{}.json", tree.digest()));
+                if !file.exists()
+                    && let Ok(bytes) = serde_json::to_vec(tree)
+                {
+                    let _ = std::fs::create_dir_all(root.join("trees"));
+                    let _ = crate::atomic_file::write(&file, &bytes);
+                }
+            }
+        }
+        if let Some(latest) = self.latest_file(&stage.pipeline, &record.name) {
+            let _ = std::fs::create_dir_all(latest.parent().unwrap_or(Path::new(".")));
+            let _ = crate::atomic_file::write(&latest, key.as_bytes());
+        }
+        let why = record.cache.take().map(|c| c.why).unwrap_or_default();
+        record.cache = Some(CacheRecord {
+            key,
+            hit: false,
+            why,
+        });
         Ok(())
     }
+}
+
+/// Refuses a stage cache another user could write into (group/world-writable, or not ours):
+/// whoever can write it decides what later runs take as a stage's outputs.
+fn refuse_if_shared(folder: &Path) -> Result<()> {
+    let meta = std::fs::metadata(folder)
+        .with_context(|| format!("cannot read the stage cache {}", folder.display()))?;
+    let ours = meta.uid() == rustix::process::getuid().as_raw();
+    if !ours || meta.permissions().mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "the stage cache {} can be written by other users (mode {:o}{}); sluice will not take stage outputs from it\n  = help: chmod go-w {} (and own it), or point SLUICE_STAGE_CACHE / --stage-cache at a private folder",
+            folder.display(),
+            meta.permissions().mode() & 0o777,
+            if ours { "" } else { ", owned by another user" },
+            folder.display()
+        );
+    }
+    Ok(())
 }

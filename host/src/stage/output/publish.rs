@@ -1,17 +1,16 @@
 //! Publishing what a stage declared: each output checked against the output contract and the
-//! stage's limits, then hashed (files holding secrets are gone already: see [`super::tidy`])..
+//! stage's limits, then hashed (files holding secrets are gone already: see [`super::tidy`]).
 
 use crate::config::limits::fmt_bytes;
 use crate::model::artifacts::{self, ArtifactRecord};
-use crate::model::events::Event;
+use crate::model::events::{Event, EventSink};
+use crate::model::layout::artifact_rel;
 use crate::model::report::StageRecord;
 use crate::model::text::{MAX_MESSAGE_BYTES, one_line};
 use crate::sandbox::bindings::StageResult;
+use crate::stage::Ending;
 
 use super::{OutputFolder, Tidied};
-use crate::model::events::EventSink;
-use crate::model::layout::artifact_rel;
-use crate::stage::Ending;
 
 /// Checks and hashes what the stage declared; any broken promise fails the stage.
 pub(super) fn publish(

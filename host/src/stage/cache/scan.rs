@@ -1,0 +1,250 @@
+//! A granted folder's [`ContentTree`], cheap when little changed: a file is hashed unless the
+//! stat cache holds a digest for it under the identity it has now — device, inode, size,
+//! modification *and change* time, which no unprivileged process can set back — recorded when
+//! that identity was settled (git's racy-clean rule, [`crate::model::identity`]). Bytes
+//! rewritten with their size and mtime put back (`cp -p`, `rsync -t`, `touch -r`, a plugin
+//! through WASI) still move the change time, so they are hashed again. The stat cache lives in
+//! the stage cache, tagged under the per-user key: a planted one is ignored.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use crate::model::digests::{sha256_bytes, sha256_file};
+use crate::model::identity::FileIdentity;
+use crate::model::tree::{ContentTree, EntryKind, TreeEntry};
+use crate::trust::local_key::{same_tag, tag};
+
+/// What the stat cache remembers of one file: its identity (encoded) and its digest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct StatCache {
+    files: BTreeMap<String, (String, String)>,
+    /// Tag over the file list under the per-user key.
+    #[serde(default)]
+    tag: String,
+}
+
+impl StatCache {
+    /// The stat cache at `path`, if it is there and its tag verifies under `key`.
+    pub(super) fn load(path: &Path, key: &hmac::Key) -> Self {
+        let Some(stats) = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<StatCache>(&bytes).ok())
+        else {
+            return Self::default();
+        };
+        let Ok(tag_bytes) = hex::decode(&stats.tag) else {
+            return Self::default();
+        };
+        if !same_tag(stats.tag_under(key).as_ref(), &tag_bytes) {
+            return Self::default();
+        }
+        stats
+    }
+
+    fn tag_under(&self, key: &hmac::Key) -> hmac::Tag {
+        let listed = serde_json::to_vec(&self.files).unwrap_or_default();
+        tag(key, &[b"sluice stat cache/1", &listed])
+    }
+
+    /// Writes the stat cache to `path`, tagged; a failure only costs hashing again next time.
+    pub(super) fn save(&mut self, path: &Path, key: &hmac::Key) {
+        self.tag = hex::encode(self.tag_under(key));
+        if let Ok(bytes) = serde_json::to_vec(self) {
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = crate::atomic_file::write(path, &bytes);
+        }
+    }
+
+    fn known(&self, rel: &str, identity: FileIdentity) -> Option<&str> {
+        let (recorded, sha256) = self.files.get(rel)?;
+        (*recorded == hex::encode(identity.to_bytes())).then_some(sha256.as_str())
+    }
+}
+
+/// Scans `root` into a content tree, leaving out every `.git` entry; hashes only what `stats`
+/// cannot vouch for, and returns the stat cache for next time (settled files only).
+pub(super) fn scan(root: &Path, stats: &StatCache) -> Result<(ContentTree, StatCache)> {
+    let started = SystemTime::now();
+    let mut tree = ContentTree::default();
+    let mut next = StatCache::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // The folder itself must be readable; one inside it that is not counts as empty.
+            Err(err) if dir == root => {
+                return Err(err).with_context(|| format!("cannot read {}", root.display()));
+            }
+            Err(_) => continue,
+        };
+        for entry in entries.flatten() {
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let rel = relative(root, &path);
+            let entry = if meta.is_dir() {
+                stack.push(path);
+                TreeEntry {
+                    kind: EntryKind::Dir,
+                    executable: false,
+                    size: 0,
+                    sha256: String::new(),
+                }
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap_or_default();
+                TreeEntry {
+                    kind: EntryKind::Symlink,
+                    executable: false,
+                    size: 0,
+                    sha256: sha256_bytes(target.as_os_str().as_encoded_bytes()),
+                }
+            } else if !meta.is_file() {
+                // A FIFO, socket or device is never opened (a FIFO would block the scan).
+                TreeEntry {
+                    kind: EntryKind::File,
+                    executable: false,
+                    size: 0,
+                    sha256: "special".into(),
+                }
+            } else {
+                let identity = FileIdentity::of(&meta);
+                let sha256 = match stats.known(&rel, identity) {
+                    Some(sha256) => sha256.to_string(),
+                    None => sha256_file(&path)?.0,
+                };
+                let after = std::fs::symlink_metadata(&path).map(|m| FileIdentity::of(&m));
+                if after.is_ok_and(|after| after == identity && identity.settled_before(started)) {
+                    next.files.insert(
+                        rel.clone(),
+                        (hex::encode(identity.to_bytes()), sha256.clone()),
+                    );
+                }
+                TreeEntry {
+                    kind: EntryKind::File,
+                    executable: meta.permissions().mode() & 0o100 != 0,
+                    size: meta.len(),
+                    sha256,
+                }
+            };
+            tree.entries.insert(rel, entry);
+        }
+    }
+    Ok((tree, next))
+}
+
+/// `path` relative to `root`, with `/` between names.
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The git state a stage reading `.git` sees: HEAD, the refs, packed-refs and the index of the
+/// repository at `workspace` (following a `.git` file to its git folder), as one digest;
+/// `None` when the workspace is no git checkout.
+pub(super) fn git_state(workspace: &Path) -> Option<String> {
+    let dot_git = workspace.join(".git");
+    let git_dir = if dot_git.is_dir() {
+        dot_git
+    } else {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let target = text.trim().strip_prefix("gitdir:")?.trim();
+        workspace.join(target)
+    };
+    let mut parts: BTreeMap<String, String> = BTreeMap::new();
+    for name in ["HEAD", "packed-refs", "index", "commondir"] {
+        if let Ok((sha256, _)) = sha256_file(&git_dir.join(name)) {
+            parts.insert(name.to_string(), sha256);
+        }
+    }
+    let mut stack = vec![git_dir.join("refs")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok((sha256, _)) = sha256_file(&path) {
+                parts.insert(relative(&git_dir, &path), sha256);
+            }
+        }
+    }
+    let listed = serde_json::to_vec(&parts).ok()?;
+    Some(sha256_bytes(&listed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_put_back_with_their_size_and_mtime_are_hashed_again() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("src.txt");
+        std::fs::write(&file, b"aaaa")?;
+        std::thread::sleep(crate::model::identity::SETTLE * 2);
+        let (before, stats) = scan(dir.path(), &StatCache::default())?;
+        assert_eq!(stats.files.len(), 1, "a settled file is remembered");
+        let (again, _) = scan(dir.path(), &stats)?;
+        assert_eq!(before.digest(), again.digest());
+        let mtime = std::fs::metadata(&file)?.modified()?;
+        std::fs::write(&file, b"bbbb")?;
+        std::fs::File::options()
+            .write(true)
+            .open(&file)?
+            .set_modified(mtime)?;
+        let (after, _) = scan(dir.path(), &stats)?;
+        assert_ne!(before.digest(), after.digest());
+        Ok(())
+    }
+
+    #[test]
+    fn the_same_tree_elsewhere_has_the_same_digest_and_git_is_left_out() -> Result<()> {
+        let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        for dir in [a.path(), b.path()] {
+            std::fs::create_dir_all(dir.join("src"))?;
+            std::fs::write(dir.join("src/lib.rs"), b"fn main() {}")?;
+        }
+        std::fs::create_dir_all(b.path().join(".git"))?;
+        std::fs::write(b.path().join(".git/HEAD"), b"ref: refs/heads/main\n")?;
+        let (ta, _) = scan(a.path(), &StatCache::default())?;
+        let (tb, _) = scan(b.path(), &StatCache::default())?;
+        assert_eq!(ta.digest(), tb.digest());
+        assert!(git_state(a.path()).is_none());
+        let head = git_state(b.path());
+        assert!(head.is_some());
+        std::fs::write(b.path().join(".git/HEAD"), b"ref: refs/heads/other\n")?;
+        assert_ne!(git_state(b.path()), head, "a moved HEAD is a new git state");
+        Ok(())
+    }
+
+    #[test]
+    fn a_stat_cache_tagged_under_another_key_is_ignored() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &[7; 32]);
+        let other = hmac::Key::new(hmac::HMAC_SHA256, &[8; 32]);
+        let mut stats = StatCache::default();
+        stats
+            .files
+            .insert("a".into(), ("00".into(), "planted".into()));
+        let path = dir.path().join("stats.json");
+        stats.save(&path, &other);
+        assert!(StatCache::load(&path, &key).files.is_empty());
+        assert_eq!(StatCache::load(&path, &other).files.len(), 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! The stage cache is never wrong and says why it missed: bytes put back with their size and
+//! mtime, a new commit, a planted entry and a cache folder others can write are all caught, and
+//! a miss names the config key, the input and the workspace path that moved.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use sluice::exit_codes;
+use sluice::model::report::RunReport;
+
+use crate::real_content::git;
+use crate::support::{Pipeline, Ran, Sandbox, Stage, table};
+
+/// A pipeline whose `code` stage packs the workspace `ws` (cacheable: it only reads it).
+fn checkout() -> Pipeline {
+    Pipeline::new("state")
+        .set("workspace", "ws")
+        .stage(Stage::new("code", "checkout").allow("workspace", "read"))
+}
+
+fn run(sandbox: &Sandbox, pipeline: &Pipeline) -> Result<(Ran, RunReport)> {
+    let file = sandbox.pipeline("pipeline.toml", &pipeline.to_toml())?;
+    let (ran, report) = sandbox.run(&file)?;
+    assert_eq!(ran.code, exit_codes::SUCCESS, "{}", ran.stderr);
+    Ok((ran, report))
+}
+
+fn hit(report: &RunReport, stage: &str) -> bool {
+    report
+        .stages
+        .iter()
+        .find(|s| s.name == stage)
+        .and_then(|s| s.cache.as_ref())
+        .is_some_and(|c| c.hit)
+}
+
+fn artifact(report: &RunReport, relative: &str) -> PathBuf {
+    Path::new(&report.run_dir).join(relative)
+}
+
+/// The bytes of `name` inside the tar archive `archive`.
+fn member(archive: &Path, name: &str) -> Result<String> {
+    let out = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(archive)
+        .arg(name)
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits out the racy-clean window so a file just written counts as settled.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(60));
+}
+
+#[test]
+fn bytes_put_back_with_their_size_and_mtime_are_a_miss_and_a_fresh_output() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let ws = sandbox.path().join("ws");
+    std::fs::create_dir_all(&ws)?;
+    let file = ws.join("config.txt");
+    std::fs::write(&file, "old-bytes\n")?;
+    settle();
+    let (_, first) = run(&sandbox, &checkout())?;
+    assert!(!hit(&first, "code"));
+    let (_, second) = run(&sandbox, &checkout())?;
+    assert!(
+        hit(&second, "code"),
+        "nothing changed: served from the cache"
+    );
+
+    // What `cp -p`, `rsync -t` or `touch -r` leave: new bytes, same size, the old mtime.
+    let mtime = std::fs::metadata(&file)?.modified()?;
+    std::fs::write(&file, "new-bytes\n")?;
+    std::fs::File::options()
+        .write(true)
+        .open(&file)?
+        .set_modified(mtime)?;
+    assert_eq!(std::fs::metadata(&file)?.modified()?, mtime);
+    settle();
+    let (ran, third) = run(&sandbox, &checkout())?;
+    assert!(!hit(&third, "code"), "a stale output was served");
+    let packed = member(&artifact(&third, "artifacts/code/source.tar"), "config.txt")?;
+    assert_eq!(packed, "new-bytes\n");
+    ran.assert_stderr(&["stage cache miss: workspace: config.txt (changed)"]);
+    Ok(())
+}
+
+#[test]
+fn a_new_commit_is_a_miss_and_source_json_names_it() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let ws = sandbox.path().join("ws");
+    std::fs::create_dir_all(&ws)?;
+    std::fs::write(ws.join("lib.rs"), "pub fn f() {}\n")?;
+    git(&ws, &["init", "-q"])?;
+    git(&ws, &["add", "-A"])?;
+    git(&ws, &["commit", "-q", "-m", "first"])?;
+    settle();
+    run(&sandbox, &checkout())?;
+    let (_, served) = run(&sandbox, &checkout())?;
+    assert!(hit(&served, "code"));
+    // No work-tree file changes: only what `.git` says.
+    git(&ws, &["commit", "-q", "--allow-empty", "-m", "second"])?;
+    git(&ws, &["tag", "v1.2.0"])?;
+    settle();
+    let (ran, after) = run(&sandbox, &checkout())?;
+    assert!(!hit(&after, "code"), "a stale source.json was served");
+    let source: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(artifact(
+        &after,
+        "artifacts/code/source.json",
+    ))?)?;
+    assert_eq!(
+        source["commit"].as_str().unwrap_or_default(),
+        git(&ws, &["rev-parse", "HEAD"])?.trim()
+    );
+    assert_eq!(source["tags"], serde_json::json!(["v1.2.0"]));
+    ran.assert_stderr(&["stage cache miss: git:"]);
+    Ok(())
+}
+
+/// `emit` writes a file; `up` upper-cases it.
+fn two_stages(text: &str, op: &str) -> Pipeline {
+    Pipeline::new("why")
+        .stage(
+            Stage::new("src", "emit")
+                .inputs::<0>([])
+                .config("files", table([("a.txt", text)])),
+        )
+        .stage(
+            Stage::new("up", "text-transform")
+                .inputs(["src/*"])
+                .config("op", op),
+        )
+}
+
+#[test]
+fn a_planted_entry_with_the_right_digests_but_no_valid_tag_is_a_miss() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let (_, first) = run(&sandbox, &two_stages("hello\n", "upper"))?;
+    let up = first
+        .stages
+        .iter()
+        .find(|s| s.name == "up")
+        .and_then(|s| s.cache.clone())
+        .map(|c| c.key)
+        .unwrap_or_default();
+    // Rewrite the entry's file and its recorded digest and size together: consistent, untagged.
+    let entry_dir = sandbox.path().join("stage-cache").join(&up);
+    let entry_file = entry_dir.join("entry.json");
+    let mut entry: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&entry_file)?)?;
+    let poison = "POISONED OUTPUT\n";
+    let name = entry["outputs"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    std::fs::write(entry_dir.join("files").join(&name), poison)?;
+    entry["outputs"][0]["sha256"] =
+        crate::support::sha256_of(&entry_dir.join("files").join(&name))?.into();
+    entry["outputs"][0]["size"] = (poison.len() as u64).into();
+    std::fs::write(&entry_file, serde_json::to_vec(&entry)?)?;
+
+    let (_, second) = run(&sandbox, &two_stages("hello\n", "upper"))?;
+    assert!(hit(&second, "src"), "the untouched entry still serves");
+    assert!(!hit(&second, "up"), "the planted entry was served");
+    let output = &second
+        .stages
+        .iter()
+        .find(|s| s.name == "up")
+        .map(|s| s.outputs[0].path.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        std::fs::read_to_string(artifact(&second, output))?,
+        "HELLO\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_stage_cache_other_users_can_write_is_refused_and_nothing_runs() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let cache = sandbox.path().join("stage-cache");
+    std::fs::create_dir_all(&cache)?;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777))?;
+    let file = sandbox.pipeline("pipeline.toml", &two_stages("hi\n", "upper").to_toml())?;
+    let ran = sandbox.sluice(&["run", &file.display().to_string(), "--format", "plain"])?;
+    assert_ne!(ran.code, exit_codes::SUCCESS);
+    ran.assert_stderr(&["can be written by other users", "chmod go-w"]);
+    let runs = std::fs::read_dir(sandbox.runs_dir())
+        .map(|dir| dir.flatten().filter(|e| e.file_name() != "latest").count())
+        .unwrap_or(0);
+    assert_eq!(runs, 0, "a run started with a shared stage cache");
+    Ok(())
+}
+
+#[test]
+fn a_miss_names_the_config_key_the_input_and_the_workspace_path() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    run(&sandbox, &two_stages("one\n", "upper"))?;
+    // The emitted text changes: `src`'s config, and so `up`'s input.
+    let (ran, report) = run(&sandbox, &two_stages("two\n", "upper"))?;
+    ran.assert_stderr(&["stage cache miss: config.files:", "input src/a.txt:"]);
+    let up = report
+        .stages
+        .iter()
+        .find(|s| s.name == "up")
+        .and_then(|s| s.cache.clone())
+        .map(|c| c.why)
+        .unwrap_or_default();
+    assert!(
+        up.iter().any(|l| l.starts_with("input src/a.txt:")),
+        "{up:?}"
+    );
+    // `up`'s own config changes.
+    let (_, third) = run(&sandbox, &two_stages("two\n", "lower"))?;
+    let why = sandbox.sluice(&["cache", "why", "up", &third.run_id])?;
+    assert_eq!(why.code, 0, "{}", why.stderr);
+    why.assert_stdout(&["config.op: \"upper\" → \"lower\""]);
+    // Between the two newest entries, without a run.
+    let newest = sandbox.sluice(&["cache", "why", "up"])?;
+    newest.assert_stdout(&["config.op: \"upper\" → \"lower\""]);
+
+    // A workspace path, named.
+    let ws = sandbox.path().join("ws");
+    std::fs::create_dir_all(ws.join("src"))?;
+    std::fs::write(ws.join("src/main.rs"), "fn main() {}\n")?;
+    settle();
+    run(&sandbox, &checkout())?;
+    std::fs::write(ws.join("src/main.rs"), "fn main() { println!(); }\n")?;
+    settle();
+    let (_, changed) = run(&sandbox, &checkout())?;
+    let why = sandbox.sluice(&["cache", "why", "code", &changed.run_id])?;
+    why.assert_stdout(&["workspace: src/main.rs (changed)"]);
+    Ok(())
+}
