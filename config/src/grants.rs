@@ -53,6 +53,20 @@ impl std::fmt::Display for NetGrant {
     }
 }
 
+/// A cache volume: a named, persistent, writable folder kept on this machine between runs (the
+/// build tool's incremental state), mounted at `/sluice/cache/<name>`; the programs the stage runs find
+/// its host path in the variable `env`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheGrant {
+    pub name: String,
+    pub env: String,
+}
+
+/// Where a stage sees cache volume `name`.
+pub fn cache_guest_path(name: &str) -> String {
+    format!("/sluice/cache/{name}")
+}
+
 /// Everything one stage is granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grants {
@@ -65,6 +79,9 @@ pub struct Grants {
     /// never a loader or interpreter hook (see [`crate::names::is_program_hook`]).
     pub exec_env: Vec<String>,
     pub secrets: Vec<String>,
+    /// Cache volumes (`allow.caches`), in name order.
+    #[serde(default)]
+    pub caches: Vec<CacheGrant>,
 }
 
 impl Grants {
@@ -78,6 +95,7 @@ impl Grants {
             exec: Vec::new(),
             exec_env: Vec::new(),
             secrets: Vec::new(),
+            caches: Vec::new(),
         }
     }
 
@@ -108,6 +126,13 @@ impl Grants {
         list("exec", self.exec.clone());
         list("exec env", self.exec_env.clone());
         list("secrets", self.secrets.clone());
+        list(
+            "caches",
+            self.caches
+                .iter()
+                .map(|c| format!("{} at {} (${})", c.name, cache_guest_path(&c.name), c.env))
+                .collect(),
+        );
         lines
     }
 }

@@ -142,6 +142,23 @@ pub fn check_env_name(name: &str) -> Result<(), &'static str> {
 /// Variables that make a program load or run code other than itself: the dynamic loader's,
 /// shells', interpreters', and build tools' hooks, and the variables that point a tool at its
 /// configuration. A plugin may never set these on a host program, whatever it is granted.
+/// The variables a cache volume can be handed to a program through: each is where one tool
+/// reads the folder it keeps its incremental state or downloads in, and none makes it load
+/// code from there (`CARGO_HOME`, `GRADLE_USER_HOME` and `XDG_CACHE_HOME` hold configuration and
+/// init scripts, so they are not here). An allow list: a variable not here is refused.
+pub const CACHE_VARIABLES: &[&str] = &[
+    "CARGO_TARGET_DIR",
+    "CCACHE_DIR",
+    "GOCACHE",
+    "GOMODCACHE",
+    "PIP_CACHE_DIR",
+    "SCCACHE_DIR",
+    "UV_CACHE_DIR",
+    "YARN_CACHE_FOLDER",
+    "npm_config_cache",
+    "npm_config_store_dir",
+];
+
 pub fn is_program_hook(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "PATH",

@@ -34,3 +34,4 @@ mod sharing;
 mod stage_alone;
 mod stage_cache;
 mod traces;
+mod volumes;

@@ -7,12 +7,12 @@ use std::path::Path;
 
 use super::raw::{RawAllow, RawDir, Text};
 use crate::diagnostic::Diagnostic;
-use crate::grants::{Access, DirGrant, Grants, NetGrant};
+use crate::grants::{Access, CacheGrant, DirGrant, Grants, NetGrant};
 use crate::names;
 use crate::source::{Source, Unique};
 
-/// Guest paths the host mounts itself.
-const RESERVED_GUEST_PATHS: [&str; 3] = ["/in", "/out", "/workspace"];
+/// Guest paths the host mounts itself (`/sluice` holds the cache volumes).
+const RESERVED_GUEST_PATHS: [&str; 4] = ["/in", "/out", "/workspace", "/sluice"];
 
 impl RawAllow {
     /// Validates the grants; `declared_secrets` are the names in the `[secrets]` table.
@@ -102,6 +102,12 @@ impl RawAllow {
                 .error(first.span(), "`exec_env` grants nothing without `exec`")
                 .with_hint("list the programs the stage may run in `exec`, or remove `exec_env`"));
         }
+        let mut variables = Unique::default();
+        for (name, env) in &self.caches {
+            grants
+                .caches
+                .push(cache_grant(name, env, &mut variables, src)?);
+        }
         let mut seen = Unique::default();
         for secret in &self.secrets {
             let text = secret.get_ref();
@@ -115,6 +121,47 @@ impl RawAllow {
         }
         Ok(grants)
     }
+}
+
+/// One `caches` entry: a volume name and the variable its programs find it in.
+fn cache_grant(
+    name: &str,
+    env: &Text,
+    variables: &mut Unique,
+    src: &Source<'_>,
+) -> Result<CacheGrant, Diagnostic> {
+    names::check_stage_name(name).map_err(|why| {
+        src.error(env.span(), format!("invalid cache volume name `{name}`: {why}"))
+            .with_hint("name a volume like a stage: letters, digits, `-` and `_`, e.g. `cargo-target = \"CARGO_TARGET_DIR\"`")
+    })?;
+    let variable = env.get_ref();
+    names::check_env_name(variable).map_err(|why| {
+        src.error(
+            env.span(),
+            format!("invalid variable name `{variable}`: {why}"),
+        )
+        .with_hint(
+            "give the variable the stage's programs find the volume in, e.g. \"CARGO_TARGET_DIR\"",
+        )
+    })?;
+    if !names::CACHE_VARIABLES.contains(&variable.as_str()) {
+        return Err(src
+            .error(
+                env.span(),
+                format!("`{variable}` cannot point at a cache volume: it is not a variable a tool reads only its cache folder from"),
+            )
+            .with_hint(format!(
+                "use one of {}",
+                names::CACHE_VARIABLES.join(", ")
+            )));
+    }
+    variables.check(src, variable, env.span(), || {
+        format!("`{variable}` names two cache volumes")
+    })?;
+    Ok(CacheGrant {
+        name: name.to_string(),
+        env: variable.clone(),
+    })
 }
 
 /// One `dirs` entry; `guests` holds the guest paths used so far and where.
@@ -138,10 +185,10 @@ fn dir_grant(
                  have no `.` or `..` parts",
             ));
     }
-    if RESERVED_GUEST_PATHS.contains(&guest.as_str()) {
+    if RESERVED_GUEST_PATHS.contains(&guest.as_str()) || guest.starts_with("/sluice/") {
         return Err(src
             .error(dir.guest.span(), format!("guest path `{guest}` is already used by sluice"))
-            .with_hint("/in, /out and /workspace are reserved; mount the folder somewhere else, e.g. \"/data\""));
+            .with_hint("/in, /out, /workspace and /sluice are reserved; mount the folder somewhere else, e.g. \"/data\""));
     }
     if let Some(first) = guests.get(&guest) {
         return Err(src

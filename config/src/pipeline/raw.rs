@@ -112,6 +112,9 @@ pub(crate) struct RawAllow {
     pub exec_env: Vec<Text>,
     #[serde(default)]
     pub secrets: Vec<Text>,
+    /// Cache volumes by name, each with the variable its host programs find it in.
+    #[serde(default)]
+    pub caches: std::collections::BTreeMap<String, Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -327,9 +327,10 @@ pub struct StageRunArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum CacheCommand {
-    /// Every stage-cache entry, newest first, with its stage and size
+    /// Every stage-cache entry, newest first, with its stage and size; then every cache volume
     Ls,
-    /// Remove the oldest entries until the cache fits in SIZE
+    /// Remove the oldest entries until the cache fits in SIZE, and the least recently used cache
+    /// volumes no stage holds until they fit in SIZE too
     Gc {
         /// The most the cache may keep, e.g. `2GiB`
         #[arg(long, value_name = "SIZE")]

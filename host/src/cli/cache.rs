@@ -2,6 +2,7 @@
 //! stage missed it.
 
 use sluice::stage::cache::StageCache;
+use sluice::stage::volumes::CacheVolumes;
 
 use crate::args::{CacheCommand, GlobalArgs};
 use crate::error::{CliError, Outcome, done};
@@ -31,10 +32,37 @@ pub fn cache(global: &GlobalArgs, command: CacheCommand) -> Outcome {
                     .root()
                     .map_or("(no cache folder)".into(), |r| r.display().to_string())
             );
+            let volumes = CacheVolumes::new(CacheVolumes::default_root());
+            let listed = volumes.list();
+            for volume in listed.iter().rev() {
+                println!(
+                    "volume {:<24} {:<32} {:>10}  last used {}",
+                    volume.name,
+                    volume.scope,
+                    bytesize::ByteSize::b(volume.size)
+                        .display()
+                        .iec()
+                        .to_string(),
+                    humantime::format_rfc3339_seconds(volume.last_used)
+                );
+            }
+            println!(
+                "{} cache volumes, {} in {}",
+                listed.len(),
+                bytesize::ByteSize::b(listed.iter().map(|v| v.size).sum())
+                    .display()
+                    .iec(),
+                volumes
+                    .root()
+                    .map_or("(no volumes folder)".into(), |r| r.display().to_string())
+            );
         }
         CacheCommand::Gc { max_size } => {
             let removed = cache.gc(max_size.as_u64());
             println!("removed {} entries", removed.len());
+            let volumes = CacheVolumes::new(CacheVolumes::default_root());
+            let gone = volumes.gc(max_size.as_u64());
+            println!("removed {} cache volumes", gone.len());
         }
         CacheCommand::Why {
             stage,

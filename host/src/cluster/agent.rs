@@ -260,12 +260,16 @@ impl Agent<'_> {
         let (sink, forwarder) = self.forward_events(&job.run_id);
         // The stage cache is the coordinator's: it sends only stages it decided to run.
         let stage_cache = StageCache::new(None);
+        let volumes = crate::stage::volumes::CacheVolumes::new(
+            crate::stage::volumes::CacheVolumes::default_root(),
+        );
         let around = StageSurroundings {
             host: self.host,
             layout: &layout,
             events: &sink,
             masker: &masker,
             stage_cache: &stage_cache,
+            volumes: &volumes,
             interrupt: None,
         };
         let execution = StageExecution::new(&around, &prepared, &job.earlier, cancel);
@@ -297,6 +301,10 @@ impl Agent<'_> {
         let mut folders = vec![("the agent's work folder", self.options.work_dir.as_path())];
         if let Some(cache) = self.host.cache_dir() {
             folders.push(("the compiled-code cache", cache));
+        }
+        let volumes = crate::stage::volumes::CacheVolumes::default_root();
+        if let Some(volumes) = &volumes {
+            folders.push(("the agent's cache volumes", volumes));
         }
         refuse_locked_in_mounts(&job.stage, &folders)
     }

@@ -323,6 +323,7 @@ impl Plugin {
             grants: &grants,
             limits,
             secrets: &no_secrets,
+            caches: &[],
         };
         let state = StageState::new(&spec, log).map_err(|e| crashed(format!("{e:#}")))?;
         let mut store = Store::new(&host.engine, state);

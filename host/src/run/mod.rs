@@ -32,6 +32,7 @@ use crate::sandbox::engine::Host;
 use crate::stage::cache::StageCache;
 use crate::stage::pending_record;
 use crate::stage::reach::refuse_state_in_mounts;
+use crate::stage::volumes::CacheVolumes;
 use crate::stage::{StageSurroundings, output::OutputFolder};
 use crate::trust::secrets::SecretValues;
 use record::RunHistory;
@@ -49,7 +50,11 @@ pub async fn run(
         .runs_dir
         .clone()
         .unwrap_or_else(|| default_runs_root(&pipeline.dir, &pipeline.name));
-    refuse_state_in_mounts(pipeline, &state_folders(host, options, &runs_root))?;
+    let volumes = CacheVolumes::default_root();
+    refuse_state_in_mounts(
+        pipeline,
+        &state_folders(host, options, &runs_root, volumes.as_deref()),
+    )?;
     // A stage cache another user could write stops the run before it has a folder.
     let stage_cache = StageCache::open(options.stage_cache.clone())?;
     let layout = RunLayout::create(&runs_root)?;
@@ -84,7 +89,11 @@ pub async fn resume(
 ) -> Result<RunOutcome> {
     let pipeline = &resolved.pipeline;
     let runs_root = run_dir.parent().unwrap_or(run_dir);
-    refuse_state_in_mounts(pipeline, &state_folders(host, options, runs_root))?;
+    let volumes = CacheVolumes::default_root();
+    refuse_state_in_mounts(
+        pipeline,
+        &state_folders(host, options, runs_root, volumes.as_deref()),
+    )?;
     let report = RunReport::read(&run_dir.join("report.json"))?;
     anyhow::ensure!(
         matches!(
@@ -202,6 +211,7 @@ fn state_folders<'a>(
     host: &'a Host,
     options: &'a RunOptions,
     runs_root: &'a Path,
+    volumes: Option<&'a Path>,
 ) -> Vec<(&'static str, &'a Path)> {
     let mut folders = vec![("the runs folder", runs_root)];
     if let Some(cache) = host.cache_dir() {
@@ -212,6 +222,9 @@ fn state_folders<'a>(
     }
     if let Some(cache) = &options.stage_cache {
         folders.push(("the stage cache", cache.as_path()));
+    }
+    if let Some(volumes) = volumes {
+        folders.push(("the cache volumes", volumes));
     }
     folders
 }
@@ -288,12 +301,14 @@ async fn drive(
             line: format!("sluice: the stage cache cannot be used ({why}); every stage runs"),
         });
     }
+    let volumes = CacheVolumes::new(CacheVolumes::default_root());
     let around = StageSurroundings {
         host,
         layout: &layout,
         events,
         masker: &masker,
         stage_cache: &stage_cache,
+        volumes: &volumes,
         interrupt: options.interrupt.clone(),
     };
     let dispatcher = dispatch::Dispatcher {

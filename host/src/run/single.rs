@@ -79,12 +79,16 @@ pub async fn run_stage(
     // Every given input is what the stage may read, whatever its `inputs` say.
     prepared.locked.inputs = InputSelection::AllEarlier;
     let stage_cache = StageCache::new(None);
+    let volumes = crate::stage::volumes::CacheVolumes::new(
+        crate::stage::volumes::CacheVolumes::default_root(),
+    );
     let around = StageSurroundings {
         host,
         layout: &layout,
         events,
         masker: &masker,
         stage_cache: &stage_cache,
+        volumes: &volumes,
         // Ctrl-C ends the process; the watchman kills what the stage started.
         interrupt: None,
     };

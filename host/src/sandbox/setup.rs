@@ -95,6 +95,13 @@ impl StageState {
             }
             mount(&dir.host, &dir.guest, dir.access)?;
         }
+        for cache in spec.caches {
+            mount(&cache.host, &cache.guest, Access::Write)?;
+        }
+        // The plugin finds each volume where it sees it, under the same variable.
+        for cache in spec.caches {
+            builder.env(&cache.env, &cache.guest);
+        }
         let mut capabilities = CapabilityState::default();
         for capability in CapSet::of(grants).iter() {
             capability.prepare(&mut StageSetup {

@@ -26,4 +26,15 @@ pub struct SandboxSpec<'a> {
     pub limits: Limits,
     /// Values of the secrets this stage is granted.
     pub secrets: &'a BTreeMap<String, String>,
+    /// The cache volumes it is granted, each taken (locked) for it.
+    pub caches: &'a [CacheMount],
+}
+
+/// A cache volume as a stage gets it: mounted read-write at `guest`, and its host folder in the
+/// variable `env` of every program the stage runs.
+#[derive(Debug, Clone)]
+pub struct CacheMount {
+    pub guest: String,
+    pub host: std::path::PathBuf,
+    pub env: String,
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::Store;
 
+use crate::config::grants::cache_guest_path;
 use crate::config::limits::fmt_bytes;
 use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::{Event, EventSink, LogSource};
@@ -18,7 +19,7 @@ use crate::sandbox::bindings::StageContext;
 use crate::sandbox::bindings::sluice::pipeline::types::{Artifact, StageRun as EarlierStage};
 use crate::sandbox::capture::StageLog;
 use crate::sandbox::engine::Host;
-use crate::sandbox::spec::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec};
+use crate::sandbox::spec::{CacheMount, GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec};
 use crate::sandbox::state::StageState;
 use crate::sandbox::trap::{phase_name, phase_named, trap_message};
 use crate::trust::secrets::Masker;
@@ -26,6 +27,7 @@ use crate::trust::secrets::Masker;
 use super::cache::{KeyParts, StageCache};
 use super::inputs::{hand_over, select_inputs};
 use super::output::OutputFolder;
+use super::volumes::CacheVolumes;
 use super::{Ending, Interrupt, LockedStage, PreparedStage, earlier_stages};
 
 /// What every stage of one run shares: the engine, the run folder, the event stream, the
@@ -37,6 +39,8 @@ pub struct StageSurroundings<'a> {
     /// Masks every secret of the pipeline in what is logged and recorded.
     pub masker: &'a Masker,
     pub stage_cache: &'a StageCache,
+    /// This machine's cache volumes.
+    pub volumes: &'a CacheVolumes,
     /// The run's own interrupt (Ctrl-C, SIGTERM), if it has one.
     pub interrupt: Option<Interrupt>,
 }
@@ -336,6 +340,35 @@ impl<'a> StageExecution<'a> {
         if let Err(err) = handed {
             return Ending::error(format!("cannot prepare its files: {err:#}"));
         }
+        // Held until the stage is done: no other stage uses these volumes meanwhile.
+        let volumes = self
+            .around
+            .volumes
+            .take(&stage.volume_scope, &stage.grants.caches, |name| {
+                self.say(
+                    LogSource::Info,
+                    &format!(
+                        "sluice: waiting for cache volume `{name}` (another stage is using it)"
+                    ),
+                )
+            });
+        let volumes = tokio::select! {
+            taken = volumes => match taken {
+                Ok(taken) => taken,
+                Err(err) => return Ending::error(format!("{err:#}")),
+            },
+            () = self.cancel.triggered() => {
+                return Ending { status: StageStatus::Cancelled, message: self.cancel.reason() };
+            }
+        };
+        let caches: Vec<CacheMount> = volumes
+            .iter()
+            .map(|v| CacheMount {
+                guest: cache_guest_path(&v.name),
+                host: v.host.clone(),
+                env: v.env.clone(),
+            })
+            .collect();
         let spec = SandboxSpec {
             stage: name,
             inputs: (!inputs.is_empty()).then_some(in_dir.as_path()),
@@ -344,6 +377,7 @@ impl<'a> StageExecution<'a> {
             grants: &stage.grants,
             limits: stage.limits,
             secrets: self.secrets,
+            caches: &caches,
         };
         let state = match StageState::new(&spec, log.clone()) {
             Ok(state) => state,

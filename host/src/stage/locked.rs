@@ -40,6 +40,9 @@ pub struct LockedStage {
     pub runs_on: Vec<String>,
     /// Where the values of the secrets it is granted come from (never the values).
     pub secrets: BTreeMap<String, SecretSource>,
+    /// The folder its cache volumes are kept in, on whichever machine runs it.
+    #[serde(default)]
+    pub volume_scope: String,
 }
 
 impl LockedStage {
@@ -66,6 +69,7 @@ impl LockedStage {
                 .filter(|(name, _)| spec.grants.secrets.contains(name))
                 .map(|(name, source)| (name.clone(), source.clone()))
                 .collect(),
+            volume_scope: super::volumes::scope_of(pipeline),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! checked (`sluice check`) or on an agent: the [`LockedStage`] resolution and loading decide,
 //! one [`prepare`](PreparedStage) of its plugin and secrets, one [`StageExecution`] with its
 //! start, attempts and end, the [`output`] folder as a type, the hand-over of [`inputs`], the
-//! stage [`cache`], and the rule that keeps sluice's own folders out of its [`reach`].
+//! stage [`cache`], its cache [`volumes`], and the rule that keeps sluice's own folders out of
+//! its [`reach`].
 
 pub mod cache;
 mod ending;
@@ -14,6 +15,7 @@ pub mod output;
 mod prepare;
 pub mod reach;
 mod record;
+pub mod volumes;
 
 pub use ending::Ending;
 pub use execution::{Elsewhere, StageExecution, StageSurroundings};

@@ -259,6 +259,7 @@ impl Sandbox {
             // Runs and the stage cache stay in the sandbox even when a test does not say where.
             .env("SLUICE_RUNS_DIR", self.runs_dir())
             .env("SLUICE_STAGE_CACHE", self.path().join("stage-cache"))
+            .env("SLUICE_VOLUMES", self.path().join("volumes"))
             .env_remove("RUST_BACKTRACE");
         // A developer's own tracing setup does not reach the tests (the trace tests set theirs).
         for name in [

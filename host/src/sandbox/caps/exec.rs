@@ -39,7 +39,13 @@ impl Capability for Exec {
         setup.state.insert(ExecPolicy {
             programs: grants.exec.clone(),
             mounts: setup.mounts.to_vec(),
-            env: base_env(&grants.env),
+            env: base_env(&grants.env)
+                .into_iter()
+                .chain(setup.spec.caches.iter().map(|cache| {
+                    let host = std::path::absolute(&cache.host).unwrap_or(cache.host.clone());
+                    (cache.env.clone(), host.display().to_string())
+                }))
+                .collect(),
             settable_env: grants.exec_env.clone(),
             deadline: Instant::now() + setup.spec.limits.timeout,
             denials: setup.denials.clone(),

@@ -72,6 +72,14 @@ impl KeyParts {
             ("exec env", grants.exec_env.clone()),
             ("env", grants.env.clone()),
             ("secrets", grants.secrets.clone()),
+            (
+                "caches",
+                grants
+                    .caches
+                    .iter()
+                    .map(|c| format!("{}={}", c.name, c.env))
+                    .collect(),
+            ),
         ] {
             let list: Vec<String> = list;
             if !list.is_empty() {
