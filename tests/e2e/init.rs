@@ -64,6 +64,48 @@ fn init_on_a_new_rust_crate_checks_and_runs_green() -> Result<()> {
         std::path::Path::new(&report.run_dir).join("artifacts/test/junit.xml"),
     )?;
     assert!(junit.contains("name=\"tests::it_works\""), "{junit}");
+
+    // State between runs: cargo's target folder is a cache volume, and nothing changed means
+    // build and test come from the stage cache.
+    let volumes = sandbox.path().join("volumes");
+    let scope = std::fs::read_dir(&volumes)?
+        .flatten()
+        .next()
+        .map(|e| e.path())
+        .unwrap_or_default();
+    // The build's release profile and the tests' debug one, both kept.
+    assert!(
+        scope.join("cargo-target/release").is_dir(),
+        "no release build kept"
+    );
+    assert!(
+        scope.join("cargo-target/debug").is_dir(),
+        "no test build kept"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let (ran, again) = sandbox.run(&pipeline)?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let hits: Vec<&str> = again
+        .stages
+        .iter()
+        .filter(|s| s.cache.as_ref().is_some_and(|c| c.hit))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(hits, ["code", "build", "test"]);
+    // One file touched: build and test run again, and say why.
+    std::fs::write(
+        project.join("src/lib.rs"),
+        std::fs::read_to_string(project.join("src/lib.rs"))? + "\npub fn more() {}\n",
+    )?;
+    let (ran, touched) = sandbox.run(&pipeline)?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        touched
+            .stages
+            .iter()
+            .all(|s| !s.cache.as_ref().is_some_and(|c| c.hit))
+    );
+    ran.assert_stderr(&["stage cache miss: workspace: src/lib.rs (changed)"]);
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Test stage: runs `cargo test --no-fail-fast` through `allow.exec` in the workspace, turns
+//! Test stage: runs `cargo test --no-fail-fast` through `allow.exec` in the workspace (its build
+//! kept in a cache volume granted as `CARGO_TARGET_DIR`, else in scratch space), turns
 //! libtest's report into JUnit XML — one suite per test binary, doctests included, with what a
 //! failing test printed — and fails the pipeline on any failed test, naming them and their panic
 //! messages (or on a build that does not compile).
@@ -148,16 +149,17 @@ impl Stage for CargoTest {
 
     fn run(ctx: &mut Context) -> Result<(), Failure> {
         let config: Config = ctx.config()?;
+        // A cache volume granted as CARGO_TARGET_DIR keeps the build between runs (cargo finds
+        // it in its environment); without one, the build goes to scratch space under /out.
+        let volume = std::env::var_os("CARGO_TARGET_DIR").is_some();
+        let scratch: &[&str] = if volume {
+            &[]
+        } else {
+            &["--target-dir", "${out}/target"]
+        };
         let mut command = Command::new("cargo")
-            .args([
-                "test",
-                "--locked",
-                "--no-fail-fast",
-                "--color",
-                "never",
-                "--target-dir",
-                "${out}/target",
-            ])
+            .args(["test", "--locked", "--no-fail-fast", "--color", "never"])
+            .args(scratch.iter().map(|a| a.to_string()))
             .args(config.args.iter().cloned())
             .env("CARGO_TERM_COLOR", "never");
         if let Some(cwd) = &config.cwd {
