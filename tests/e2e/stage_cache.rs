@@ -1,6 +1,7 @@
 //! The stage cache is never wrong and says why it missed: bytes put back with their size and
-//! mtime, a new commit, a planted entry and a cache folder others can write are all caught, and
-//! a miss names the config key, the input and the workspace path that moved.
+//! mtime, a new commit, a new toolchain (`cache_key`), a planted entry and a cache folder others
+//! can write are all caught; changes outside every grant are not misses; and a miss names the
+//! config key, the input, the workspace path or the command output that moved.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,87 @@ fn bytes_put_back_with_their_size_and_mtime_are_a_miss_and_a_fresh_output() -> R
     let packed = member(&artifact(&third, "artifacts/code/source.tar"), "config.txt")?;
     assert_eq!(packed, "new-bytes\n");
     ran.assert_stderr(&["stage cache miss: workspace: config.txt (changed)"]);
+    Ok(())
+}
+
+#[test]
+fn a_plugin_that_puts_bytes_and_mtime_back_through_wasi_cannot_poison_the_cache() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let ws = sandbox.path().join("ws");
+    std::fs::create_dir_all(&ws)?;
+    std::fs::write(ws.join("config.txt"), "clean-bytes\n")?;
+    settle();
+    let (_, first) = run(&sandbox, &checkout())?;
+    assert!(!hit(&first, "code"));
+    // A stage granted the workspace for writing rewrites it and sets the mtime back (WASI).
+    let hostile = Pipeline::new("hostile").set("workspace", "ws").stage(
+        Stage::new("poison", "mtime-restore")
+            .allow("workspace", "write")
+            .config("path", "config.txt")
+            .config("content", "dirty-bytes\n"),
+    );
+    run(&sandbox, &hostile)?;
+    assert_eq!(
+        std::fs::read_to_string(ws.join("config.txt"))?,
+        "dirty-bytes\n"
+    );
+    settle();
+    let (_, after) = run(&sandbox, &checkout())?;
+    assert!(
+        !hit(&after, "code"),
+        "the poisoned tree was served the clean tree's output"
+    );
+    let packed = member(&artifact(&after, "artifacts/code/source.tar"), "config.txt")?;
+    assert_eq!(packed, "dirty-bytes\n");
+    Ok(())
+}
+
+/// A cacheable stage that reads `data/file.txt` through a dir grant and copies it out.
+fn reader() -> Pipeline {
+    Pipeline::new("reader").stage(
+        Stage::new("read", "escape")
+            .allow("dirs", [table([("host", "data"), ("guest", "/data")])])
+            .config("mode", "read")
+            .config("path", "/data/file.txt"),
+    )
+}
+
+#[test]
+fn a_thousand_changes_outside_every_grant_are_hits_and_one_inside_is_a_miss() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let data = sandbox.path().join("data");
+    let elsewhere = sandbox.path().join("elsewhere");
+    std::fs::create_dir_all(&data)?;
+    std::fs::create_dir_all(&elsewhere)?;
+    std::fs::write(data.join("file.txt"), "first\n")?;
+    settle();
+    let (_, first) = run(&sandbox, &reader())?;
+    assert!(!hit(&first, "read"));
+
+    for round in 0..2 {
+        for i in 0..500 {
+            std::fs::write(elsewhere.join(format!("f{i}.txt")), format!("{round}-{i}"))?;
+        }
+        settle();
+        let (_, again) = run(&sandbox, &reader())?;
+        assert!(
+            hit(&again, "read"),
+            "a change outside every grant was a miss"
+        );
+    }
+
+    std::fs::write(data.join("file.txt"), "second\n")?;
+    settle();
+    let (ran, changed) = run(&sandbox, &reader())?;
+    assert!(
+        !hit(&changed, "read"),
+        "a change to a granted, read file was served stale"
+    );
+    assert_eq!(
+        std::fs::read_to_string(artifact(&changed, "artifacts/read/loot.txt"))?,
+        "second\n"
+    );
+    ran.assert_stderr(&["stage cache miss:", "file.txt (changed)"]);
     Ok(())
 }
 
@@ -232,5 +314,50 @@ fn a_miss_names_the_config_key_the_input_and_the_workspace_path() -> Result<()> 
     let (_, changed) = run(&sandbox, &checkout())?;
     let why = sandbox.sluice(&["cache", "why", "code", &changed.run_id])?;
     why.assert_stdout(&["workspace: src/main.rs (changed)"]);
+    Ok(())
+}
+
+#[test]
+fn a_cache_key_command_whose_output_changes_is_a_miss_that_names_it() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    // A "toolchain" the key cannot see as a file: the version a program prints.
+    let version = sandbox.path().join("toolchain-version");
+    let script = sandbox.path().join("version.sh");
+    std::fs::write(&version, "tool 1.95.0\n")?;
+    std::fs::write(&script, format!("cat '{}' || exit 3\n", version.display()))?;
+    let pipeline = Pipeline::new("toolchain").stage(
+        Stage::new("build", "exec")
+            .inputs::<0>([])
+            .set("cache", true)
+            .set("cache_key", vec![format!("sh {}", script.display())])
+            .allow("exec", vec!["sh"])
+            .config("program", "sh")
+            .config("args", vec!["-c", "echo built"])
+            .config("log_name", "out.txt"),
+    );
+    let (_, first) = run(&sandbox, &pipeline)?;
+    assert!(!hit(&first, "build"));
+    let (_, second) = run(&sandbox, &pipeline)?;
+    assert!(hit(&second, "build"), "the same toolchain: served");
+
+    std::fs::write(&version, "tool 1.96.0\n")?;
+    let (ran, third) = run(&sandbox, &pipeline)?;
+    assert!(
+        !hit(&third, "build"),
+        "a new toolchain was served the old output"
+    );
+    ran.assert_stderr(&[
+        "stage cache miss: command sh ",
+        "tool 1.95.0 (",
+        "→ tool 1.96.0 (",
+    ]);
+
+    // A command that fails makes no key: the stage runs, and nothing is stored for it.
+    std::fs::remove_file(&version)?;
+    let (ran, fourth) = run(&sandbox, &pipeline)?;
+    assert!(!hit(&fourth, "build"));
+    ran.assert_stderr(&["no stage-cache key", "failed"]);
+    let record = fourth.stages.iter().find(|s| s.name == "build");
+    assert!(record.is_some_and(|s| s.cache.is_none()), "{record:?}");
     Ok(())
 }

@@ -96,6 +96,9 @@ pub struct StageSpec {
     pub allow_failure: bool,
     /// `cache = true | false` as written; unset, the stage cache decides from the grants.
     pub cache: Option<bool>,
+    /// Commands (program and arguments, no shell) whose output joins the stage-cache key; each
+    /// program is one the stage may run (`allow.exec`).
+    pub cache_key: Vec<Vec<String>>,
     /// Labels an agent needs to run this stage when the run is distributed (`--nats`); a run
     /// on one machine ignores them.
     pub runs_on: Vec<String>,

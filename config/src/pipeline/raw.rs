@@ -82,6 +82,10 @@ pub(crate) struct RawStage {
     /// stage the default would not cache, `false` to never cache it).
     #[serde(default)]
     pub cache: Option<bool>,
+    /// Commands whose output joins the stage-cache key (`["cargo --version --verbose"]`): what
+    /// a content key cannot see, like the toolchain behind a rustup proxy.
+    #[serde(default)]
+    pub cache_key: Option<Vec<Text>>,
     /// One instance of the stage per combination of these values.
     #[serde(default)]
     pub matrix: Option<toml::Table>,

@@ -29,6 +29,8 @@ pub(super) fn resolve(
         Some(list) => InputSelection::Only(inputs::resolve(list, index, cx)?),
     };
     let site = src.site(stage.name.span());
+    let grants = stage.allow.resolve(cx.dir, cx.declared_secrets, src)?;
+    let cache_key = cache_key(stage.cache_key.as_deref(), &grants.exec, src)?;
     let empty = toml::Table::new();
     let written = stage.config.as_ref().unwrap_or(&empty);
     let template = StageSpec {
@@ -37,7 +39,7 @@ pub(super) fn resolve(
         trusted_keys,
         inputs,
         config_json: String::new(),
-        grants: stage.allow.resolve(cx.dir, cx.declared_secrets, src)?,
+        grants,
         limits: stage.limits.resolve(cx.default_limits, src)?,
         manual_approval: approval(stage.approval.as_ref(), src)?,
         when: when(stage.when.as_ref(), src)?,
@@ -47,6 +49,7 @@ pub(super) fn resolve(
         retries: retries(stage.retries.as_ref(), src)?,
         allow_failure: stage.allow_failure.unwrap_or(false),
         cache: stage.cache,
+        cache_key,
         runs_on: runs_on(stage.runs_on.as_deref(), src)?,
         group: name.clone(),
         matrix: Default::default(),
@@ -205,6 +208,60 @@ fn approval(text: Option<&Text>, src: &Source<'_>) -> Result<bool, Diagnostic> {
 
 /// At most this many retries: a stage that fails ten times more is not going to pass.
 const MAX_RETRIES: i64 = 10;
+
+/// At most this many `cache_key` commands: each runs before every lookup.
+const MAX_CACHE_KEY_COMMANDS: usize = 8;
+
+/// `cache_key`: each command split on whitespace (no shell), its program one the stage may run.
+fn cache_key(
+    commands: Option<&[Text]>,
+    exec: &[String],
+    src: &Source<'_>,
+) -> Result<Vec<Vec<String>>, Diagnostic> {
+    let commands = commands.unwrap_or_default();
+    if let Some(extra) = commands.get(MAX_CACHE_KEY_COMMANDS) {
+        return Err(src
+            .error(
+                extra.span(),
+                format!("`cache_key` lists more than {MAX_CACHE_KEY_COMMANDS} commands"),
+            )
+            .with_hint(
+                "each runs before every cache lookup: keep the ones that name a tool's version",
+            ));
+    }
+    let mut out = Vec::new();
+    for command in commands {
+        let words: Vec<String> = command
+            .get_ref()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let Some(program) = words.first() else {
+            return Err(src
+                .error(command.span(), "an empty command in `cache_key`")
+                .with_hint(
+                    "write a program and its arguments, e.g. \"cargo --version --verbose\"",
+                ));
+        };
+        if !exec.contains(program) {
+            return Err(src
+                .error(
+                    command.span(),
+                    format!("`cache_key` runs `{program}`, which this stage may not run"),
+                )
+                .with_hint(format!(
+                    "add \"{program}\" to [stage.allow] exec, or key on a program it may run ({})",
+                    if exec.is_empty() {
+                        "it may run none".to_string()
+                    } else {
+                        exec.join(", ")
+                    }
+                )));
+        }
+        out.push(words);
+    }
+    Ok(out)
+}
 
 fn retries(value: Option<&toml::Spanned<i64>>, src: &Source<'_>) -> Result<u32, Diagnostic> {
     let Some(value) = value else {

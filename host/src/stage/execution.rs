@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::Store;
 
-use crate::config::grants::cache_guest_path;
 use crate::config::limits::fmt_bytes;
 use crate::model::artifacts::ArtifactRecord;
 use crate::model::events::{Event, EventSink, LogSource};
@@ -16,18 +15,18 @@ use crate::model::report::{Attempt, CacheRecord, StageRecord, StageStatus, milli
 use crate::model::text::{MAX_FIELD_BYTES, MAX_MESSAGE_BYTES, one_line};
 use crate::plugin::Plugin;
 use crate::sandbox::bindings::StageContext;
-use crate::sandbox::bindings::sluice::pipeline::types::{Artifact, StageRun as EarlierStage};
+use crate::sandbox::bindings::sluice::pipeline::types::StageRun as EarlierStage;
 use crate::sandbox::capture::StageLog;
 use crate::sandbox::engine::Host;
-use crate::sandbox::spec::{CacheMount, GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, SandboxSpec};
+use crate::sandbox::spec::{CacheMount, GUEST_OUTPUT_DIR, SandboxSpec};
 use crate::sandbox::state::StageState;
 use crate::sandbox::trap::{phase_name, phase_named, trap_message};
 use crate::trust::secrets::Masker;
 
 use super::cache::{KeyParts, StageCache};
-use super::inputs::{hand_over, select_inputs};
+use super::inputs::{guest_artifacts, hand_over, select_inputs};
 use super::output::OutputFolder;
-use super::volumes::CacheVolumes;
+use super::volumes::{CacheVolumes, TakenVolume};
 use super::{Ending, Interrupt, LockedStage, PreparedStage, earlier_stages};
 
 /// What every stage of one run shares: the engine, the run folder, the event stream, the
@@ -361,14 +360,7 @@ impl<'a> StageExecution<'a> {
                 return Ending { status: StageStatus::Cancelled, message: self.cancel.reason() };
             }
         };
-        let caches: Vec<CacheMount> = volumes
-            .iter()
-            .map(|v| CacheMount {
-                guest: cache_guest_path(&v.name),
-                host: v.host.clone(),
-                env: v.env.clone(),
-            })
-            .collect();
+        let caches: Vec<CacheMount> = volumes.iter().map(TakenVolume::mount).collect();
         let spec = SandboxSpec {
             stage: name,
             inputs: (!inputs.is_empty()).then_some(in_dir.as_path()),
@@ -387,17 +379,7 @@ impl<'a> StageExecution<'a> {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_async_yield_and_update(1);
 
-        let guest_inputs: Vec<Artifact> = inputs
-            .iter()
-            .map(|a| Artifact {
-                stage: a.stage.clone(),
-                name: a.name.clone(),
-                path: format!("{GUEST_INPUT_DIR}/{}/{}", a.stage, a.name),
-                media_type: a.media_type.clone(),
-                size: a.size,
-                sha256: a.sha256.clone(),
-            })
-            .collect();
+        let guest_inputs = guest_artifacts(&inputs);
         let call = async {
             let instance = self.plugin.pre.instantiate_async(&mut store).await?;
             let info = instance.call_describe(&mut store).await?;

@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use crate::config::pipeline::InputSelection;
 use crate::model::artifacts::{self, ArtifactRecord};
 use crate::model::layout::{RunLayout, artifact_rel};
+use crate::sandbox::bindings::sluice::pipeline::types::Artifact;
+use crate::sandbox::spec::GUEST_INPUT_DIR;
 
 /// The artifacts a stage may read, or why its `inputs` cannot be met.
 pub fn select_inputs<'a>(
@@ -70,6 +72,21 @@ pub fn hand_over(
         artifacts::hand_over(&source, &dest, programs)?;
     }
     Ok(())
+}
+
+/// The inputs as the plugin is told of them: where it finds each under `/in`.
+pub fn guest_artifacts(inputs: &[&ArtifactRecord]) -> Vec<Artifact> {
+    inputs
+        .iter()
+        .map(|a| Artifact {
+            stage: a.stage.clone(),
+            name: a.name.clone(),
+            path: format!("{GUEST_INPUT_DIR}/{}/{}", a.stage, a.name),
+            media_type: a.media_type.clone(),
+            size: a.size,
+            sha256: a.sha256.clone(),
+        })
+        .collect()
 }
 
 /// A file handed to a stage run alone as the output `name` of stage `stage`.

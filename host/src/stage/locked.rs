@@ -36,6 +36,9 @@ pub struct LockedStage {
     pub allow_failure: bool,
     /// Why the stage cache never serves this stage, when it does not.
     pub uncacheable: Option<String>,
+    /// Commands whose output joins its stage-cache key (`cache_key`).
+    #[serde(default)]
+    pub cache_key: Vec<Vec<String>>,
     /// Labels an agent needs to run it.
     pub runs_on: Vec<String>,
     /// Where the values of the secrets it is granted come from (never the values).
@@ -62,6 +65,7 @@ impl LockedStage {
             retries: spec.retries,
             allow_failure: spec.allow_failure,
             uncacheable: uncacheable(spec).map(str::to_string),
+            cache_key: spec.cache_key.clone(),
             runs_on: spec.runs_on.clone(),
             secrets: pipeline
                 .secrets

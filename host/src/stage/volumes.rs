@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::config::grants::CacheGrant;
+use crate::config::grants::{CacheGrant, cache_guest_path};
+use crate::sandbox::spec::CacheMount;
 
 /// The folder a pipeline's volumes are kept in: its name and the digest of its folder, so two
 /// checkouts of one project keep their own.
@@ -47,6 +48,17 @@ pub struct TakenVolume {
     pub env: String,
     pub host: PathBuf,
     _lock: File,
+}
+
+impl TakenVolume {
+    /// How the stage's sandbox gets it.
+    pub fn mount(&self) -> CacheMount {
+        CacheMount {
+            guest: cache_guest_path(&self.name),
+            host: self.host.clone(),
+            env: self.env.clone(),
+        }
+    }
 }
 
 /// One volume on disk, as `sluice cache ls` shows it.

@@ -1,8 +1,9 @@
 //! What a stage-cache key is made of, part by part — the plugin's digest, each config key, each
 //! grant, the limits and phase, each input's digest, each granted environment value (by digest),
-//! each granted program, the workspace and granted folders as content trees (paths relative to
-//! them), and the git state of a workspace — kept in the entry, so `sluice cache why` can say
-//! which parts moved between two entries without running anything again.
+//! each granted program, the output of its `cache_key` commands, the workspace and granted
+//! folders as content trees (paths relative to them), and the git state of a workspace — kept in
+//! the entry, so `sluice cache why` can say which parts moved between two entries without
+//! running anything again.
 
 use std::collections::BTreeMap;
 
@@ -195,7 +196,11 @@ impl KeyParts {
                 }
             );
         }
-        if label.starts_with("config.") || label.starts_with("grant") || label == "phase" {
+        if label.starts_with("config.")
+            || label.starts_with("grant")
+            || label.starts_with("command ")
+            || label == "phase"
+        {
             format!("{label}: {before} → {now}")
         } else {
             format!("{label}: {:.12}… → {:.12}…", before, now)

@@ -27,7 +27,7 @@ use super::inputs::select_inputs;
 use super::output::OutputFolder;
 pub use entry::{CachedOutput, Entry};
 pub use key::KeyParts;
-use program::program_fingerprint;
+use program::{command_output, program_fingerprint};
 use scan::{StatCache, git_state, scan};
 
 mod entry;
@@ -124,6 +124,12 @@ impl StageCache {
             let git = git_state(&stage.workspace).unwrap_or_else(|| "none".into());
             parts.parts.insert("git".into(), git);
         }
+        for words in &stage.cache_key {
+            let output = command_output(words, &stage.workspace, &stage.grants.env)?;
+            parts
+                .parts
+                .insert(format!("command {}", words.join(" ")), output);
+        }
         Ok(parts)
     }
 
@@ -138,8 +144,11 @@ impl StageCache {
             (Some(file), Some(key)) => StatCache::load(file, key),
             _ => StatCache::default(),
         };
-        let (tree, mut next) = scan(folder, &known)?;
-        if let (Some(file), Some(key)) = (&stats_file, &self.key) {
+        let (tree, next) = scan(folder, &known)?;
+        // Written only when something moved: an unchanged tree costs a read, not a write.
+        if let (Some(file), Some(key)) = (&stats_file, &self.key)
+            && next != known
+        {
             next.save(file, key);
         }
         Ok(tree)

@@ -1,29 +1,139 @@
-//! What the stage-cache key sees of a granted program: its resolved path and file identity
-//! (device, inode, size, modification and change times), so a new or rewritten compiler makes a
-//! new key.
+//! What the stage-cache key sees of the programs a stage runs: each granted program's resolved
+//! path and file identity (device, inode, size, modification and change times), so a new or
+//! rewritten compiler makes a new key; and the output of the stage's `cache_key` commands, for
+//! what no file identity shows (the toolchain a rustup proxy picks).
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail};
+
+use crate::model::digests::sha256_bytes;
 use crate::model::identity::FileIdentity;
+use crate::sandbox::process::base_env;
+
+/// A `cache_key` command that has not ended by then is stopped, and the stage runs uncached.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// What is read of a `cache_key` command's output (a version banner is a few lines).
+const MAX_OUTPUT: u64 = 64 << 10;
 
 /// A program as the key sees it: its resolved path and identity.
 pub(super) fn program_fingerprint(program: &str) -> String {
-    let path = if program.contains('/') {
-        Some(PathBuf::from(program))
-    } else {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .filter(|d| d.is_absolute())
-                .map(|d| d.join(program))
-                .find(|p| p.is_file())
-        })
-    };
-    match path.and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m))) {
+    match resolve(program).and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m))) {
         Some((path, meta)) => format!(
             "{}:{}",
             path.display(),
             hex::encode(FileIdentity::of(&meta).to_bytes())
         ),
         None => "missing".to_string(),
+    }
+}
+
+/// `program` on the host: as written when it is a path, else the first match on PATH.
+fn resolve(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The key part of one `cache_key` command run in `dir` with the environment its stage's
+/// programs get (`allowed_env` on top of PATH and HOME): its first line of output, for
+/// `cache why` to show, and the digest of all of it. `Err` when it cannot run, fails or hangs.
+pub(super) fn command_output(
+    words: &[String],
+    dir: &Path,
+    allowed_env: &[String],
+) -> Result<String> {
+    let shown = words.join(" ");
+    let Some((program, args)) = words.split_first() else {
+        bail!("an empty cache_key command");
+    };
+    let path = resolve(program).with_context(|| format!("`{program}` was not found on PATH"))?;
+    let mut child = Command::new(&path)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(base_env(allowed_env))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start cache_key command `{shown}`"))?;
+    let reader = child.stdout.take().map(|stdout| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stdout.take(MAX_OUTPUT).read_to_end(&mut bytes);
+            bytes
+        })
+    });
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::KILL,
+            );
+            let _ = child.wait();
+            bail!("cache_key command `{shown}` did not end within {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let output = reader
+        .and_then(|thread| thread.join().ok())
+        .unwrap_or_default();
+    if !status.success() {
+        bail!("cache_key command `{shown}` failed ({status})");
+    }
+    let text = String::from_utf8_lossy(&output);
+    let first: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(120)
+        .collect();
+    Ok(format!("{first} ({})", &sha256_bytes(&output)[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_command_part_shows_its_first_line_and_changes_with_its_output() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let one = command_output(&words("echo toolchain 1.95"), dir.path(), &[])?;
+        let two = command_output(&words("echo toolchain 1.96"), dir.path(), &[])?;
+        assert!(one.starts_with("toolchain 1.95 ("), "{one}");
+        assert_ne!(one, two);
+        assert_eq!(
+            one,
+            command_output(&words("echo toolchain 1.95"), dir.path(), &[])?
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_or_missing_command_makes_no_key() {
+        let dir = std::env::temp_dir();
+        assert!(command_output(&words("false"), &dir, &[]).is_err());
+        assert!(command_output(&words("no-such-program-sluice"), &dir, &[]).is_err());
     }
 }

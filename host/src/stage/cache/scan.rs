@@ -20,52 +20,52 @@ use crate::model::identity::FileIdentity;
 use crate::model::tree::{ContentTree, EntryKind, TreeEntry};
 use crate::trust::local_key::{same_tag, tag};
 
-/// What the stat cache remembers of one file: its identity (encoded) and its digest.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What the stat cache remembers of each file: its identity (encoded) and its digest. On disk:
+/// the hex tag under the per-user key, a newline, then the JSON the tag covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct StatCache {
     files: BTreeMap<String, (String, String)>,
-    /// Tag over the file list under the per-user key.
-    #[serde(default)]
-    tag: String,
 }
+
+const STAT_CACHE_TAG: &[u8] = b"sluice stat cache/2";
 
 impl StatCache {
     /// The stat cache at `path`, if it is there and its tag verifies under `key`.
     pub(super) fn load(path: &Path, key: &hmac::Key) -> Self {
-        let Some(stats) = std::fs::read(path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<StatCache>(&bytes).ok())
-        else {
+        let Ok(bytes) = std::fs::read(path) else {
             return Self::default();
         };
-        let Ok(tag_bytes) = hex::decode(&stats.tag) else {
+        let Some((stored, listed)) = bytes.split_at_checked(64) else {
             return Self::default();
         };
-        if !same_tag(stats.tag_under(key).as_ref(), &tag_bytes) {
+        let (Ok(stored), Some(listed)) = (hex::decode(stored), listed.strip_prefix(b"\n")) else {
+            return Self::default();
+        };
+        if !same_tag(tag(key, &[STAT_CACHE_TAG, listed]).as_ref(), &stored) {
             return Self::default();
         }
-        stats
-    }
-
-    fn tag_under(&self, key: &hmac::Key) -> hmac::Tag {
-        let listed = serde_json::to_vec(&self.files).unwrap_or_default();
-        tag(key, &[b"sluice stat cache/1", &listed])
+        serde_json::from_slice(listed).unwrap_or_default()
     }
 
     /// Writes the stat cache to `path`, tagged; a failure only costs hashing again next time.
-    pub(super) fn save(&mut self, path: &Path, key: &hmac::Key) {
-        self.tag = hex::encode(self.tag_under(key));
-        if let Ok(bytes) = serde_json::to_vec(self) {
-            if let Some(parent) = path.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            let _ = crate::atomic_file::write(path, &bytes);
+    pub(super) fn save(&self, path: &Path, key: &hmac::Key) {
+        let Ok(listed) = serde_json::to_vec(self) else {
+            return;
+        };
+        let mut bytes = hex::encode(tag(key, &[STAT_CACHE_TAG, &listed])).into_bytes();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&listed);
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
         }
+        let _ = crate::atomic_file::write(path, &bytes);
     }
 
-    fn known(&self, rel: &str, identity: FileIdentity) -> Option<&str> {
+    /// The recorded identity and digest of `rel`, if it still has that identity.
+    fn known(&self, rel: &str, identity: FileIdentity) -> Option<(&str, &str)> {
         let (recorded, sha256) = self.files.get(rel)?;
-        (*recorded == hex::encode(identity.to_bytes())).then_some(sha256.as_str())
+        (*recorded == hex::encode(identity.to_bytes()))
+            .then_some((recorded.as_str(), sha256.as_str()))
     }
 }
 
@@ -121,16 +121,24 @@ pub(super) fn scan(root: &Path, stats: &StatCache) -> Result<(ContentTree, StatC
             } else {
                 let identity = FileIdentity::of(&meta);
                 let sha256 = match stats.known(&rel, identity) {
-                    Some(sha256) => sha256.to_string(),
-                    None => sha256_file(&path)?.0,
+                    // Unchanged since it was hashed, settled then: carried over as it was.
+                    Some((recorded, sha256)) => {
+                        next.files
+                            .insert(rel.clone(), (recorded.to_string(), sha256.to_string()));
+                        sha256.to_string()
+                    }
+                    None => {
+                        let sha256 = sha256_file(&path)?.0;
+                        let after = std::fs::symlink_metadata(&path).map(|m| FileIdentity::of(&m));
+                        if after.is_ok_and(|a| a == identity && identity.settled_before(started)) {
+                            next.files.insert(
+                                rel.clone(),
+                                (hex::encode(identity.to_bytes()), sha256.clone()),
+                            );
+                        }
+                        sha256
+                    }
                 };
-                let after = std::fs::symlink_metadata(&path).map(|m| FileIdentity::of(&m));
-                if after.is_ok_and(|after| after == identity && identity.settled_before(started)) {
-                    next.files.insert(
-                        rel.clone(),
-                        (hex::encode(identity.to_bytes()), sha256.clone()),
-                    );
-                }
                 TreeEntry {
                     kind: EntryKind::File,
                     executable: meta.permissions().mode() & 0o100 != 0,
@@ -243,6 +251,15 @@ mod tests {
             .insert("a".into(), ("00".into(), "planted".into()));
         let path = dir.path().join("stats.json");
         stats.save(&path, &other);
+        let mut edited = std::fs::read(&path)?;
+        let last = edited.len() - 3;
+        edited[last] ^= 1;
+        std::fs::write(dir.path().join("edited.json"), &edited)?;
+        assert!(
+            StatCache::load(&dir.path().join("edited.json"), &other)
+                .files
+                .is_empty()
+        );
         assert!(StatCache::load(&path, &key).files.is_empty());
         assert_eq!(StatCache::load(&path, &other).files.len(), 1);
         Ok(())
