@@ -131,7 +131,16 @@ fn three_agents_run_thirty_pipelines_each_stage_once_and_no_secret_crosses_nats(
     let busy = agents.iter().filter(|a| !a.ran().is_empty()).count();
     assert!(busy >= 2, "the work went to {busy} agent(s)");
     // Jobs, blobs, events and results all crossed the server; the secret never did.
-    let messages = tap.messages();
+    // Signed messages carry their JSON in base64: looked at decoded too.
+    let messages: Vec<Vec<u8>> = tap
+        .messages()
+        .into_iter()
+        .map(|mut m| {
+            let decoded = crate::support::agents::sealed_payload(&m);
+            m.extend_from_slice(&decoded);
+            m
+        })
+        .collect();
     let seen = |needle: &[u8]| {
         messages
             .iter()
@@ -139,7 +148,7 @@ fn three_agents_run_thirty_pipelines_each_stage_once_and_no_secret_crosses_nats(
             .count()
     };
     assert!(
-        seen(b"\"pipeline_sha256\"") >= 90,
+        seen(b"application/vnd.sluice.job+json") >= 90 && seen(b"\"pipeline_sha256\"") >= 90,
         "the wiretap missed the jobs"
     );
     assert!(

@@ -11,6 +11,7 @@ mod cargo_workspace;
 mod chain;
 mod ci_reports;
 mod cli;
+mod cluster_trust;
 mod concurrency;
 mod disk_full;
 mod distributed;

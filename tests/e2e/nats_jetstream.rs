@@ -212,31 +212,82 @@ fn a_job_whose_agent_stops_heartbeating_goes_to_another_until_the_limit() -> Res
 }
 
 #[test]
-fn a_stage_result_is_recorded_once_and_a_late_agent_cannot_overwrite_it() -> Result<()> {
+fn nothing_recorded_can_be_replaced_and_nobody_blocks_a_stage_by_writing_first() -> Result<()> {
+    use sha2::{Digest, Sha256};
     use sluice::cluster::Results;
     let server = NatsServer::start()?;
     runtime()?.block_on(async {
         let client = NatsOptions::new(server.url()).connect().await?;
-        let results = Results::open(client).await?;
+        let results = Results::open(client.clone()).await?;
         let stage = "build (target = x86_64)";
-        assert!(
-            results
-                .record_once("run-1", stage, b"first".to_vec())
-                .await?
+        // A forger writes first: the honest result still gets recorded after it.
+        results.record("run-1", stage, b"forged".to_vec()).await?;
+        results.record("run-1", stage, b"honest".to_vec()).await?;
+        let read: Vec<Vec<u8>> = results
+            .since("run-1", stage, 0)
+            .await?
+            .into_iter()
+            .map(|m| m.bytes)
+            .collect();
+        assert_eq!(read, [b"forged".to_vec(), b"honest".to_vec()]);
+        // A plain publish on the honest result's own subject is refused by the server.
+        let prefix = Sha256::new()
+            .chain_update(b"run-1")
+            .chain_update([0])
+            .chain_update(stage.as_bytes())
+            .finalize();
+        let subject = format!(
+            "sluice.results.{}.{}",
+            hex::encode(&prefix[..16]),
+            hex::encode(&Sha256::digest(b"honest")[..16])
         );
+        let js = async_nats::jetstream::new(client.clone());
+        let replaced = match js.publish(subject, "replaced".into()).await {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
         assert!(
-            !results
-                .record_once("run-1", stage, b"late".to_vec())
-                .await?
+            !replaced,
+            "the server took a second message on a result's subject"
         );
-        assert_eq!(results.get("run-1", stage).await?, Some(b"first".to_vec()));
-        // Another run, or another stage, is its own record.
+        let read: Vec<Vec<u8>> = results
+            .since("run-1", stage, 0)
+            .await?
+            .into_iter()
+            .map(|m| m.bytes)
+            .collect();
+        assert_eq!(read, [b"forged".to_vec(), b"honest".to_vec()]);
+        // Another run, or another stage, has messages of its own.
+        results.record("run-2", stage, b"other".to_vec()).await?;
+        assert!(results.since("run-1", "test", 0).await?.is_empty());
+        assert_eq!(results.since("run-2", stage, 0).await?.len(), 1);
+        anyhow::Ok(())
+    })
+}
+
+#[test]
+fn a_results_stream_someone_made_with_other_settings_is_refused() -> Result<()> {
+    use sluice::cluster::Results;
+    let server = NatsServer::start()?;
+    runtime()?.block_on(async {
+        let client = NatsOptions::new(server.url()).connect().await?;
+        let js = async_nats::jetstream::new(client.clone());
+        // Replacing allowed, and results aged out after a minute.
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "SLUICE_RESULTS".into(),
+            subjects: vec!["sluice.results.>".into()],
+            max_messages_per_subject: 1,
+            max_age: std::time::Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await?;
+        let refused = Results::open(client).await.err().map(|e| format!("{e:#}"));
         assert!(
-            results
-                .record_once("run-2", stage, b"other".to_vec())
-                .await?
+            refused.as_deref().is_some_and(
+                |e| e.contains("SLUICE_RESULTS exists with settings") && e.contains("max_age")
+            ),
+            "{refused:?}"
         );
-        assert_eq!(results.get("run-1", "test").await?, None);
         anyhow::Ok(())
     })
 }

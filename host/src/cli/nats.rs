@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use sluice::cluster::{NatsOptions, Redelivery, Remote};
+use sluice::cluster::{ClusterTrust, NatsOptions, Redelivery, Remote};
 
 use crate::error::CliError;
 
@@ -42,6 +42,19 @@ pub struct NatsConnection {
     /// queue is first made)
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..100))]
     pub deliveries: u16,
+    /// This machine's cluster key, which signs its jobs, results and stops (ed25519, as `sluice
+    /// key generate` writes; default ~/.local/share/sluice/cluster.key, made on first use)
+    #[arg(long, value_name = "FILE", env = "SLUICE_CLUSTER_KEY")]
+    pub cluster_key: Option<PathBuf>,
+    /// A coordinator's public key whose jobs and stops this agent takes, besides its own key
+    /// (repeatable)
+    #[arg(long = "trust-coordinator", value_name = "PUB")]
+    pub trust_coordinator: Vec<PathBuf>,
+    /// An agent's public key whose results this coordinator adopts, besides its own key:
+    /// `FILE`, or `FILE=LABEL,LABEL` for only stages whose `runs_on` labels are all listed
+    /// (repeatable)
+    #[arg(long = "trust-agent", value_name = "PUB[=LABELS]")]
+    pub trust_agent: Vec<String>,
 }
 
 /// `--nats URL` of `run` and `resume`: the stages go to agents instead of running here.
@@ -87,7 +100,13 @@ pub async fn connect(
     blobs: &Path,
 ) -> Result<Remote, CliError> {
     let (options, redelivery) = nats_options(url, connection);
-    Remote::connect(&options, blobs, redelivery)
+    let trust = ClusterTrust::load(
+        connection.cluster_key.as_deref(),
+        &connection.trust_coordinator,
+        &connection.trust_agent,
+    )
+    .map_err(|err| CliError::input(format!("{err:#}")))?;
+    Remote::connect(&options, blobs, redelivery, trust)
         .await
         .map_err(|err| CliError::input(format!("{err:#}")))
 }

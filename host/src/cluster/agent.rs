@@ -2,7 +2,9 @@
 //! would (the same preparation and `StageExecution`, grants, limits, masking) — the stage locked
 //! by the coordinator, not re-read from a pipeline file — with the plugin and inputs fetched
 //! by digest, secrets read from this machine, the job heartbeaten while it runs, outputs and log
-//! sent back by digest, and the result recorded once.
+//! sent back by digest, and the result recorded signed. A job runs only when a coordinator this
+//! agent trusts signed it, it has not expired and it is not a replay; what is refused is said
+//! and kept in `refused-jobs.log`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -12,19 +14,22 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 
+use super::sealed::{open, seal};
 use super::wire::{
-    INLINE_LOG_BYTES, RunEvent, StageEvent, StageJob, StageResult, StopStage, cancel_subject,
-    events_subject,
+    INLINE_LOG_BYTES, KIND_DECIDED, KIND_JOB, KIND_RESULT, KIND_STOP, RunEvent, StageDecided,
+    StageEvent, StageJob, StageResult, StopStage, cancel_subject, events_subject,
 };
 use super::{Remote, TakenJob};
 use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::{RunLayout, is_artifact_rel};
 use crate::model::report::{StageRecord, StageStatus};
+use crate::model::text::{MAX_MESSAGE_BYTES, one_line};
 use crate::sandbox::engine::Host;
 use crate::stage::cache::StageCache;
 use crate::stage::reach::refuse_locked_in_mounts;
 use crate::stage::{Interrupt, PreparedStage, StageExecution, StageSurroundings};
+use crate::trust::signing::TrustedKey;
 
 /// How long an agent keeps trying to record a result while NATS is away.
 const RECORD_PATIENCE: Duration = Duration::from_secs(60);
@@ -99,19 +104,19 @@ impl Agent<'_> {
         }
     }
 
-    /// Runs one job (or reports it given up) and records its result once.
+    /// Runs one job (or reports it given up) and records its signed result — when the job is
+    /// signed by a coordinator this agent trusts, not expired, not a replay, and not decided.
     async fn handle_job(&self, taken: TakenJob) {
-        let job: StageJob = match serde_json::from_slice(&taken.payload) {
-            Ok(job) => job,
-            Err(err) => {
-                (self.say)(format!("warning: dropped a job that cannot be read: {err}"));
+        let (job, job_sha256) = match self.admit(&taken) {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                self.refuse(&taken, &why);
                 let _ = taken.finish().await;
                 return;
             }
         };
-        let results = self.remote.results();
-        if let Ok(Some(_)) = results.get(&job.run_id, &job.stage.name).await {
-            // Decided already: done by another agent, or stopped by its coordinator.
+        if self.decided(&job, &job_sha256).await {
+            // Done by another agent, or stopped by its coordinator.
             let _ = taken.finish().await;
             return;
         }
@@ -126,18 +131,19 @@ impl Agent<'_> {
                 if let Err(err) = taken.heartbeat().await {
                     (self.say)(format!("warning: {err:#}"));
                 }
-                if let Ok(Some(_)) = results.get(&job.run_id, &job.stage.name).await {
+                if self.decided(&job, &job_sha256).await {
                     cancel.trigger_because("stopped: its run recorded this stage meanwhile");
                 }
             }
         };
         let work = async {
-            let result = if delivery >= taken.max_deliver {
+            let mut result = if delivery >= taken.max_deliver {
                 // The queue's last delivery is kept for saying that no agent finished it.
                 given_up(&job, delivery, &self.options.name)
             } else {
                 self.run_taken(&job, delivery, &cancel).await
             };
+            result.job_sha256 = job_sha256.clone();
             let recorded = self.record_patiently(&job, &result).await;
             (result.record.status, recorded)
         };
@@ -151,11 +157,7 @@ impl Agent<'_> {
             let _ = taken.finish().await;
         }
         let said = match recorded {
-            Ok(true) => status.label().to_string(),
-            Ok(false) => format!(
-                "{}, but another result was recorded first; this one dropped",
-                status.label()
-            ),
+            Ok(()) => status.label().to_string(),
             // Not acknowledged either: the job is given again after the ack wait.
             Err(err) => format!(
                 "{}, not recorded ({err:#}); the job goes back to the queue",
@@ -163,6 +165,92 @@ impl Agent<'_> {
             ),
         };
         (self.say)(format!("{} {}: {said}", job.run_id, job.stage.name));
+    }
+
+    /// The job in `taken` and the digest of its sealed bytes, when it may run here: signed by a
+    /// trusted coordinator, with a run id fit to name a folder, not expired, and not a replay (a
+    /// job id this agent took before under another queue message).
+    fn admit(&self, taken: &TakenJob) -> Result<(StageJob, String)> {
+        let trusted = self.remote.trust().coordinator_keys();
+        let opened = open::<StageJob>(&taken.payload, KIND_JOB, &trusted)
+            .map_err(|why| anyhow::anyhow!("{why}"))?;
+        let job = opened.value;
+        check_run_id(&job.run_id)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if job.expires_at < now {
+            bail!(
+                "it expired {} s ago (run {}, stage `{}`)",
+                now - job.expires_at,
+                job.run_id,
+                one_line(&job.stage.name, 200)
+            );
+        }
+        if job.job_id.len() != 32 || !job.job_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("its job id is not 32 hex digits");
+        }
+        let seen = self.options.work_dir.join("seen-jobs").join(&job.job_id);
+        match std::fs::read_to_string(&seen) {
+            Ok(sequence) if sequence.trim() != taken.sequence.to_string() => bail!(
+                "it is a replay: job {} was taken before as queue message {}, this is message {}",
+                job.job_id,
+                sequence.trim(),
+                taken.sequence
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                if let Some(parent) = seen.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&seen, taken.sequence.to_string())
+                    .with_context(|| format!("cannot write {}", seen.display()))?;
+            }
+        }
+        Ok((job, opened.sha256))
+    }
+
+    /// Says why a job was refused, and keeps it in `refused-jobs.log` in the work folder.
+    fn refuse(&self, taken: &TakenJob, why: &anyhow::Error) {
+        let line = format!(
+            "{} refused queue message {} (delivery {}): {}",
+            crate::model::report::rfc3339(std::time::SystemTime::now()),
+            taken.sequence,
+            taken.delivered,
+            one_line(&format!("{why:#}"), 1000)
+        );
+        (self.say)(format!("warning: {line}"));
+        let log = self.options.work_dir.join("refused-jobs.log");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+            });
+        if let Err(err) = written {
+            (self.say)(format!("warning: cannot write {}: {err}", log.display()));
+        }
+    }
+
+    /// Whether a coordinator this agent trusts decided the stage already: it took a result, or
+    /// recorded the stage stopped.
+    async fn decided(&self, job: &StageJob, job_sha256: &str) -> bool {
+        let Ok(messages) = self
+            .remote
+            .results()
+            .since(&job.run_id, &job.stage.name, 0)
+            .await
+        else {
+            return false;
+        };
+        let trusted = self.remote.trust().coordinator_keys();
+        messages.iter().any(|m| {
+            open::<StageDecided>(&m.bytes, KIND_DECIDED, &trusted)
+                .is_ok_and(|d| d.value.run_id == job.run_id && d.value.stage == job.stage.name)
+                || open::<StageResult>(&m.bytes, KIND_RESULT, &trusted)
+                    .is_ok_and(|r| r.value.job_sha256 == job_sha256)
+        })
     }
 
     /// Runs a job this agent holds, whatever goes wrong becoming its result.
@@ -194,16 +282,16 @@ impl Agent<'_> {
         })
     }
 
-    /// Records the result once, waiting (heartbeating) while NATS is away: a stage that ran is
-    /// not run again because the server restarted meanwhile.
-    async fn record_patiently(&self, job: &StageJob, result: &StageResult) -> Result<bool> {
-        let bytes = serde_json::to_vec(result)?;
+    /// Records the result, signed by this agent, waiting (heartbeating) while NATS is away: a
+    /// stage that ran is not run again because the server restarted meanwhile.
+    async fn record_patiently(&self, job: &StageJob, result: &StageResult) -> Result<()> {
+        let bytes = seal(&self.remote.trust().own, KIND_RESULT, result)?;
         let started = tokio::time::Instant::now();
         loop {
             match self
                 .remote
                 .results()
-                .record_once(&job.run_id, &job.stage.name, bytes.clone())
+                .record(&job.run_id, &job.stage.name, bytes.clone())
                 .await
             {
                 Err(err) if started.elapsed() < RECORD_PATIENCE => {
@@ -311,6 +399,8 @@ impl Agent<'_> {
 
     fn result(&self, record: StageRecord, log: Option<String>, delivery: i64) -> StageResult {
         StageResult {
+            // Set once the result is complete (see `handle_job`).
+            job_sha256: String::new(),
             record,
             log_sha256: log,
             log_text: None,
@@ -332,18 +422,24 @@ impl Agent<'_> {
             .subscribe(cancel_subject(run_id))
             .await
             .context("cannot listen for the run being stopped")?;
-        let (stage, cancel) = (stage.to_string(), cancel.clone());
+        let (run_id, stage, cancel) = (run_id.to_string(), stage.to_string(), cancel.clone());
+        let trusted = self.remote.trust().coordinators.clone();
         Ok(self.handle.spawn(async move {
+            let trusted: Vec<&TrustedKey> = trusted.iter().collect();
             while let Some(message) = subscription.next().await {
-                let Ok(stop) = serde_json::from_slice::<StopStage>(&message.payload) else {
+                // Only the run's coordinator (a key this agent trusts) stops a stage.
+                let Ok(stop) = open::<StopStage>(&message.payload, KIND_STOP, &trusted) else {
                     continue;
                 };
-                if stop.stage == stage {
+                let stop = stop.value;
+                if stop.stage == stage && stop.run_id == run_id {
                     let reason = stop
                         .reason
                         .as_deref()
-                        .unwrap_or("stopped by the coordinator");
-                    cancel.trigger_because(reason);
+                        .map_or("stopped by the coordinator".into(), |r| {
+                            one_line(r, MAX_MESSAGE_BYTES)
+                        });
+                    cancel.trigger_because(&reason);
                 }
             }
         }))
@@ -388,12 +484,31 @@ fn given_up(job: &StageJob, delivery: i64, agent: &str) -> StageResult {
         delivery - 1
     ));
     StageResult {
+        job_sha256: String::new(),
         record,
         log_sha256: None,
         log_text: None,
         by: agent.to_string(),
         delivery,
     }
+}
+
+/// A run id names a folder on the agent: letters, digits, `-`, `_` and `.`, not starting with a
+/// dot, at most 128 bytes.
+fn check_run_id(run_id: &str) -> Result<()> {
+    let fine = !run_id.is_empty()
+        && run_id.len() <= 128
+        && !run_id.starts_with('.')
+        && run_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !fine {
+        bail!(
+            "its run id {:?} cannot name a folder (letters, digits, `-`, `_`, `.`)",
+            one_line(run_id, 200)
+        );
+    }
+    Ok(())
 }
 
 /// An input is placed only where sluice keeps artifacts, whatever the job says.

@@ -33,6 +33,7 @@ impl RunBoard {
             STREAM,
             SUBJECT_ROOT,
             "sluice runs, the latest state of each",
+            false,
         )
         .await?;
         Ok(Self { js, stream })

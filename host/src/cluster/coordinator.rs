@@ -11,14 +11,17 @@ use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
+use super::sealed::{Refused, open, seal};
 use super::wire::{
-    RunEvent, StageEvent, StageJob, StageResult, StopStage, cancel_subject, events_subject,
+    KIND_DECIDED, KIND_RESULT, KIND_STOP, RunEvent, StageDecided, StageEvent, StageJob,
+    StageResult, StopStage, cancel_subject, events_subject,
 };
 use super::{Remote, RunState};
-use crate::model::artifacts::ArtifactRecord;
+use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
 use crate::model::events::{Event, EventSink, LogSource};
 use crate::model::layout::is_artifact_rel;
 use crate::model::report::{StageRecord, StageStatus, rfc3339};
+use crate::model::text::{MAX_FIELD_BYTES, MAX_MESSAGE_BYTES, one_line};
 use crate::stage::{Elsewhere, Interrupt, StageExecution};
 
 /// One run on the remote: what its jobs are bound to, and the live events coming back.
@@ -32,6 +35,8 @@ pub struct RemoteRun<'a> {
     in_store: std::sync::Mutex<std::collections::HashSet<String>>,
     /// What agents said about stages: taken, or recorded (a hint to look now, not the result).
     notices: broadcast::Sender<Notice>,
+    /// The stages out on agents now: live events are taken for these alone.
+    running: Running,
     listener: tokio::task::JoinHandle<()>,
     /// The run's state for the run board, posted in order by one task.
     board: Option<tokio::sync::mpsc::UnboundedSender<RunState>>,
@@ -50,6 +55,15 @@ enum Notice {
     Taken(String),
     Recorded(String),
 }
+
+type Running = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+/// The longest log line taken from an agent's live events.
+const MAX_EVENT_LINE: usize = 16 << 10;
+
+/// How long a job stays runnable after it is sent, on top of its stage's timeout for each
+/// delivery: an agent refuses it after that.
+const JOB_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How long a coordinator waits for NATS to come back before giving a stage up.
 const NATS_PATIENCE: Duration = Duration::from_secs(30);
@@ -73,46 +87,19 @@ impl<'a> RemoteRun<'a> {
         resumed: bool,
         events: &EventSink,
     ) -> Result<Self> {
-        let mut subscription = remote
+        let subscription = remote
             .client()
             .subscribe(events_subject(run_id))
             .await
             .context("cannot listen to the run's events on NATS")?;
         let (notices, _) = broadcast::channel(256);
-        let notify = notices.clone();
-        let events = events.clone();
-        let listener = tokio::spawn(async move {
-            while let Some(message) = subscription.next().await {
-                let Ok(RunEvent { stage, event }) = serde_json::from_slice(&message.payload) else {
-                    continue;
-                };
-                match event {
-                    StageEvent::Taken { agent, delivery } => {
-                        let _ = notify.send(Notice::Taken(stage.clone()));
-                        events.emit(Event::Log {
-                        stage,
-                        source: LogSource::Info,
-                        line: if delivery > 1 {
-                            format!("sluice: running on agent {agent} (delivery {delivery}: the agent before stopped)")
-                        } else {
-                            format!("sluice: running on agent {agent}")
-                        },
-                    })
-                    }
-                    StageEvent::Log { source, line } => events.emit(Event::Log {
-                        stage,
-                        source,
-                        line,
-                    }),
-                    StageEvent::Artifact { artifact } => {
-                        events.emit(Event::ArtifactWritten { stage, artifact })
-                    }
-                    StageEvent::Recorded => {
-                        let _ = notify.send(Notice::Recorded(stage));
-                    }
-                }
-            }
-        });
+        let running = Running::default();
+        let listener = tokio::spawn(listen(
+            subscription,
+            notices.clone(),
+            running.clone(),
+            events.clone(),
+        ));
         let (board, mut states) = tokio::sync::mpsc::unbounded_channel::<RunState>();
         let posting = remote.board().clone();
         let poster = tokio::spawn(async move {
@@ -130,8 +117,84 @@ impl<'a> RemoteRun<'a> {
             resumed,
             in_store: Default::default(),
             notices,
+            running,
             listener,
         })
+    }
+}
+
+/// Takes the run's live events from the agents: only for stages out on an agent now, every
+/// string made display-safe before any reporter sees it (anyone on NATS can publish here).
+async fn listen(
+    mut subscription: async_nats::Subscriber,
+    notify: broadcast::Sender<Notice>,
+    running: Running,
+    events: EventSink,
+) {
+    while let Some(message) = subscription.next().await {
+        let Ok(RunEvent { stage, event }) = serde_json::from_slice(&message.payload) else {
+            continue;
+        };
+        if !running.lock().is_ok_and(|r| r.contains(&stage)) {
+            continue;
+        }
+        match event {
+            StageEvent::Taken { agent, delivery } => {
+                let _ = notify.send(Notice::Taken(stage.clone()));
+                let agent = one_line(&agent, MAX_FIELD_BYTES);
+                events.emit(Event::Log {
+                    stage,
+                    source: LogSource::Info,
+                    line: if delivery > 1 {
+                        format!("sluice: running on agent {agent} (delivery {delivery}: the agent before stopped)")
+                    } else {
+                        format!("sluice: running on agent {agent}")
+                    },
+                });
+            }
+            StageEvent::Log { source, line } => events.emit(Event::Log {
+                stage,
+                source,
+                line: one_line(&line, MAX_EVENT_LINE),
+            }),
+            StageEvent::Artifact { artifact } => {
+                if artifact.stage == stage
+                    && is_artifact_rel(&artifact.stage, &artifact.name, &artifact.path)
+                    && crate::model::text::is_display_safe(&artifact.name)
+                {
+                    events.emit(Event::ArtifactWritten { stage, artifact });
+                }
+            }
+            StageEvent::Recorded => {
+                let _ = notify.send(Notice::Recorded(stage));
+            }
+        }
+    }
+}
+
+/// A stage's name in the set of stages out on agents while this lives.
+struct OutOnAgent {
+    running: Running,
+    stage: String,
+}
+
+impl OutOnAgent {
+    fn new(running: &Running, stage: &str) -> Self {
+        if let Ok(mut set) = running.lock() {
+            set.insert(stage.to_string());
+        }
+        Self {
+            running: running.clone(),
+            stage: stage.to_string(),
+        }
+    }
+}
+
+impl Drop for OutOnAgent {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.running.lock() {
+            set.remove(&self.stage);
+        }
     }
 }
 
@@ -218,8 +281,9 @@ struct Dispatch<'d> {
 }
 
 impl Dispatch<'_> {
-    /// Sends the stage to an agent and waits for its recorded result; a cancelled or
-    /// interrupted stage is told to its agent, and recorded here if the agent does not answer.
+    /// Sends the stage to an agent as a signed job and waits for a signed result bound to it;
+    /// a cancelled or interrupted stage is told to its agent, and recorded here if the agent
+    /// does not answer.
     async fn send(
         &self,
         available: &[ArtifactRecord],
@@ -229,54 +293,51 @@ impl Dispatch<'_> {
         let (run, exec) = (self.run, self.exec);
         let remote = run.remote;
         let name = &exec.stage.name;
-        let plugin_path = exec.plugin.path.as_path();
+        let _out = OutOnAgent::new(&run.running, name);
         let mut notices = run.notices.subscribe();
-        // A resumed run adopts what an agent finished while no coordinator was there.
-        if run.resumed
-            && let Some(bytes) = remote.results().get(&run.run_id, name).await?
+        let sent_file = exec.around.layout.sent_job_of(name);
+        // A resumed run sends the job it sent before (still runnable), so an agent's result for
+        // it — recorded while no coordinator was there — is adopted, and the queue's duplicate
+        // window keeps it from being queued twice.
+        let before = run
+            .resumed
+            .then(|| std::fs::read(&sent_file).ok())
+            .flatten()
+            .filter(|bytes| still_runnable(bytes, &remote.trust().own));
+        if let Some(sealed) = &before
+            && let Some(result) = self.look(&sha256_bytes(sealed), &mut 0).await?
         {
-            return self.adopt(&bytes, record).await;
+            return self.adopt(result, record).await;
         }
-        // Each blob is sent (or found in the store) once per run: outputs the agents uploaded
-        // and plugins sent for earlier stages are not hashed and looked up again.
-        if !run.stored(&exec.plugin.sha256) {
-            let sent = remote.blobs().put_file(plugin_path).await?;
-            if sent.sha256 != exec.plugin.sha256 {
-                bail!(
-                    "{} changed after it was loaded (loaded sha256 {}, now {})",
-                    plugin_path.display(),
-                    exec.plugin.sha256,
-                    sent.sha256
-                );
+        self.send_blobs(available).await?;
+        let sealed = match before {
+            Some(sealed) => sealed,
+            None => {
+                let job = StageJob {
+                    run_id: run.run_id.clone(),
+                    job_id: random_id()?,
+                    expires_at: expiry(exec),
+                    pipeline_sha256: run.pipeline_sha256.clone(),
+                    stage: exec.stage.clone(),
+                    available: available.to_vec(),
+                    earlier: earlier.to_vec(),
+                    record: record.clone(),
+                };
+                let sealed = seal(&remote.trust().own, super::wire::KIND_JOB, &job)?;
+                if let Some(parent) = sent_file.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&sent_file, &sealed)
+                    .with_context(|| format!("cannot write {}", sent_file.display()))?;
+                sealed
             }
-            run.mark_stored(sent.sha256);
-        }
-        for artifact in available {
-            if !run.stored(&artifact.sha256) {
-                let sent = remote
-                    .blobs()
-                    .put_file(&exec.around.layout.dir.join(&artifact.path))
-                    .await?;
-                run.mark_stored(sent.sha256);
-            }
-        }
-        let job = StageJob {
-            run_id: run.run_id.clone(),
-            pipeline_sha256: run.pipeline_sha256.clone(),
-            stage: exec.stage.clone(),
-            available: available.to_vec(),
-            earlier: earlier.to_vec(),
-            record: record.clone(),
         };
+        let job_sha256 = sha256_bytes(&sealed);
         let labels: BTreeSet<String> = exec.stage.runs_on.iter().cloned().collect();
-        let id = format!(
-            "{}/{}",
-            run.run_id,
-            crate::model::artifacts::sha256_bytes(name.as_bytes())
-        );
+        let id = format!("{}/{}", run.run_id, sha256_bytes(name.as_bytes()));
         remote
             .queue()
-            .publish_once(&labels, Some(&id), serde_json::to_vec(&job)?)
+            .publish_once(&labels, Some(&id), sealed)
             .await?;
         let needs = if labels.is_empty() {
             String::new()
@@ -295,6 +356,7 @@ impl Dispatch<'_> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut taken = false;
         let mut lost_since: Option<tokio::time::Instant> = None;
+        let mut next_sequence = 0u64;
         loop {
             tokio::select! {
                 notice = notices.recv() => match notice {
@@ -313,8 +375,8 @@ impl Dispatch<'_> {
                     give_up_at = Some(self.tell_agents(&interrupt).await);
                 }
             }
-            match remote.results().get(&run.run_id, name).await {
-                Ok(Some(bytes)) => return self.adopt(&bytes, record).await,
+            match self.look(&job_sha256, &mut next_sequence).await {
+                Ok(Some(result)) => return self.adopt(result, record).await,
                 Ok(None) => lost_since = None,
                 // NATS restarted or the network dropped: the client reconnects by itself, and
                 // the agent goes on; the stage is given up only if NATS stays away.
@@ -351,7 +413,8 @@ impl Dispatch<'_> {
             }
             if give_up_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
                 // The agent did not answer in time (or none had taken the job): the stop is
-                // recorded here, and an agent that takes the job later finds it decided.
+                // recorded here, signed like an agent's result, and an agent that takes the job
+                // later finds it decided.
                 let (status, reason) = if exec.cancel.is_triggered() {
                     (StageStatus::Cancelled, exec.cancel.reason())
                 } else {
@@ -361,27 +424,90 @@ impl Dispatch<'_> {
                 stopped.status = status;
                 stopped.message = reason;
                 let result = StageResult {
+                    job_sha256: job_sha256.clone(),
                     record: stopped,
                     log_sha256: None,
                     log_text: None,
                     by: "coordinator".into(),
                     delivery: 0,
                 };
-                remote
-                    .results()
-                    .record_once(&run.run_id, name, serde_json::to_vec(&result)?)
-                    .await?;
+                let sealed = seal(&remote.trust().own, KIND_RESULT, &result)?;
+                remote.results().record(&run.run_id, name, sealed).await?;
             }
         }
     }
 
-    /// Tells the agents running this stage to stop; returns when to stop waiting for them.
+    /// Sends the plugin and the inputs to the store, each blob once per run: outputs the agents
+    /// uploaded and plugins sent for earlier stages are not hashed and looked up again.
+    async fn send_blobs(&self, available: &[ArtifactRecord]) -> Result<()> {
+        let (run, exec) = (self.run, self.exec);
+        let remote = run.remote;
+        let plugin_path = exec.plugin.path.as_path();
+        if !run.stored(&exec.plugin.sha256) {
+            let sent = remote.blobs().put_file(plugin_path).await?;
+            if sent.sha256 != exec.plugin.sha256 {
+                bail!(
+                    "{} changed after it was loaded (loaded sha256 {}, now {})",
+                    plugin_path.display(),
+                    exec.plugin.sha256,
+                    sent.sha256
+                );
+            }
+            run.mark_stored(sent.sha256);
+        }
+        for artifact in available {
+            if !run.stored(&artifact.sha256) {
+                let sent = remote
+                    .blobs()
+                    .put_file(&exec.around.layout.dir.join(&artifact.path))
+                    .await?;
+                run.mark_stored(sent.sha256);
+            }
+        }
+        Ok(())
+    }
+
+    /// The first result, from stream sequence `next` on, signed by a key trusted to record this
+    /// stage and bound to the job with digest `job_sha256`; anything else on the stage's
+    /// subjects is refused and said (once: `next` moves past it).
+    async fn look(&self, job_sha256: &str, next: &mut u64) -> Result<Option<Bound>> {
+        let (run, exec) = (self.run, self.exec);
+        let name = &exec.stage.name;
+        let trusted = run.remote.trust().agents_for(&exec.stage.runs_on);
+        for message in run.remote.results().since(&run.run_id, name, *next).await? {
+            *next = message.sequence + 1;
+            let why = match open::<StageResult>(&message.bytes, KIND_RESULT, &trusted) {
+                Ok(opened) if opened.value.job_sha256 == job_sha256 => {
+                    return Ok(Some(Bound {
+                        result: opened.value,
+                        sha256: opened.sha256,
+                        signer: opened.signer.short_id(),
+                    }));
+                }
+                Ok(opened) => format!(
+                    "it answers another job (signed by {})",
+                    opened.signer.short_id()
+                ),
+                // The coordinator's own note that it decided: not a result.
+                Err(Refused::WrongKind(kind, _)) if kind.contains(KIND_DECIDED) => continue,
+                Err(err) => err.to_string(),
+            };
+            exec.say(
+                LogSource::Warn,
+                &format!("sluice: refused a result recorded for this stage: {why}"),
+            );
+        }
+        Ok(None)
+    }
+
+    /// Tells the agents running this stage to stop (signed); returns when to stop waiting.
     async fn tell_agents(&self, why: &Interrupt) -> tokio::time::Instant {
         let stop = StopStage {
+            run_id: self.run.run_id.clone(),
             stage: self.exec.stage.name.clone(),
             reason: why.reason(),
         };
-        if let Ok(bytes) = serde_json::to_vec(&stop) {
+        if let Ok(bytes) = seal(&self.run.remote.trust().own, KIND_STOP, &stop) {
             let _ = self
                 .run
                 .remote
@@ -392,30 +518,43 @@ impl Dispatch<'_> {
         tokio::time::Instant::now() + Duration::from_secs(5)
     }
 
-    /// Takes a recorded result as this stage's: its outputs and log fetched by digest into the
-    /// run folder (verified on the way), its record as the stage's.
-    async fn adopt(&self, bytes: &[u8], record: &mut StageRecord) -> Result<()> {
+    /// Takes a bound result as this stage's: its outputs and log fetched by digest into the
+    /// run folder (verified on the way); of its record only what the agent decides — status,
+    /// times, outputs, summary, message, what was denied, earlier attempts, the plugin's name —
+    /// each string made display-safe. Phase, grants, plugin digest, gate, dependencies and
+    /// inputs stay the coordinator's.
+    async fn adopt(&self, bound: Bound, record: &mut StageRecord) -> Result<()> {
         let (run, layout) = (self.run, self.exec.around.layout);
         let (remote, name) = (run.remote, &self.exec.stage.name);
-        let result: StageResult =
-            serde_json::from_slice(bytes).context("the stage's recorded result cannot be read")?;
-        if result.record.name != *name {
+        let result = bound.result;
+        let theirs = result.record;
+        if !matches!(
+            theirs.status,
+            StageStatus::Succeeded
+                | StageStatus::Failed
+                | StageStatus::Error
+                | StageStatus::Crashed
+                | StageStatus::Cancelled
+        ) {
             bail!(
-                "the result recorded for this stage names stage `{}`",
-                result.record.name
+                "the result signed by {} says the stage is `{}`, which is not how a stage ends",
+                bound.signer,
+                theirs.status.label()
             );
         }
         let output = self.exec.output();
         output.empty();
         output.create()?;
-        for artifact in &result.record.outputs {
+        for artifact in &theirs.outputs {
             if artifact.stage != *name
                 || !is_artifact_rel(&artifact.stage, &artifact.name, &artifact.path)
+                || !crate::model::text::is_display_safe(&artifact.name)
             {
                 bail!(
-                    "the recorded result names artifact `{}` at `{}`, which is not this stage's",
-                    artifact.reference(),
-                    artifact.path
+                    "the result signed by {} names artifact `{}` at `{}`, which is not this stage's",
+                    bound.signer,
+                    one_line(&artifact.reference(), MAX_FIELD_BYTES),
+                    one_line(&artifact.path, MAX_FIELD_BYTES)
                 );
             }
             remote
@@ -428,18 +567,101 @@ impl Dispatch<'_> {
             // It came from the store, verified: the next stage's agent finds it there.
             run.mark_stored(artifact.sha256.clone());
         }
-        let mut adopted = result.record;
-        adopted.log = None;
+        let text = |t: Option<String>| t.map(|t| one_line(&t, MAX_MESSAGE_BYTES));
+        record.status = theirs.status;
+        record.started_at = theirs.started_at.map(|t| one_line(&t, 64));
+        record.duration_ms = theirs.duration_ms.filter(|d| d.is_finite() && *d >= 0.0);
+        record.outputs = theirs.outputs;
+        record.summary = text(theirs.summary);
+        record.message = text(theirs.message);
+        record.denied = theirs
+            .denied
+            .iter()
+            .take(100)
+            .map(|d| one_line(d, MAX_FIELD_BYTES))
+            .collect();
+        record.earlier_attempts = theirs
+            .earlier_attempts
+            .into_iter()
+            .take(11)
+            .map(|mut a| {
+                a.message = text(a.message);
+                a
+            })
+            .collect();
+        record.plugin.name = theirs.plugin.name.map(|n| one_line(&n, MAX_FIELD_BYTES));
+        record.plugin.version = theirs.plugin.version.map(|v| one_line(&v, MAX_FIELD_BYTES));
+        record.log = None;
         let rel = layout.log_rel(name);
         if let Some(text) = &result.log_text {
-            std::fs::write(layout.dir.join(&rel), text)
+            std::fs::write(layout.dir.join(&rel), display_safe_lines(text))
                 .with_context(|| format!("cannot write the log of `{name}`"))?;
-            adopted.log = Some(rel);
+            record.log = Some(rel);
         } else if let Some(log) = &result.log_sha256 {
-            remote.blobs().place(log, &layout.dir.join(&rel)).await?;
-            adopted.log = Some(rel);
+            let path = layout.dir.join(&rel);
+            remote.blobs().place(log, &path).await?;
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            std::fs::write(&path, display_safe_lines(&text))?;
+            record.log = Some(rel);
         }
-        *record = adopted;
+        // Agents still holding the job stop: the stage is decided.
+        let decided = StageDecided {
+            run_id: run.run_id.clone(),
+            stage: name.clone(),
+            result_sha256: bound.sha256,
+        };
+        if let Ok(sealed) = seal(&remote.trust().own, KIND_DECIDED, &decided) {
+            let _ = remote.results().record(&run.run_id, name, sealed).await;
+        }
         Ok(())
     }
+}
+
+/// A result that opened under a trusted key and answers the job sent.
+struct Bound {
+    result: StageResult,
+    /// The digest of the sealed result.
+    sha256: String,
+    /// Who signed it, for messages.
+    signer: String,
+}
+
+/// Each line of a log from an agent, display-safe.
+fn display_safe_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(&one_line(line, MAX_EVENT_LINE));
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether a job this coordinator sent before is its own and has not expired.
+fn still_runnable(sealed: &[u8], own: &crate::trust::signing::SigningKey) -> bool {
+    let key = own.public(std::path::Path::new("(own key)"));
+    open::<StageJob>(sealed, super::wire::KIND_JOB, &[&key]).is_ok_and(|job| {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // With room for an agent to take it.
+        job.value.expires_at > now + 60
+    })
+}
+
+/// 16 random bytes, hex: a job's id.
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|err| anyhow::anyhow!("no randomness for a job id: {err}"))?;
+    Ok(hex::encode(bytes))
+}
+
+/// When a job sent now stops being runnable: an hour, plus the stage's timeout for each time
+/// the queue may deliver it.
+fn expiry(exec: &StageExecution<'_>) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let per_try = exec.stage.limits.timeout.as_secs();
+    now + JOB_LIFETIME.as_secs() + per_try.saturating_mul(u64::from(exec.stage.retries) + 4)
 }

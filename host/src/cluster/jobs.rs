@@ -109,6 +109,8 @@ pub struct TakenJob {
     pub delivered: i64,
     /// The queue's delivery limit: the job is not delivered after this one.
     pub max_deliver: i64,
+    /// Its place in the queue's stream: the same for every delivery of one published job.
+    pub sequence: u64,
 }
 
 impl std::fmt::Debug for TakenJob {
@@ -241,11 +243,15 @@ impl JobQueue {
                 if let Some(message) = batch.next().await {
                     let message =
                         message.map_err(|err| anyhow::anyhow!("cannot fetch a job: {err}"))?;
-                    let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+                    let (delivered, sequence) = message
+                        .info()
+                        .map(|info| (info.delivered, info.stream_sequence))
+                        .unwrap_or((1, 0));
                     return Ok(Some(TakenJob {
                         payload: message.payload.to_vec(),
                         delivered,
                         max_deliver,
+                        sequence,
                         message,
                     }));
                 }

@@ -9,36 +9,106 @@ pub mod blobs;
 pub mod board;
 pub mod connect;
 pub mod coordinator;
+pub mod identity;
 pub mod jobs;
 pub mod remote;
 pub mod results;
+pub mod sealed;
 pub mod wire;
 
 pub use blobs::{Blobs, Stored};
 pub use board::{RunBoard, RunState};
 pub use connect::NatsOptions;
+pub use identity::ClusterTrust;
 pub use jobs::{JobQueue, Redelivery, TakenJob};
 pub use remote::Remote;
 pub use results::Results;
 
 /// A stream keeping one message per subject under `subject_root` (made when missing): what the
-/// results and the run board are, one subject per stage or per run.
+/// results and the run board are, one subject per stage or per run. With `refuse_second`, the
+/// server refuses a second message on a subject (nothing recorded can be replaced). A stream
+/// someone made beforehand with other settings is refused, not used.
 pub(crate) async fn one_per_subject(
     js: &async_nats::jetstream::Context,
     name: &str,
     subject_root: &str,
     description: &str,
+    refuse_second: bool,
 ) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
     use anyhow::Context as _;
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream::DiscardPolicy;
+    let wanted = async_nats::jetstream::stream::Config {
         name: name.into(),
         subjects: vec![format!("{subject_root}.>")],
         description: Some(description.into()),
         max_messages_per_subject: 1,
+        discard: if refuse_second {
+            DiscardPolicy::New
+        } else {
+            DiscardPolicy::Old
+        },
+        discard_new_per_subject: refuse_second,
         ..Default::default()
-    })
-    .await
-    .with_context(|| {
-        format!("cannot open the NATS stream {name}: is JetStream enabled (nats-server -js)?")
-    })
+    };
+    let mut stream = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .with_context(|| {
+            format!("cannot open the NATS stream {name}: is JetStream enabled (nats-server -js)?")
+        })?;
+    let have = stream
+        .info()
+        .await
+        .with_context(|| format!("cannot read the settings of the NATS stream {name}"))?
+        .config
+        .clone();
+    check_stream(&have, &wanted)?;
+    Ok(stream)
+}
+
+/// Refuses a stream whose settings are not the ones sluice makes it with: one message per
+/// subject, the same discard rule, nothing aged out, the same subjects.
+pub(crate) fn check_stream(
+    have: &async_nats::jetstream::stream::Config,
+    wanted: &async_nats::jetstream::stream::Config,
+) -> anyhow::Result<()> {
+    let mut wrong = Vec::new();
+    if have.subjects != wanted.subjects {
+        wrong.push(format!("subjects {:?}", have.subjects));
+    }
+    if have.max_messages_per_subject != wanted.max_messages_per_subject {
+        wrong.push(format!(
+            "max_messages_per_subject {}",
+            have.max_messages_per_subject
+        ));
+    }
+    if have.discard != wanted.discard
+        || have.discard_new_per_subject != wanted.discard_new_per_subject
+    {
+        wrong.push(format!(
+            "discard {:?} (per subject: {})",
+            have.discard, have.discard_new_per_subject
+        ));
+    }
+    if have.retention != wanted.retention {
+        wrong.push(format!("retention {:?}", have.retention));
+    }
+    if !have.max_age.is_zero() {
+        wrong.push(format!("max_age {:?}", have.max_age));
+    }
+    if have.max_messages > 0 || have.max_bytes > 0 {
+        wrong.push(format!(
+            "max_messages {} / max_bytes {}",
+            have.max_messages, have.max_bytes
+        ));
+    }
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the NATS stream {} exists with settings sluice does not make it with ({}); refusing to use it\n  = help: if nobody else uses it, remove it (`nats stream rm {}`) and sluice makes it again",
+        wanted.name,
+        wrong.join(", "),
+        wanted.name
+    )
 }

@@ -1,11 +1,12 @@
 //! One connection to a NATS server with JetStream, with the four things a distributed run uses
-//! on it: the job queue, the blob store, the results stream, and core subjects for live events.
+//! on it: the job queue, the blob store, the results stream, and core subjects for live events;
+//! and the keys its messages are signed and checked with.
 
 use std::path::Path;
 
 use anyhow::Result;
 
-use super::{Blobs, JobQueue, NatsOptions, Redelivery, Results, RunBoard};
+use super::{Blobs, ClusterTrust, JobQueue, NatsOptions, Redelivery, Results, RunBoard};
 
 /// A connection to the NATS server the run's stages are sent through.
 pub struct Remote {
@@ -14,6 +15,8 @@ pub struct Remote {
     blobs: Blobs,
     results: Results,
     board: RunBoard,
+    /// This machine's key and the keys it trusts: every job, result and stop is signed.
+    trust: ClusterTrust,
 }
 
 impl std::fmt::Debug for Remote {
@@ -31,6 +34,7 @@ impl Remote {
         options: &NatsOptions,
         cache: &Path,
         redelivery: Redelivery,
+        trust: ClusterTrust,
     ) -> Result<Self> {
         let client = options.connect().await?;
         // Four round trips to the server, at once.
@@ -46,6 +50,7 @@ impl Remote {
             results,
             board,
             client,
+            trust,
         })
     }
 
@@ -63,6 +68,10 @@ impl Remote {
 
     pub fn board(&self) -> &RunBoard {
         &self.board
+    }
+
+    pub fn trust(&self) -> &ClusterTrust {
+        &self.trust
     }
 
     pub fn queue(&self) -> &JobQueue {

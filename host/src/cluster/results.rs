@@ -1,10 +1,12 @@
-//! Stage results on a JetStream stream, written at most once per stage of a run: the first agent
-//! to finish a stage records it, and an agent that comes back late (its job was given to another
-//! after it stopped heartbeating) cannot overwrite what was recorded. Each stage has its own
-//! subject, and a result is published only if that subject has nothing yet
-//! (`Nats-Expected-Last-Subject-Sequence: 0`) — the server decides, so two agents racing cannot
-//! both win. (A plain stream rather than a key-value bucket: Debian's nats-server 2.9 answers
-//! the client's key-value setup in a form the client cannot read.)
+//! Stage results on a JetStream stream, where nothing recorded can be replaced and nobody can
+//! block a stage by writing first. Every message about a stage of a run — an agent's signed
+//! result, the coordinator's signed decision — goes on a subject of its own under the stage's
+//! prefix, named by the digest of the message itself; the stream keeps one message per subject
+//! and the server refuses a second (`discard_new_per_subject`), so a plain publish can neither
+//! overwrite a result nor take the subject an honest one will use. Readers walk the stage's
+//! messages in stream order and take the first that opens under the keys they trust and is bound
+//! to the job they know. (A plain stream rather than a key-value bucket: Debian's nats-server 2.9
+//! answers the client's key-value setup in a form the client cannot read.)
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -13,6 +15,9 @@ use sha2::{Digest, Sha256};
 /// The stream results are kept in.
 pub const STREAM: &str = "SLUICE_RESULTS";
 const SUBJECT_ROOT: &str = "sluice.results";
+
+/// How many of a stage's messages one look reads at most (the rest wait for the next look).
+const MAX_READ: usize = 1000;
 
 pub struct Results {
     js: jetstream::Context,
@@ -25,8 +30,9 @@ impl std::fmt::Debug for Results {
     }
 }
 
-/// A subject for any run id and stage name (matrix names hold spaces and `=`): hashed.
-fn subject(run_id: &str, stage: &str) -> String {
+/// The prefix of a stage's subjects for any run id and stage name (matrix names hold spaces
+/// and `=`): hashed.
+fn prefix(run_id: &str, stage: &str) -> String {
     let digest = Sha256::new()
         .chain_update(run_id.as_bytes())
         .chain_update([0])
@@ -35,36 +41,45 @@ fn subject(run_id: &str, stage: &str) -> String {
     format!("{SUBJECT_ROOT}.{}", hex::encode(&digest[..16]))
 }
 
+/// One message on a stage's subjects, and where the next look starts.
+#[derive(Debug)]
+pub struct Recorded {
+    pub bytes: Vec<u8>,
+    pub sequence: u64,
+}
+
 impl Results {
-    /// The results stream (made when missing).
+    /// The results stream (made when missing; refused when made otherwise).
     pub async fn open(client: async_nats::Client) -> Result<Self> {
         let js = jetstream::new(client);
         let stream = super::one_per_subject(
             &js,
             STREAM,
             SUBJECT_ROOT,
-            "sluice stage results, one per stage of a run",
+            "sluice stage results, each message on a subject of its own",
+            true,
         )
         .await?;
         Ok(Self { js, stream })
     }
 
-    /// Records `stage`'s result for `run_id` unless one is recorded already; whether this one
-    /// was.
-    pub async fn record_once(&self, run_id: &str, stage: &str, result: Vec<u8>) -> Result<bool> {
+    /// Records a sealed message about `stage` of `run_id`.
+    pub async fn record(&self, run_id: &str, stage: &str, sealed: Vec<u8>) -> Result<()> {
+        let digest = Sha256::digest(&sealed);
+        let subject = format!("{}.{}", prefix(run_id, stage), hex::encode(&digest[..16]));
         let publish = PublishMessage::build()
-            .payload(result.into())
+            .payload(sealed.into())
             .expected_last_subject_sequence(0);
         let sent = self
             .js
-            .send_publish(subject(run_id, stage), publish)
+            .send_publish(subject, publish)
             .await
             .with_context(|| format!("cannot record the result of `{stage}`"))?;
         match sent.await {
-            Ok(_) => Ok(true),
-            // The server refuses a second result for the subject.
+            Ok(_) => Ok(()),
+            // The same bytes recorded already (a retry after a lost acknowledgement).
             Err(err) if err.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
-                Ok(false)
+                Ok(())
             }
             Err(err) => Err(anyhow::anyhow!(
                 "cannot record the result of `{stage}` in {STREAM}: {err}"
@@ -72,19 +87,33 @@ impl Results {
         }
     }
 
-    /// The recorded result of `stage` in `run_id`, if any.
-    pub async fn get(&self, run_id: &str, stage: &str) -> Result<Option<Vec<u8>>> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind;
-        match self
-            .stream
-            .get_last_raw_message_by_subject(&subject(run_id, stage))
-            .await
-        {
-            Ok(message) => Ok(Some(message.payload.to_vec())),
-            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(err) => Err(anyhow::anyhow!(
-                "cannot read the result of `{stage}` from {STREAM}: {err}"
-            )),
+    /// The messages about `stage` of `run_id` from stream sequence `from` on, in order.
+    pub async fn since(&self, run_id: &str, stage: &str, from: u64) -> Result<Vec<Recorded>> {
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        let filter = format!("{}.*", prefix(run_id, stage));
+        let mut found = Vec::new();
+        let mut next = from.max(1);
+        while found.len() < MAX_READ {
+            match self
+                .stream
+                .get_first_raw_message_by_subject(&filter, next)
+                .await
+            {
+                Ok(message) => {
+                    next = message.sequence + 1;
+                    found.push(Recorded {
+                        bytes: message.payload.to_vec(),
+                        sequence: message.sequence,
+                    });
+                }
+                Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => break,
+                Err(err) => {
+                    return Err(anyhow::anyhow!(
+                        "cannot read the results of `{stage}` from {STREAM}: {err}"
+                    ));
+                }
+            }
         }
+        Ok(found)
     }
 }

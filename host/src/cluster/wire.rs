@@ -1,6 +1,7 @@
 //! What the coordinator and the agents say to each other over NATS, as JSON: a stage job, its
-//! result, the request to stop a stage, the live events of a run, and the subjects they travel
-//! on. Every message between machines is a type here. No secret value is ever part of any of
+//! result, the coordinator's decision, the request to stop a stage, the live events of a run, and
+//! the subjects they travel on. Every message between machines is a type here; jobs, results,
+//! decisions and stops travel sealed ([`super::sealed`]) under the `KIND_*` names. No secret value is ever part of any of
 //! them: a job carries the locked stage (which names where its secrets come from, never what
 //! they are), and what an agent sends back was masked on the agent.
 
@@ -11,10 +12,23 @@ use crate::model::events::LogSource;
 use crate::model::report::StageRecord;
 use crate::stage::LockedStage;
 
+/// A job, signed by its coordinator.
+pub const KIND_JOB: &str = "job";
+/// A stage's result, signed by the agent that ran it (or by the coordinator that gave it up).
+pub const KIND_RESULT: &str = "result";
+/// The coordinator took a result as the stage's: agents stop running it.
+pub const KIND_DECIDED: &str = "decided";
+/// Stop a running stage, signed by the run's coordinator.
+pub const KIND_STOP: &str = "stop";
+
 /// One stage of one run, for an agent to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageJob {
     pub run_id: String,
+    /// Random, once per job sent: a job seen again under another queue message is a replay.
+    pub job_id: String,
+    /// Seconds since 1970 after which no agent runs it.
+    pub expires_at: u64,
     /// The sha256 of the pipeline text the run was started from.
     pub pipeline_sha256: String,
     /// The stage as the coordinator locked it: the plugin (a blob) by the sha256 of its
@@ -30,9 +44,12 @@ pub struct StageJob {
     pub record: StageRecord,
 }
 
-/// How a stage ended, recorded once per stage of a run.
+/// How a stage ended, as the agent that ran it says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageResult {
+    /// The sha256 of the sealed job it answers: a result for another job (another run, an
+    /// older send) is not this stage's.
+    pub job_sha256: String,
     pub record: StageRecord,
     /// The stage's log, a blob, when it has one too big to travel in the result.
     pub log_sha256: Option<String>,
@@ -45,9 +62,18 @@ pub struct StageResult {
     pub delivery: i64,
 }
 
+/// The coordinator took the result with digest `result_sha256` as stage `stage`'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageDecided {
+    pub run_id: String,
+    pub stage: String,
+    pub result_sha256: String,
+}
+
 /// Told to the agents of a run (on [`cancel_subject`]): stop running stage `stage`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopStage {
+    pub run_id: String,
     pub stage: String,
     /// Why, as the stage's record will say.
     pub reason: Option<String>,
@@ -139,6 +165,7 @@ mod tests {
     #[test]
     fn a_stop_round_trips() -> anyhow::Result<()> {
         let stop = StopStage {
+            run_id: "r1".into(),
             stage: "test".into(),
             reason: Some("cancelled: stage `build` failed (fail_fast)".into()),
         };
@@ -157,6 +184,8 @@ mod tests {
         let record = crate::stage::pending_record(spec, None);
         let job = StageJob {
             run_id: "r1".into(),
+            job_id: "j1".into(),
+            expires_at: 1,
             pipeline_sha256: pipeline.sha256.clone(),
             stage: LockedStage::new(&pipeline, spec, "cafe"),
             available: Vec::new(),
@@ -169,6 +198,7 @@ mod tests {
         assert_eq!(back.stage.grants, spec.grants);
         assert_eq!(back.pipeline_sha256, pipeline.sha256);
         let result = StageResult {
+            job_sha256: "abc".into(),
             record,
             log_sha256: None,
             log_text: Some("line\n".into()),

@@ -174,4 +174,14 @@ impl RunLayout {
     pub fn report_path(&self) -> PathBuf {
         self.dir.join("report.json")
     }
+
+    /// Where a distributed run keeps the signed job it sent for `stage`: a resumed run sends
+    /// the same job again (and adopts only a result bound to it) while it has not expired.
+    pub fn sent_job_of(&self, stage: &str) -> PathBuf {
+        // By digest: a matrix instance's name can hold any character.
+        let name = crate::model::digests::sha256_bytes(stage.as_bytes());
+        self.dir
+            .join("jobs")
+            .join(format!("{}.sha256", &name[..32]))
+    }
 }

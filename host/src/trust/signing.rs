@@ -138,6 +138,21 @@ impl SigningKey {
         Ok(Self { key, id })
     }
 
+    /// A signature (base64) over `payload` as `payload_type`, in DSSE's pre-authentication
+    /// encoding: what a cluster message carries.
+    pub fn sign_bytes(&self, payload_type: &str, payload: &[u8]) -> String {
+        BASE64.encode(self.key.sign(&pae(payload_type, payload)).to_bytes())
+    }
+
+    /// Its public half, trusted as `source` names it.
+    pub fn public(&self, source: &Path) -> TrustedKey {
+        TrustedKey {
+            key: self.key.verifying_key(),
+            id: self.id.clone(),
+            source: source.to_path_buf(),
+        }
+    }
+
     /// Signs `statement` into a DSSE envelope.
     pub fn sign_statement(&self, statement: &Statement) -> Result<Envelope> {
         let payload = serde_json::to_vec(statement).context("cannot encode the statement")?;
@@ -169,6 +184,22 @@ impl TrustedKey {
             key,
             source: path.to_path_buf(),
         })
+    }
+}
+
+impl TrustedKey {
+    /// Whether `signature` (base64, as [`SigningKey::sign_bytes`] makes) is this key's over
+    /// `payload` as `payload_type`.
+    pub fn verifies(&self, payload_type: &str, payload: &[u8], signature: &str) -> bool {
+        let Ok(bytes) = BASE64.decode(signature.as_bytes()) else {
+            return false;
+        };
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(&bytes) else {
+            return false;
+        };
+        self.key
+            .verify_strict(&pae(payload_type, payload), &sig)
+            .is_ok()
     }
 }
 

@@ -176,6 +176,24 @@ impl Wiretap {
     }
 }
 
+/// The JSON inside a signed sluice message seen on the wire as `subject payload` (empty for any
+/// other message): signed, not encrypted, so anything in it travelled in the clear.
+pub fn sealed_payload(message: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let Some(start) = message.iter().position(|&b| b == b' ') else {
+        return Vec::new();
+    };
+    serde_json::from_slice::<serde_json::Value>(&message[start + 1..])
+        .ok()
+        .and_then(|envelope| {
+            let payload = envelope.get("payload")?.as_str()?;
+            base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// Where a file under `dir` contains `needle`, if anywhere.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut found = Vec::new();

@@ -260,7 +260,17 @@ impl Sandbox {
             .env("SLUICE_RUNS_DIR", self.runs_dir())
             .env("SLUICE_STAGE_CACHE", self.path().join("stage-cache"))
             .env("SLUICE_VOLUMES", self.path().join("volumes"))
+            // What sluice keeps per user (the cluster key, blob caches) stays in the sandbox;
+            // the compiled-code cache keeps the test process's key, so the shared cache warmed
+            // by this process verifies in every sluice it starts.
+            .env("XDG_DATA_HOME", self.path().join("xdg/data"))
+            .env("XDG_STATE_HOME", self.path().join("xdg/state"))
+            .env("XDG_CACHE_HOME", self.path().join("xdg/cache"))
+            .env("XDG_CONFIG_HOME", self.path().join("xdg/config"))
             .env_remove("RUST_BACKTRACE");
+        if let Some(key) = sluice::trust::local_key::path(None) {
+            command.env("SLUICE_CACHE_KEY", key);
+        }
         // A developer's own tracing setup does not reach the tests (the trace tests set theirs).
         for name in [
             "OTEL_EXPORTER_OTLP_ENDPOINT",

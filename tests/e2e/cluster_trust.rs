@@ -1,0 +1,225 @@
+//! A cluster you can trust (issue 30): a NATS client holding an agent's rights — a plain client
+//! here, speaking NATS, not sluice's transport — forges results before any agent, replays another
+//! run's honest result, queues jobs signed by a stranger, expired, or seen before, and sends
+//! unsigned stops and log events full of escape codes. Each is refused, proven by state: the
+//! report's statuses, the stage that did not run after a failure, the lines a host program
+//! appended, the agent's refusal log, and the coordinator's output.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use sluice::model::report::StageStatus;
+
+use crate::support::agents::{Agent, coordinator, finish, read_report};
+use crate::support::{NatsServer, Pipeline, Sandbox, Stage, table};
+
+/// `test` appends a line to `marker` and exits with `exit`; `release` runs only after it.
+fn pipeline(marker: &Path, exit: u8) -> Pipeline {
+    let script = format!("echo ran >> '{}'; sleep 1; exit {exit}", marker.display());
+    Pipeline::new("trust")
+        .stage(
+            Stage::new("test", "exec")
+                .inputs::<0>([])
+                .set("cache", false)
+                .allow("exec", vec!["sh"])
+                .config("program", "sh")
+                .config("args", vec!["-c", script.as_str()])
+                .config("log_name", "out.txt"),
+        )
+        .stage(
+            Stage::new("release", "emit")
+                .inputs::<0>([])
+                .set("needs", vec!["test"])
+                .config("files", table([("r.txt", "released")])),
+        )
+}
+
+/// The subject prefix of a stage's results (what anyone can compute from a job).
+fn results_prefix(run_id: &str, stage: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(run_id.as_bytes())
+        .chain_update([0])
+        .chain_update(stage.as_bytes())
+        .finalize();
+    format!("sluice.results.{}", hex::encode(&digest[..16]))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    // Multi-threaded: the noise thread drives its publishes through the same runtime.
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}
+
+/// Publishes `bytes` into JetStream on a subject of its own under `prefix`.
+async fn put(js: &async_nats::jetstream::Context, prefix: &str, bytes: Vec<u8>) -> Result<()> {
+    let subject = format!("{prefix}.{}", hex::encode(&Sha256::digest(&bytes)[..16]));
+    js.publish(subject, bytes.into()).await?.await?;
+    Ok(())
+}
+
+/// The JSON inside a sealed message (anyone can read it: it is signed, not encrypted).
+fn unsealed(bytes: &[u8]) -> Result<serde_json::Value> {
+    let envelope: serde_json::Value = serde_json::from_slice(bytes)?;
+    let payload = envelope["payload"].as_str().context("no payload")?;
+    let json = base64::engine::general_purpose::STANDARD.decode(payload)?;
+    Ok(serde_json::from_slice(&json)?)
+}
+
+#[test]
+fn forged_replayed_and_unsigned_messages_change_nothing() -> Result<()> {
+    use futures_util::StreamExt;
+    use sluice::cluster::sealed::seal;
+    use sluice::trust::signing::{SigningKey, generate_key_pair};
+
+    let server = NatsServer::start()?;
+    let url = server.url();
+    let sandbox = Sandbox::new()?;
+    let marker = sandbox.path().join("ran.txt");
+    let (stranger_key, _, _) = generate_key_pair(&sandbox.path().join("stranger"))?;
+    let stranger = SigningKey::from_file(&stranger_key)?;
+    let rt = runtime()?;
+    let _in_runtime = rt.enter();
+    let client = rt.block_on(async_nats::connect(url.as_str()))?;
+    let js = async_nats::jetstream::new(client.clone());
+
+    // Run 1 passes: its honest result is what the forger replays later.
+    for dir in ["one", "two"] {
+        std::fs::create_dir_all(sandbox.path().join(dir))?;
+    }
+    let mut agent = Agent::start(&sandbox, &url, "a", &[], &[])?;
+    let file = sandbox.pipeline("one/pipeline.toml", &pipeline(&marker, 0).to_toml())?;
+    let report_one = sandbox.path().join("one/report.json");
+    let (code, output) = finish(coordinator(&sandbox, &file, &url, &report_one, &[])?, 120)?;
+    assert_eq!(code, 0, "{output}");
+    let run_one = read_report(&report_one)?.run_id;
+    let honest_one: Vec<Vec<u8>> = rt.block_on(async {
+        let results = sluice::cluster::Results::open(client.clone()).await?;
+        anyhow::Ok(
+            results
+                .since(&run_one, "test", 0)
+                .await?
+                .into_iter()
+                .map(|m| m.bytes)
+                .collect(),
+        )
+    })?;
+    assert!(!honest_one.is_empty());
+    agent.kill();
+
+    // Run 2 fails. No agent is up: its job waits while the forger acts.
+    let mut jobs = rt.block_on(client.subscribe("sluice.jobs.>"))?;
+    rt.block_on(client.flush())?;
+    let file = sandbox.pipeline("two/pipeline.toml", &pipeline(&marker, 1).to_toml())?;
+    let report_two = sandbox.path().join("two/report.json");
+    let running = coordinator(&sandbox, &file, &url, &report_two, &[])?;
+    let job_bytes = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), jobs.next()).await })?
+        .context("no job was queued")?
+        .payload
+        .to_vec();
+    let job = unsealed(&job_bytes)?;
+    let run_two = job["run_id"].as_str().context("no run id")?.to_string();
+    let prefix = results_prefix(&run_two, "test");
+    let mut forged = serde_json::json!({
+        "job_sha256": hex::encode(Sha256::digest(&job_bytes)),
+        "record": job["record"].clone(),
+        "log_sha256": null,
+        "by": "a",
+        "delivery": 1,
+    });
+    forged["record"]["status"] = "succeeded".into();
+    forged["record"]["message"] = "all good (forged)".into();
+    rt.block_on(async {
+        // Results written before any agent: unsigned, signed by a stranger, another run's.
+        put(&js, &prefix, serde_json::to_vec(&forged)?).await?;
+        put(&js, &prefix, seal(&stranger, "result", &forged)?).await?;
+        for honest in &honest_one {
+            put(&js, &prefix, honest.clone()).await?;
+        }
+        // Jobs: the same job signed by a stranger, an expired one signed by the trusted key
+        // (a leaked old job), and the honest job queued a second time.
+        let own = SigningKey::from_file(&sandbox.path().join("xdg/data/sluice/cluster.key"))?;
+        let mut expired = job.clone();
+        expired["expires_at"] = 1.into();
+        for bytes in [
+            seal(&stranger, "job", &job)?,
+            seal(&own, "job", &expired)?,
+            job_bytes.clone(),
+        ] {
+            js.publish("sluice.jobs.any", bytes.into()).await?.await?;
+        }
+        anyhow::Ok(())
+    })?;
+
+    // While the stage runs: unsigned stops and log events with escape codes, again and again.
+    let done = Arc::new(AtomicBool::new(false));
+    let noise = {
+        let (client, done, run_two) = (client.clone(), done.clone(), run_two.clone());
+        let handle = rt.handle().clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let stop = serde_json::json!({"run_id": run_two, "stage": "test", "reason": "\n::error::forged stop"});
+                let event = serde_json::json!({"stage": "test", "kind": "log", "source": "stderr",
+                    "line": "\u{1b}]0;pwned\u{7}\u{1b}[2J\n::error::forged event"});
+                handle.block_on(async {
+                    let _ = client
+                        .publish(format!("sluice.cancel.{run_two}"), stop.to_string().into())
+                        .await;
+                    let _ = client
+                        .publish(format!("sluice.events.{run_two}"), event.to_string().into())
+                        .await;
+                    let _ = client.flush().await;
+                });
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let agent = Agent::start(&sandbox, &url, "b", &[], &[])?;
+    let finished = finish(running, 120);
+    done.store(true, Ordering::Relaxed);
+    let _ = noise.join();
+    let (code, output) = finished?;
+
+    let report = read_report(&report_two)?;
+    let status = |name: &str| {
+        report
+            .stages
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.status)
+    };
+    assert_eq!(status("test"), Some(StageStatus::Failed), "{output}");
+    assert_eq!(status("release"), Some(StageStatus::Skipped), "{output}");
+    assert_ne!(code, 0);
+    assert!(!output.contains("all good (forged)"), "{output}");
+    assert!(
+        output
+            .matches("refused a result recorded for this stage")
+            .count()
+            >= 3,
+        "{output}"
+    );
+    assert!(
+        !output.contains('\u{1b}'),
+        "an escape code reached the terminal"
+    );
+    assert!(
+        !output.lines().any(|l| l.trim_start().starts_with("::")),
+        "{output}"
+    );
+    // The stage ran once per honest job: the refused jobs ran nothing.
+    agent.wait_for("it is a replay", Duration::from_secs(30))?;
+    assert_eq!(std::fs::read_to_string(&marker)?, "ran\nran\n");
+    let refused = std::fs::read_to_string(agent.work_dir.join("refused-jobs.log"))?;
+    for why in ["a key not trusted for this", "expired", "it is a replay"] {
+        assert!(refused.contains(why), "{why}: {refused}");
+    }
+    Ok(())
+}
