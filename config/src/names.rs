@@ -139,6 +139,38 @@ pub fn check_env_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The variable an operator lists more names in (comma-separated; `NAME*` for a prefix) that no
+/// pipeline may read: an agent's or a runner's own credentials.
+pub const PROTECTED_ENV_VARIABLE: &str = "SLUICE_PROTECTED_ENV";
+
+/// Whether a pipeline may read host variable `name` (through `allow.env` or a secret's `env`):
+/// never sluice's own settings and credentials (`SLUICE_*`: the NATS password, the cluster and
+/// cache keys), nor what the operator protects in `SLUICE_PROTECTED_ENV`.
+pub fn check_readable_variable(name: &str) -> Result<(), String> {
+    if name.starts_with("SLUICE_") {
+        return Err(format!(
+            "`{name}` is one of sluice's own settings (`SLUICE_*`: credentials and keys among them); a pipeline may not read it"
+        ));
+    }
+    let protected = std::env::var(PROTECTED_ENV_VARIABLE).unwrap_or_default();
+    for entry in protected
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let hit = match entry.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == entry,
+        };
+        if hit {
+            return Err(format!(
+                "`{name}` is protected on this machine ({PROTECTED_ENV_VARIABLE} lists `{entry}`); a pipeline may not read it"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Variables that make a program load or run code other than itself: the dynamic loader's,
 /// shells', interpreters', and build tools' hooks, and the variables that point a tool at its
 /// configuration. A plugin may never set these on a host program, whatever it is granted.

@@ -33,6 +33,7 @@ fn pipeline(marker: &Path, exit: u8) -> Pipeline {
         )
         .stage(
             Stage::new("release", "emit")
+                .phase("release")
                 .inputs::<0>([])
                 .set("needs", vec!["test"])
                 .config("files", table([("r.txt", "released")])),
@@ -98,7 +99,32 @@ fn forged_replayed_and_unsigned_messages_change_nothing() -> Result<()> {
     let report_one = sandbox.path().join("one/report.json");
     let (code, output) = finish(coordinator(&sandbox, &file, &url, &report_one, &[])?, 120)?;
     assert_eq!(code, 0, "{output}");
-    let run_one = read_report(&report_one)?.run_id;
+    let first = read_report(&report_one)?;
+    let run_one = first.run_id.clone();
+    // The record and the provenance name the agent that built each stage, and its key.
+    let ran_on = first
+        .stages
+        .iter()
+        .map(|s| s.ran_on.clone().unwrap_or_default());
+    assert!(
+        ran_on.clone().all(|r| r.starts_with("a (ed25519:")),
+        "{:?}",
+        ran_on.collect::<Vec<_>>()
+    );
+    let provenance: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        Path::new(&first.run_dir).join(sluice::run::provenance::STATEMENT_FILE),
+    )?)?;
+    let builders: Vec<&str> = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["annotations"]["builder"].as_str())
+        .collect();
+    assert_eq!(builders.len(), 2, "{provenance}");
+    assert!(
+        builders.iter().all(|b| b.starts_with("a (ed25519:")),
+        "{builders:?}"
+    );
     let honest_one: Vec<Vec<u8>> = rt.block_on(async {
         let results = sluice::cluster::Results::open(client.clone()).await?;
         anyhow::Ok(
@@ -221,5 +247,182 @@ fn forged_replayed_and_unsigned_messages_change_nothing() -> Result<()> {
     for why in ["a key not trusted for this", "expired", "it is a replay"] {
         assert!(refused.contains(why), "{why}: {refused}");
     }
+    Ok(())
+}
+
+#[test]
+fn the_agents_credentials_and_keys_stay_the_operators() -> Result<()> {
+    use crate::support::agents::{Wiretap, sealed_payload};
+    const PASSWORD: &str = "agent-pw-7d1e-never-leaves";
+    let server = NatsServer::start_with_login("agent", PASSWORD)?;
+    let url = server.url();
+    let tap = Wiretap::start_with_login(&url, "agent", PASSWORD)?;
+    let sandbox = Sandbox::new()?;
+
+    // `sluice check` refuses sluice's own variables and what the operator protects, at the line.
+    let env_grant = |name: &str| {
+        Pipeline::new("grab").stage(
+            Stage::new("grab", "emit")
+                .allow("env", vec![name])
+                .config("files", table([("a.txt", "a")])),
+        )
+    };
+    let file = sandbox.pipeline("nats.toml", &env_grant("SLUICE_NATS_PASSWORD").to_toml())?;
+    let checked = sandbox.sluice(&["check", &file.display().to_string()])?;
+    checked
+        .assert_exit(sluice::exit_codes::INVALID_INPUT)
+        .assert_stderr(&[
+            "nats.toml:",
+            "`SLUICE_NATS_PASSWORD` is one of sluice's own settings",
+        ]);
+    let file = sandbox.pipeline("deploy.toml", &env_grant("DEPLOY_KEY").to_toml())?;
+    let checked = sandbox.sluice_with_env(
+        &["check", &file.display().to_string()],
+        &[("SLUICE_PROTECTED_ENV", "NATS_*, DEPLOY_*")],
+    )?;
+    checked
+        .assert_exit(sluice::exit_codes::INVALID_INPUT)
+        .assert_stderr(&["deploy.toml:", "`DEPLOY_KEY` is protected on this machine"]);
+
+    // On the agent: a stage that prints the agent's whole environment, and one whose secret is
+    // read from the agent's cluster key.
+    let key_file = sandbox.path().join("xdg/data/sluice/cluster.key");
+    let pipeline = Pipeline::new("creds")
+        .secret("KEY", table([("file", key_file.display().to_string())]))
+        .stage(
+            Stage::new("env", "exec")
+                .inputs::<0>([])
+                .set("cache", false)
+                .allow("exec", vec!["sh"])
+                .config("program", "sh")
+                .config("args", vec!["-c", "tr '\\0' '\\n' < /proc/$PPID/environ"])
+                .config("log_name", "env.txt"),
+        )
+        .stage(
+            Stage::new("key", "secret-leak")
+                .inputs::<0>([])
+                .set("needs", vec!["env"])
+                .set("when", "always")
+                .allow("secrets", ["KEY"])
+                .config("name", "KEY")
+                .config("pad", 0),
+        );
+    let file = sandbox.pipeline("creds.toml", &pipeline.to_toml())?;
+    let login = [
+        ("SLUICE_NATS_USER", "agent"),
+        ("SLUICE_NATS_PASSWORD", PASSWORD),
+    ];
+    let _agent = Agent::start(&sandbox, &url, "ops", &[], &login)?;
+    let report = sandbox.path().join("creds.json");
+    let running = coordinator(
+        &sandbox,
+        &file,
+        &url,
+        &report,
+        &["--nats-user", "agent", "--nats-password", PASSWORD],
+    )?;
+    let (_, output) = finish(running, 120)?;
+    let report = read_report(&report)?;
+    let stage = |name: &str| report.stages.iter().find(|s| s.name == name);
+    // The environment was printed, masked in the log, its output refused for holding the
+    // password; the key stage was refused before running.
+    assert!(
+        stage("env").is_some_and(|s| s.status == StageStatus::Error
+            && s.message
+                .as_deref()
+                .is_some_and(|m| m.contains("contained a secret value"))),
+        "{output}"
+    );
+    let log = std::fs::read_to_string(Path::new(&report.run_dir).join("logs/env.log"))?;
+    assert!(log.contains("SLUICE_NATS_PASSWORD=***"), "{log}");
+    assert_eq!(
+        stage("key").map(|s| s.status),
+        Some(StageStatus::Error),
+        "{output}"
+    );
+    assert!(
+        stage("key")
+            .and_then(|s| s.message.clone())
+            .is_some_and(|m| m.contains("the agent's cluster key")),
+        "{output}"
+    );
+    // Neither the password nor any line of the key crossed NATS, or reached the coordinator.
+    let key_lines: Vec<String> = std::fs::read_to_string(&key_file)?
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_string)
+        .collect();
+    assert!(!key_lines.is_empty());
+    let mut needles = vec![PASSWORD.to_string()];
+    needles.extend(key_lines);
+    let messages = tap.messages();
+    assert!(messages.len() > 10, "the wiretap heard nothing");
+    for message in &messages {
+        let mut bytes = message.clone();
+        bytes.extend_from_slice(&sealed_payload(message));
+        for needle in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "a credential crossed NATS"
+            );
+        }
+    }
+    for needle in &needles {
+        assert!(
+            !output.contains(needle.as_str()),
+            "a credential in the output"
+        );
+        assert!(
+            crate::support::agents::files_containing(Path::new(&report.run_dir), needle.as_bytes())
+                .is_empty()
+        );
+    }
+    Ok(())
+}
+
+/// Outputs of the remote stage in the big-result test: its record is far over one NATS message.
+const MANY_OUTPUTS: usize = 10_000;
+
+#[test]
+fn a_stage_with_ten_thousand_outputs_runs_on_an_agent_and_is_recorded_once() -> Result<()> {
+    let server = NatsServer::start()?;
+    let url = server.url();
+    let sandbox = Sandbox::new()?;
+    let files: Vec<(String, String)> = (0..MANY_OUTPUTS)
+        .map(|i| (format!("site/page-{i:05}.html"), format!("page {i}\n")))
+        .collect();
+    let table = crate::support::Toml::Table(
+        files
+            .iter()
+            .map(|(name, text)| (name.clone(), text.as_str().into()))
+            .collect(),
+    );
+    let pipeline = Pipeline::new("big").stage(
+        Stage::new("site", "emit")
+            .set("cache", false)
+            .config("files", table),
+    );
+    let file = sandbox.pipeline("big.toml", &pipeline.to_toml())?;
+    let agent = Agent::start(&sandbox, &url, "big", &[], &[])?;
+    let report = sandbox.path().join("big.json");
+    let (code, output) = finish(coordinator(&sandbox, &file, &url, &report, &[])?, 300)?;
+    assert_eq!(code, 0, "{output}");
+    let report = read_report(&report)?;
+    let site = report
+        .stages
+        .iter()
+        .find(|s| s.name == "site")
+        .context("no site stage")?;
+    assert_eq!(site.outputs.len(), MANY_OUTPUTS);
+    let last = Path::new(&report.run_dir).join(format!(
+        "artifacts/site/site/page-{:05}.html",
+        MANY_OUTPUTS - 1
+    ));
+    assert_eq!(
+        std::fs::read_to_string(last)?,
+        format!("page {}\n", MANY_OUTPUTS - 1)
+    );
+    // Recorded once: the agent ran it once and said so once.
+    assert_eq!(agent.ran().len(), 1, "{}", agent.output());
     Ok(())
 }

@@ -23,7 +23,7 @@ const TOKEN: &str = "tok-3f9a-never-on-the-wire-7c21";
 /// 64 KiB travels as a blob, a smaller one inside the result) → check (reads code's file).
 fn small_pipeline(name: &str, text: &str, pad: i32) -> Pipeline {
     Pipeline::new(name)
-        .secret("TOKEN", table([("env", "SLUICE_AGENT_TOKEN")]))
+        .secret("TOKEN", table([("env", "AGENT_TEST_TOKEN")]))
         .stage(Stage::new("code", "emit").config("files", table([("a.txt", text)])))
         .stage(
             Stage::new("leak", "secret-leak")
@@ -44,7 +44,7 @@ fn three_agents_run_thirty_pipelines_each_stage_once_and_no_secret_crosses_nats(
     let url = server.url();
     let tap = Wiretap::start(&url)?;
     let sandbox = Sandbox::new()?;
-    let env = [("SLUICE_AGENT_TOKEN", TOKEN)];
+    let env = [("AGENT_TEST_TOKEN", TOKEN)];
     let agents = ["a1", "a2", "a3"]
         .iter()
         .map(|name| Agent::start(&sandbox, &url, name, &["--jobs", "2"], &env))

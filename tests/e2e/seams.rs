@@ -300,8 +300,8 @@ fn secrets_are_masked_across_lines_cuts_and_refusals() -> Result<()> {
                 .config("cwd", "/out")
                 .allow("exec", ["true"]),
         )
-        .secret("TOKEN", table([("env", "SLUICE_TEST_TOKEN")])),
-        &[("SLUICE_TEST_TOKEN", "s3cr3t-t0ken")],
+        .secret("TOKEN", table([("env", "CI_TEST_TOKEN")])),
+        &[("CI_TEST_TOKEN", "s3cr3t-t0ken")],
     )?;
     run.assert_stages(exit_codes::STAGE_FAILED, &stopped_at("attack", Failed));
     assert_eq!(run.stage("attack").denied, ["exec of `curl-***-in-a-name`"]);

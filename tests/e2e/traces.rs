@@ -178,9 +178,9 @@ fn a_run_is_exported_as_a_trace_with_a_span_per_stage() -> Result<()> {
                 .allow("exec", ["true"]),
         )
         .stage(Stage::new("release", "checksum").inputs(["check/*"]))
-        .secret("TOKEN", table([("env", "SLUICE_TEST_TOKEN")]));
+        .secret("TOKEN", table([("env", "CI_TEST_TOKEN")]));
     let file = sandbox.pipeline("pipeline.toml", &pipeline.to_toml())?;
-    let secret = ("SLUICE_TEST_TOKEN", "s3cr3t-t0ken");
+    let secret = ("CI_TEST_TOKEN", "s3cr3t-t0ken");
     // Without the variable nothing is sent; the first run fills the stage cache.
     let (first, _) = sandbox.run_with_env(&file, &[secret])?;
     assert_eq!(first.code, exit_codes::STAGE_FAILED, "{}", first.stderr);

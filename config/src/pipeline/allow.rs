@@ -39,6 +39,10 @@ impl RawAllow {
                 src.error(name.span(), format!("invalid variable name `{text}`: {why}"))
                     .with_hint("list environment variable names only, e.g. \"RUST_LOG\"; values come from the host")
             })?;
+            names::check_readable_variable(text).map_err(|why| {
+                src.error(name.span(), why)
+                    .with_hint("grant the stage a secret declared in [secrets] instead, from a variable of its own")
+            })?;
             seen.check(src, text, name.span(), || {
                 format!("`{text}` is listed twice in `env`")
             })?;

@@ -58,6 +58,10 @@ fn source_of(
                 )
                 .with_hint("name the host environment variable that holds the value, e.g. \"DEPLOY_TOKEN\"")
             })?;
+            names::check_readable_variable(var.get_ref()).map_err(|why| {
+                src.error(var.span(), format!("secret `{secret}`: {why}"))
+                    .with_hint("keep the value in a variable of its own, e.g. DEPLOY_TOKEN")
+            })?;
             Ok(SecretSource::Env(var.get_ref().clone()))
         }
         (None, Some(file)) if file.get_ref().trim().is_empty() => Err(src

@@ -2,6 +2,7 @@
 //! says on the terminal what it takes and how each ends.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sluice::Host;
@@ -10,7 +11,7 @@ use sluice::cluster::agent::{AgentOptions, serve};
 use crate::args::AgentArgs;
 use crate::error::{CliError, Outcome, done};
 use crate::interrupt::interrupt_on_ctrl_c;
-use crate::nats::{cache_home, connect};
+use crate::nats::{NatsConnection, cache_home, connect};
 
 /// `sluice agent`: connects, then runs the jobs its labels match until it is stopped.
 pub async fn agent(host: &Host, args: AgentArgs) -> Outcome {
@@ -35,6 +36,8 @@ pub async fn agent(host: &Host, args: AgentArgs) -> Outcome {
         jobs,
         work_dir: work_dir.clone(),
         heartbeat: heartbeat_every(args.connection.ack_wait.into()),
+        protected_files: protected_files(&args.connection),
+        credentials: credentials(&args.connection),
     };
     let stop = interrupt_on_ctrl_c();
     let shown: Vec<&str> = labels.iter().map(String::as_str).collect();
@@ -53,6 +56,41 @@ pub async fn agent(host: &Host, args: AgentArgs) -> Outcome {
         .map_err(|err| CliError::internal(format!("{err:#}")))?;
     println!("agent {name} stopped");
     done()
+}
+
+/// The files that hold this agent's credentials and keys: no stage may read them.
+fn protected_files(connection: &NatsConnection) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    if let Some(creds) = &connection.nats_creds {
+        files.push((
+            "the agent's NATS credentials file".to_string(),
+            creds.clone(),
+        ));
+    }
+    let cluster_key = connection
+        .cluster_key
+        .clone()
+        .or_else(sluice::cluster::identity::default_key_path);
+    if let Some(key) = cluster_key {
+        files.push(("the agent's cluster key".to_string(), key));
+    }
+    if let Some(key) = sluice::trust::local_key::path(None) {
+        files.push(("the compiled-code cache key".to_string(), key));
+    }
+    files
+}
+
+/// The agent's NATS password and its credentials file's content: masked in what stages send.
+fn credentials(connection: &NatsConnection) -> Vec<String> {
+    let mut values: Vec<String> = connection.nats_password.iter().cloned().collect();
+    if let Some(text) = connection
+        .nats_creds
+        .as_ref()
+        .and_then(|file| std::fs::read_to_string(file).ok())
+    {
+        values.push(text);
+    }
+    values
 }
 
 /// A third of the ack wait: two beats can be lost before the job is given away.

@@ -35,5 +35,17 @@ pub fn verify(path: &Path, keys: &[PathBuf]) -> Outcome {
             .collect();
         println!("  subject   {} {}", subject.name, digests.join(" "));
     }
+    // A run's provenance says where each stage was built.
+    let dependencies = statement.predicate["buildDefinition"]["resolvedDependencies"].as_array();
+    for dependency in dependencies.into_iter().flatten() {
+        let notes = &dependency["annotations"];
+        if let (Some(stage), Some(builder)) = (notes["stage"].as_str(), notes["builder"].as_str()) {
+            println!(
+                "  stage     {} built by {}",
+                sluice::model::text::one_line(stage, 200),
+                sluice::model::text::one_line(builder, 400)
+            );
+        }
+    }
     done()
 }

@@ -12,12 +12,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::sealed::{open, seal};
 use super::wire::{
-    INLINE_LOG_BYTES, KIND_DECIDED, KIND_JOB, KIND_RESULT, KIND_STOP, RunEvent, StageDecided,
-    StageEvent, StageJob, StageResult, StopStage, cancel_subject, events_subject,
+    INLINE_LOG_BYTES, INLINE_RECORD_BYTES, KIND_DECIDED, KIND_JOB, KIND_RESULT, KIND_STOP,
+    RunEvent, StageDecided, StageEvent, StageJob, StageResult, StopStage, cancel_subject,
+    events_subject,
 };
 use super::{Remote, TakenJob};
 use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
@@ -30,6 +31,9 @@ use crate::stage::cache::StageCache;
 use crate::stage::reach::refuse_locked_in_mounts;
 use crate::stage::{Interrupt, PreparedStage, StageExecution, StageSurroundings};
 use crate::trust::signing::TrustedKey;
+
+/// Outputs sent to the store at once.
+const BLOBS_AT_ONCE: usize = 16;
 
 /// How long an agent keeps trying to record a result while NATS is away.
 const RECORD_PATIENCE: Duration = Duration::from_secs(60);
@@ -47,6 +51,12 @@ pub struct AgentOptions {
     pub work_dir: PathBuf,
     /// How often a running job is heartbeaten (a third of the queue's ack wait).
     pub heartbeat: Duration,
+    /// Files no stage may read or be given a folder around: the NATS credentials file, the
+    /// cluster key, the compiled-code cache key.
+    pub protected_files: Vec<(String, PathBuf)>,
+    /// The agent's own credential values (its NATS password, its credentials file's lines):
+    /// masked in everything a stage sends back, like the stage's secrets.
+    pub credentials: Vec<String>,
 }
 
 /// What a slot needs to run jobs.
@@ -344,7 +354,13 @@ impl Agent<'_> {
                 .place(&artifact.sha256, &folder.0.join(&artifact.path))
                 .await?;
         }
-        let masker = crate::trust::secrets::Masker::new(prepared.secrets.values().cloned());
+        let masker = crate::trust::secrets::Masker::new(
+            prepared
+                .secrets
+                .values()
+                .cloned()
+                .chain(self.options.credentials.iter().cloned()),
+        );
         let (sink, forwarder) = self.forward_events(&job.run_id);
         // The stage cache is the coordinator's: it sends only stages it decided to run.
         let stage_cache = StageCache::new(None);
@@ -367,9 +383,17 @@ impl Agent<'_> {
         drop(sink);
         // Every line the stage logged is sent before its result is.
         let _ = forwarder.join();
-        for output in &record.outputs {
-            blobs.put_file(&folder.0.join(&output.path)).await?;
-        }
+        // Several at once: each is a few round trips to the server.
+        let paths: Vec<PathBuf> = record
+            .outputs
+            .iter()
+            .map(|o| folder.0.join(&o.path))
+            .collect();
+        futures_util::stream::iter(paths)
+            .map(|path| async move { blobs.put_file(&path).await })
+            .buffer_unordered(BLOBS_AT_ONCE)
+            .try_collect::<Vec<_>>()
+            .await?;
         let mut result = self.result(record, None, delivery);
         if let Some(rel) = &result.record.log {
             let path = folder.0.join(rel);
@@ -378,6 +402,16 @@ impl Agent<'_> {
                 Some(text) => result.log_text = Some(text),
                 None => result.log_sha256 = Some(blobs.put_file(&path).await?.sha256),
             }
+        }
+        // A record too big for one message (thousands of outputs) travels as a blob, named in
+        // the signed result by its digest.
+        let whole = serde_json::to_vec(&result.record)?;
+        if whole.len() > INLINE_RECORD_BYTES {
+            let path = folder.0.join("record.json");
+            std::fs::write(&path, &whole)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            result.record_sha256 = Some(blobs.put_file(&path).await?.sha256);
+            result.record.outputs.clear();
         }
         Ok(result)
     }
@@ -394,6 +428,9 @@ impl Agent<'_> {
         if let Some(volumes) = &volumes {
             folders.push(("the agent's cache volumes", volumes));
         }
+        for (what, file) in &self.options.protected_files {
+            folders.push((what.as_str(), file.as_path()));
+        }
         refuse_locked_in_mounts(&job.stage, &folders)
     }
 
@@ -401,6 +438,7 @@ impl Agent<'_> {
         StageResult {
             // Set once the result is complete (see `handle_job`).
             job_sha256: String::new(),
+            record_sha256: None,
             record,
             log_sha256: log,
             log_text: None,
@@ -485,6 +523,7 @@ fn given_up(job: &StageJob, delivery: i64, agent: &str) -> StageResult {
     ));
     StageResult {
         job_sha256: String::new(),
+        record_sha256: None,
         record,
         log_sha256: None,
         log_text: None,

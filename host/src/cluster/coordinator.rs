@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::broadcast;
 
 use super::sealed::{Refused, open, seal};
@@ -425,6 +425,7 @@ impl Dispatch<'_> {
                 stopped.message = reason;
                 let result = StageResult {
                     job_sha256: job_sha256.clone(),
+                    record_sha256: None,
                     record: stopped,
                     log_sha256: None,
                     log_text: None,
@@ -527,7 +528,23 @@ impl Dispatch<'_> {
         let (run, layout) = (self.run, self.exec.around.layout);
         let (remote, name) = (run.remote, &self.exec.stage.name);
         let result = bound.result;
-        let theirs = result.record;
+        let theirs = match &result.record_sha256 {
+            // Too big for the message: the record the agent signed by digest, from the store.
+            Some(sha256) => {
+                let file = remote.blobs().fetch(sha256).await?;
+                let whole: StageRecord = serde_json::from_slice(&std::fs::read(&file)?)
+                    .context("the stage's record from the store cannot be read")?;
+                if whole.name != *name {
+                    bail!(
+                        "the record signed by {} is stage `{}`'s",
+                        bound.signer,
+                        one_line(&whole.name, 200)
+                    );
+                }
+                whole
+            }
+            None => result.record,
+        };
         if !matches!(
             theirs.status,
             StageStatus::Succeeded
@@ -557,13 +574,25 @@ impl Dispatch<'_> {
                     one_line(&artifact.path, MAX_FIELD_BYTES)
                 );
             }
-            remote
-                .blobs()
-                .place(&artifact.sha256, &layout.dir.join(&artifact.path))
-                .await
-                .with_context(|| {
-                    format!("cannot bring back artifact `{}`", artifact.reference())
-                })?;
+        }
+        // Several at once: each is a few round trips to the server.
+        let wanted: Vec<(String, std::path::PathBuf, String)> = theirs
+            .outputs
+            .iter()
+            .map(|a| (a.sha256.clone(), layout.dir.join(&a.path), a.reference()))
+            .collect();
+        let blobs = remote.blobs();
+        futures_util::stream::iter(wanted)
+            .map(|(sha256, dest, reference)| async move {
+                blobs
+                    .place(&sha256, &dest)
+                    .await
+                    .with_context(|| format!("cannot bring back artifact `{reference}`"))
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        for artifact in &theirs.outputs {
             // It came from the store, verified: the next stage's agent finds it there.
             run.mark_stored(artifact.sha256.clone());
         }
@@ -589,6 +618,11 @@ impl Dispatch<'_> {
                 a
             })
             .collect();
+        record.ran_on = Some(format!(
+            "{} ({})",
+            one_line(&result.by, MAX_FIELD_BYTES),
+            bound.signer
+        ));
         record.plugin.name = theirs.plugin.name.map(|n| one_line(&n, MAX_FIELD_BYTES));
         record.plugin.version = theirs.plugin.version.map(|v| one_line(&v, MAX_FIELD_BYTES));
         record.log = None;

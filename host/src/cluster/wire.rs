@@ -51,6 +51,10 @@ pub struct StageResult {
     /// older send) is not this stage's.
     pub job_sha256: String,
     pub record: StageRecord,
+    /// The whole record, a blob, when it is too big to travel in one message (thousands of
+    /// outputs): `record` then holds it without its outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_sha256: Option<String>,
     /// The stage's log, a blob, when it has one too big to travel in the result.
     pub log_sha256: Option<String>,
     /// The stage's log itself, when it is small (most are): two fewer trips to the store.
@@ -94,6 +98,10 @@ pub struct RunState {
     /// Each stage's name and status label, in file order.
     pub stages: Vec<(String, String)>,
 }
+
+/// The largest record sent inside its result rather than as a blob: with the largest inline
+/// log, the signed result stays well under NATS's default 1 MiB message.
+pub const INLINE_RECORD_BYTES: usize = 256 * 1024;
 
 /// The largest log sent inside its result rather than as a blob.
 pub const INLINE_LOG_BYTES: u64 = 64 * 1024;
@@ -199,6 +207,7 @@ mod tests {
         assert_eq!(back.pipeline_sha256, pipeline.sha256);
         let result = StageResult {
             job_sha256: "abc".into(),
+            record_sha256: None,
             record,
             log_sha256: None,
             log_text: Some("line\n".into()),

@@ -171,6 +171,10 @@ pub struct StageRecord {
     /// It did not succeed, and its entry allows that (`allow_failure`): the run went on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failure_allowed: bool,
+    /// Where it ran when not on this machine: the agent's name and the key that signed its
+    /// result (`ci-7 (ed25519:0123456789abcdef)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_on: Option<String>,
 }
 
 /// How a stage met the stage cache.

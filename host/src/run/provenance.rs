@@ -117,6 +117,13 @@ pub fn statement(resolved: &ResolvedPipeline, report: &RunReport, run_dir: &Path
         if let Some(version) = &stage.plugin.version {
             annotations["pluginVersion"] = version.clone().into();
         }
+        // Who built it: an agent (its name and the key its result was signed with), or the
+        // machine that ran the pipeline.
+        annotations["builder"] = stage
+            .ran_on
+            .clone()
+            .unwrap_or_else(|| "the coordinator".into())
+            .into();
         dependencies.push(serde_json::json!({
             "uri": uri,
             "name": stage.plugin.name.clone().unwrap_or_else(|| stage.name.clone()),

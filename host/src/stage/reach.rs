@@ -26,13 +26,30 @@ pub fn refuse_state_in_mounts(
     Ok(())
 }
 
-/// Refuses a locked stage (on an agent) whose grants reach any of `state`.
+/// Refuses a locked stage (on an agent) whose grants reach any of `state`, or one of whose
+/// secrets is read from a file inside it (the agent's credentials, its keys, its folders).
 pub fn refuse_locked_in_mounts(
     locked: &LockedStage,
     state: &[(&str, &Path)],
 ) -> anyhow::Result<()> {
     overlap(&locked.name, &locked.grants, &locked.workspace, state)
-        .map_err(|overlap| anyhow::anyhow!("{}\n  = help: {}", overlap.message, overlap.hint))
+        .map_err(|overlap| anyhow::anyhow!("{}\n  = help: {}", overlap.message, overlap.hint))?;
+    for (secret, source) in &locked.secrets {
+        let crate::config::grants::SecretSource::File(file) = source else {
+            continue;
+        };
+        let file = canonical(file);
+        for (what, kept) in state {
+            if file.starts_with(canonical(kept)) {
+                anyhow::bail!(
+                    "stage `{}`'s secret `{secret}` is read from {}, which is {what}: no pipeline may read it\n  = help: keep the secret's value in a file of its own",
+                    locked.name,
+                    file.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A granted folder that overlaps state sluice keeps: what to say, and what to do.

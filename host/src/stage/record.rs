@@ -39,6 +39,7 @@ pub fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord {
         cache: None,
         earlier_attempts: Vec::new(),
         failure_allowed: false,
+        ran_on: None,
     }
 }
 

@@ -12,14 +12,14 @@ fn leak() -> Stage {
         .config("name", "TOKEN")
 }
 
-/// `stage` between `code` and `release`, with TOKEN read from SLUICE_TEST_TOKEN.
+/// `stage` between `code` and `release`, with TOKEN read from CI_TEST_TOKEN.
 fn with_token(stage: Stage) -> Pipeline {
-    Pipeline::three_stage(stage).secret("TOKEN", table([("env", "SLUICE_TEST_TOKEN")]))
+    Pipeline::three_stage(stage).secret("TOKEN", table([("env", "CI_TEST_TOKEN")]))
 }
 
 /// Runs `pipeline` with the secret in the environment.
 fn run_with_secret(sandbox: &Sandbox, pipeline: &Pipeline) -> Result<Outcome> {
-    sandbox.run_pipeline_with_env(pipeline, &[("SLUICE_TEST_TOKEN", SECRET)])
+    sandbox.run_pipeline_with_env(pipeline, &[("CI_TEST_TOKEN", SECRET)])
 }
 
 /// The secret appears nowhere sluice wrote or printed.
@@ -90,7 +90,7 @@ fn an_unset_secret_stops_the_stage_before_it_runs() -> Result<()> {
     run.assert_stages(exit_codes::STAGE_ERROR, &refused_before_running("attack"))
         .assert_message(
             "attack",
-            &["secret `TOKEN` cannot be loaded: environment variable `SLUICE_TEST_TOKEN` is not set"],
+            &["secret `TOKEN` cannot be loaded: environment variable `CI_TEST_TOKEN` is not set"],
         );
     Ok(())
 }

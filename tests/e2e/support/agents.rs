@@ -128,6 +128,15 @@ pub struct Wiretap {
 
 impl Wiretap {
     pub fn start(url: &str) -> Result<Self> {
+        Self::start_with(url, None)
+    }
+
+    /// On a server that asks for a user and password.
+    pub fn start_with_login(url: &str, user: &str, password: &str) -> Result<Self> {
+        Self::start_with(url, Some((user.to_string(), password.to_string())))
+    }
+
+    fn start_with(url: &str, login: Option<(String, String)>) -> Result<Self> {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (url, kept) = (url.to_string(), seen.clone());
@@ -140,7 +149,13 @@ impl Wiretap {
             };
             runtime.block_on(async move {
                 use futures_util::StreamExt;
-                let Ok(client) = async_nats::connect(url).await else {
+                let options = match login {
+                    Some((user, password)) => {
+                        async_nats::ConnectOptions::with_user_and_password(user, password)
+                    }
+                    None => async_nats::ConnectOptions::new(),
+                };
+                let Ok(client) = options.connect(url).await else {
                     return;
                 };
                 let Ok(mut all) = client.subscribe(">").await else {
