@@ -426,3 +426,152 @@ fn a_stage_with_ten_thousand_outputs_runs_on_an_agent_and_is_recorded_once() -> 
     assert_eq!(agent.ran().len(), 1, "{}", agent.output());
     Ok(())
 }
+
+/// checkout → build (a host program reading the workspace) → test → release, the workspace
+/// granted read-only: what agents on machines without the checkout must run.
+fn shipped(ws: &Path) -> Pipeline {
+    Pipeline::new("apart")
+        .set("workspace", ws.display().to_string())
+        .stage(
+            Stage::new("code", "checkout")
+                .phase("code")
+                .allow("workspace", "read"),
+        )
+        .stage(
+            Stage::new("build", "exec")
+                .phase("build")
+                .inputs::<0>([])
+                .set("needs", vec!["code"])
+                .allow("workspace", "read")
+                .allow("exec", vec!["sh"])
+                .config("program", "sh")
+                .config(
+                    "args",
+                    vec!["-c", "cat src/lib.txt > \"$SLUICE_OUT/built.txt\""],
+                )
+                .config("outputs", vec!["built.txt"]),
+        )
+        .stage(
+            Stage::new("test", "assert-text")
+                .phase("test")
+                .inputs(["build/built.txt"])
+                .config("require", ["version two"]),
+        )
+        .stage(
+            Stage::new("release", "checksum")
+                .phase("release")
+                .inputs(["build/built.txt"]),
+        )
+}
+
+#[test]
+fn agents_that_share_no_folder_with_the_coordinator_get_the_workspace_by_content() -> Result<()> {
+    let server = NatsServer::start()?;
+    let url = server.url();
+    let sandbox = Sandbox::new()?;
+    let ws = sandbox.path().join("ws");
+    std::fs::create_dir_all(ws.join("src"))?;
+    std::fs::create_dir_all(sandbox.runs_dir())?;
+    for i in 0..50 {
+        std::fs::write(ws.join(format!("src/file{i}.txt")), format!("file {i}\n"))?;
+    }
+    std::fs::write(ws.join("src/lib.txt"), "version one\n")?;
+    // Two agents in mount namespaces of their own, where the checkout and the coordinator's
+    // runs folder are empty: nothing of the coordinator's is at its path there.
+    let runs = sandbox.runs_dir();
+    let hidden = [ws.as_path(), runs.as_path()];
+    let agents = ["far1", "far2"]
+        .iter()
+        .map(|name| Agent::start_apart(&sandbox, &url, name, &[], &[], &hidden))
+        .collect::<Result<Vec<_>>>()?;
+    let file = sandbox.pipeline("apart.toml", &shipped(&ws).to_toml())?;
+    let run = |round: &str| -> Result<(i32, String, sluice::model::report::RunReport)> {
+        let report = sandbox.path().join(format!("apart-{round}.json"));
+        let (code, output) = finish(
+            coordinator(&sandbox, &file, &url, &report, &["--no-stage-cache"])?,
+            120,
+        )?;
+        Ok((code, output, read_report(&report)?))
+    };
+    // The test stage wants "version two": the first run fails there, having built from the
+    // shipped workspace.
+    let (code, output, _) = run("one")?;
+    assert_eq!(code, sluice::exit_codes::STAGE_FAILED, "{output}");
+    assert!(
+        output.contains("workspace sent by content: 51 files, 51 new"),
+        "{output}"
+    );
+    std::fs::write(ws.join("src/lib.txt"), "version two\n")?;
+    let (code, output, report) = run("two")?;
+    assert_eq!(code, 0, "{output}");
+    // One file changed: one file sent.
+    assert!(
+        output.contains("workspace sent by content: 51 files, 1 new"),
+        "{output}"
+    );
+    let built =
+        std::fs::read_to_string(Path::new(&report.run_dir).join("artifacts/build/built.txt"))?;
+    assert_eq!(built, "version two\n");
+    // Every stage ran on one of the agents, and the provenance says which.
+    for stage in &report.stages {
+        let ran_on = stage.ran_on.clone().unwrap_or_default();
+        assert!(
+            ran_on.starts_with("far"),
+            "{} ran on {ran_on:?}",
+            stage.name
+        );
+    }
+    let provenance = std::fs::read_to_string(
+        Path::new(&report.run_dir).join(sluice::run::provenance::STATEMENT_FILE),
+    )?;
+    assert!(provenance.contains("\"builder\": \"far"), "{provenance}");
+    // The agents really could not see the checkout: a stage reading the coordinator's path
+    // finds nothing there.
+    for agent in &agents {
+        let pid = agent.pid().context("agent pid")?;
+        let seen = std::fs::read_dir(format!("/proc/{pid}/root{}", ws.display()))?.count();
+        assert_eq!(seen, 0, "agent {} sees the checkout", agent.name);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_stage_that_would_write_the_workspace_or_use_this_machines_dirs_is_not_sent() -> Result<()> {
+    let server = NatsServer::start()?;
+    let url = server.url();
+    let sandbox = Sandbox::new()?;
+    let ws = sandbox.path().join("ws");
+    std::fs::create_dir_all(&ws)?;
+    let _agent = Agent::start(&sandbox, &url, "near", &[], &[])?;
+    for (name, stage) in [
+        (
+            "write",
+            Stage::new("w", "emit")
+                .allow("workspace", "write")
+                .config("files", table([("a.txt", "a")])),
+        ),
+        (
+            "dirs",
+            Stage::new("d", "emit")
+                .allow("dirs", [table([("host", "ws"), ("guest", "/data")])])
+                .config("files", table([("a.txt", "a")])),
+        ),
+    ] {
+        let pipeline = Pipeline::new(name).set("workspace", "ws").stage(stage);
+        let file = sandbox.pipeline(&format!("{name}.toml"), &pipeline.to_toml())?;
+        let report = sandbox.path().join(format!("{name}.json"));
+        let (code, output) = finish(coordinator(&sandbox, &file, &url, &report, &[])?, 60)?;
+        assert_eq!(code, sluice::exit_codes::STAGE_ERROR, "{output}");
+        let message = read_report(&report)?.stages[0]
+            .message
+            .clone()
+            .unwrap_or_default();
+        let expected = if name == "write" {
+            "which an agent cannot be given"
+        } else {
+            "which an agent does not have"
+        };
+        assert!(message.contains(expected), "{message}");
+    }
+    Ok(())
+}

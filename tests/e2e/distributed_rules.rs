@@ -230,7 +230,8 @@ fn an_agent_refuses_a_stage_whose_grants_reach_its_own_folders() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let agent = Agent::start(&sandbox, &url, "careful", &[], &[])?;
     let agents = sandbox.path().join("agents");
-    // The coordinator's own folders are not touched, so it sends the stage; the agent's are.
+    // A folder of the coordinator's machine (here: the agent's own, which the coordinator shares
+    // in this test) is refused before any job is sent.
     let file = sandbox.write(
         &Pipeline::new("reach").stage(
             Stage::new("attack", "escape")
@@ -251,8 +252,9 @@ fn an_agent_refuses_a_stage_whose_grants_reach_its_own_folders() -> Result<()> {
     assert_eq!(code, sluice::exit_codes::STAGE_ERROR, "{output}");
     let report = read_report(&report)?;
     let message = report.stages[0].message.clone().unwrap_or_default();
+    // Folders of the coordinator's machine are never sent: the stage does not reach an agent.
     assert!(
-        message.contains("overlaps the agent's work folder"),
+        message.contains("which an agent does not have"),
         "{message}"
     );
     assert!(files_containing(&agents, b"pwned").is_empty());

@@ -21,6 +21,7 @@ use super::wire::{
     events_subject,
 };
 use super::{Remote, TakenJob};
+use crate::config::grants::Access;
 use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::{RunLayout, is_artifact_rel};
@@ -338,7 +339,21 @@ impl Agent<'_> {
         let blobs = self.remote.blobs();
         let plugin_file = blobs.fetch(&job.stage.plugin_sha256).await?;
         let mut record = job.record.clone();
-        let prepared = match PreparedStage::of_locked(self.host, job.stage.clone(), &plugin_file) {
+        let folder = JobFolder::make(&self.options.work_dir, job, delivery)?;
+        // The workspace, by content: a fresh copy for this job, never a folder of the
+        // coordinator's.
+        let mut stage = job.stage.clone();
+        if stage.grants.workspace != Access::None {
+            let Some(tree) = &job.workspace_tree else {
+                bail!("the job grants the workspace but carries no workspace tree");
+            };
+            let dest = folder.0.join("workspace");
+            super::workspace::materialize(blobs, tree, &dest)
+                .await
+                .context("cannot build the job's workspace")?;
+            stage.workspace = dest;
+        }
+        let prepared = match PreparedStage::of_locked(self.host, stage, &plugin_file) {
             Ok(prepared) => prepared,
             Err(why) => {
                 record.status = StageStatus::Error;
@@ -346,7 +361,6 @@ impl Agent<'_> {
                 return Ok(self.result(record, None, delivery));
             }
         };
-        let folder = JobFolder::make(&self.options.work_dir, job, delivery)?;
         let layout = RunLayout::open(&folder.0, &job.run_id)?;
         for artifact in &job.available {
             check_artifact_path(artifact)?;

@@ -17,6 +17,7 @@ use super::wire::{
     StageResult, StopStage, cancel_subject, events_subject,
 };
 use super::{Remote, RunState};
+use crate::config::grants::Access;
 use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
 use crate::model::events::{Event, EventSink, LogSource};
 use crate::model::layout::is_artifact_rel;
@@ -37,6 +38,8 @@ pub struct RemoteRun<'a> {
     notices: broadcast::Sender<Notice>,
     /// The stages out on agents now: live events are taken for these alone.
     running: Running,
+    /// The workspace's tree, sent once per run (its blob digest).
+    workspace: tokio::sync::OnceCell<String>,
     listener: tokio::task::JoinHandle<()>,
     /// The run's state for the run board, posted in order by one task.
     board: Option<tokio::sync::mpsc::UnboundedSender<RunState>>,
@@ -118,6 +121,7 @@ impl<'a> RemoteRun<'a> {
             in_store: Default::default(),
             notices,
             running,
+            workspace: tokio::sync::OnceCell::new(),
             listener,
         })
     }
@@ -310,6 +314,7 @@ impl Dispatch<'_> {
             return self.adopt(result, record).await;
         }
         self.send_blobs(available).await?;
+        let workspace_tree = self.send_workspace().await?;
         let sealed = match before {
             Some(sealed) => sealed,
             None => {
@@ -317,6 +322,7 @@ impl Dispatch<'_> {
                     run_id: run.run_id.clone(),
                     job_id: random_id()?,
                     expires_at: expiry(exec),
+                    workspace_tree,
                     pipeline_sha256: run.pipeline_sha256.clone(),
                     stage: exec.stage.clone(),
                     available: available.to_vec(),
@@ -466,6 +472,57 @@ impl Dispatch<'_> {
             }
         }
         Ok(())
+    }
+
+    /// What an agent gets of this machine's folders: the workspace by content (its tree and the
+    /// files the store lacks, sent once per run), when the stage may read it. A stage that would
+    /// write the workspace, or is given folders of this machine (`allow.dirs`), cannot run on an
+    /// agent: its changes would stay there, or it would find another machine's folder at the
+    /// same path.
+    async fn send_workspace(&self) -> Result<Option<String>> {
+        let (run, exec) = (self.run, self.exec);
+        let grants = &exec.stage.grants;
+        if grants.workspace == Access::Write {
+            bail!(
+                "stage `{}` is granted workspace = \"write\", which an agent cannot be given: what it wrote would stay on the agent\n  = help: grant \"read\" (the agent gets a copy of the workspace by content), or run the pipeline without --nats",
+                exec.stage.name
+            );
+        }
+        if let Some(dir) = grants.dirs.first() {
+            bail!(
+                "stage `{}` is given {} of this machine (allow.dirs), which an agent does not have\n  = help: hand the files over as artifacts of an earlier stage, or run the pipeline without --nats",
+                exec.stage.name,
+                dir.host.display()
+            );
+        }
+        if grants.workspace == Access::None {
+            return Ok(None);
+        }
+        let tree = run
+            .workspace
+            .get_or_try_init(|| async {
+                let folder = &exec.stage.workspace;
+                let tree = exec.around.stage_cache.content_tree(folder)?;
+                let (sha256, shipped) = super::workspace::ship(
+                    run.remote.blobs(),
+                    folder,
+                    &tree,
+                    &exec.around.layout.dir,
+                    |sha| run.stored(sha),
+                    |sha| run.mark_stored(sha),
+                )
+                .await?;
+                exec.say(
+                    LogSource::Info,
+                    &format!(
+                        "sluice: workspace sent by content: {} files, {} new ({} bytes)",
+                        shipped.files, shipped.sent, shipped.bytes_sent
+                    ),
+                );
+                anyhow::Ok(sha256)
+            })
+            .await?;
+        Ok(Some(tree.clone()))
     }
 
     /// The first result, from stream sequence `next` on, signed by a key trusted to record this

@@ -15,6 +15,7 @@ pub mod remote;
 pub mod results;
 pub mod sealed;
 pub mod wire;
+pub mod workspace;
 
 pub use blobs::{Blobs, Stored};
 pub use board::{RunBoard, RunState};

@@ -36,6 +36,10 @@ pub struct StageJob {
     /// Relative paths in it (the workspace, granted folders) mean the same folders, relative to
     /// the agent's working folder.
     pub stage: LockedStage,
+    /// The workspace's content tree, a blob named by its sha256, when the stage is granted the
+    /// workspace: the agent builds its copy from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_tree: Option<String>,
     /// The artifacts the stage may read, each a blob named by its sha256.
     pub available: Vec<ArtifactRecord>,
     /// The records of the stages it depends on (what the plugin is told about earlier stages).
@@ -194,6 +198,7 @@ mod tests {
             run_id: "r1".into(),
             job_id: "j1".into(),
             expires_at: 1,
+            workspace_tree: None,
             pipeline_sha256: pipeline.sha256.clone(),
             stage: LockedStage::new(&pipeline, spec, "cafe"),
             available: Vec::new(),

@@ -30,6 +30,19 @@ impl Agent {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self> {
+        Self::start_apart(sandbox, url, name, extra, env, &[])
+    }
+
+    /// Like [`Agent::start`], in a mount namespace of its own where each of `hidden` (the
+    /// coordinator's checkout, its runs folder) is an empty tmpfs: an agent on another machine.
+    pub fn start_apart(
+        sandbox: &Sandbox,
+        url: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        hidden: &[&Path],
+    ) -> Result<Self> {
         let work_dir = sandbox.path().join("agents").join(name);
         std::fs::create_dir_all(&work_dir)?;
         let log = sandbox.path().join(format!("agent-{name}.log"));
@@ -37,8 +50,11 @@ impl Agent {
         let work = work_dir.display().to_string();
         let mut args = vec!["agent", "--nats", url, "--name", name, "--work-dir", &work];
         args.extend_from_slice(extra);
-        let child = sandbox
-            .command(&args)
+        let mut command = sandbox.command(&args);
+        if !hidden.is_empty() {
+            command = apart(command, hidden);
+        }
+        let child = command
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -118,6 +134,30 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `command` run by `unshare --mount` with an empty tmpfs over each of `hidden` first (as root,
+/// which CI is): the process sees none of those folders' content.
+fn apart(command: std::process::Command, hidden: &[&Path]) -> std::process::Command {
+    let mut outer = std::process::Command::new("unshare");
+    outer.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        r#"while [ "$1" != "--" ]; do mount -t tmpfs -o size=1m sluice-hidden "$1" || exit 97; shift; done; shift; exec "$@""#,
+        "hide",
+    ]);
+    outer.args(hidden).arg("--");
+    outer.arg(command.get_program()).args(command.get_args());
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => outer.env(name, value),
+            None => outer.env_remove(name),
+        };
+    }
+    outer
 }
 
 /// Every message on every subject of a NATS server, while it lives.

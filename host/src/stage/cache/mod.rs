@@ -133,6 +133,12 @@ impl StageCache {
         Ok(parts)
     }
 
+    /// `folder`'s content tree, through the stat cache kept for it: what a distributed run ships
+    /// to its agents, the same tree its stage-cache keys are made of.
+    pub fn content_tree(&self, folder: &Path) -> Result<ContentTree> {
+        self.scan_folder(folder)
+    }
+
     /// `folder`'s content tree, through the stat cache kept for it.
     fn scan_folder(&self, folder: &Path) -> Result<ContentTree> {
         let absolute = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
