@@ -17,20 +17,8 @@ for p in emit text-transform assert-text; do
   [ -f "$plugins/$p.wasm" ] || { echo "no $plugins/$p.wasm: cargo xtask plugins" >&2; exit 2; }
 done
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do { kill -9 "$pid" && wait "$pid"; } 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export SLUICE_CACHE_DIR=$work/compiled SLUICE_STAGE_CACHE=$work/stage-cache SLUICE_RUNS_DIR=$work/runs
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$nats" -js -a 127.0.0.1 -p "$port" -sd "$work/nats" > "$work/nats.log" 2>&1 &
-pids+=($!)
-url=nats://127.0.0.1:$port
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+# shellcheck source=bench/nats-server.sh
+source "$root/bench/nats-server.sh"
 
 pipeline() { # name text
   cat <<EOF

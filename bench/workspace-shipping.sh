@@ -14,21 +14,8 @@ nats=$(command -v nats-server || echo /usr/sbin/nats-server)
 [ -x "$sluice" ] || { echo "no sluice binary at $sluice: cargo build --release -p sluice" >&2; exit 2; }
 [ -f "$plugins/exec.wasm" ] || { echo "no $plugins/exec.wasm: cargo xtask plugins" >&2; exit 2; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do { kill -9 "$pid" && wait "$pid"; } 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export SLUICE_CACHE_DIR=$work/compiled SLUICE_STAGE_CACHE=$work/stage-cache SLUICE_RUNS_DIR=$work/runs
-export XDG_DATA_HOME=$work/data XDG_CACHE_HOME=$work/cache
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$nats" -js -a 127.0.0.1 -p "$port" -sd "$work/nats" > "$work/nats.log" 2>&1 &
-pids+=($!)
-url=nats://127.0.0.1:$port
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+# shellcheck source=bench/nats-server.sh
+source "$root/bench/nats-server.sh"
 
 # 5,000 files of 20 KiB (random bytes: nothing compresses or deduplicates) in 50 folders.
 mkdir -p "$work/ws"
