@@ -28,7 +28,7 @@ use super::output::OutputFolder;
 pub use entry::{CachedOutput, Entry};
 pub use key::KeyParts;
 use program::{command_output, program_fingerprint};
-use scan::{StatCache, git_state, scan};
+use scan::git_state;
 
 mod entry;
 mod key;
@@ -131,33 +131,6 @@ impl StageCache {
                 .insert(format!("command {}", words.join(" ")), output);
         }
         Ok(parts)
-    }
-
-    /// `folder`'s content tree, through the stat cache kept for it: what a distributed run ships
-    /// to its agents, the same tree its stage-cache keys are made of.
-    pub fn content_tree(&self, folder: &Path) -> Result<ContentTree> {
-        self.scan_folder(folder)
-    }
-
-    /// `folder`'s content tree, through the stat cache kept for it.
-    fn scan_folder(&self, folder: &Path) -> Result<ContentTree> {
-        let absolute = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
-        let stats_file = self.root.as_ref().map(|root| {
-            let name = sha256_bytes(absolute.as_os_str().as_encoded_bytes());
-            root.join("stats").join(format!("{}.json", &name[..32]))
-        });
-        let known = match (&stats_file, &self.key) {
-            (Some(file), Some(key)) => StatCache::load(file, key),
-            _ => StatCache::default(),
-        };
-        let (tree, next) = scan(folder, &known)?;
-        // Written only when something moved: an unchanged tree costs a read, not a write.
-        if let (Some(file), Some(key)) = (&stats_file, &self.key)
-            && next != known
-        {
-            next.save(file, key);
-        }
-        Ok(tree)
     }
 
     /// The entry for `key`, if there is one, its tag verifies and it names `key`.

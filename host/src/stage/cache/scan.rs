@@ -152,6 +152,35 @@ pub(super) fn scan(root: &Path, stats: &StatCache) -> Result<(ContentTree, StatC
     Ok((tree, next))
 }
 
+impl super::StageCache {
+    /// `folder`'s content tree, through the stat cache kept for it: what a distributed run ships
+    /// to its agents, the same tree its stage-cache keys are made of.
+    pub fn content_tree(&self, folder: &Path) -> Result<ContentTree> {
+        self.scan_folder(folder)
+    }
+
+    /// `folder`'s content tree, through the stat cache kept for it.
+    pub(super) fn scan_folder(&self, folder: &Path) -> Result<ContentTree> {
+        let absolute = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+        let stats_file = self.root.as_ref().map(|root| {
+            let name = sha256_bytes(absolute.as_os_str().as_encoded_bytes());
+            root.join("stats").join(format!("{}.json", &name[..32]))
+        });
+        let known = match (&stats_file, &self.key) {
+            (Some(file), Some(key)) => StatCache::load(file, key),
+            _ => StatCache::default(),
+        };
+        let (tree, next) = scan(folder, &known)?;
+        // Written only when something moved: an unchanged tree costs a read, not a write.
+        if let (Some(file), Some(key)) = (&stats_file, &self.key)
+            && next != known
+        {
+            next.save(file, key);
+        }
+        Ok(tree)
+    }
+}
+
 /// `path` relative to `root`, with `/` between names.
 fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
