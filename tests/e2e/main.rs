@@ -31,6 +31,7 @@ mod report_page;
 mod scaffold;
 mod seams;
 mod security;
+mod shared_cache;
 mod sharing;
 mod stage_alone;
 mod stage_cache;

@@ -394,9 +394,32 @@ pub struct RunFlags {
     #[command(flatten)]
     pub agents: SendToAgents,
     #[command(flatten)]
+    pub shared: SharedCacheArgs,
+    #[command(flatten)]
     pub resolve: ResolveArgs,
     #[command(flatten)]
     pub view: ViewArgs,
+}
+
+/// The stage cache shared through a NATS server (with the `--nats-*` and `--cluster-key` flags).
+#[derive(Args, Debug)]
+pub struct SharedCacheArgs {
+    /// Share the stage cache through this NATS server (JetStream), behind the local one: take
+    /// entries signed by this machine's cluster key or a --trust-cache-writer key, and write
+    /// this run's, signed, e.g. nats://127.0.0.1:4222
+    #[arg(long, value_name = "URL", env = "SLUICE_SHARED_CACHE")]
+    pub shared_cache: Option<String>,
+    /// Take entries from the shared cache but write none (for pull-request runs)
+    #[arg(long, requires = "shared_cache")]
+    pub shared_cache_read_only: bool,
+    /// A public key whose shared-cache entries this run takes, besides this machine's own
+    /// (repeatable)
+    #[arg(
+        long = "trust-cache-writer",
+        value_name = "PUB",
+        requires = "shared_cache"
+    )]
+    pub trust_cache_writer: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

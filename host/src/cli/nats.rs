@@ -76,7 +76,7 @@ impl SendToAgents {
 }
 
 /// The NATS options and queue settings the flags give.
-fn nats_options(url: &str, connection: &NatsConnection) -> (NatsOptions, Redelivery) {
+pub fn nats_options(url: &str, connection: &NatsConnection) -> (NatsOptions, Redelivery) {
     let options = NatsOptions {
         url: url.to_string(),
         user: connection.nats_user.clone(),

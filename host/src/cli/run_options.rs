@@ -6,9 +6,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use sluice::cluster::{ClusterTrust, SharedCache, SharedCacheOptions};
 use sluice::registry::store::PluginStore;
 use sluice::run::{Approver, RunOptions};
-use sluice::stage::cache::StageCache;
+use sluice::stage::cache::{SharedStageCache, StageCache};
+use sluice::trust::signing::TrustedKey;
 
 use crate::args::{GlobalArgs, RunFlags};
 use crate::error::CliError;
@@ -33,7 +36,37 @@ pub async fn run_options(
         approver: interactive_approver(),
         interrupt: Some(interrupt_on_ctrl_c()),
         remote: flags.agents.remote().await?,
+        shared_cache: shared_cache(flags).await?,
     })
+}
+
+/// The shared stage cache when `--shared-cache` names one, reached with the `--nats-*` flags.
+async fn shared_cache(flags: &RunFlags) -> Result<Option<Arc<dyn SharedStageCache>>, CliError> {
+    let Some(url) = &flags.shared.shared_cache else {
+        return Ok(None);
+    };
+    let input = |err: anyhow::Error| CliError::input(format!("{err:#}"));
+    let connection = &flags.agents.connection;
+    let own = ClusterTrust::load(connection.cluster_key.as_deref(), &[], &[])
+        .map_err(input)?
+        .own;
+    let writers = flags
+        .shared
+        .trust_cache_writer
+        .iter()
+        .map(|file| TrustedKey::from_file(file).context("a key given with --trust-cache-writer"))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(input)?;
+    let cache = SharedCache::open(SharedCacheOptions {
+        nats: crate::nats::nats_options(url, connection).0,
+        blob_cache: crate::nats::cache_home().join("blobs"),
+        own,
+        writers,
+        read_only: flags.shared.shared_cache_read_only,
+    })
+    .await
+    .map_err(input)?;
+    Ok(Some(Arc::new(cache)))
 }
 
 /// The stage cache's folder, or none when it is off.

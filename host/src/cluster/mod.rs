@@ -1,7 +1,7 @@
 //! Distributed runs on NATS JetStream, both ends and the transport between them: connecting
 //! with the options a NATS deployment asks for; blobs (plugins, artifacts) stored and fetched by
 //! digest; stage jobs on a work queue, routed by labels and given again when an agent dies;
-//! stage results recorded at most once; every message a type in [`wire`]. The [`coordinator`]
+//! stage results recorded at most once; a stage cache shared between machines; every message a type in [`wire`]. The [`coordinator`]
 //! sends a run's stages out; an [`agent`] runs them.
 
 pub mod agent;
@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod remote;
 pub mod results;
 pub mod sealed;
+pub mod shared_cache;
 pub mod wire;
 pub mod workspace;
 
@@ -24,6 +25,7 @@ pub use identity::ClusterTrust;
 pub use jobs::{JobQueue, Redelivery, TakenJob};
 pub use remote::Remote;
 pub use results::Results;
+pub use shared_cache::{SharedCache, SharedCacheOptions};
 
 /// A stream keeping one message per subject under `subject_root` (made when missing): what the
 /// results and the run board are, one subject per stage or per run. With `refuse_second`, the

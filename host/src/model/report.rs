@@ -186,6 +186,9 @@ pub struct CacheRecord {
     /// On a miss of a stage stored before: which parts of its key moved since.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub why: Vec<String>,
+    /// A hit from the shared cache: who wrote the entry (its signer's key id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_from: Option<String>,
 }
 
 /// One attempt of a retried stage that did not succeed.

@@ -37,6 +37,12 @@ use crate::stage::{StageSurroundings, output::OutputFolder};
 use crate::trust::secrets::SecretValues;
 use record::RunHistory;
 
+/// The run's stage cache with the shared one behind it, and why it is off when it is.
+fn open_stage_cache(options: &RunOptions) -> Result<(StageCache, Option<String>)> {
+    let (cache, note) = StageCache::open(options.stage_cache.clone())?;
+    Ok((cache.with_shared(options.shared_cache.clone()), note))
+}
+
 /// Runs `pipeline` to its end, to the first stage that does not succeed (then only its
 /// `when = "on-failure"` stages), or to a gate nobody approved.
 pub async fn run(
@@ -56,7 +62,7 @@ pub async fn run(
         &state_folders(host, options, &runs_root, volumes.as_deref()),
     )?;
     // A stage cache another user could write stops the run before it has a folder.
-    let stage_cache = StageCache::open(options.stage_cache.clone())?;
+    let stage_cache = open_stage_cache(options)?;
     let layout = RunLayout::create(&runs_root)?;
     let records = resolved
         .stages()
@@ -105,7 +111,7 @@ pub async fn resume(
         report.status.label()
     );
     // Holding the run's lock proves no other sluice is still running it.
-    let stage_cache = StageCache::open(options.stage_cache.clone())?;
+    let stage_cache = open_stage_cache(options)?;
     let layout = RunLayout::open(run_dir, &report.run_id)?;
     let digest = pipeline.sha256.clone();
     anyhow::ensure!(

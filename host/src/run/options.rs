@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub stage_cache: Option<PathBuf>,
     /// Send the stages to agents through NATS instead of running them here (`--nats`).
     pub remote: Option<Arc<crate::cluster::Remote>>,
+    /// The stage cache shared between machines, behind the local one (`--shared-cache`).
+    pub shared_cache: Option<Arc<dyn crate::stage::cache::SharedStageCache>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -34,6 +36,10 @@ impl std::fmt::Debug for RunOptions {
             .field("approve", &self.approve)
             .field("approver", &self.approver.is_some())
             .field("interrupt", &self.interrupt.is_some())
+            .field(
+                "shared_cache",
+                &self.shared_cache.as_ref().map(|s| s.describe()),
+            )
             .finish()
     }
 }

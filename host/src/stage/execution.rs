@@ -115,7 +115,7 @@ impl<'a> StageExecution<'a> {
     /// or errors — and fills in `record`. Never fails: whatever goes wrong becomes the stage's
     /// status and message, so the run can still be recorded.
     pub async fn execute(&self, available: &[ArtifactRecord], record: &mut StageRecord) {
-        let Some(started) = self.begin(available, record) else {
+        let Some(started) = self.begin(available, record).await else {
             return;
         };
         let mut attempt = 1;
@@ -154,7 +154,7 @@ impl<'a> StageExecution<'a> {
             self.output().explain_full_disk(record);
             record.failure_allowed = self.stage.allow_failure;
         }
-        self.conclude(started, record);
+        self.conclude(started, record).await;
     }
 
     /// Runs the stage through `runner` (an agent) instead of here: started, served from this
@@ -166,14 +166,14 @@ impl<'a> StageExecution<'a> {
         available: &[ArtifactRecord],
         record: &mut StageRecord,
     ) {
-        let Some(started) = self.begin(available, record) else {
+        let Some(started) = self.begin(available, record).await else {
             return;
         };
         if let Err(err) = runner.run(self, available, record).await {
             record.status = StageStatus::Error;
             record.message = Some(self.around.masker.mask(&format!("{err:#}")).into_owned());
         }
-        self.conclude(started, record);
+        self.conclude(started, record).await;
     }
 
     fn interrupted(&self) -> bool {
@@ -198,7 +198,11 @@ impl<'a> StageExecution<'a> {
 
     /// Says the stage started and serves it from the stage cache when it can (then it is
     /// finished, and `None` is returned); otherwise the stage is to run.
-    fn begin(&self, available: &[ArtifactRecord], record: &mut StageRecord) -> Option<Started> {
+    async fn begin(
+        &self,
+        available: &[ArtifactRecord],
+        record: &mut StageRecord,
+    ) -> Option<Started> {
         self.around.events.emit(Event::StageStarted {
             stage: self.stage.name.clone(),
         });
@@ -213,7 +217,10 @@ impl<'a> StageExecution<'a> {
         });
         if let Some(parts) = &key {
             let key = parts.key();
-            match cache.serve(&key, &self.output(), record, self.around.events) {
+            match cache
+                .serve(&key, &self.output(), record, self.around.events)
+                .await
+            {
                 Ok(true) => {
                     self.finish(record, clock.elapsed());
                     return None;
@@ -230,6 +237,7 @@ impl<'a> StageExecution<'a> {
                         key,
                         hit: false,
                         why,
+                        shared_from: None,
                     });
                 }
                 Err(err) => self.warn(&format!(
@@ -241,13 +249,14 @@ impl<'a> StageExecution<'a> {
     }
 
     /// Keeps a stage that succeeded in the stage cache, and says how it ended.
-    fn conclude(&self, started: Started, record: &mut StageRecord) {
+    async fn conclude(&self, started: Started, record: &mut StageRecord) {
         if let Some(parts) = &started.key
             && record.status == StageStatus::Succeeded
-            && let Err(err) =
-                self.around
-                    .stage_cache
-                    .keep(self.stage, parts, &self.output(), record)
+            && let Err(err) = self
+                .around
+                .stage_cache
+                .keep(self.stage, parts, &self.output(), record)
+                .await
         {
             self.warn(&format!(
                 "sluice: cannot store the stage in the stage cache: {err:#}"
@@ -260,7 +269,13 @@ impl<'a> StageExecution<'a> {
     fn finish(&self, record: &mut StageRecord, elapsed: Duration) {
         record.duration_ms = Some(millis(elapsed));
         let message = match &record.cache {
-            Some(cache) if cache.hit => Some(format!("cached (key {:.12}…)", cache.key)),
+            Some(cache) if cache.hit => Some(match &cache.shared_from {
+                Some(writer) => format!(
+                    "cached (shared cache, key {:.12}…, written by {writer})",
+                    cache.key
+                ),
+                None => format!("cached (key {:.12}…)", cache.key),
+            }),
             _ if record.status == StageStatus::Succeeded => record.summary.clone(),
             _ => record.message.clone().map(|message| {
                 if record.failure_allowed {

@@ -6,7 +6,6 @@
 //! output. On a miss of a stage that was stored before, the parts of the key that moved are said
 //! ([`KeyParts::changes_since`]); `sluice cache why` says the same afterwards.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -14,12 +13,9 @@ use anyhow::{Context, Result};
 use ring::hmac;
 
 use crate::model::artifacts::{ArtifactRecord, sha256_file};
-use crate::model::digests::sha256_bytes;
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::artifact_rel;
 use crate::model::report::{CacheRecord, StageRecord, StageStatus, rfc3339};
-use crate::model::text::{MAX_FIELD_BYTES, one_line};
-use crate::model::tree::ContentTree;
 use crate::trust::local_key::{self, LocalKeyError};
 
 use super::LockedStage;
@@ -29,11 +25,14 @@ pub use entry::{CachedOutput, Entry};
 pub use key::KeyParts;
 use program::{command_output, program_fingerprint};
 use scan::git_state;
+pub use shared::{SharedHit, SharedStageCache};
 
 mod entry;
 mod key;
 mod program;
 mod scan;
+mod shared;
+mod why;
 
 /// Paths named per changed folder when a miss is explained.
 const CHANGED_PATHS_SHOWN: usize = 10;
@@ -43,12 +42,15 @@ const CHANGED_PATHS_SHOWN: usize = 10;
 pub struct StageCache {
     root: Option<PathBuf>,
     key: Option<hmac::Key>,
+    /// Asked after a local miss, and told of every entry kept.
+    shared: Option<std::sync::Arc<dyn SharedStageCache>>,
 }
 
 impl std::fmt::Debug for StageCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StageCache")
             .field("root", &self.root)
+            .field("shared", &self.shared.as_ref().map(|s| s.describe()))
             .finish()
     }
 }
@@ -56,7 +58,18 @@ impl std::fmt::Debug for StageCache {
 impl StageCache {
     /// The cache at `root` for reading its list (`cache ls`, `gc`, `why`): nothing is served.
     pub fn new(root: Option<PathBuf>) -> Self {
-        Self { root, key: None }
+        Self {
+            root,
+            key: None,
+            shared: None,
+        }
+    }
+
+    /// This cache with `shared` behind it: asked after a local miss, told of every entry kept.
+    #[must_use]
+    pub fn with_shared(mut self, shared: Option<std::sync::Arc<dyn SharedStageCache>>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// The cache at `root` opened for a run: the folder checked private (refused, as compiled
@@ -87,6 +100,7 @@ impl StageCache {
                 Self {
                     root: Some(root),
                     key: Some(key),
+                    shared: None,
                 },
                 None,
             )),
@@ -270,25 +284,31 @@ impl StageCache {
     /// Serves stage `name` from the entry under `key`, if there is one: its outputs restored
     /// (re-verified) into `folder` and recorded, the plugin not run. `Err` says why an entry
     /// could not be restored (the folder is left empty, and the stage runs).
-    pub fn serve(
+    pub async fn serve(
         &self,
         key: &str,
         folder: &OutputFolder<'_>,
         record: &mut StageRecord,
         events: &EventSink,
     ) -> Result<bool> {
-        let Some(entry) = self.lookup(key) else {
-            return Ok(false);
+        let (entry, shared_from) = match self.lookup(key) {
+            Some(entry) => {
+                folder.empty();
+                if let Err(err) = folder
+                    .create()
+                    .and_then(|()| self.restore(&entry, folder.path()))
+                {
+                    folder.empty();
+                    return Err(err);
+                }
+                (entry, None)
+            }
+            None => match self.take_shared(key, folder).await? {
+                Some(hit) => (hit.entry, Some(hit.signer)),
+                None => return Ok(false),
+            },
         };
         let name = record.name.clone();
-        folder.empty();
-        if let Err(err) = folder
-            .create()
-            .and_then(|()| self.restore(&entry, folder.path()))
-        {
-            folder.empty();
-            return Err(err);
-        }
         record.outputs = entry
             .outputs
             .iter()
@@ -316,91 +336,39 @@ impl StageCache {
             key: key.to_string(),
             hit: true,
             why: Vec::new(),
+            shared_from,
         });
         Ok(true)
     }
 
-    /// Why `stage` missed with `parts`: what moved since the newest entry stored for it (empty
-    /// when none was, or it cannot be read).
-    pub fn why_missed(&self, stage: &LockedStage, parts: &KeyParts) -> Vec<String> {
-        let Some(latest) = self.latest_file(&stage.pipeline, &stage.name) else {
-            return Vec::new();
+    /// The entry under `key` from the shared cache, its outputs put into `folder` and kept in
+    /// this machine's cache (tagged under its own key) for the next run.
+    async fn take_shared(&self, key: &str, folder: &OutputFolder<'_>) -> Result<Option<SharedHit>> {
+        let (Some(shared), Some(mac)) = (&self.shared, &self.key) else {
+            return Ok(None);
         };
-        let Some(entry) = std::fs::read_to_string(latest)
-            .ok()
-            .and_then(|key| self.lookup_entry(key.trim()))
-        else {
-            return Vec::new();
+        folder.empty();
+        folder.create()?;
+        let hit = match shared.fetch(key, folder.path()).await {
+            Ok(Some(hit)) if hit.entry.key == key => hit,
+            Ok(_) => {
+                folder.empty();
+                return Ok(None);
+            }
+            Err(err) => {
+                folder.empty();
+                return Err(err.context(format!("the shared cache {}", shared.describe())));
+            }
         };
-        let earlier = KeyParts {
-            parts: entry.parts.clone(),
-            trees: BTreeMap::new(),
-        };
-        // Paths come from the workspace, which a stage may have written: made safe to print.
-        parts
-            .changes_since(&earlier, &self.trees_of(&entry), CHANGED_PATHS_SHOWN)
-            .iter()
-            .map(|line| one_line(line, MAX_FIELD_BYTES))
-            .collect()
+        let mut local = hit.entry.clone();
+        local.sign(mac);
+        self.store(key, &local, folder.path())?;
+        Ok(Some(hit))
     }
 
-    /// What moved between the two newest entries of stage `stage` (of any pipeline, or of
-    /// `pipeline`): the later entry's key and the lines; `None` without two entries.
-    pub fn why_between_newest(
-        &self,
-        stage: &str,
-        pipeline: Option<&str>,
-    ) -> Option<(Entry, Entry, Vec<String>)> {
-        let mut mine = self
-            .list()
-            .into_iter()
-            .map(|(entry, _)| entry)
-            .filter(|e| e.stage == stage && pipeline.is_none_or(|p| e.pipeline == p));
-        let (newer, older) = (mine.next()?, mine.next()?);
-        let mut now = KeyParts {
-            parts: newer.parts.clone(),
-            trees: BTreeMap::new(),
-        };
-        for (label, tree) in self.trees_of(&newer) {
-            now.trees.insert(label, tree);
-        }
-        let earlier = KeyParts {
-            parts: older.parts.clone(),
-            trees: BTreeMap::new(),
-        };
-        let lines = now.changes_since(&earlier, &self.trees_of(&older), CHANGED_PATHS_SHOWN);
-        Some((newer, older, lines))
-    }
-
-    /// The content trees an entry's parts name, as far as they were kept.
-    fn trees_of(&self, entry: &Entry) -> BTreeMap<String, ContentTree> {
-        let Some(root) = &self.root else {
-            return BTreeMap::new();
-        };
-        entry
-            .parts
-            .iter()
-            .filter(|(label, _)| *label == "workspace" || label.starts_with("dir "))
-            .filter_map(|(label, digest)| {
-                let valid = digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit());
-                let file = root.join("trees").join(format!("{digest}.json"));
-                let tree: ContentTree = valid
-                    .then(|| std::fs::read(file).ok())
-                    .flatten()
-                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;
-                (tree.digest() == *digest).then(|| (label.clone(), tree))
-            })
-            .collect()
-    }
-
-    /// Where the key of the newest entry of a pipeline's stage is noted.
-    fn latest_file(&self, pipeline: &str, stage: &str) -> Option<PathBuf> {
-        let name = sha256_bytes(format!("{pipeline}\0{stage}").as_bytes());
-        Some(self.root.as_ref()?.join("latest").join(&name[..32]))
-    }
-
-    /// Keeps a succeeded stage's outputs (in `folder`) for the next run with the same key.
-    pub fn keep(
+    /// Keeps a succeeded stage's outputs (in `folder`) for the next run with the same key, here
+    /// and in the shared cache behind this one.
+    pub async fn keep(
         &self,
         stage: &LockedStage,
         parts: &KeyParts,
@@ -451,10 +419,22 @@ impl StageCache {
             let _ = crate::atomic_file::write(&latest, key.as_bytes());
         }
         let why = record.cache.take().map(|c| c.why).unwrap_or_default();
+        if let Some(shared) = &self.shared
+            && let Err(err) = shared.share(&entry, folder.path()).await
+        {
+            record.cache = Some(CacheRecord {
+                key,
+                hit: false,
+                why,
+                shared_from: None,
+            });
+            return Err(err.context(format!("sharing it through {}", shared.describe())));
+        }
         record.cache = Some(CacheRecord {
             key,
             hit: false,
             why,
+            shared_from: None,
         });
         Ok(())
     }
