@@ -263,9 +263,24 @@ impl Agent<'_> {
                 bail!("the job grants the workspace but carries no workspace tree");
             };
             let dest = folder.0.join("workspace");
-            super::workspace::materialize(blobs, tree, &dest)
+            let clock = std::time::Instant::now();
+            let built = super::workspace::materialize(blobs, tree, &dest)
                 .await
                 .context("cannot build the job's workspace")?;
+            let line = format!(
+                "sluice: workspace built on agent {}: {} files ({} fetched) in {} ms",
+                self.options.name,
+                built.files,
+                built.fetched,
+                clock.elapsed().as_millis()
+            );
+            let source = crate::model::events::LogSource::Info;
+            self.publish(
+                &job.run_id,
+                &job.stage.name,
+                StageEvent::Log { source, line },
+            )
+            .await;
             stage.workspace = dest;
         }
         let prepared = match PreparedStage::of_locked(self.host, stage, &plugin_file) {

@@ -33,8 +33,33 @@ pub struct Stored {
 
 pub struct Blobs {
     store: object_store::ObjectStore,
-    /// Where fetched blobs are kept, one file per digest.
+    /// Where fetched blobs are kept, one file per digest (read-only files).
     cache: PathBuf,
+    /// Cached blobs this process has hashed, by file identity: not hashed again while the
+    /// file's device, inode, size and mtime stay the same.
+    verified: std::sync::Mutex<std::collections::HashMap<String, Identity>>,
+}
+
+/// What says a cached file is the one that was hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl Identity {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        meta.is_file().then(|| Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
 }
 
 impl std::fmt::Debug for Blobs {
@@ -69,6 +94,7 @@ impl Blobs {
         Ok(Self {
             store,
             cache: cache.to_path_buf(),
+            verified: std::sync::Mutex::default(),
         })
     }
 
@@ -107,7 +133,11 @@ impl Blobs {
             bail!("{sha256:?} is not a sha256 digest");
         }
         let cached = self.cache.join(sha256);
+        if self.still_verified(sha256, &cached) {
+            return Ok(cached);
+        }
         if cached.is_file() && hash_file(&cached).await.is_ok_and(|(d, _)| d == sha256) {
+            self.remember(sha256, &cached);
             return Ok(cached);
         }
         // Two machines storing the same blob at once is harmless (same bytes), but the second
@@ -117,7 +147,11 @@ impl Blobs {
         loop {
             match self.download(sha256, &cached).await {
                 Err(err) if err.is::<Stalled>() && attempt < FETCH_ATTEMPTS => attempt += 1,
-                done => return done.map(|()| cached),
+                done => {
+                    done?;
+                    self.remember(sha256, &cached);
+                    return Ok(cached);
+                }
             }
         }
     }
@@ -149,10 +183,110 @@ impl Blobs {
                 "blob sha256:{sha256} from {BUCKET} hashes to {got}: refused (the store's copy is damaged or was replaced)"
             );
         }
-        temp.persist(cached)
-            .map_err(|err| err.error)
-            .with_context(|| format!("cannot keep {}", cached.display()))?;
-        Ok(())
+        keep_read_only(temp, cached)
+    }
+
+    /// Whether the cached file for `sha256` was hashed by this process and has not changed since.
+    fn still_verified(&self, sha256: &str, cached: &Path) -> bool {
+        let Ok(verified) = self.verified.lock() else {
+            return false;
+        };
+        verified
+            .get(sha256)
+            .is_some_and(|known| Identity::of(cached).as_ref() == Some(known))
+    }
+
+    fn remember(&self, sha256: &str, cached: &Path) {
+        if let (Some(identity), Ok(mut verified)) = (Identity::of(cached), self.verified.lock()) {
+            verified.insert(sha256.to_string(), identity);
+        }
+    }
+
+    /// The cached file for `sha256` when it is there and verified (no fetch).
+    pub async fn cached(&self, sha256: &str) -> Option<PathBuf> {
+        let cached = self.cache.join(sha256);
+        if self.still_verified(sha256, &cached) {
+            return Some(cached);
+        }
+        if cached.is_file() && hash_file(&cached).await.is_ok_and(|(d, _)| d == sha256) {
+            self.remember(sha256, &cached);
+            return Some(cached);
+        }
+        None
+    }
+
+    /// Keeps `bytes` in the cache as blob `sha256` when they hash to it (a file taken out of a
+    /// pack); refused otherwise.
+    pub fn adopt(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let got = hex::encode(Sha256::digest(bytes));
+        if got != sha256 {
+            bail!("a packed file named sha256:{sha256} hashes to {got}: refused");
+        }
+        let cached = self.cache.join(sha256);
+        let mut temp = tempfile::NamedTempFile::new_in(&self.cache)
+            .with_context(|| format!("cannot write into {}", self.cache.display()))?;
+        std::io::Write::write_all(&mut temp, bytes)?;
+        keep_read_only(temp, &cached)?;
+        self.remember(sha256, &cached);
+        Ok(cached)
+    }
+
+    /// Where the last shipment of the workspace at `folder` is remembered (beside the cache).
+    pub fn memo_of(&self, folder: &Path) -> PathBuf {
+        let absolute = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+        let name = crate::model::digests::sha256_bytes(absolute.as_os_str().as_encoded_bytes());
+        self.cache
+            .with_file_name(format!(
+                "{}-shipments",
+                self.cache
+                    .file_name()
+                    .map_or("blobs".into(), |n| n.to_string_lossy())
+            ))
+            .join(&name[..32])
+    }
+
+    /// Whether the store holds an object named `name` (a pack) or `sha256-…` (a blob).
+    pub async fn holds(&self, name: &str) -> bool {
+        self.store.info(name).await.is_ok_and(|info| !info.deleted)
+    }
+
+    /// Stores `bytes` as object `name` (a pack of files, named by its index) unless the store
+    /// has it; whether it was sent.
+    pub async fn put_pack(&self, name: &str, bytes: &[u8]) -> Result<bool> {
+        if self.holds(name).await {
+            return Ok(false);
+        }
+        let mut reader = bytes;
+        self.store
+            .put(name, &mut reader)
+            .await
+            .with_context(|| format!("cannot store {name} in {BUCKET}"))?;
+        Ok(true)
+    }
+
+    /// The bytes of object `name` (a pack), at most `max` of them. Not verified here: every
+    /// file taken out of it is ([`Self::adopt`]).
+    pub async fn fetch_pack(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        let mut object = self
+            .store
+            .get(name)
+            .await
+            .with_context(|| format!("no {name} in the NATS object store {BUCKET}"))?;
+        let mut bytes = Vec::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let read = tokio::time::timeout(STALL, object.read(&mut buffer))
+                .await
+                .map_err(|_| Stalled)?
+                .with_context(|| format!("cannot read {name} from {BUCKET}"))?;
+            if read == 0 {
+                return Ok(bytes);
+            }
+            if bytes.len() as u64 + read as u64 > max {
+                bail!("{name} in {BUCKET} is larger than its index says");
+            }
+            bytes.extend_from_slice(&buffer[..read]);
+        }
     }
 
     /// Puts a copy of blob `sha256` at `dest` (its folder made): the bytes were verified when
@@ -167,6 +301,9 @@ impl Blobs {
         tokio::fs::copy(&source, dest)
             .await
             .with_context(|| format!("cannot write {}", dest.display()))?;
+        // The cache's files are read-only; the copy is the caller's.
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644)).await?;
         Ok(())
     }
 
@@ -182,6 +319,17 @@ impl Blobs {
         }
         Ok(count)
     }
+}
+
+/// Puts a verified temporary file in the cache as `cached`, read-only: jobs get hard links to
+/// it, so nothing that runs there may change it.
+fn keep_read_only(temp: tempfile::NamedTempFile, cached: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o444))?;
+    temp.persist(cached)
+        .map_err(|err| err.error)
+        .with_context(|| format!("cannot keep {}", cached.display()))?;
+    Ok(())
 }
 
 async fn hash_file(path: &Path) -> Result<(String, u64)> {

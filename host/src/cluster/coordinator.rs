@@ -431,11 +431,13 @@ impl Dispatch<'_> {
             .get_or_try_init(|| async {
                 let folder = &exec.stage.workspace;
                 let tree = exec.around.stage_cache.content_tree(folder)?;
+                let memo = run.remote.blobs().memo_of(folder);
                 let (sha256, shipped) = super::workspace::ship(
                     run.remote.blobs(),
                     folder,
                     &tree,
                     &exec.around.layout.dir,
+                    Some(&memo),
                     |sha| run.stored(sha),
                     |sha| run.mark_stored(sha),
                 )
@@ -443,8 +445,8 @@ impl Dispatch<'_> {
                 exec.say(
                     LogSource::Info,
                     &format!(
-                        "sluice: workspace sent by content: {} files, {} new ({} bytes)",
-                        shipped.files, shipped.sent, shipped.bytes_sent
+                        "sluice: workspace sent by content: {} files, {} new ({} bytes in {} objects)",
+                        shipped.files, shipped.sent, shipped.bytes_sent, shipped.objects
                     ),
                 );
                 anyhow::Ok(sha256)
