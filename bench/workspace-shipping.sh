@@ -50,7 +50,7 @@ for _ in $(seq 100); do grep -q serving "$work/agent.log" 2>/dev/null && break; 
 
 ms() { local s e; s=$(date +%s%N); "$@" > "$work/last.log" 2>&1 || { cat "$work/last.log" >&2; exit 1; }; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
 run() { "$sluice" run "$work/pipeline.toml" --nats "$url" --format plain; }
-sent() { grep -o 'workspace sent by content: [^)]*)' "$work/last.log" | head -1; }
+sent() { grep -o "workspace sent by content: [^)]*)\|workspace built on agent [^:]*: .*ms" "$work/last.log" | tr "\n" " "; }
 baseline() { tar -cf - -C "$work/ws" . | sha256sum > /dev/null; }
 
 echo "workspace: $(find "$work/ws" -type f | wc -l) files, $(du -sm "$work/ws" | cut -f1) MB"

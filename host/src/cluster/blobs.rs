@@ -215,20 +215,36 @@ impl Blobs {
         None
     }
 
-    /// Keeps `bytes` in the cache as blob `sha256` when they hash to it (a file taken out of a
-    /// pack); refused otherwise.
-    pub fn adopt(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf> {
-        let got = hex::encode(Sha256::digest(bytes));
-        if got != sha256 {
-            bail!("a packed file named sha256:{sha256} hashes to {got}: refused");
+    /// Keeps the files of a fetched pack in the cache — each `(sha256, range)` of `bytes` only
+    /// when it hashes to its name, refused otherwise — on a blocking thread (hashing and
+    /// writing many files is CPU and disk work).
+    pub async fn adopt(&self, bytes: Vec<u8>, files: Vec<(String, std::ops::Range<usize>)>) -> Result<()> {
+        let cache = self.cache.clone();
+        let kept = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Identity)>> {
+            let mut kept = Vec::with_capacity(files.len());
+            for (sha256, range) in files {
+                let slice = bytes.get(range).context("a pack is shorter than its index")?;
+                let got = hex::encode(Sha256::digest(slice));
+                if got != sha256 {
+                    bail!("a packed file named sha256:{sha256} hashes to {got}: refused");
+                }
+                let cached = cache.join(&sha256);
+                let mut temp = tempfile::NamedTempFile::new_in(&cache)
+                    .with_context(|| format!("cannot write into {}", cache.display()))?;
+                std::io::Write::write_all(&mut temp, slice)?;
+                keep_read_only(temp, &cached)?;
+                if let Some(identity) = Identity::of(&cached) {
+                    kept.push((sha256, identity));
+                }
+            }
+            Ok(kept)
+        })
+        .await
+        .context("unpacking a pack stopped")??;
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.extend(kept);
         }
-        let cached = self.cache.join(sha256);
-        let mut temp = tempfile::NamedTempFile::new_in(&self.cache)
-            .with_context(|| format!("cannot write into {}", self.cache.display()))?;
-        std::io::Write::write_all(&mut temp, bytes)?;
-        keep_read_only(temp, &cached)?;
-        self.remember(sha256, &cached);
-        Ok(cached)
+        Ok(())
     }
 
     /// Where the last shipment of the workspace at `folder` is remembered (beside the cache).

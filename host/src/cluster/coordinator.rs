@@ -430,7 +430,9 @@ impl Dispatch<'_> {
             .workspace
             .get_or_try_init(|| async {
                 let folder = &exec.stage.workspace;
+                let clock = std::time::Instant::now();
                 let tree = exec.around.stage_cache.content_tree(folder)?;
+                let scanned = clock.elapsed();
                 let memo = run.remote.blobs().memo_of(folder);
                 let (sha256, shipped) = super::workspace::ship(
                     run.remote.blobs(),
@@ -445,8 +447,13 @@ impl Dispatch<'_> {
                 exec.say(
                     LogSource::Info,
                     &format!(
-                        "sluice: workspace sent by content: {} files, {} new ({} bytes in {} objects)",
-                        shipped.files, shipped.sent, shipped.bytes_sent, shipped.objects
+                        "sluice: workspace sent by content: {} files, {} new ({} bytes in {} objects; scanned in {} ms, sent in {} ms)",
+                        shipped.files,
+                        shipped.sent,
+                        shipped.bytes_sent,
+                        shipped.objects,
+                        scanned.as_millis(),
+                        (clock.elapsed() - scanned).as_millis()
                     ),
                 );
                 anyhow::Ok(sha256)

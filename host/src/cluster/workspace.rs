@@ -213,15 +213,22 @@ async fn send_packs(
                 })
                 .collect();
             let name = pack_name(&index);
-            let mut bytes = Vec::with_capacity(index.iter().map(|f| f.size as usize).sum());
-            for (rel, _, size) in &group {
-                let content = std::fs::read(folder.join(rel))
-                    .with_context(|| format!("cannot read {rel} in the workspace"))?;
-                if content.len() as u64 != *size {
-                    bail!("{rel} in the workspace changed while it was being sent; run again");
+            let total = index.iter().map(|f| f.size as usize).sum();
+            let folder = folder.to_path_buf();
+            let bytes = tokio::task::spawn_blocking(move || {
+                let mut bytes = Vec::with_capacity(total);
+                for (rel, _, size) in &group {
+                    let content = std::fs::read(folder.join(rel))
+                        .with_context(|| format!("cannot read {rel} in the workspace"))?;
+                    if content.len() as u64 != *size {
+                        bail!("{rel} in the workspace changed while it was being sent; run again");
+                    }
+                    bytes.extend_from_slice(&content);
                 }
-                bytes.extend_from_slice(&content);
-            }
+                Ok(bytes)
+            })
+            .await
+            .context("packing the workspace stopped")??;
             let uploaded = blobs.put_pack(&name, &bytes).await?;
             Ok((name, index, uploaded))
         })
@@ -278,9 +285,15 @@ pub async fn materialize(
     fetch_missing(blobs, &shipment, missing).await?;
     let count = files.len();
     for (rel, sha256, executable) in files {
-        let cached = blobs.fetch(&sha256).await?;
+        let cached = match blobs.cached(&sha256).await {
+            Some(cached) => cached,
+            None => blobs.fetch(&sha256).await?,
+        };
         let target = dest.join(&rel);
-        if let Some(parent) = target.parent() {
+        // The tree lists its folders, made above; a parent it leaves out is made here.
+        if let Some(parent) = target.parent()
+            && !parent.is_dir()
+        {
             std::fs::create_dir_all(parent)?;
         }
         if executable {
@@ -327,17 +340,18 @@ async fn fetch_missing(
                 let total = files.iter().map(|f| f.size).sum();
                 let bytes = blobs.fetch_pack(name, total).await?;
                 let mut at = 0usize;
+                let mut keep = Vec::new();
                 for file in files {
                     let end = at + file.size as usize;
-                    let slice = bytes
-                        .get(at..end)
-                        .with_context(|| format!("{name} is shorter than its index"))?;
                     if wanted.contains(&file.sha256) {
-                        blobs.adopt(&file.sha256, slice)?;
+                        keep.push((file.sha256.clone(), at..end));
                     }
                     at = end;
                 }
-                anyhow::Ok(())
+                blobs
+                    .adopt(bytes, keep)
+                    .await
+                    .with_context(|| format!("in {name}"))
             }
         })
         .buffer_unordered(PACKS_AT_ONCE)
