@@ -23,6 +23,7 @@ mod grants;
 mod graph;
 mod init;
 mod nats_jetstream;
+mod nats_roles;
 mod phases;
 mod polyglot;
 mod real_content;

@@ -14,7 +14,12 @@ use crate::interrupt::interrupt_on_ctrl_c;
 use crate::nats::{NatsConnection, cache_home, connect};
 
 /// `sluice agent`: connects, then runs the jobs its labels match until it is stopped.
-pub async fn agent(host: &Host, args: AgentArgs) -> Outcome {
+pub async fn agent(host: &Host, mut args: AgentArgs) -> Outcome {
+    if args.nats_password_stdin {
+        args.connection.nats_password = Some(crate::agent_env::password_from_stdin()?);
+    } else if let Some(password) = &args.connection.nats_password {
+        return Err(crate::agent_env::restart_without(password));
+    }
     let labels: BTreeSet<String> = args.labels.iter().cloned().collect();
     for label in &labels {
         sluice::cluster::jobs::check_label(label)

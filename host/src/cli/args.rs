@@ -439,6 +439,10 @@ pub struct AgentArgs {
     /// Job folders and fetched plugins and artifacts [default: ~/.cache/sluice/agent]
     #[arg(long, value_name = "DIR", env = "SLUICE_AGENT_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Read the NATS password from stdin (the agent restarts itself this way when given one in
+    /// its environment or command line, so the password is in neither)
+    #[arg(long, conflicts_with = "nats_password")]
+    pub nats_password_stdin: bool,
     #[command(flatten)]
     pub connection: NatsConnection,
 }

@@ -14,6 +14,7 @@ mod args;
 mod error;
 
 // Helpers some commands share.
+mod agent_env;
 mod interrupt;
 mod nats;
 mod refs;

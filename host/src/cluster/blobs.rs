@@ -218,12 +218,18 @@ impl Blobs {
     /// Keeps the files of a fetched pack in the cache — each `(sha256, range)` of `bytes` only
     /// when it hashes to its name, refused otherwise — on a blocking thread (hashing and
     /// writing many files is CPU and disk work).
-    pub async fn adopt(&self, bytes: Vec<u8>, files: Vec<(String, std::ops::Range<usize>)>) -> Result<()> {
+    pub async fn adopt(
+        &self,
+        bytes: Vec<u8>,
+        files: Vec<(String, std::ops::Range<usize>)>,
+    ) -> Result<()> {
         let cache = self.cache.clone();
         let kept = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Identity)>> {
             let mut kept = Vec::with_capacity(files.len());
             for (sha256, range) in files {
-                let slice = bytes.get(range).context("a pack is shorter than its index")?;
+                let slice = bytes
+                    .get(range)
+                    .context("a pack is shorter than its index")?;
                 let got = hex::encode(Sha256::digest(slice));
                 if got != sha256 {
                     bail!("a packed file named sha256:{sha256} hashes to {got}: refused");

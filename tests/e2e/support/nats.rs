@@ -14,6 +14,8 @@ pub struct NatsServer {
     /// Kept until the server stops.
     storage: tempfile::TempDir,
     login: Option<(String, String)>,
+    /// A configuration file (`-c`) and the environment the server reads it with.
+    config: Option<(std::path::PathBuf, Vec<(String, String)>)>,
 }
 
 impl NatsServer {
@@ -25,12 +27,42 @@ impl NatsServer {
         Self::start_with(Some((user, password)))
     }
 
+    /// A server reading `config` (written beside `includes`, each a file copied next to it),
+    /// with `env` in its environment.
+    pub fn start_with_config(
+        config: &str,
+        includes: &[&Path],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let storage = tempfile::tempdir()?;
+        for file in includes {
+            let name = file.file_name().context("an include without a name")?;
+            std::fs::copy(file, storage.path().join(name))?;
+        }
+        let file = storage.path().join("server.conf");
+        std::fs::write(&file, config)?;
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let mut server = Self {
+            child: None,
+            port: free_port()?,
+            storage,
+            login: None,
+            config: Some((file, env)),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
     fn start_with(login: Option<(&str, &str)>) -> Result<Self> {
         let mut server = Self {
             child: None,
             port: free_port()?,
             storage: tempfile::tempdir()?,
             login: login.map(|(u, p)| (u.to_string(), p.to_string())),
+            config: None,
         };
         server.spawn()?;
         Ok(server)
@@ -72,6 +104,12 @@ impl NatsServer {
             .stderr(log);
         if let Some((user, password)) = &self.login {
             command.args(["--user", user, "--pass", password]);
+        }
+        if let Some((file, env)) = &self.config {
+            command
+                .arg("-c")
+                .arg(file)
+                .envs(env.iter().map(|(k, v)| (k, v)));
         }
         self.child = Some(command.spawn().context("cannot start nats-server")?);
         for _ in 0..200 {
