@@ -38,3 +38,4 @@ mod stage_alone;
 mod stage_cache;
 mod traces;
 mod volumes;
+mod workspace_packs;

@@ -202,6 +202,11 @@ impl Blobs {
         }
     }
 
+    /// Where blob `sha256` is kept in the cache (whether or not it is there).
+    pub fn path_of(&self, sha256: &str) -> PathBuf {
+        self.cache.join(sha256)
+    }
+
     /// The cached file for `sha256` when it is there and verified (no fetch).
     pub async fn cached(&self, sha256: &str) -> Option<PathBuf> {
         let cached = self.cache.join(sha256);

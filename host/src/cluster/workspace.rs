@@ -73,13 +73,13 @@ struct Remembered {
 
 /// The last shipment recorded in `memo`, if the store still holds its manifest (then it holds
 /// what the shipment names: sluice never removes a single blob).
-async fn remembered(blobs: &Blobs, memo: Option<&Path>) -> Option<Shipment> {
+async fn remembered(blobs: &Blobs, memo: Option<&Path>) -> Option<(String, Shipment)> {
     let bytes = std::fs::read(memo?).ok()?;
     let last: Remembered = serde_json::from_slice(&bytes).ok()?;
     blobs
         .holds(&format!("sha256-{}", last.manifest))
         .await
-        .then_some(last.shipment)
+        .then_some((last.manifest, last.shipment))
 }
 
 /// Sends `tree` of `folder` to the store (the bytes it lacks, then the shipment); returns the
@@ -95,7 +95,10 @@ pub async fn ship(
     known: impl Fn(&str) -> bool,
     mark: impl Fn(String),
 ) -> Result<(String, Shipped)> {
-    let prior = remembered(blobs, memo).await.unwrap_or_default();
+    let (prior_manifest, prior) = match remembered(blobs, memo).await {
+        Some((manifest, shipment)) => (Some(manifest), shipment),
+        None => (None, Shipment::default()),
+    };
     let prior_packs: HashMap<&str, &str> = prior
         .packs
         .iter()
@@ -170,7 +173,9 @@ pub async fn ship(
         .with_context(|| format!("cannot write {}", manifest_file.display()))?;
     let stored = blobs.put_file(&manifest_file).await?;
     let _ = std::fs::remove_file(&manifest_file);
-    if let Some(memo) = memo {
+    if let Some(memo) = memo
+        && prior_manifest.as_deref() != Some(stored.sha256.as_str())
+    {
         let remember = Remembered {
             manifest: stored.sha256.clone(),
             shipment,
@@ -270,6 +275,9 @@ pub async fn materialize(
         match entry.kind {
             EntryKind::Dir => std::fs::create_dir_all(dest.join(rel))?,
             EntryKind::File if entry.sha256.len() == 64 => {
+                if !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    bail!("the workspace tree gives {rel:?} a digest that is not a sha256");
+                }
                 files.push((rel.clone(), entry.sha256.clone(), entry.executable));
             }
             _ => {}
@@ -285,15 +293,19 @@ pub async fn materialize(
     fetch_missing(blobs, &shipment, missing).await?;
     let count = files.len();
     for (rel, sha256, executable) in files {
-        let cached = match blobs.cached(&sha256).await {
-            Some(cached) => cached,
-            None => blobs.fetch(&sha256).await?,
-        };
+        // Every content is in the cache now, verified (just fetched, or found above).
+        let cached = blobs.path_of(&sha256);
         let target = dest.join(&rel);
+        let parent_listed = Path::new(&rel).parent().is_none_or(|parent| {
+            parent.as_os_str().is_empty()
+                || shipment
+                    .tree
+                    .entries
+                    .get(parent.to_string_lossy().as_ref())
+                    .is_some_and(|e| e.kind == EntryKind::Dir)
+        });
         // The tree lists its folders, made above; a parent it leaves out is made here.
-        if let Some(parent) = target.parent()
-            && !parent.is_dir()
-        {
+        if !parent_listed && let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
         if executable {
