@@ -268,10 +268,11 @@ impl Agent<'_> {
                 .await
                 .context("cannot build the job's workspace")?;
             let line = format!(
-                "sluice: workspace built on agent {}: {} files ({} fetched) in {} ms",
+                "sluice: workspace built on agent {}: {} files ({} fetched in {} ms) in {} ms",
                 self.options.name,
                 built.files,
                 built.fetched,
+                built.fetching.as_millis(),
                 clock.elapsed().as_millis()
             );
             let source = crate::model::events::LogSource::Info;

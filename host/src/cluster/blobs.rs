@@ -240,10 +240,7 @@ impl Blobs {
                     bail!("a packed file named sha256:{sha256} hashes to {got}: refused");
                 }
                 let cached = cache.join(&sha256);
-                let mut temp = tempfile::NamedTempFile::new_in(&cache)
-                    .with_context(|| format!("cannot write into {}", cache.display()))?;
-                std::io::Write::write_all(&mut temp, slice)?;
-                keep_read_only(temp, &cached)?;
+                write_new_read_only(&cached, slice)?;
                 if let Some(identity) = Identity::of(&cached) {
                     kept.push((sha256, identity));
                 }
@@ -346,6 +343,32 @@ impl Blobs {
         }
         Ok(count)
     }
+}
+
+/// Writes verified `bytes` as the new read-only cache file `cached`, straight under its name (one
+/// file made, not a temporary one renamed: a half-written file left by a crash hashes wrong and
+/// is fetched again). A file already there is replaced.
+fn write_new_read_only(cached: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(cached)
+    };
+    let mut file = match create() {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(cached)
+                .with_context(|| format!("cannot replace {}", cached.display()))?;
+            create()
+        }
+        other => other,
+    }
+    .with_context(|| format!("cannot write {}", cached.display()))?;
+    std::io::Write::write_all(&mut file, bytes)
+        .with_context(|| format!("cannot write {}", cached.display()))?;
+    Ok(())
 }
 
 /// Puts a verified temporary file in the cache as `cached`, read-only: jobs get hard links to

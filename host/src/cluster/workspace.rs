@@ -248,6 +248,8 @@ pub struct Materialized {
     pub files: usize,
     /// Distinct contents the agent's blob cache did not have.
     pub fetched: usize,
+    /// How long fetching them took.
+    pub fetching: std::time::Duration,
 }
 
 /// Builds the shipment with blob digest `shipment_sha256` at `dest` (a new folder), each file a
@@ -290,7 +292,9 @@ pub async fn materialize(
         }
     }
     let fetched = missing.len();
+    let clock = std::time::Instant::now();
     fetch_missing(blobs, &shipment, missing).await?;
+    let fetching = clock.elapsed();
     let count = files.len();
     for (rel, sha256, executable) in files {
         // Every content is in the cache now, verified (just fetched, or found above).
@@ -321,6 +325,7 @@ pub async fn materialize(
     Ok(Materialized {
         files: count,
         fetched,
+        fetching,
     })
 }
 
@@ -342,33 +347,34 @@ async fn fetch_missing(
             missing.remove(&file.sha256);
         }
     }
-    futures_util::stream::iter(packs)
-        .map(|(name, files)| {
-            let wanted = &wanted;
-            async move {
-                if pack_name(files) != *name {
-                    bail!("{name} does not match its index");
-                }
-                let total = files.iter().map(|f| f.size).sum();
-                let bytes = blobs.fetch_pack(name, total).await?;
-                let mut at = 0usize;
-                let mut keep = Vec::new();
-                for file in files {
-                    let end = at + file.size as usize;
-                    if wanted.contains(&file.sha256) {
-                        keep.push((file.sha256.clone(), at..end));
-                    }
-                    at = end;
-                }
-                blobs
-                    .adopt(bytes, keep)
-                    .await
-                    .with_context(|| format!("in {name}"))
+    // Packs come in concurrently; their files go into the cache one pack at a time (many
+    // writers creating files in one folder only queue on its lock).
+    let mut fetched = futures_util::stream::iter(packs)
+        .map(|(name, files)| async move {
+            if pack_name(files) != *name {
+                bail!("{name} does not match its index");
             }
+            let total = files.iter().map(|f| f.size).sum();
+            let bytes = blobs.fetch_pack(name, total).await?;
+            anyhow::Ok((name, files, bytes))
         })
-        .buffer_unordered(PACKS_AT_ONCE)
-        .try_collect::<Vec<()>>()
-        .await?;
+        .buffer_unordered(PACKS_AT_ONCE);
+    while let Some(pack) = fetched.next().await {
+        let (name, files, bytes) = pack?;
+        let mut at = 0usize;
+        let mut keep = Vec::new();
+        for file in files {
+            let end = at + file.size as usize;
+            if wanted.contains(&file.sha256) {
+                keep.push((file.sha256.clone(), at..end));
+            }
+            at = end;
+        }
+        blobs
+            .adopt(bytes, keep)
+            .await
+            .with_context(|| format!("in {name}"))?;
+    }
     futures_util::stream::iter(missing)
         .map(|sha256| async move { blobs.fetch(&sha256).await.map(|_| ()) })
         .buffer_unordered(AT_ONCE)
