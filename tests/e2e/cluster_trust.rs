@@ -464,7 +464,11 @@ fn shipped(ws: &Path) -> Pipeline {
                 .config("program", "sh")
                 .config(
                     "args",
-                    vec!["-c", "cat src/lib.txt > \"$SLUICE_OUT/built.txt\""],
+                    vec![
+                        "-c",
+                        "cat src/lib.txt > \"$SLUICE_OUT/built.txt\"; \
+                         if [ -e target/app ]; then echo shipped >> \"$SLUICE_OUT/built.txt\"; fi",
+                    ],
                 )
                 .config("outputs", vec!["built.txt"]),
         )
@@ -493,6 +497,11 @@ fn agents_that_share_no_folder_with_the_coordinator_get_the_workspace_by_content
         std::fs::write(ws.join(format!("src/file{i}.txt")), format!("file {i}\n"))?;
     }
     std::fs::write(ws.join("src/lib.txt"), "version one\n")?;
+    // A git work tree whose build output is ignored: it stays on the coordinator.
+    crate::real_content::git(&ws, &["init", "-q"])?;
+    std::fs::write(ws.join(".gitignore"), "/target\n")?;
+    std::fs::create_dir_all(ws.join("target"))?;
+    std::fs::write(ws.join("target/app"), "a build output\n")?;
     // Two agents in mount namespaces of their own, where the checkout and the coordinator's
     // runs folder are empty: nothing of the coordinator's is at its path there.
     let runs = sandbox.runs_dir();
@@ -515,7 +524,8 @@ fn agents_that_share_no_folder_with_the_coordinator_get_the_workspace_by_content
     let (code, output, _) = run("one")?;
     assert_eq!(code, sluice::exit_codes::STAGE_FAILED, "{output}");
     assert!(
-        output.contains("workspace sent by content: 51 files, 51 new"),
+        output.contains("workspace sent by content: 52 files, 52 new")
+            && output.contains("1 ignored by git left here"),
         "{output}"
     );
     std::fs::write(ws.join("src/lib.txt"), "version two\n")?;
@@ -523,7 +533,7 @@ fn agents_that_share_no_folder_with_the_coordinator_get_the_workspace_by_content
     assert_eq!(code, 0, "{output}");
     // One file changed: one file sent.
     assert!(
-        output.contains("workspace sent by content: 51 files, 1 new"),
+        output.contains("workspace sent by content: 52 files, 1 new"),
         "{output}"
     );
     let built =

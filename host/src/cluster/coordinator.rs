@@ -431,7 +431,8 @@ impl Dispatch<'_> {
             .get_or_try_init(|| async {
                 let folder = &exec.stage.workspace;
                 let clock = std::time::Instant::now();
-                let tree = exec.around.stage_cache.content_tree(folder)?;
+                let whole = exec.around.stage_cache.content_tree(folder)?;
+                let (tree, ignored) = super::shippable::shippable(folder, &whole);
                 let scanned = clock.elapsed();
                 let memo = run.remote.blobs().memo_of(folder);
                 let (sha256, shipped) = super::workspace::ship(
@@ -447,11 +448,12 @@ impl Dispatch<'_> {
                 exec.say(
                     LogSource::Info,
                     &format!(
-                        "sluice: workspace sent by content: {} files, {} new ({} bytes in {} objects; scanned in {} ms, sent in {} ms)",
+                        "sluice: workspace sent by content: {} files, {} new ({} bytes in {} objects; {} ignored by git left here; scanned in {} ms, sent in {} ms)",
                         shipped.files,
                         shipped.sent,
                         shipped.bytes_sent,
                         shipped.objects,
+                        ignored,
                         scanned.as_millis(),
                         (clock.elapsed() - scanned).as_millis()
                     ),

@@ -15,6 +15,7 @@ pub mod remote;
 pub mod results;
 pub mod sealed;
 pub mod shared_cache;
+pub mod shippable;
 pub mod wire;
 pub mod workspace;
 
