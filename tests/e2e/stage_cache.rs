@@ -361,3 +361,43 @@ fn a_cache_key_command_whose_output_changes_is_a_miss_that_names_it() -> Result<
     assert!(record.is_some_and(|s| s.cache.is_none()), "{record:?}");
     Ok(())
 }
+
+#[test]
+fn a_program_is_keyed_by_its_bytes_not_by_where_it_is_installed() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    // The same tool installed in two places (another machine's layout), then a different one.
+    let (here, there) = (sandbox.path().join("here"), sandbox.path().join("there"));
+    for dir in [&here, &there] {
+        std::fs::create_dir_all(dir)?;
+        std::fs::copy("/bin/echo", dir.join("tool"))?;
+    }
+    let pipeline = Pipeline::new("installed").stage(
+        Stage::new("build", "exec")
+            .inputs::<0>([])
+            .set("cache", true)
+            .allow("exec", vec!["tool"])
+            .config("program", "tool")
+            .config("args", vec!["built"])
+            .config("log_name", "out.txt"),
+    );
+    let file = sandbox.pipeline("pipeline.toml", &pipeline.to_toml())?;
+    let path_with = |dir: &Path| format!("{}:/usr/bin:/bin", dir.display());
+    let run_with = |dir: &Path| -> Result<RunReport> {
+        let (ran, report) = sandbox.run_with_env(&file, &[("PATH", path_with(dir).as_str())])?;
+        assert_eq!(ran.code, exit_codes::SUCCESS, "{}", ran.stderr);
+        Ok(report)
+    };
+    assert!(!hit(&run_with(&here)?, "build"));
+    assert!(
+        hit(&run_with(&there)?, "build"),
+        "the same bytes at another path, another inode and mtime: the same key"
+    );
+    std::fs::copy("/bin/true", there.join("tool"))?;
+    let (ran, changed) = sandbox.run_with_env(&file, &[("PATH", path_with(&there).as_str())])?;
+    assert!(
+        !hit(&changed, "build"),
+        "another program was served the old output"
+    );
+    ran.assert_stderr(&["stage cache miss: program tool"]);
+    Ok(())
+}

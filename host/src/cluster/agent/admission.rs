@@ -2,6 +2,9 @@
 //! a run id fit to name a folder, and not decided already; what it refuses is said and kept in
 //! `refused-jobs.log`.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::{Context, Result, bail};
 
 use super::Agent;
@@ -11,6 +14,27 @@ use crate::cluster::wire::{
     KIND_DECIDED, KIND_JOB, KIND_RESULT, StageDecided, StageJob, StageResult,
 };
 use crate::model::text::one_line;
+
+/// When this process last forgot the jobs past their expiry (seconds since the epoch).
+static LAST_PRUNE: AtomicU64 = AtomicU64::new(0);
+/// How often it does.
+const PRUNE_EVERY_SECS: u64 = 3600;
+
+/// Forgets the job ids in `dir` whose jobs expired before `now` (a replay of one is refused as
+/// expired): the folder holds the ids of the last hours' jobs, not of every job ever taken.
+fn prune_seen(dir: &Path, now: u64) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let expired = std::fs::read_to_string(entry.path()).is_ok_and(|text| {
+            text.split_whitespace()
+                .nth(1)
+                .and_then(|e| e.parse::<u64>().ok())
+                .is_some_and(|expires_at| expires_at < now)
+        });
+        if expired {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
 
 impl Agent<'_> {
     /// The job in `taken` and the digest of its sealed bytes, when it may run here: signed by a
@@ -36,20 +60,28 @@ impl Agent<'_> {
         if job.job_id.len() != 32 || !job.job_id.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!("its job id is not 32 hex digits");
         }
-        let seen = self.options.work_dir.join("seen-jobs").join(&job.job_id);
+        let seen_dir = self.options.work_dir.join("seen-jobs");
+        if now.saturating_sub(LAST_PRUNE.swap(now, Ordering::Relaxed)) >= PRUNE_EVERY_SECS {
+            prune_seen(&seen_dir, now);
+        }
+        let seen = seen_dir.join(&job.job_id);
         match std::fs::read_to_string(&seen) {
-            Ok(sequence) if sequence.trim() != taken.sequence.to_string() => bail!(
-                "it is a replay: job {} was taken before as queue message {}, this is message {}",
-                job.job_id,
-                sequence.trim(),
-                taken.sequence
-            ),
-            Ok(_) => {}
-            Err(_) => {
-                if let Some(parent) = seen.parent() {
-                    std::fs::create_dir_all(parent)?;
+            Ok(text) => {
+                let sequence = text.split_whitespace().next().unwrap_or_default();
+                if sequence != taken.sequence.to_string() {
+                    bail!(
+                        "it is a replay: job {} was taken before as queue message {}, this is message {}",
+                        job.job_id,
+                        one_line(sequence, 40),
+                        taken.sequence
+                    );
                 }
-                std::fs::write(&seen, taken.sequence.to_string())
+            }
+            Err(_) => {
+                std::fs::create_dir_all(&seen_dir)?;
+                // The expiry says when the id no longer needs remembering: the job is refused
+                // as expired from then on.
+                std::fs::write(&seen, format!("{} {}", taken.sequence, job.expires_at))
                     .with_context(|| format!("cannot write {}", seen.display()))?;
             }
         }
@@ -116,4 +148,32 @@ fn check_run_id(run_id: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_expired_job_ids_are_forgotten() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("expired"), "5 100")?;
+        std::fs::write(dir.path().join("live"), "6 300")?;
+        std::fs::write(dir.path().join("no-expiry"), "7")?;
+        prune_seen(dir.path(), 200);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()?;
+        left.sort();
+        assert_eq!(left, ["live", "no-expiry"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_id_must_be_fit_to_name_a_folder() {
+        for bad in ["", "../x", ".hidden", "a/b", "a b", &"x".repeat(129)] {
+            assert!(check_run_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_run_id("20261207T142714Z-12cddc").is_ok());
+    }
 }

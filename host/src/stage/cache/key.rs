@@ -17,7 +17,7 @@ use crate::model::tree::ContentTree;
 use crate::stage::LockedStage;
 
 /// Bumped when what goes into a key, or an entry's layout, changes.
-pub(super) const FORMAT: &str = "sluice-stage-cache/2";
+pub(super) const FORMAT: &str = "sluice-stage-cache/3";
 
 /// A key's parts: label → value (a digest where the value could be long or secret).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -129,7 +129,9 @@ impl StageCache {
     /// The key's parts for `stage` on `inputs`: its folders scanned into content trees (only
     /// files whose identity changed are hashed), the git state of a workspace it reads.
     pub fn key_parts(&self, stage: &LockedStage, inputs: &[&ArtifactRecord]) -> Result<KeyParts> {
-        let (mut parts, folders) = KeyParts::of(stage, inputs, program_fingerprint);
+        let (mut parts, folders) = KeyParts::of(stage, inputs, |name| {
+            program_fingerprint(name, |path| self.program_digest(path))
+        });
         for folder in folders {
             let tree = self.scan_folder(folder.path)?;
             parts.add_tree(folder.label, tree);

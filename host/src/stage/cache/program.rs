@@ -1,6 +1,6 @@
-//! What the stage-cache key sees of the programs a stage runs: each granted program's resolved
-//! path and file identity (device, inode, size, modification and change times), so a new or
-//! rewritten compiler makes a new key; and the output of the stage's `cache_key` commands, for
+//! What the stage-cache key sees of the programs a stage runs: the content digest of each
+//! granted program's file (remembered per file identity, so it is hashed once), so a new or
+//! rewritten compiler makes a new key and the same one anywhere makes the same key; and the output of the stage's `cache_key` commands, for
 //! what no file identity shows (the toolchain a rustup proxy picks).
 
 use std::io::Read;
@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::model::digests::sha256_bytes;
-use crate::model::identity::FileIdentity;
 use crate::sandbox::process::base_env;
 
 /// A `cache_key` command that has not ended by then is stopped, and the stage runs uncached.
@@ -20,14 +19,15 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// What is read of a `cache_key` command's output (a version banner is a few lines).
 const MAX_OUTPUT: u64 = 64 << 10;
 
-/// A program as the key sees it: its resolved path and identity.
-pub(super) fn program_fingerprint(program: &str) -> String {
-    match resolve(program).and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m))) {
-        Some((path, meta)) => format!(
-            "{}:{}",
-            path.display(),
-            hex::encode(FileIdentity::of(&meta).to_bytes())
-        ),
+/// A program as the key sees it: the sha256 of the file it resolves to (by content, not by
+/// path or inode, so the same compiler installed elsewhere — another machine sharing the cache —
+/// is the same part), given by `digest` (which remembers it per file identity).
+pub(super) fn program_fingerprint(
+    program: &str,
+    digest: impl Fn(&Path) -> Option<String>,
+) -> String {
+    match resolve(program).and_then(|path| digest(&path)) {
+        Some(sha256) => format!("sha256:{sha256}"),
         None => "missing".to_string(),
     }
 }

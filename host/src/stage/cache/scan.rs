@@ -159,6 +159,36 @@ impl super::StageCache {
         self.scan_folder(folder)
     }
 
+    /// The sha256 of the program file at `path`, through a stat cache of the programs stages
+    /// were granted (a 20 MB compiler is hashed once, not on every run).
+    pub(super) fn program_digest(&self, path: &Path) -> Option<String> {
+        let identity = FileIdentity::of(&std::fs::metadata(path).ok()?);
+        let name = path.to_string_lossy().into_owned();
+        let file = self
+            .root
+            .as_ref()
+            .map(|r| r.join("stats").join("programs.json"));
+        let known = match (&file, &self.key) {
+            (Some(file), Some(key)) => StatCache::load(file, key),
+            _ => StatCache::default(),
+        };
+        if let Some((_, sha256)) = known.known(&name, identity) {
+            return Some(sha256.to_string());
+        }
+        let started = SystemTime::now();
+        let (sha256, _) = sha256_file(path).ok()?;
+        let after = std::fs::metadata(path).ok().map(|m| FileIdentity::of(&m));
+        if let (Some(file), Some(key)) = (&file, &self.key)
+            && after.is_some_and(|a| a == identity && identity.settled_before(started))
+        {
+            let mut next = known;
+            next.files
+                .insert(name, (hex::encode(identity.to_bytes()), sha256.clone()));
+            next.save(file, key);
+        }
+        Some(sha256)
+    }
+
     /// `folder`'s content tree, through the stat cache kept for it.
     pub(super) fn scan_folder(&self, folder: &Path) -> Result<ContentTree> {
         let absolute = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
