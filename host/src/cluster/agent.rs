@@ -8,31 +8,27 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::sealed::{open, seal};
+use super::sealed::seal;
 use super::wire::{
-    INLINE_LOG_BYTES, INLINE_RECORD_BYTES, KIND_RESULT, KIND_STOP, RunEvent, StageEvent, StageJob,
-    StageResult, StopStage, cancel_subject, events_subject,
+    INLINE_LOG_BYTES, INLINE_RECORD_BYTES, KIND_RESULT, StageEvent, StageJob, StageResult,
 };
 use super::{Remote, TakenJob};
 use crate::config::grants::Access;
 use crate::model::artifacts::{ArtifactRecord, sha256_bytes};
-use crate::model::events::{Event, EventSink};
 use crate::model::layout::{RunLayout, is_artifact_rel};
 use crate::model::report::{StageRecord, StageStatus};
-use crate::model::text::{MAX_MESSAGE_BYTES, one_line};
 use crate::sandbox::engine::Host;
 use crate::stage::cache::StageCache;
 use crate::stage::reach::refuse_locked_in_mounts;
 use crate::stage::{Interrupt, PreparedStage, StageExecution, StageSurroundings};
-use crate::trust::signing::TrustedKey;
 
 mod admission;
+mod talk;
 
 /// Outputs sent to the store at once.
 const BLOBS_AT_ONCE: usize = 16;
@@ -229,20 +225,6 @@ impl Agent<'_> {
         }
     }
 
-    async fn publish(&self, run_id: &str, stage: &str, event: StageEvent) {
-        let event = RunEvent {
-            stage: stage.to_string(),
-            event,
-        };
-        if let Ok(bytes) = serde_json::to_vec(&event) {
-            let _ = self
-                .remote
-                .client()
-                .publish(events_subject(run_id), bytes.into())
-                .await;
-        }
-    }
-
     /// Runs the stage in a folder of its own, under the grants its locked stage gives.
     async fn run_job(
         &self,
@@ -390,70 +372,6 @@ impl Agent<'_> {
             by: self.options.name.clone(),
             delivery,
         }
-    }
-
-    /// Cancels the stage when its coordinator says so (fail-fast, Ctrl-C there).
-    async fn listen_for_cancel(
-        &self,
-        run_id: &str,
-        stage: &str,
-        cancel: &Interrupt,
-    ) -> Result<tokio::task::JoinHandle<()>> {
-        let mut subscription = self
-            .remote
-            .client()
-            .subscribe(cancel_subject(run_id))
-            .await
-            .context("cannot listen for the run being stopped")?;
-        let (run_id, stage, cancel) = (run_id.to_string(), stage.to_string(), cancel.clone());
-        let trusted = self.remote.trust().coordinators.clone();
-        Ok(self.handle.spawn(async move {
-            let trusted: Vec<&TrustedKey> = trusted.iter().collect();
-            while let Some(message) = subscription.next().await {
-                // Only the run's coordinator (a key this agent trusts) stops a stage.
-                let Ok(stop) = open::<StopStage>(&message.payload, KIND_STOP, &trusted) else {
-                    continue;
-                };
-                let stop = stop.value;
-                if stop.stage == stage && stop.run_id == run_id {
-                    let reason = stop
-                        .reason
-                        .as_deref()
-                        .map_or("stopped by the coordinator".into(), |r| {
-                            one_line(r, MAX_MESSAGE_BYTES)
-                        });
-                    cancel.trigger_because(&reason);
-                }
-            }
-        }))
-    }
-
-    /// An event sink whose log lines and artifacts go to the run's coordinator as they happen.
-    fn forward_events(&self, run_id: &str) -> (EventSink, std::thread::JoinHandle<()>) {
-        let (sender, receiver) = mpsc::channel::<Event>();
-        let client = self.remote.client().clone();
-        let subject = events_subject(run_id);
-        let handle = self.handle.clone();
-        let forwarder = std::thread::spawn(move || {
-            for event in receiver {
-                let (stage, event) = match event {
-                    Event::Log {
-                        stage,
-                        source,
-                        line,
-                    } => (stage, StageEvent::Log { source, line }),
-                    Event::ArtifactWritten { stage, artifact } => {
-                        (stage, StageEvent::Artifact { artifact })
-                    }
-                    _ => continue,
-                };
-                if let Ok(bytes) = serde_json::to_vec(&RunEvent { stage, event }) {
-                    let _ = handle.block_on(client.publish(subject.clone(), bytes.into()));
-                }
-            }
-            let _ = handle.block_on(client.flush());
-        });
-        (EventSink::new(sender), forwarder)
     }
 }
 
