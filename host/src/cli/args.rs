@@ -297,6 +297,10 @@ pub struct StageRunArgs {
     /// the inputs it had
     #[arg(long, value_name = "RUN/STAGE", conflicts_with_all = ["config", "inputs", "allow"])]
     pub from: Option<String>,
+    /// With --from: the pipeline the run was made with (its digest must be the recorded one);
+    /// the run folder's own record never says which file grants what [default: pipeline.toml]
+    #[arg(long, value_name = "FILE", requires = "from")]
+    pub pipeline: Option<PathBuf>,
     /// A config value (repeatable); VALUE is read as TOML when it is one, else as text
     #[arg(long = "config", value_name = "KEY=VALUE")]
     pub config: Vec<String>,

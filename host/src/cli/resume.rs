@@ -1,7 +1,7 @@
 //! `sluice resume`: continues a run that stopped at a manual gate or was killed, from its
 //! journal, without running its finished stages again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sluice::Host;
 use sluice::config::pipeline;
@@ -45,10 +45,21 @@ pub async fn resume(
             )));
         }
     }
-    let pipeline_file = args
-        .pipeline
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&report.pipeline_file));
+    let pipeline_file = match &args.pipeline {
+        Some(file) => file.clone(),
+        // sluice records the pipeline's absolute path; a relative one was written by someone
+        // else, and would name a file wherever this command happens to run.
+        None if Path::new(&report.pipeline_file).is_absolute() => {
+            PathBuf::from(&report.pipeline_file)
+        }
+        None => {
+            return Err(CliError::input(format!(
+                "run {} records its pipeline as {:?}, not an absolute path sluice writes; refusing to guess which file that is\n  = help: give the pipeline with --pipeline FILE",
+                report.run_id,
+                sluice::model::text::one_line(&report.pipeline_file, 200)
+            )));
+        }
+    };
     let pipeline = pipeline::load(&pipeline_file)?;
     let resolve = resolve_options(store, args.flags.resolve);
     let options = run_options(store, global, &args.flags, args.approve, None).await?;

@@ -12,12 +12,16 @@ use crate::error::CliError;
 /// The folder and the record of the run `run` names (an id or a folder).
 pub fn read_run(run: &str, runs_dir: Option<&Path>) -> Result<(PathBuf, RunReport), CliError> {
     let dir = find_run_dir(run, runs_dir, None)?;
-    let report = RunReport::read(&dir.join("report.json")).map_err(|err| {
+    let mut report = RunReport::read(&dir.join("report.json")).map_err(|err| {
         CliError::input(format!(
             "cannot read the record of {}: {err:#}",
             dir.display()
         ))
     })?;
+    // The folder given is the run's folder, whatever its record says (a record can come from
+    // anywhere): pages are written, and logs read, there and nowhere else.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    report.run_dir = dir.display().to_string();
     Ok((dir, report))
 }
 

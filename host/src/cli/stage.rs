@@ -9,6 +9,7 @@ use sluice::exit_codes;
 use sluice::model::artifacts::verify_recorded;
 use sluice::model::layout::runs_home;
 use sluice::model::report::{RunReport, StageStatus};
+use sluice::model::text::one_line;
 use sluice::registry::store::PluginStore;
 use sluice::reporters;
 use sluice::resolve::resolve_pipeline;
@@ -174,7 +175,23 @@ async fn from_run(
     let record = report
         .stage(stage)
         .ok_or_else(|| CliError::input(format!("run {} has no stage `{stage}`", report.run_id)))?;
-    let pipeline = pipeline::load(Path::new(&report.pipeline_file))?;
+    // The grants come from a pipeline the user names, never from the folder's own say-so (a
+    // downloaded run folder could name any file), and it must be the one the run was made with.
+    let file = args
+        .pipeline
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("pipeline.toml"));
+    let pipeline = pipeline::load(&file)?;
+    if pipeline.sha256 != report.pipeline_sha256 {
+        return Err(CliError::input(format!(
+            "{} is not the pipeline run {} was made with (its digest is sha256:{:.12}…, the run recorded sha256:{:.12}… for {})\n  = help: run from the checkout at the commit the run was made at, or give that pipeline with --pipeline FILE",
+            file.display(),
+            report.run_id,
+            pipeline.sha256,
+            report.pipeline_sha256,
+            one_line(&report.pipeline_file, 200)
+        )));
+    }
     let resolve = resolve_options(store, args.resolve);
     let (resolved, _) = resolve_pipeline(
         pipeline,
@@ -190,6 +207,25 @@ async fn from_run(
         .position(|s| s.name == stage)
         .ok_or_else(|| CliError::input(format!("the pipeline no longer has a stage `{stage}`")))?;
     let plugin = resolved.stages[index].plugin_path.clone();
+    // The plugin the pipeline names now must be the one that ran.
+    let (now, _) = sluice::model::artifacts::sha256_file(&plugin)
+        .map_err(|err| CliError::input(format!("cannot read {}: {err:#}", plugin.display())))?;
+    if record.plugin.sha256.as_deref() != Some(now.as_str()) {
+        return Err(CliError::input(format!(
+            "the plugin of stage `{stage}` is not the one run {} ran ({} is sha256:{:.12}…, the run recorded {})\n  = help: rebuild or fetch the plugin at the version the run used",
+            report.run_id,
+            plugin.display(),
+            now,
+            record
+                .plugin
+                .sha256
+                .as_deref()
+                .map_or("no digest".to_string(), |d| format!(
+                    "sha256:{:.12}…",
+                    one_line(d, 64)
+                ))
+        )));
+    }
     let mut inputs = Vec::new();
     for reference in &record.inputs {
         let artifact = report

@@ -300,7 +300,20 @@ impl RunReport {
         let plain = path
             .components()
             .all(|c| matches!(c, std::path::Component::Normal(_)));
-        (plain && !relative.is_empty()).then(|| Path::new(&self.run_dir).join(path))
+        if !plain || relative.is_empty() {
+            return None;
+        }
+        // A run folder may come from anywhere (a CI artifact someone downloaded): no step of the
+        // way may be a symlink, so `logs -> /proc/self` cannot put a file from outside in.
+        let mut at = std::path::PathBuf::from(&self.run_dir);
+        for part in path.components() {
+            at.push(part);
+            let meta = std::fs::symlink_metadata(&at).ok()?;
+            if meta.file_type().is_symlink() {
+                return None;
+            }
+        }
+        Some(at)
     }
 
     pub fn stage(&self, name: &str) -> Option<&StageRecord> {
@@ -349,20 +362,34 @@ pub fn detect_trigger() -> String {
 
 #[cfg(test)]
 mod tests {
-    /// A record names files inside its run folder only.
+    /// A record names files inside its run folder only, and none through a symlink.
     #[test]
     fn a_record_reads_nothing_outside_its_run() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let run_dir = dir.path().join("r");
+        std::fs::create_dir_all(run_dir.join("logs"))?;
+        std::fs::write(run_dir.join("logs/a.log"), "ok")?;
+        std::os::unix::fs::symlink("/proc/self", run_dir.join("proc"))?;
+        std::os::unix::fs::symlink("/etc/hostname", run_dir.join("logs/b.log"))?;
         let report: crate::model::report::RunReport = serde_json::from_value(serde_json::json!({
             "schema": 1, "pipeline": "p", "pipeline_file": "p.toml", "pipeline_sha256": "x",
-            "run_id": "r", "run_dir": "/runs/r", "status": "failed", "exit_code": 1,
+            "run_id": "r", "run_dir": run_dir, "status": "failed", "exit_code": 1,
             "started_at": "t", "finished_at": "t", "duration_ms": 0.0, "sluice_version": "0",
             "stages": [],
         }))?;
         assert_eq!(
             report.file_in_run("logs/a.log"),
-            Some(std::path::PathBuf::from("/runs/r/logs/a.log"))
+            Some(run_dir.join("logs/a.log"))
         );
-        for outside in ["../../etc/shadow", "/etc/shadow", "logs/../../x", "", "./a"] {
+        for outside in [
+            "../../etc/shadow",
+            "/etc/shadow",
+            "logs/../../x",
+            "",
+            "./a",
+            "proc/self/environ",
+            "logs/b.log",
+        ] {
             assert_eq!(report.file_in_run(outside), None, "{outside}");
         }
         Ok(())
