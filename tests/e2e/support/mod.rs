@@ -399,16 +399,27 @@ fn warm_shared_cache(dir: &Path) {
 
 /// Processes whose command line holds `marker`, after giving killed ones up to 2 s to go.
 pub fn processes_with(marker: &str) -> Vec<String> {
+    // A scan that cannot see processes would find none and prove nothing: it must see this one.
+    let own = std::process::id().to_string();
     let scan = || -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
+        let entries = std::fs::read_dir("/proc")
+            .unwrap_or_else(|err| panic!("cannot list /proc to look for processes: {err}"));
+        let mut seen_self = false;
+        let found = entries
             .flatten()
-            .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+            .filter_map(|entry| {
+                let bytes = std::fs::read(entry.path().join("cmdline")).ok()?;
+                seen_self |= entry.file_name() == own.as_str() && !bytes.is_empty();
+                Some(bytes)
+            })
             .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
             .filter(|line| line.contains(marker))
-            .collect()
+            .collect();
+        assert!(
+            seen_self,
+            "/proc lists no command line for this test process: processes cannot be seen here"
+        );
+        found
     };
     for _ in 0..20 {
         if scan().is_empty() {
