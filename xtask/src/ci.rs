@@ -14,6 +14,12 @@ use crate::{
 };
 
 pub fn test(root: &Path) -> Result<()> {
+    if std::env::var_os("SLUICE_BLESS").is_some() {
+        anyhow::bail!(
+            "SLUICE_BLESS is set: the golden tests would write what they print instead of checking it; unset it to run the checks"
+        );
+    }
+    let before = git_status(root);
     let plan: Vec<Step<'_>> = vec![
         ("fmt", Box::new(|| fmt(root))),
         (
@@ -66,8 +72,51 @@ pub fn test(root: &Path) -> Result<()> {
         ),
         // The benchmarks still run (each comparison once; figures come from `cargo xtask bench`).
         ("bench-smoke", Box::new(|| crate::bench::bench(root, true))),
+        // Nothing above may have changed the checkout: a golden file rewritten, a test writing
+        // beside the sources.
+        (
+            "checkout-unchanged",
+            Box::new(|| checkout_unchanged(root, before.as_deref())),
+        ),
     ];
     steps::run("test", plan)
+}
+
+/// What `git status` shows of the checkout (tracked files modified, untracked files not
+/// ignored), one line each; `None` outside a git checkout.
+fn git_status(root: &Path) -> Option<Vec<String>> {
+    let output = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Fails when the checks changed the checkout since `before` (what `git status` showed when
+/// they started): a golden file rewritten, a test writing beside the sources.
+fn checkout_unchanged(root: &Path, before: Option<&[String]>) -> Result<()> {
+    let (Some(before), Some(after)) = (before, git_status(root)) else {
+        eprintln!("xtask: not a git checkout; the checkout was not compared");
+        return Ok(());
+    };
+    let new: Vec<&String> = after.iter().filter(|line| !before.contains(line)).collect();
+    if !new.is_empty() {
+        anyhow::bail!(
+            "the checks changed the checkout (a golden file rewritten, or a test writing beside the sources):\n{}",
+            new.iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    Ok(())
 }
 
 /// Builds (and lints) the Rust guests while the Python and JavaScript toolchains download and
@@ -173,4 +222,45 @@ pub fn wkg_interop(root: &Path) -> Result<()> {
         ),
     ];
     steps::run("wkg-interop", plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> Result<()> {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "git {args:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_changed_during_the_checks_fails_them_and_earlier_edits_do_not() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        git(root, &["init", "-q"])?;
+        std::fs::write(root.join("golden.stderr"), "expected\n")?;
+        git(root, &["add", "golden.stderr"])?;
+        git(
+            root,
+            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "golden"],
+        )?;
+        // A developer's own edit before the checks is theirs.
+        std::fs::write(root.join("notes.txt"), "mine\n")?;
+        let before = git_status(root);
+        assert!(checkout_unchanged(root, before.as_deref()).is_ok());
+        // A golden file rewritten by the checks is not.
+        std::fs::write(root.join("golden.stderr"), "whatever it printed\n")?;
+        let err = checkout_unchanged(root, before.as_deref())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("golden.stderr"), "{err}");
+        Ok(())
+    }
 }
