@@ -248,7 +248,15 @@ mod tests {
         git(root, &["add", "golden.stderr"])?;
         git(
             root,
-            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "golden"],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "golden",
+            ],
         )?;
         // A developer's own edit before the checks is theirs.
         std::fs::write(root.join("notes.txt"), "mine\n")?;

@@ -48,6 +48,39 @@ fn output_count_and_size_limits_hold() -> Result<()> {
 }
 
 #[test]
+fn folders_count_toward_the_output_limit_and_empty_ones_do_not_stay() -> Result<()> {
+    // Folders alone, in a loop: stopped at the limit, long before the timeout, and nothing kept.
+    let started = std::time::Instant::now();
+    let run = run_attack(
+        attack("escape")
+            .limit("outputs", 50)
+            .limit("timeout", "60s")
+            .config("mode", "mkdir-flood"),
+    )?;
+    assert_stopped(&run, Error, &["more than 50 files and folders"])?;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "stopped by its timeout, not its output limit"
+    );
+    let out = run.run_dir().join("artifacts/attack");
+    let left = std::fs::read_dir(&out).map(Iterator::count).unwrap_or(0);
+    assert_eq!(left, 0, "{} entries left in {}", left, out.display());
+
+    // A stage that succeeds keeps its outputs and none of its empty folders.
+    let run = run_attack(attack("escape").config("mode", "empty-dirs"))?;
+    assert_eq!(run.ran.code, 0, "{}", run.describe());
+    let out = run.run_dir().join("artifacts/attack");
+    assert_eq!(
+        std::fs::read_to_string(out.join("kept/report.txt"))?,
+        "the one output"
+    );
+    for gone in ["a", "e"] {
+        assert!(!out.join(gone).exists(), "empty folder {gone} kept");
+    }
+    Ok(())
+}
+
+#[test]
 fn a_read_that_never_returns_is_stopped_by_the_timeout() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let fifo = sandbox.path().join("ws/fifo");

@@ -1,6 +1,7 @@
 //! What a stage leaves in its output folder before anything is published: links and special
 //! files are removed (a link is a way out, a FIFO a way to hang the next reader), and so is every
-//! file that holds a secret value or is larger than the stage could ever publish.
+//! file that holds a secret value or is larger than the stage could ever publish, and every empty
+//! folder.
 
 use std::fs;
 use std::path::Path;
@@ -32,6 +33,8 @@ pub(super) fn sweep(folder: &OutputFolder<'_>, log: &StageLog, denied: &mut Vec<
     let dir = folder.path();
     let mut tidied = Tidied::default();
     let mut stack = vec![dir.to_path_buf()];
+    // Every folder found, parents before children.
+    let mut folders = Vec::new();
     while let Some(next) = stack.pop() {
         let Ok(entries) = fs::read_dir(&next) else {
             continue;
@@ -47,6 +50,7 @@ pub(super) fn sweep(folder: &OutputFolder<'_>, log: &StageLog, denied: &mut Vec<
                 continue;
             };
             let why = if kind.is_dir() {
+                folders.push(path.clone());
                 stack.push(path);
                 continue;
             } else if kind.is_symlink() {
@@ -68,6 +72,11 @@ pub(super) fn sweep(folder: &OutputFolder<'_>, log: &StageLog, denied: &mut Vec<
                 tidied.removed.push((name, why));
             }
         }
+    }
+    // Empty folders are never outputs: they go, children first (a folder holding only empty
+    // folders goes too), so no stage leaves a tree of them in the run folder.
+    for folder in folders.iter().rev() {
+        let _ = fs::remove_dir(folder);
     }
     tidied
 }

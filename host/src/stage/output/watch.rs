@@ -16,7 +16,7 @@ pub(super) async fn overrun(dir: &Path, limits: Limits) -> String {
         let (files, bytes) = measure(dir, limits.outputs);
         if files > limits.outputs {
             return format!(
-                "created more than {} files in its output folder, its output limit, and was stopped",
+                "created more than {} files and folders in its output folder, its output limit, and was stopped",
                 limits.outputs
             );
         }
@@ -32,7 +32,7 @@ pub(super) async fn overrun(dir: &Path, limits: Limits) -> String {
     }
 }
 
-/// Entries (other than folders) and apparent bytes under `dir`, counting at most `max_files + 1`
+/// Entries (files and folders) and apparent bytes under `dir`, counting at most `max_files + 1`
 /// entries. A sparse file counts at its full length.
 fn measure(dir: &Path, max_files: u64) -> (u64, u64) {
     let (mut files, mut bytes) = (0u64, 0u64);
@@ -43,7 +43,14 @@ fn measure(dir: &Path, max_files: u64) -> (u64, u64) {
         };
         for entry in entries.flatten() {
             match entry.metadata() {
-                Ok(meta) if meta.is_dir() => stack.push(entry.path()),
+                // A folder is an entry too: folders alone can use up a disk's inodes.
+                Ok(meta) if meta.is_dir() => {
+                    stack.push(entry.path());
+                    files += 1;
+                    if files > max_files {
+                        return (files, bytes);
+                    }
+                }
                 Ok(meta) => {
                     files += 1;
                     bytes = bytes.saturating_add(meta.len());
@@ -85,16 +92,18 @@ mod tests {
         };
         fs::create_dir(dir.path().join("sub"))?;
         fs::write(dir.path().join("sub/a"), b"12345")?;
+        // `sub` and `sub/a`: two entries of three.
         let within = tokio::time::timeout(Duration::from_millis(100), overrun(dir.path(), limits));
         assert!(within.await.is_err(), "within its limits: never returns");
         fs::write(dir.path().join("b"), b"123456")?;
         let why = overrun(dir.path(), limits).await;
         assert!(why.contains("10 B output size limit"), "{why}");
-        fs::write(dir.path().join("c"), b"")?;
-        fs::write(dir.path().join("d"), b"")?;
         fs::write(dir.path().join("b"), b"")?;
+        let within = tokio::time::timeout(Duration::from_millis(100), overrun(dir.path(), limits));
+        assert!(within.await.is_err(), "three entries: within its limits");
+        fs::create_dir(dir.path().join("c"))?;
         let why = overrun(dir.path(), limits).await;
-        assert!(why.contains("more than 3 files"), "{why}");
+        assert!(why.contains("more than 3 files and folders"), "{why}");
         empty(dir.path());
         assert_eq!(fs::read_dir(dir.path())?.count(), 0);
         Ok(())

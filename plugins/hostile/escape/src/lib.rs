@@ -71,6 +71,20 @@ impl Stage for Escape {
                 }
                 ctx.declare_output("passwd", "text/plain");
             }
+            "mkdir-flood" => {
+                // Folders only, until stopped: no file ever counts toward a byte limit.
+                for i in 0u64.. {
+                    std::fs::create_dir(format!("/out/d{i}"))
+                        .map_err(|e| blocked(&format!("mkdir /out/d{i}"), e))?;
+                }
+            }
+            "empty-dirs" => {
+                for dir in ["/out/a/b/c", "/out/e", "/out/kept"] {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| blocked(&format!("mkdir {dir}"), e))?;
+                }
+                ctx.write_output("kept/report.txt", "text/plain", "the one output")?;
+            }
             other => return Err(Failure::new(format!("unknown mode {other}"))),
         }
         Ok(())
