@@ -33,7 +33,13 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(0)
+    }
+
+    /// A receiver on `port` of loopback (0: any free one).
+    fn start_on(port: u16) -> Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         let port = listener.local_addr()?.port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
@@ -181,12 +187,44 @@ fn a_run_is_exported_as_a_trace_with_a_span_per_stage() -> Result<()> {
         .secret("TOKEN", table([("env", "CI_TEST_TOKEN")]));
     let file = sandbox.pipeline("pipeline.toml", &pipeline.to_toml())?;
     let secret = ("CI_TEST_TOKEN", "s3cr3t-t0ken");
-    // Without the variable nothing is sent; the first run fills the stage cache.
-    let (first, _) = sandbox.run_with_env(&file, &[secret])?;
+    // Without an endpoint nothing is sent — not even to OTLP's default port, where a receiver
+    // listens, and not because of the other OTEL variables; the first run fills the stage cache.
+    let default_port = Receiver::start_on(4318)
+        .context("the default OTLP/HTTP port must be free for this test")?;
+    let (first, _) = sandbox.run_with_env(
+        &file,
+        &[
+            secret,
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_SERVICE_NAME", "not-configured"),
+        ],
+    )?;
     assert_eq!(first.code, exit_codes::STAGE_FAILED, "{}", first.stderr);
-    assert!(receiver.requests().is_empty());
-
+    assert!(
+        default_port.requests().is_empty(),
+        "exported to the default port"
+    );
     let endpoint = receiver.endpoint();
+    // An endpoint with the SDK disabled: nothing either.
+    let (disabled, _) = sandbox.run_with_env(
+        &file,
+        &[
+            secret,
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+    )?;
+    assert_eq!(
+        disabled.code,
+        exit_codes::STAGE_FAILED,
+        "{}",
+        disabled.stderr
+    );
+    assert!(
+        receiver.requests().is_empty(),
+        "exported with OTEL_SDK_DISABLED=true"
+    );
+
     let (ran, report) = sandbox.run_with_env(
         &file,
         &[secret, ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
