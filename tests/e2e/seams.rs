@@ -164,7 +164,7 @@ fn creating_files_in_a_loop_is_stopped_at_the_file_limit() -> Result<()> {
     run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
         .assert_message(
             "attack",
-            &["created more than 50 files in its output folder"],
+            &["created more than 50 files and folders in its output folder"],
         );
     let out = run.run_dir().join("artifacts/attack");
     assert!(
