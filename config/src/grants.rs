@@ -78,6 +78,10 @@ pub struct Grants {
     /// Environment variables the plugin may set on the programs it runs (`allow.exec_env`);
     /// never a loader or interpreter hook (see [`crate::names::is_program_hook`]).
     pub exec_env: Vec<String>,
+    /// Those of `exec_env` off sluice's safe list, granted with `allow.exec_env_unchecked`:
+    /// shown apart by `sluice check`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec_env_unchecked: Vec<String>,
     pub secrets: Vec<String>,
     /// Cache volumes (`allow.caches`), in name order.
     #[serde(default)]
@@ -94,6 +98,7 @@ impl Grants {
             net: Vec::new(),
             exec: Vec::new(),
             exec_env: Vec::new(),
+            exec_env_unchecked: Vec::new(),
             secrets: Vec::new(),
             caches: Vec::new(),
         }
@@ -124,7 +129,18 @@ impl Grants {
         list("env", self.env.clone());
         list("net", self.net.iter().map(ToString::to_string).collect());
         list("exec", self.exec.clone());
-        list("exec env", self.exec_env.clone());
+        list(
+            "exec env",
+            self.exec_env
+                .iter()
+                .filter(|n| !self.exec_env_unchecked.contains(n))
+                .cloned()
+                .collect(),
+        );
+        list(
+            "exec env, UNCHECKED (the plugin chooses these values; sluice does not know them safe)",
+            self.exec_env_unchecked.clone(),
+        );
         list("secrets", self.secrets.clone());
         list(
             "caches",

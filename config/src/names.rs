@@ -191,6 +191,46 @@ pub const CACHE_VARIABLES: &[&str] = &[
     "npm_config_store_dir",
 ];
 
+/// Variables a plugin may be granted to set on a host program (`allow.exec_env`): each changes
+/// only how output looks, the locale or time zone, or how much a program logs — none makes a
+/// program load or run other code, read configuration from elsewhere, or talk to another host.
+/// An allow list: anything else needs `exec_env_unchecked`, which `sluice check` flags.
+pub const SAFE_EXEC_VARIABLES: &[&str] = &[
+    "CARGO_TERM_COLOR",
+    "CARGO_TERM_VERBOSE",
+    "CARGO_TERM_QUIET",
+    "CARGO_TERM_PROGRESS_WHEN",
+    "CARGO_TERM_PROGRESS_WIDTH",
+    "CARGO_INCREMENTAL",
+    "CI",
+    "CLICOLOR",
+    "CLICOLOR_FORCE",
+    "COLUMNS",
+    "FORCE_COLOR",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_COLLATE",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "LC_NUMERIC",
+    "LC_TIME",
+    "LINES",
+    "NO_COLOR",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "RUST_LOG",
+    "RUST_TEST_THREADS",
+    "SOURCE_DATE_EPOCH",
+    "TERM",
+    "TZ",
+];
+
+/// Whether `name` is on [`SAFE_EXEC_VARIABLES`].
+pub fn is_safe_exec_variable(name: &str) -> bool {
+    SAFE_EXEC_VARIABLES.contains(&name)
+}
+
 pub fn is_program_hook(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "PATH",
@@ -246,6 +286,49 @@ pub fn is_program_hook(name: &str) -> bool {
         "BUNDLE_GEMFILE",
         "TERMINFO",
         "PKG_CONFIG_PATH",
+        // Compiler drivers: `-wrapper`, `-B`, `-fplugin=` and search paths run other code.
+        "CFLAGS",
+        "CXXFLAGS",
+        "CPPFLAGS",
+        "LDFLAGS",
+        "FFLAGS",
+        "OBJCFLAGS",
+        "GCC_EXEC_PREFIX",
+        "COMPILER_PATH",
+        "LIBRARY_PATH",
+        "CPATH",
+        "C_INCLUDE_PATH",
+        "CPLUS_INCLUDE_PATH",
+        "GNUMAKEFLAGS",
+        // Go: `-toolexec=`, toolchain downloads, module proxies.
+        "GOFLAGS",
+        "GOTOOLCHAIN",
+        "GOPROXY",
+        "GOENV",
+        "GOROOT",
+        "GOPATH",
+        "GOBIN",
+        "GOPRIVATE",
+        "GONOSUMDB",
+        "GONOPROXY",
+        "GOINSECURE",
+        "GOSUMDB",
+        // Tools that run a command or read credentials from where a variable says.
+        "TAR_OPTIONS",
+        "KUBECONFIG",
+        "CURL_HOME",
+        "WGETRC",
+        "HGRCPATH",
+        // Network: proxies and trust roots redirect or intercept what a program fetches.
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "FTP_PROXY",
+        "NO_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "CURL_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
     ];
     const PREFIXES: &[&str] = &[
         "LD_",
@@ -262,6 +345,27 @@ pub fn is_program_hook(name: &str) -> bool {
         "RUSTC_",
         "RUSTUP_",
         "CARGO_",
+        "AWS_",
+        "AZURE_",
+        "CLOUDSDK_",
+        "DOCKER_",
+        "DOTNET_",
+        "COMPLUS_",
+        "CORECLR_",
+        "MAVEN_",
+        "GRADLE_",
+        "JAVA_",
+        "SBT_",
+        "ANT_",
+        "YARN_",
+        "PIP_",
+        "UV_",
+        "CONDA",
+        "BUNDLE_",
+        "GEM_",
+        "CCACHE_",
+        "SCCACHE_",
+        "DISTCC_",
     ];
     /// Cargo settings that only change how output looks or how much is kept.
     const SAFE_CARGO: &[&str] = &["CARGO_TERM_", "CARGO_INCREMENTAL"];
@@ -294,8 +398,29 @@ mod tests {
             "PERL5OPT",
             "RUBYOPT",
             "OPENSSL_CONF",
+            "CFLAGS",
+            "LDFLAGS",
+            "GCC_EXEC_PREFIX",
+            "COMPILER_PATH",
+            "GNUMAKEFLAGS",
+            "GOFLAGS",
+            "TAR_OPTIONS",
+            "KUBECONFIG",
+            "AWS_CONFIG_FILE",
+            "DOCKER_CONFIG",
+            "DOTNET_STARTUP_HOOKS",
+            "MAVEN_OPTS",
+            "YARN_RC_FILENAME",
+            "PIP_INDEX_URL",
+            "UV_INDEX_URL",
+            "https_proxy",
+            "SSL_CERT_FILE",
         ] {
             assert!(is_program_hook(hook), "{hook}");
+        }
+        // Every safe name is safe: the two lists never overlap.
+        for safe in SAFE_EXEC_VARIABLES {
+            assert!(!is_program_hook(safe), "{safe} is both safe and a hook");
         }
         for fine in [
             "CARGO_TERM_COLOR",

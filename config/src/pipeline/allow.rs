@@ -80,8 +80,18 @@ impl RawAllow {
             grants.exec.push(text.clone());
         }
         let mut seen = Unique::default();
-        for name in &self.exec_env {
+        for (name, checked) in self
+            .exec_env
+            .iter()
+            .map(|n| (n, true))
+            .chain(self.exec_env_unchecked.iter().map(|n| (n, false)))
+        {
             let text = name.get_ref();
+            let key = if checked {
+                "exec_env"
+            } else {
+                "exec_env_unchecked"
+            };
             names::check_env_name(text).map_err(|why| {
                 src.error(name.span(), format!("invalid variable name `{text}`: {why}"))
                     .with_hint("list the names of variables the plugin may set on its programs, e.g. \"CARGO_TERM_COLOR\"")
@@ -90,18 +100,35 @@ impl RawAllow {
                 return Err(src
                     .error(
                         name.span(),
-                        format!("`{text}` cannot be granted in `exec_env`: it makes programs load or run other code"),
+                        format!("`{text}` cannot be granted in `{key}`: it makes programs load or run other code"),
                     )
                     .with_hint(
-                        "loader, interpreter and tool hooks (LD_*, PATH, HOME, BASH_ENV, NODE_OPTIONS, PYTHON*, GIT_*, RUSTC_WRAPPER, ...) are never settable by a plugin; if the host must set one, export it on the host and list it in `env`",
+                        "loader, interpreter and tool hooks (LD_*, PATH, HOME, BASH_ENV, NODE_OPTIONS, PYTHON*, GIT_*, RUSTC_WRAPPER, CFLAGS, GOFLAGS, proxies, ...) are never settable by a plugin; if the host must set one, export it on the host and list it in `env`",
                     ));
             }
+            if checked && !names::is_safe_exec_variable(text) {
+                return Err(src
+                    .error(
+                        name.span(),
+                        format!("`{text}` is not on sluice's list of variables safe for a plugin to set on a program"),
+                    )
+                    .with_hint(format!(
+                        "`exec_env` takes only names that change how output looks, the locale or time zone, or how much is logged ({}); to let the plugin choose `{text}` anyway, list it in `exec_env_unchecked` (sluice check shows it as unchecked)",
+                        names::SAFE_EXEC_VARIABLES.join(", ")
+                    )));
+            }
             seen.check(src, text, name.span(), || {
-                format!("`{text}` is listed twice in `exec_env`")
+                format!("`{text}` is listed twice in `exec_env`/`exec_env_unchecked`")
             })?;
             grants.exec_env.push(text.clone());
+            if !checked {
+                grants.exec_env_unchecked.push(text.clone());
+            }
         }
-        if let (Some(first), true) = (self.exec_env.first(), self.exec.is_empty()) {
+        if let (Some(first), true) = (
+            self.exec_env.first().or(self.exec_env_unchecked.first()),
+            self.exec.is_empty(),
+        ) {
             return Err(src
                 .error(first.span(), "`exec_env` grants nothing without `exec`")
                 .with_hint("list the programs the stage may run in `exec`, or remove `exec_env`"));

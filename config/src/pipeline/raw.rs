@@ -114,6 +114,9 @@ pub(crate) struct RawAllow {
     pub exec: Vec<Text>,
     #[serde(default)]
     pub exec_env: Vec<Text>,
+    /// Variables off sluice's safe list the user lets the plugin set anyway.
+    #[serde(default)]
+    pub exec_env_unchecked: Vec<Text>,
     #[serde(default)]
     pub secrets: Vec<Text>,
     /// Cache volumes by name, each with the variable its host programs find it in.

@@ -168,10 +168,26 @@ fn a_plugin_sets_only_the_variables_its_stage_grants() -> Result<()> {
             .config("cwd", "/out")
             .config("env", table([("GREETING", "hello")]));
         if !granted.is_empty() {
-            stage = stage.allow("exec_env", granted.to_vec());
+            stage = stage.allow("exec_env_unchecked", granted.to_vec());
         }
         sandbox.run_pipeline(&Pipeline::three_stage(stage))
     };
+    // A name off the safe list cannot be granted in plain `exec_env`: `check` refuses it at its
+    // line and says how to grant it knowingly.
+    let plain = Pipeline::three_stage(
+        attack("exec-probe")
+            .allow("exec", [script.as_str()])
+            .allow("exec_env", ["GREETING"])
+            .config("program", script.as_str()),
+    );
+    let file = sandbox.pipeline("plain.toml", &plain.to_toml())?;
+    sandbox
+        .sluice(&["check", &file.display().to_string()])?
+        .assert_exit(exit_codes::INVALID_INPUT)
+        .assert_stderr(&[
+            "`GREETING` is not on sluice's list of variables safe",
+            "exec_env_unchecked",
+        ]);
     // Not granted: refused and recorded; the program does not run.
     let refused = probe(&[])?;
     assert_stopped(
@@ -185,10 +201,16 @@ fn a_plugin_sets_only_the_variables_its_stage_grants() -> Result<()> {
             .stage("attack")
             .is_some_and(|s| s.denied.iter().any(|d| d.contains("GREETING")))
     );
-    // Granted: the program runs and sees it.
+    // Granted knowingly: the program runs and sees it, and `check` shows it as unchecked.
     let granted = probe(&["GREETING"])?;
     granted.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
     assert_eq!(granted.file("artifacts/attack/loot.txt")?, "ok hello\n");
+    let checked = sandbox.sluice(&[
+        "check",
+        &sandbox.path().join("pipeline.toml").display().to_string(),
+    ])?;
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    checked.assert_stdout(&["exec env, UNCHECKED", "GREETING"]);
     Ok(())
 }
 
