@@ -70,6 +70,31 @@ pub(crate) async fn one_per_subject(
     Ok(stream)
 }
 
+/// The payloads and sequences of the messages on `filter` in `stream`, from sequence `from` on,
+/// in stream order, at most `max` of them: how the results and the shared cache walk the
+/// messages recorded under one stage or one key.
+pub(crate) async fn messages_since(
+    stream: &async_nats::jetstream::stream::Stream,
+    filter: &str,
+    from: u64,
+    max: usize,
+) -> anyhow::Result<Vec<(Vec<u8>, u64)>> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    let mut found = Vec::new();
+    let mut next = from.max(1);
+    while found.len() < max {
+        match stream.get_first_raw_message_by_subject(filter, next).await {
+            Ok(message) => {
+                next = message.sequence + 1;
+                found.push((message.payload.to_vec(), message.sequence));
+            }
+            Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => break,
+            Err(err) => anyhow::bail!("{err}"),
+        }
+    }
+    Ok(found)
+}
+
 /// Refuses a stream whose settings are not the ones sluice makes it with: one message per
 /// subject, the same discard rule, nothing aged out, the same subjects.
 pub(crate) fn check_stream(

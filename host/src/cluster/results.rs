@@ -89,31 +89,13 @@ impl Results {
 
     /// The messages about `stage` of `run_id` from stream sequence `from` on, in order.
     pub async fn since(&self, run_id: &str, stage: &str, from: u64) -> Result<Vec<Recorded>> {
-        use async_nats::jetstream::stream::RawMessageErrorKind;
         let filter = format!("{}.*", prefix(run_id, stage));
-        let mut found = Vec::new();
-        let mut next = from.max(1);
-        while found.len() < MAX_READ {
-            match self
-                .stream
-                .get_first_raw_message_by_subject(&filter, next)
-                .await
-            {
-                Ok(message) => {
-                    next = message.sequence + 1;
-                    found.push(Recorded {
-                        bytes: message.payload.to_vec(),
-                        sequence: message.sequence,
-                    });
-                }
-                Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => break,
-                Err(err) => {
-                    return Err(anyhow::anyhow!(
-                        "cannot read the results of `{stage}` from {STREAM}: {err}"
-                    ));
-                }
-            }
-        }
-        Ok(found)
+        let found = super::messages_since(&self.stream, &filter, from, MAX_READ)
+            .await
+            .with_context(|| format!("cannot read the results of `{stage}` from {STREAM}"))?;
+        Ok(found
+            .into_iter()
+            .map(|(bytes, sequence)| Recorded { bytes, sequence })
+            .collect())
     }
 }

@@ -88,25 +88,11 @@ impl SharedCache {
 
     /// The sealed entries recorded under `key`, oldest first.
     async fn candidates(&self, key: &str) -> Result<Vec<Vec<u8>>> {
-        use async_nats::jetstream::stream::RawMessageErrorKind;
         let filter = format!("{}.*", key_subjects(key));
-        let mut found = Vec::new();
-        let mut next = 1;
-        while found.len() < MAX_CANDIDATES {
-            match self
-                .stream
-                .get_first_raw_message_by_subject(&filter, next)
-                .await
-            {
-                Ok(message) => {
-                    next = message.sequence + 1;
-                    found.push(message.payload.to_vec());
-                }
-                Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => break,
-                Err(err) => anyhow::bail!("cannot read the shared cache's entries: {err}"),
-            }
-        }
-        Ok(found)
+        let found = super::messages_since(&self.stream, &filter, 1, MAX_CANDIDATES)
+            .await
+            .context("cannot read the shared cache's entries")?;
+        Ok(found.into_iter().map(|(bytes, _)| bytes).collect())
     }
 
     /// Puts every output of `entry` into `out_dir`, each fetched by digest (verified).
