@@ -7,13 +7,13 @@ use sluice::model::report::{RunReport, StageRecord, StageStatus};
 
 use crate::support::{Outcome, Pipeline, Sandbox, Stage, processes_with, table};
 
-/// The `exec` stage running `sh -c SCRIPT` in its output folder; fails when the script does.
+/// The `exec` stage running `sh -c SCRIPT` in its output folder (the script goes there itself:
+/// programs never start in a folder plugins fill); fails when the script does.
 fn sh(name: &str, script: &str) -> Stage {
     Stage::new(name, "exec")
         .allow("exec", ["sh"])
         .config("program", "sh")
-        .config("args", ["-c", script])
-        .config("cwd", "/out")
+        .config("args", ["-c", &format!("cd \"$SLUICE_OUT\" && {script}")])
 }
 
 fn code() -> Stage {

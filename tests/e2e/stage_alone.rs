@@ -1,5 +1,6 @@
 //! `sluice stage run`: one stage alone, with inputs, config and grants from the command line, or
-//! a stage of an earlier run replayed with exactly its inputs.
+//! a stage of an earlier run replayed with exactly its inputs; and run folders as input, not
+//! authority (`stage run --from`, `report` and `resume` on a folder from elsewhere).
 
 use anyhow::{Context, Result};
 use sluice::exit_codes;
@@ -184,5 +185,68 @@ fn a_run_folder_cannot_choose_the_pipeline_or_plugin_a_replay_runs() -> Result<(
     );
     let html = std::fs::read_to_string(run_dir.join("report.html"))?;
     assert!(!html.contains(canary), "the environment reached the page");
+    Ok(())
+}
+
+#[test]
+fn resume_takes_the_pipeline_a_folder_names_only_if_this_user_started_it() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let marker = sandbox.path().join("shipped");
+    let pipeline = Pipeline::new("gate")
+        .stage(Stage::new("code", "emit").config("files", table([("a.txt", "alpha\n")])))
+        .stage(
+            Stage::new("ship", "exec")
+                .inputs(["code/a.txt"])
+                .set("approval", "manual")
+                .allow("exec", vec!["touch"])
+                .config("program", "touch")
+                .config("args", vec![marker.display().to_string()]),
+        );
+    let run = sandbox.run_pipeline(&pipeline)?;
+    assert_eq!(
+        run.ran.code,
+        exit_codes::AWAITING_APPROVAL,
+        "{}",
+        run.describe()
+    );
+    let run_dir = std::path::PathBuf::from(&run.report.run_dir);
+    let folder = run_dir.display().to_string();
+    let record = std::fs::read(run_dir.join("report.json"))?;
+
+    // The same folder as another machine's (or user's) sluice sees it: another per-user key.
+    let elsewhere = sandbox.path().join("other-user.key");
+    let elsewhere = elsewhere.display().to_string();
+    let foreign = sandbox.sluice_with_env(
+        &["resume", &folder, "--approve", "ship", "--format", "plain"],
+        &[("SLUICE_CACHE_KEY", &elsewhere)],
+    )?;
+    // State first: the pipeline it names did not run, and the record is as it was.
+    assert!(
+        !marker.exists(),
+        "the recorded pipeline ran: {}",
+        foreign.stderr
+    );
+    assert_eq!(std::fs::read(run_dir.join("report.json"))?, record);
+    foreign
+        .assert_exit(exit_codes::INVALID_INPUT)
+        .assert_stderr(&["was not started by sluice as this user", "--pipeline FILE"]);
+
+    // Named by the user, the pipeline runs on that folder.
+    let file = sandbox.path().join("pipeline.toml").display().to_string();
+    let named = sandbox.sluice_with_env(
+        &[
+            "resume",
+            &folder,
+            "--pipeline",
+            &file,
+            "--approve",
+            "ship",
+            "--format",
+            "plain",
+        ],
+        &[("SLUICE_CACHE_KEY", &elsewhere)],
+    )?;
+    assert_eq!(named.code, 0, "{}", named.stderr);
+    assert!(marker.exists(), "the approved stage did not run");
     Ok(())
 }

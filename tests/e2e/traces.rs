@@ -180,7 +180,6 @@ fn a_run_is_exported_as_a_trace_with_a_span_per_stage() -> Result<()> {
             Stage::new("check", "exec-probe")
                 .inputs(["code/a.txt"])
                 .config("program", "curl-s3cr3t-t0ken-in-a-name")
-                .config("cwd", "/out")
                 .allow("exec", ["true"]),
         )
         .stage(Stage::new("release", "checksum").inputs(["check/*"]))

@@ -9,6 +9,7 @@ use sluice::model::layout::RunLayout;
 use sluice::model::report::{RunReport, RunStatus};
 use sluice::registry::store::PluginStore;
 use sluice::resolve::resolve_pipeline;
+use sluice::run::origin;
 
 use crate::args::{GlobalArgs, ResumeArgs};
 use crate::error::{CliError, Outcome};
@@ -49,16 +50,31 @@ pub async fn resume(
         Some(file) => file.clone(),
         // sluice records the pipeline's absolute path; a relative one was written by someone
         // else, and would name a file wherever this command happens to run.
-        None if Path::new(&report.pipeline_file).is_absolute() => {
-            PathBuf::from(&report.pipeline_file)
-        }
-        None => {
+        None if !Path::new(&report.pipeline_file).is_absolute() => {
             return Err(CliError::input(format!(
                 "run {} records its pipeline as {:?}, not an absolute path sluice writes; refusing to guess which file that is\n  = help: give the pipeline with --pipeline FILE",
                 report.run_id,
                 sluice::model::text::one_line(&report.pipeline_file, 200)
             )));
         }
+        // A folder from elsewhere names a file of the machine that wrote it: running this
+        // machine's file on that folder's artifacts is the user's call, not the record's.
+        None if !origin::started_here(
+            &run_dir,
+            &report.run_id,
+            &report.pipeline_file,
+            &report.pipeline_sha256,
+        ) =>
+        {
+            return Err(CliError::input(format!(
+                "run folder {} was not started by sluice as this user on this machine (its {} is missing or does not match), so the pipeline its record names ({}) is not taken on its word
+  = help: give the pipeline with --pipeline FILE; the finished stages' artifacts are then taken from this folder as they are",
+                run_dir.display(),
+                origin::FILE,
+                sluice::model::text::one_line(&report.pipeline_file, 200)
+            )));
+        }
+        None => PathBuf::from(&report.pipeline_file),
     };
     let pipeline = pipeline::load(&pipeline_file)?;
     let resolve = resolve_options(store, args.flags.resolve);

@@ -10,6 +10,7 @@
 pub mod check;
 mod dispatch;
 mod options;
+pub mod origin;
 pub mod provenance;
 mod record;
 pub mod schedule;
@@ -64,6 +65,7 @@ pub async fn run(
     // A stage cache another user could write stops the run before it has a folder.
     let stage_cache = open_stage_cache(options)?;
     let layout = RunLayout::create(&runs_root)?;
+    origin::write(&layout.dir, &layout.run_id, pipeline)?;
     let records = resolved
         .stages()
         .map(|(spec, stage)| pending_record(spec, stage.pin.as_ref()))

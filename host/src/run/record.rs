@@ -100,10 +100,7 @@ fn build_report(
     RunReport {
         schema: REPORT_SCHEMA,
         pipeline: pipeline.name.clone(),
-        pipeline_file: std::path::absolute(&pipeline.file)
-            .unwrap_or_else(|_| pipeline.file.clone())
-            .display()
-            .to_string(),
+        pipeline_file: super::origin::recorded_pipeline_file(pipeline),
         pipeline_sha256: history.pipeline_sha256,
         run_id: layout.run_id.clone(),
         run_dir: layout.dir.display().to_string(),

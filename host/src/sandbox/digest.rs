@@ -93,6 +93,7 @@ mod tests {
         let mounts = [Mount {
             guest: "/out".into(),
             host: out.clone(),
+            filled_by_plugins: true,
         }];
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod limits;
 pub mod net;
 pub mod process;
+pub mod process_group;
 pub mod setup;
 pub mod spec;
 pub mod state;

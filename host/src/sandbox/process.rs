@@ -12,6 +12,7 @@ use crate::model::events::LogSource;
 use crate::sandbox::bindings::sluice::pipeline::process::{Command, Completed};
 use crate::sandbox::capture::StageLog;
 use crate::sandbox::net::Denials;
+use crate::sandbox::process_group::{ProcessGroup, Watchman};
 
 /// Captured output beyond this is dropped (it is still logged, up to the log limit).
 const MAX_CAPTURE: usize = 16 << 20;
@@ -21,6 +22,10 @@ const MAX_CAPTURE: usize = 16 << 20;
 pub struct Mount {
     pub guest: String,
     pub host: PathBuf,
+    /// Plugins fill this folder (the stage's output, the inputs earlier stages wrote, a cache
+    /// volume): a program never runs in it, since a config file planted there
+    /// (`.cargo/config.toml`, `.npmrc`, `.git/config`) would make the program run code.
+    pub filled_by_plugins: bool,
 }
 
 /// What one stage may run, and where.
@@ -43,28 +48,55 @@ impl ExecPolicy {
         self.mounts.iter().find(|m| m.guest == guest)
     }
 
-    /// A guest path inside a mount, as a host path.
-    fn host_path(&self, guest: &str) -> Result<PathBuf, String> {
+    /// The working folder the plugin asked for, as a host path: inside a mount whose content
+    /// the pipeline's author chose (the workspace, a granted dir), never one plugins fill.
+    fn working_folder(&self, program: &str, guest: &str) -> Result<PathBuf, String> {
         let relative_ok = |rest: &str| {
             Path::new(rest)
                 .components()
                 .all(|c| matches!(c, Component::Normal(_)))
         };
-        for mount in &self.mounts {
+        let found = self.mounts.iter().find_map(|mount| {
             if guest == mount.guest {
-                return Ok(mount.host.clone());
+                return Some((mount, mount.host.clone()));
             }
-            if let Some(rest) = guest.strip_prefix(&format!("{}/", mount.guest))
-                && relative_ok(rest)
-            {
-                return Ok(mount.host.join(rest));
+            guest
+                .strip_prefix(&format!("{}/", mount.guest))
+                .filter(|rest| relative_ok(rest))
+                .map(|rest| (mount, mount.host.join(rest)))
+        });
+        let places: Vec<&str> = self
+            .mounts
+            .iter()
+            .filter(|m| !m.filled_by_plugins)
+            .map(|m| m.guest.as_str())
+            .collect();
+        let places = if places.is_empty() {
+            "this stage has none: leave the working folder unset and the program runs in a fresh empty folder".to_string()
+        } else {
+            places.join(", ")
+        };
+        match found {
+            Some((mount, host)) if !mount.filled_by_plugins => Ok(host),
+            Some((mount, _)) => {
+                let what = format!("running `{program}` in `{guest}`");
+                let _ = self.log.message(
+                    LogSource::Warn,
+                    &format!(
+                        "sluice denied {what}: plugins write `{}`, and a config file put there first would run code through the program",
+                        mount.guest
+                    ),
+                );
+                self.denials.record(what);
+                Err(format!(
+                    "programs do not run in `{}`: plugins write there, and a config file planted in it (.cargo/config.toml, .npmrc, .git/config) would make `{program}` run code; pass the program `${{out}}`/`${{in}}` paths instead and run it in a folder the pipeline chose ({places})",
+                    mount.guest
+                ))
             }
+            None => Err(format!(
+                "working directory `{guest}` is not inside a folder this stage may run programs in ({places})"
+            )),
         }
-        let guests: Vec<&str> = self.mounts.iter().map(|m| m.guest.as_str()).collect();
-        Err(format!(
-            "working directory `{guest}` is not inside a mount of this stage ({})",
-            guests.join(", ")
-        ))
     }
 
     /// Resolves a granted program to a host path.
@@ -153,13 +185,23 @@ impl ExecPolicy {
     pub async fn run(&self, command: Command) -> Result<Completed, String> {
         let program = self.program_path(&command.program)?;
         self.check_env(&command)?;
+        // Without a working folder: the workspace, or a fresh empty folder no plugin has seen
+        // (kept until the program ends).
+        let mut fresh = None;
         let cwd = match &command.cwd {
-            Some(guest) => self.host_path(guest)?,
-            None => self
-                .mount("/workspace")
-                .or_else(|| self.mount("/out"))
-                .map(|m| m.host.clone())
-                .ok_or("this stage has no folder to run a program in")?,
+            Some(guest) => self.working_folder(&command.program, guest)?,
+            None => match self.mount("/workspace") {
+                Some(workspace) => workspace.host.clone(),
+                None => fresh
+                    .insert(
+                        tempfile::Builder::new()
+                            .prefix("sluice-exec-")
+                            .tempdir()
+                            .map_err(|e| format!("cannot make a working folder: {e}"))?,
+                    )
+                    .path()
+                    .to_path_buf(),
+            },
         };
         let args: Vec<String> = command.args.iter().map(|a| self.expand(a)).collect();
         let mut child = tokio::process::Command::new(&program);
@@ -172,9 +214,11 @@ impl ExecPolicy {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own process group, so that everything it starts can be killed with it.
-            .process_group(0)
             .kill_on_drop(true);
+        // The watchman's process group (or one of its own), so that everything it starts can
+        // be killed with it.
+        let watchman = Watchman::start();
+        child.process_group(watchman.as_ref().map_or(0, Watchman::group));
         for (token, guest) in [("SLUICE_WORKSPACE", "/workspace"), ("SLUICE_OUT", "/out")] {
             if let Some(mount) = self.mount(guest) {
                 child.env(token, &mount.host);
@@ -186,7 +230,13 @@ impl ExecPolicy {
         let mut child = child
             .spawn()
             .map_err(|err| format!("cannot start `{}`: {err}", program.display()))?;
-        let group = ProcessGroup::of(child.id());
+        let (group, mut watchman) = match watchman {
+            Some(watchman) => {
+                let (group, process) = watchman.into_parts();
+                (group, Some(process))
+            }
+            None => (ProcessGroup::unwatched(child.id()), None),
+        };
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let remaining = self.deadline.saturating_duration_since(Instant::now());
@@ -197,7 +247,30 @@ impl ExecPolicy {
             // When the program ends, what it left running in the background goes with it (and
             // so do the pipes it held open).
             let ended = async {
-                let status = child.wait().await;
+                let watchman_gone = async {
+                    match watchman.as_mut() {
+                        Some(watchman) => drop(watchman.wait().await),
+                        None => std::future::pending().await,
+                    }
+                };
+                let status = tokio::select! {
+                    status = child.wait() => status,
+                    () = watchman_gone => {
+                        // Only the program (or what it started) can have killed it: stop it
+                        // now, as it would not be stopped if sluice died next.
+                        let what = format!("killing the watchman of `{}`", command.program);
+                        let _ = self.log.message(
+                            LogSource::Warn,
+                            &format!(
+                                "sluice stopped `{}`: its watchman (which stops it if sluice dies) was killed",
+                                command.program
+                            ),
+                        );
+                        self.denials.record(what);
+                        group.kill();
+                        child.wait().await
+                    }
+                };
                 group.kill();
                 status
             };
@@ -285,97 +358,4 @@ pub fn base_env(granted: &[String]) -> Vec<(String, String)> {
         }
     }
     env
-}
-
-/// A program's process group, killed when this is dropped: when the program ends, at its
-/// timeout, and when the stage is stopped mid-call (the call's future is dropped). Nothing the
-/// program started in the background outlives the call, unless it left the group (`setsid`).
-///
-/// If sluice itself dies (`kill -9`), a watchman kills the group: a tiny `sh` that waits on a
-/// pipe only this process holds. The kernel closes the pipe when sluice dies, however it dies;
-/// on a normal end sluice first tells it `done`.
-struct ProcessGroup {
-    group: Option<rustix::process::Pid>,
-    watchman: Option<std::fs::File>,
-}
-
-/// Kills process group `$1` unless told `done` before its input closes.
-const WATCHMAN: &str = r#"read line; [ "$line" = done ] || kill -9 "-$1" 2>/dev/null"#;
-
-impl ProcessGroup {
-    fn of(pid: Option<u32>) -> Self {
-        let group = pid
-            .and_then(|pid| i32::try_from(pid).ok())
-            .and_then(rustix::process::Pid::from_raw);
-        let watchman = group.and_then(|group| {
-            let mut child = tokio::process::Command::new("/bin/sh")
-                .args(["-c", WATCHMAN, "sluice-watchman"])
-                .arg(group.as_raw_nonzero().to_string())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                // Out of the terminal's group: Ctrl-C reaches sluice, which kills the program.
-                .process_group(0)
-                .spawn()
-                .ok()?;
-            // Dropping the child leaves it to tokio, which reaps it once it exits.
-            let pipe = child.stdin.take()?.into_owned_fd().ok()?;
-            Some(std::fs::File::from(pipe))
-        });
-        Self { group, watchman }
-    }
-
-    /// Kills the group and waits (up to 2 s) until none of its processes still runs: SIGKILL
-    /// lands asynchronously, and a program caught mid-call (a file being created) would
-    /// otherwise still act after its stage was stopped and its output folder emptied.
-    fn kill(&self) {
-        if let Some(group) = self.group {
-            // ESRCH (the group is already gone) is the usual, fine outcome.
-            if rustix::process::kill_process_group(group, rustix::process::Signal::KILL).is_ok() {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-                while std::time::Instant::now() < deadline && group_still_runs(group) {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-            }
-        }
-    }
-}
-
-/// Whether a process of `group` is still running (not a zombie waiting to be reaped), from
-/// `/proc/<pid>/stat`: `pid (comm) state ppid pgrp ...`.
-fn group_still_runs(group: rustix::process::Pid) -> bool {
-    let wanted = group.as_raw_nonzero().get().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let is_pid = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
-        if !is_pid {
-            return false;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // The command name may hold spaces and parentheses: fields follow the last `)`.
-        let Some(rest) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("Z");
-        let pgrp = fields.nth(1).unwrap_or("");
-        pgrp == wanted && !matches!(state, "Z" | "X")
-    })
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.kill();
-        if let Some(mut watchman) = self.watchman.take() {
-            use std::io::Write;
-            let _ = watchman.write_all(b"done\n");
-        }
-    }
 }

@@ -55,32 +55,34 @@ impl StageState {
             }
         }
         let mut mounts = Vec::new();
-        let mut mount = |host: &Path, guest: &str, access: Access| -> Result<()> {
-            let perms = if access == Access::Write {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
+        let mut mount =
+            |host: &Path, guest: &str, access: Access, filled_by_plugins| -> Result<()> {
+                let perms = if access == Access::Write {
+                    FsPerms::ReadWrite
+                } else {
+                    FsPerms::ReadOnly
+                };
+                builder
+                    .preopened_dir(host, guest, perms)
+                    .map_err(|e| anyhow!("cannot mount {} at {guest}: {e:#}", host.display()))?;
+                // Programs run from another working directory: give them absolute paths.
+                mounts.push(Mount {
+                    guest: guest.to_string(),
+                    host: std::path::absolute(host).unwrap_or_else(|_| host.to_path_buf()),
+                    filled_by_plugins,
+                });
+                Ok(())
             };
-            builder
-                .preopened_dir(host, guest, perms)
-                .map_err(|e| anyhow!("cannot mount {} at {guest}: {e:#}", host.display()))?;
-            // Programs run from another working directory: give them absolute paths.
-            mounts.push(Mount {
-                guest: guest.to_string(),
-                host: std::path::absolute(host).unwrap_or_else(|_| host.to_path_buf()),
-            });
-            Ok(())
-        };
         if let Some(dir) = spec.inputs {
-            mount(dir, GUEST_INPUT_DIR, Access::Read)?;
+            mount(dir, GUEST_INPUT_DIR, Access::Read, true)?;
         }
         if let Some(dir) = spec.outputs {
-            mount(dir, GUEST_OUTPUT_DIR, Access::Write)?;
+            mount(dir, GUEST_OUTPUT_DIR, Access::Write, true)?;
         }
         if let Some(dir) = spec.workspace
             && grants.workspace != Access::None
         {
-            mount(dir, GUEST_WORKSPACE_DIR, grants.workspace)?;
+            mount(dir, GUEST_WORKSPACE_DIR, grants.workspace, false)?;
         }
         for dir in &grants.dirs {
             if dir.optional && !dir.host.is_dir() {
@@ -93,10 +95,10 @@ impl StageState {
                     dir.guest
                 ));
             }
-            mount(&dir.host, &dir.guest, dir.access)?;
+            mount(&dir.host, &dir.guest, dir.access, false)?;
         }
         for cache in spec.caches {
-            mount(&cache.host, &cache.guest, Access::Write)?;
+            mount(&cache.host, &cache.guest, Access::Write, true)?;
         }
         // The plugin finds each volume where it sees it, under the same variable.
         for cache in spec.caches {

@@ -57,7 +57,9 @@ impl Command {
         self
     }
 
-    /// A guest path inside a mount: `/workspace`, `/out`, or a granted dir.
+    /// A guest path inside `/workspace` or a granted dir. Default: `/workspace`, or a fresh empty
+    /// folder when the stage has none. Never `/out`, `/in` or a cache volume (plugins fill
+    /// them): pass the program `${out}`/`${in}` paths, or let it `cd "$SLUICE_OUT"`.
     pub fn cwd(mut self, guest_path: impl Into<String>) -> Self {
         self.inner.cwd = Some(guest_path.into());
         self

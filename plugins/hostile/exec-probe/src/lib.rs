@@ -1,5 +1,6 @@
 //! Hostile fixture: runs the host program named in its config, with the environment variables
-//! it chooses. Succeeds only if it ran.
+//! it chooses, after planting the files it was given (a `.cargo/config.toml` in `/out`, say)
+//! where the program might read them. Succeeds only if it ran.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,9 @@ struct Config {
     cwd: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Files written (guest path → text) before the program runs.
+    #[serde(default)]
+    plant: BTreeMap<String, String>,
 }
 
 struct ExecProbe;
@@ -25,6 +29,15 @@ impl Stage for ExecProbe {
 
     fn run(ctx: &mut Context) -> Result<(), Failure> {
         let config: Config = ctx.config()?;
+        for (path, text) in &config.plant {
+            let path = std::path::Path::new(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Failure::new(format!("cannot plant {}: {e}", path.display())))?;
+            }
+            std::fs::write(path, text)
+                .map_err(|e| Failure::new(format!("cannot plant {}: {e}", path.display())))?;
+        }
         let mut command = Command::new(&config.program).args(config.args.iter().cloned());
         if let Some(cwd) = &config.cwd {
             command = command.cwd(cwd);

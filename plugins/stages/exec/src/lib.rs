@@ -12,7 +12,8 @@ struct Config {
     program: String,
     #[serde(default)]
     args: Vec<String>,
-    /// A guest path inside a mount; default /workspace (or /out).
+    /// A guest path inside /workspace or a granted dir; default /workspace (or a fresh empty
+    /// folder). Programs never run in /out: give them `${out}` paths.
     #[serde(default)]
     cwd: Option<String>,
     #[serde(default)]
