@@ -4,6 +4,17 @@
 //! — what a new user types, from installing to sharing a plugin between two teams — and CI fails
 //! naming the block that failed. Before that, the installed binary is checked to name no folder
 //! of this build.
+//!
+//! A runnable line can state what it prints, in a trailing comment that opens with an arrow:
+//! `cat runs/latest/artifacts/shout/greeting.txt  # → hello from shout`. The script runs that
+//! command as written, in its own shell (so `set -e`, `cd` and variables behave as on any other
+//! line), with its standard output kept in a file; prints that output as before; and fails,
+//! naming the README line, the expected text and what was printed, unless the output
+//! **contains** the text (anywhere: a file's one line, or one element of a longer file); `…` in
+//! the text stands for any text, so `# → sluice … (commit …)` leaves the version and the commit
+//! free. The command failing still fails the block. Lines inside a here-document are data and
+//! stay as they are; a stated output on a continued line (after a `\`) or on a line opening a
+//! here-document is refused when the script is made, since the command would not be whole.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,19 +64,138 @@ fn runnable_blocks(markdown: &str) -> Vec<Block> {
     blocks
 }
 
-/// The script: stop at the first failing command and say which block it was in.
-fn script(blocks: &[Block]) -> String {
+/// What opens a line's stated output: a comment whose text starts with an arrow.
+const PRINTS: &str = " # → ";
+/// In a stated output, any text (possibly none, possibly across lines).
+const ANY: char = '…';
+
+/// The script: stop at the first failing command and say which block it was in; check each
+/// stated output and say which line printed something else.
+fn script(blocks: &[Block]) -> Result<String> {
     let mut script = String::from(
-        "set -euo pipefail\ntrap 'echo \"README.md: the block at line $README_BLOCK failed\" >&2' ERR\n",
+        "set -euo pipefail\n\
+         trap 'echo \"README.md: the block at line $README_BLOCK failed\" >&2' ERR\n\
+         README_OUTPUT_FILE=$(mktemp)\n\
+         trap 'rm -f \"$README_OUTPUT_FILE\"' EXIT\n",
     );
     for block in blocks {
         script.push_str(&format!(
-            "README_BLOCK={line}\necho \"--- README.md line {line} (at ${{SECONDS}} s)\" >&2\n{text}",
+            "README_BLOCK={line}\necho \"--- README.md line {line} (at ${{SECONDS}} s)\" >&2\n",
             line = block.line,
-            text = block.text
         ));
+        script.push_str(&block_script(block)?);
     }
-    script
+    Ok(script)
+}
+
+/// A block's text with each line that states its output replaced by a checked run of it.
+fn block_script(block: &Block) -> Result<String> {
+    let mut out = String::new();
+    // The delimiter of the here-document the line is in, and whether it is `<<-` (tabs stripped).
+    let mut heredoc: Option<(String, bool)> = None;
+    let mut continued = false;
+    for (index, line) in block.text.lines().enumerate() {
+        let readme_line = block.line + 1 + index;
+        if let Some((delimiter, strip_tabs)) = &heredoc {
+            let end = if *strip_tabs {
+                line.trim_start_matches('\t')
+            } else {
+                line
+            };
+            if end == delimiter {
+                heredoc = None;
+            }
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let stated = line
+            .find(PRINTS)
+            .map(|at| (line[..at].trim_end(), line[at + PRINTS.len()..].trim()));
+        let was_continued = continued;
+        continued = stated.is_none() && line.trim_end().ends_with('\\');
+        heredoc = heredoc_opened(line);
+        let Some((command, expected)) = stated else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        if was_continued {
+            bail!(
+                "README.md line {readme_line}: an output is stated (`# →`) on a line that continues the one before; put the command on one line"
+            );
+        }
+        if heredoc.is_some() {
+            bail!(
+                "README.md line {readme_line}: an output is stated (`# →`) on a line that opens a here-document; state it on a command of its own"
+            );
+        }
+        if command.trim().is_empty() || expected.replace(ANY, "").trim().is_empty() {
+            bail!(
+                "README.md line {readme_line}: `# →` needs a command before it and the text it prints after it"
+            );
+        }
+        out.push_str(&checked(readme_line, command, expected));
+    }
+    Ok(out)
+}
+
+/// The here-document a line opens (`<<EOF`, `<<'EOF'`, `<<-"EOF"`), if any; here-strings
+/// (`<<<`) open none.
+fn heredoc_opened(line: &str) -> Option<(String, bool)> {
+    let mut rest = line;
+    while let Some(at) = rest.find("<<") {
+        let after = &rest[at + 2..];
+        if let Some(here_string) = after.strip_prefix('<') {
+            rest = here_string.trim_start_matches('<');
+            continue;
+        }
+        let (strip_tabs, after) = match after.strip_prefix('-') {
+            Some(after) => (true, after),
+            None => (false, after),
+        };
+        let word: String = after
+            .trim_start()
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ';' | '&' | '|' | ')' | '<' | '>'))
+            .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+            .collect();
+        if !word.is_empty() {
+            return Some((word, strip_tabs));
+        }
+        rest = after;
+    }
+    None
+}
+
+/// Bash that runs `command` with its standard output kept, prints that output, and exits naming
+/// the README line unless it contains `expected` (`…` standing for any text).
+fn checked(readme_line: usize, command: &str, expected: &str) -> String {
+    // `*'part'*'part'*`: the quoted parts are literal text to bash, the stars any text.
+    let pattern: String = std::iter::once(String::new())
+        .chain(expected.split(ANY).map(single_quoted))
+        .chain(std::iter::once(String::new()))
+        .collect::<Vec<_>>()
+        .join("*");
+    let message = single_quoted(&format!(
+        "README.md line {readme_line}: `{command}` should print \"{expected}\" (its `# →` comment), but it printed:"
+    ));
+    // The command runs in the script's own shell, as written (`set -e`, `cd`, variables), its
+    // standard output into a file; on a line of its own, so a comment in it cannot hide the `}`.
+    format!(
+        "{{ {command}\n}} >\"$README_OUTPUT_FILE\"\n\
+         cat \"$README_OUTPUT_FILE\"\n\
+         README_OUTPUT=$(<\"$README_OUTPUT_FILE\")\n\
+         if [[ $README_OUTPUT != {pattern} ]]; then\n\
+         \x20 printf '%s\\n' {message} \"${{README_OUTPUT:-(nothing)}}\" >&2\n\
+         \x20 exit 1\n\
+         fi\n"
+    )
+}
+
+/// `text` as one bash word that means exactly `text`.
+fn single_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// `cargo xtask readme`: builds the host as CI does (a no-op after CI's build step: another
@@ -121,7 +251,7 @@ pub fn run_built(root: &Path) -> Result<()> {
     let mut command = Command::new("bash");
     command
         .arg("-c")
-        .arg(script(&blocks))
+        .arg(script(&blocks)?)
         .current_dir(&work)
         .env("PATH", path)
         .env("REGISTRY", format!("127.0.0.1:{port}"))
@@ -185,6 +315,169 @@ mod tests {
                 },
             ]
         );
-        assert!(script(&blocks).contains("README_BLOCK=13\n"));
+        assert!(script(&blocks).is_ok_and(|script| script.contains("README_BLOCK=13\n")));
+    }
+
+    /// One block of `text` (its fence on README line 10, its first line on 11), made into the
+    /// script and run by real bash in an empty folder: whether it succeeded, its stdout and its
+    /// stderr.
+    fn run_block(text: &str) -> (bool, String, String) {
+        let blocks = [Block {
+            line: 10,
+            text: text.into(),
+        }];
+        let script = script(&blocks).expect("the block makes a script");
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(folder.path())
+            .output()
+            .expect("bash runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn the_readme_makes_a_script_and_states_what_its_cat_lines_print() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md is readable");
+        let blocks = runnable_blocks(&readme);
+        assert!(
+            script(&blocks).is_ok(),
+            "{:?}",
+            script(&blocks).map_err(|e| e.to_string())
+        );
+        let cats: Vec<&str> = blocks
+            .iter()
+            .flat_map(|block| block.text.lines())
+            .filter(|line| line.trim_start().starts_with("cat ") && !line.contains("cat >"))
+            .collect();
+        assert!(cats.len() >= 5, "{cats:?}");
+        for line in cats {
+            assert!(
+                line.contains(PRINTS),
+                "{line:?} does not state what it prints"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stated_output_that_is_printed_passes_and_is_printed_as_before() {
+        let (ok, stdout, stderr) =
+            run_block("echo one\necho hello  # → hello\nprintf 'a\\nb\\n'  # → a\necho after\n");
+        assert!(ok, "{stderr}");
+        assert_eq!(stdout, "one\nhello\na\nb\nafter\n");
+    }
+
+    #[test]
+    fn a_stated_output_that_is_not_printed_fails_naming_the_line_the_text_and_the_output() {
+        let (ok, stdout, stderr) = run_block("echo one\necho bye  # → hello\necho after\n");
+        assert!(
+            !ok,
+            "the script passed though line 12 printed bye, not hello"
+        );
+        assert_eq!(stdout, "one\nbye\n", "nothing runs after the failed check");
+        assert!(
+            stderr.contains(
+                "README.md line 12: `echo bye` should print \"hello\" (its `# →` comment), but it printed:\nbye\n"
+            ),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn an_empty_output_is_named_as_nothing() {
+        let (ok, _, stderr) = run_block("true  # → hello\n");
+        assert!(!ok);
+        assert!(stderr.contains("it printed:\n(nothing)\n"), "{stderr}");
+    }
+
+    #[test]
+    fn the_command_failing_still_fails_the_block() {
+        let (ok, stdout, stderr) = run_block("{ echo hello; false; }  # → hello\necho after\n");
+        assert!(!ok, "a failing command passed because it printed the text");
+        assert!(!stdout.contains("after"), "{stdout}");
+        assert!(
+            stderr.contains("README.md: the block at line 10 failed"),
+            "{stderr}"
+        );
+        let (ok, _, _) = run_block("echo hello | grep -q nothing; echo hello  # → hello\n");
+        assert!(!ok, "pipefail and errexit hold before the checked command");
+    }
+
+    #[test]
+    fn the_text_is_literal_but_for_the_ellipsis() {
+        let (ok, _, stderr) =
+            run_block("echo 'sluice 0.1.0 (commit abc)'  # → sluice … (commit …)\n");
+        assert!(ok, "{stderr}");
+        let (ok, _, stderr) =
+            run_block("echo \"it's a *\\\"quoted\\\"* \\$HOME\"  # → it's a *\"quoted\"* $HOME\n");
+        assert!(ok, "{stderr}");
+        // `*`, `?` and `[` are not patterns, quotes and `$` are not shell syntax.
+        let (ok, _, _) = run_block("echo 'it is a quoted thing'  # → it is * thing\n");
+        assert!(!ok, "`*` in the text matched any text");
+        let (ok, _, _) = run_block("echo 'x'  # → ?\n");
+        assert!(!ok, "`?` in the text matched any character");
+        let (ok, _, _) = run_block("echo 'home'  # → $HOME\n");
+        assert!(!ok, "`$HOME` in the text was expanded");
+        // The ellipsis keeps the order of the parts.
+        let (ok, _, _) = run_block("echo 'b a'  # → a … b\n");
+        assert!(!ok);
+    }
+
+    #[test]
+    fn a_checked_command_runs_in_the_scripts_own_shell() {
+        let (ok, stdout, stderr) = run_block(
+            "mkdir -p d && cd d && pwd  # → /d\nname=x; echo $name  # → x\necho \"${PWD##*/} $name\"\n",
+        );
+        assert!(ok, "{stderr}");
+        assert!(stdout.ends_with("x\nd x\n"), "{stdout}");
+    }
+
+    #[test]
+    fn a_stated_output_works_inside_a_loop_and_after_a_comment() {
+        let (ok, stdout, stderr) =
+            run_block("for w in hi ho; do\n  echo \"$w there\" # says it # → there\ndone\n");
+        assert!(ok, "{stderr}");
+        assert_eq!(stdout, "hi there\nho there\n");
+    }
+
+    #[test]
+    fn here_documents_are_data_and_other_arrows_are_comments() {
+        let text = "cat > f <<'EOF'\nx  # → not checked\nEOF\ncat f  # → x  # → not checked\necho a  # code → build\n";
+        let (ok, stdout, stderr) = run_block(text);
+        assert!(ok, "{stderr}");
+        assert_eq!(stdout, "x  # → not checked\na\n");
+        assert_eq!(
+            heredoc_opened("cat <<-\"END\" > x"),
+            Some(("END".into(), true))
+        );
+        assert_eq!(heredoc_opened("grep x <<< \"$y\""), None);
+    }
+
+    #[test]
+    fn a_stated_output_the_script_cannot_check_is_refused_naming_the_line() {
+        for (text, line, why) in [
+            ("printf '%s' \\\n  hello  # → hello\n", 12, "continues"),
+            ("cat <<EOF  # → hello\nhello\nEOF\n", 11, "here-document"),
+            ("echo hello  # →  \n", 11, "needs a command"),
+            ("  # → hello\n", 11, "needs a command"),
+        ] {
+            let blocks = [Block {
+                line: 10,
+                text: text.into(),
+            }];
+            let message = script(&blocks).map_err(|e| e.to_string());
+            assert!(
+                message.as_ref().is_err_and(
+                    |m| m.contains(&format!("README.md line {line}: ")) && m.contains(why)
+                ),
+                "{text:?}: {message:?}"
+            );
+        }
     }
 }
