@@ -163,16 +163,16 @@ mod tests {
     #[test]
     fn the_wit_hash_is_what_sha256sum_prints_hashed() -> Result<()> {
         let root = scratch("hash")?;
-        // printf 'package x:y@0.1.0;\n' | sha256sum; printf 'interface b {}\n' | sha256sum
-        let listing = format!(
-            "{}  a.wit\n{}  b.wit\n",
-            hex(&Sha256::digest(b"package x:y@0.1.0;\n")),
-            hex(&Sha256::digest(b"interface b {}\n"))
-        );
-        assert_eq!(
-            wit_hash(&root.join("wit"))?,
-            hex(&Sha256::digest(listing.as_bytes()))
-        );
+        // The STAMP's own recipe, run by coreutils: an oracle independent of the code under test.
+        let output = std::process::Command::new("sh")
+            .args(["-c", "cd wit && sha256sum *.wit | sha256sum"])
+            .current_dir(&root)
+            .output()?;
+        assert!(output.status.success(), "sha256sum failed");
+        let printed = String::from_utf8(output.stdout)?;
+        let expected = printed.split_whitespace().next().unwrap_or_default();
+        assert_eq!(expected.len(), 64, "sha256sum printed {printed:?}");
+        assert_eq!(wit_hash(&root.join("wit"))?, expected);
         std::fs::remove_dir_all(&root)?;
         Ok(())
     }
