@@ -16,6 +16,7 @@ mod concurrency;
 mod disk_full;
 mod distributed;
 mod distributed_rules;
+mod dns;
 mod external_links;
 mod failures;
 mod faults;

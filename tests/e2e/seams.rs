@@ -1,66 +1,24 @@
 //! The sandbox's seams, read as a red team would: each test makes the attack and then checks
 //! the state it would have changed (files, digests, listeners, processes), not the plugin's word.
 
+use std::path::Path;
+
 use anyhow::Result;
 use sluice::exit_codes;
 use sluice::model::report::StageStatus::{Error, Failed, Succeeded};
 
 use crate::support::{
-    Listener, Pipeline, Sandbox, Stage, all_text_under, processes_with, stopped_at, table,
+    Pipeline, Ran, Sandbox, Stage, all_text_under, processes_with, sha256_of, stopped_at, table,
 };
 
-#[test]
-fn only_granted_names_resolve_and_refused_lookups_are_recorded() -> Result<()> {
-    let granted = Listener::start(false)?;
-    let sandbox = Sandbox::new()?;
-    // The name is the message: a lookup of it would hand it to whoever runs the zone.
-    let exfil = format!("c4n4ry{}.exfil.example", std::process::id());
-    let run = sandbox.run_pipeline(&Pipeline::three_stage(
-        Stage::new("attack", "net-probe")
-            .allow("net", [granted.addr.to_string()])
-            .config("mode", "dns")
-            .config("target", exfil.as_str()),
-    ))?;
-    run.assert_stages(exit_codes::STAGE_FAILED, &stopped_at("attack", Failed))
-        .assert_message("attack", &["blocked: dns"]);
-    assert!(!run.run_dir().join("artifacts/attack/loot.txt").exists());
-    let denied = &run.stage("attack").denied;
-    assert_eq!(
-        denied,
-        &[format!("name lookup of `{exfil}`")],
-        "{}",
-        run.describe()
-    );
-
-    // A granted name resolves (to what it was when the stage started) and connects.
-    let port = granted.addr.port();
-    let run = sandbox.run_pipeline(&Pipeline::three_stage(
-        Stage::new("attack", "net-probe")
-            .allow("net", [format!("localhost:{port}")])
-            .config("mode", "tcp")
-            .config("target", format!("localhost:{port}")),
-    ))?;
-    run.assert_stages(
-        exit_codes::SUCCESS,
-        &[
-            ("code", Succeeded),
-            ("attack", Succeeded),
-            ("release", Succeeded),
-        ],
-    );
-    assert_eq!(granted.connections(), 1);
-    assert!(run.stage("attack").denied.is_empty(), "{}", run.describe());
-    Ok(())
-}
-
-/// `exec-probe` running `sh -c SCRIPT` in its output folder, under `timeout`.
+/// `exec-probe` running `sh -c SCRIPT` in its output folder (the script goes there itself), under
+/// `timeout`.
 fn shell(script: &str, timeout: &str) -> Stage {
     Stage::new("attack", "exec-probe")
         .allow("exec", ["sh"])
         .limit("timeout", timeout)
         .config("program", "sh")
-        .config("args", ["-c", script])
-        .config("cwd", "/out")
+        .config("args", ["-c", &format!("cd \"$SLUICE_OUT\" && {script}")])
 }
 
 /// A marker unique to this test process, to find what it started in `/proc`.
@@ -91,6 +49,17 @@ fn links_and_special_files_left_in_outputs_are_removed_and_reported() -> Result<
         "mkfifo pipe && ln -s /etc/passwd passwd && mkdir d && ln -s ../../../.. d/up && echo ok",
         "30s",
     )))?;
+    // State first: no link or special file anywhere in the run folder, and nothing a link led to
+    // was copied in.
+    let left = special_entries(run.run_dir());
+    assert!(left.is_empty(), "left behind: {left:?}");
+    for (file, text) in all_text_under(run.run_dir()) {
+        assert!(
+            !text.contains("root:x:0:"),
+            "/etc/passwd in {}",
+            file.display()
+        );
+    }
     run.assert_stages(
         exit_codes::SUCCESS,
         &[
@@ -99,8 +68,6 @@ fn links_and_special_files_left_in_outputs_are_removed_and_reported() -> Result<
             ("release", Succeeded),
         ],
     );
-    let left = special_entries(run.run_dir());
-    assert!(left.is_empty(), "left behind: {left:?}");
     let denied = run.stage("attack").denied.join("\n");
     for what in [
         "`pipe` in its output folder: a special file",
@@ -133,11 +100,7 @@ fn a_file_past_the_size_limit_is_stopped_while_written_and_removed() -> Result<(
         let run = sandbox.run_pipeline(&Pipeline::three_stage(
             shell(&script, "120s").limit("output_size", "1 MiB"),
         ))?;
-        run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
-            .assert_message(
-                "attack",
-                &["wrote more than its 1 MiB output size limit and was stopped"],
-            );
+        // State first: the file is gone, and so is every process that wrote it.
         let out = run.run_dir().join("artifacts/attack");
         assert!(
             std::fs::read_dir(&out)?.next().is_none(),
@@ -146,6 +109,12 @@ fn a_file_past_the_size_limit_is_stopped_while_written_and_removed() -> Result<(
         );
         let left = processes_with(mark);
         assert!(left.is_empty(), "still running: {left:?}");
+        assert!(run.stage("attack").outputs.is_empty());
+        run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
+            .assert_message(
+                "attack",
+                &["wrote more than its 1 MiB output size limit and was stopped"],
+            );
     }
     Ok(())
 }
@@ -161,18 +130,20 @@ fn creating_files_in_a_loop_is_stopped_at_the_file_limit() -> Result<()> {
         )
         .limit("outputs", 50),
     ))?;
-    run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
-        .assert_message(
-            "attack",
-            &["created more than 50 files and folders in its output folder"],
-        );
+    // State first: not a file left, and the loop is not running.
     let out = run.run_dir().join("artifacts/attack");
     assert!(
         std::fs::read_dir(&out)?.next().is_none(),
         "left in {}",
         out.display()
     );
-    assert!(processes_with(&mark).is_empty());
+    let left = processes_with(&mark);
+    assert!(left.is_empty(), "still running: {left:?}");
+    run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
+        .assert_message(
+            "attack",
+            &["created more than 50 files and folders in its output folder"],
+        );
     Ok(())
 }
 
@@ -184,12 +155,19 @@ fn a_program_flooding_the_log_is_stopped_at_the_log_limit() -> Result<()> {
     let run = sandbox.run_pipeline(&Pipeline::three_stage(
         shell(&format!(": {mark}; yes"), "120s").limit("log", "1 MiB"),
     ))?;
-    run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
-        .assert_message("attack", &["exceeded its 1 MiB log limit"]);
-    assert!(processes_with(&mark).is_empty());
-    // Each `y` line counts two bytes against the limit: no more than the limit's worth is kept.
+    // State first: `yes` is not running, and each `y` line counts two bytes against the limit:
+    // no more than the limit's worth is kept, or printed.
+    let left = processes_with(&mark);
+    assert!(left.is_empty(), "still running: {left:?}");
     let kept = run.file("logs/attack.log")?.lines().count();
     assert!(kept <= (1 << 20) / 2 + 10, "the log kept {kept} lines");
+    let printed = run.ran.stderr.lines().count() + run.ran.stdout.lines().count();
+    assert!(
+        printed <= (1 << 20) / 2 + 100,
+        "sluice printed {printed} lines"
+    );
+    run.assert_stages(exit_codes::STAGE_ERROR, &stopped_at("attack", Error))
+        .assert_message("attack", &["exceeded its 1 MiB log limit"]);
     Ok(())
 }
 
@@ -297,14 +275,12 @@ fn secrets_are_masked_across_lines_cuts_and_refusals() -> Result<()> {
         &Pipeline::three_stage(
             Stage::new("attack", "exec-probe")
                 .config("program", "curl-s3cr3t-t0ken-in-a-name")
-                .config("cwd", "/out")
                 .allow("exec", ["true"]),
         )
         .secret("TOKEN", table([("env", "CI_TEST_TOKEN")])),
         &[("CI_TEST_TOKEN", "s3cr3t-t0ken")],
     )?;
-    run.assert_stages(exit_codes::STAGE_FAILED, &stopped_at("attack", Failed));
-    assert_eq!(run.stage("attack").denied, ["exec of `curl-***-in-a-name`"]);
+    // State first: the secret is in no file and nothing sluice printed; then what was recorded.
     for (file, text) in all_text_under(&sandbox.runs_dir()) {
         assert!(
             !text.contains("s3cr3t-t0ken"),
@@ -312,6 +288,9 @@ fn secrets_are_masked_across_lines_cuts_and_refusals() -> Result<()> {
             file.display()
         );
     }
+    assert!(!run.ran.stdout.contains("s3cr3t-t0ken") && !run.ran.stderr.contains("s3cr3t-t0ken"));
+    assert_eq!(run.stage("attack").denied, ["exec of `curl-***-in-a-name`"]);
+    run.assert_stages(exit_codes::STAGE_FAILED, &stopped_at("attack", Failed));
     Ok(())
 }
 
@@ -384,26 +363,27 @@ fn run_state_inside_a_folder_a_stage_is_given_is_refused_before_anything_runs() 
         "--runs-dir",
         &inside.display().to_string(),
     ])?;
+    // State first: nothing was created (nor written into the workspace); then what was said.
+    assert!(
+        !sandbox.path().join("ws/.sluice").exists(),
+        "nothing was created"
+    );
+    assert!(!sandbox.path().join("ws/x.txt").exists(), "the stage ran");
     ran.assert_exit(exit_codes::INVALID_INPUT).assert_stderr(&[
         "stage `attack` is given its workspace",
         "which overlaps the runs folder",
         "--runs-dir",
     ]);
-    assert!(
-        !sandbox.path().join("ws/.sluice").exists(),
-        "nothing was created"
-    );
     // A granted folder around the plugin store is refused the same way.
     let around = Stage::new("attack", "emit").allow(
         "dirs",
         [table([("host", "."), ("guest", "/all"), ("mode", "read")])],
     );
     let file = sandbox.write(&Pipeline::three_stage(around))?;
-    sandbox
-        .sluice(&["run", &file.display().to_string()])?
-        .assert_exit(exit_codes::INVALID_INPUT)
-        .assert_stderr(&["overlaps the"]);
+    let ran = sandbox.sluice(&["run", &file.display().to_string()])?;
     assert!(!sandbox.runs_dir().exists(), "no run folder");
+    ran.assert_exit(exit_codes::INVALID_INPUT)
+        .assert_stderr(&["overlaps the"]);
     Ok(())
 }
 
@@ -418,13 +398,12 @@ fn a_program_cannot_write_through_its_inputs_into_published_artifacts() -> Resul
             .config(
                 "args",
                 ["-c", r#"echo pwned > "$0"; cat "$0""#, "${in}/code/a.txt"],
-            )
-            .config("cwd", "/out"),
+            ),
     ))?;
     let code = &run.stage("code").outputs[0];
     let published = run.run_dir().join(&code.path);
     assert_eq!(std::fs::read_to_string(&published)?, "alpha\n");
-    assert_eq!(crate::support::sha256_of(&published)?, code.sha256);
+    assert_eq!(sha256_of(&published)?, code.sha256);
     run.assert_stages(
         exit_codes::SUCCESS,
         &[
@@ -460,10 +439,35 @@ fn a_resumed_run_re_verifies_every_artifact_and_path_it_recorded() -> Result<()>
     let id = run.report.run_id.clone();
     let resume = || sandbox.sluice(&["resume", &id, "--approve", "ship", "--format", "plain"]);
 
+    // What each stage did by the time the run waits for approval: `ship` has not run.
+    let ship = run_dir.join("artifacts/ship");
+    let shipped = || {
+        std::fs::read_dir(&ship)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<String>()
+    };
+    assert_eq!(shipped(), "", "ship ran before it was approved");
+    let alpha = sha256_text("alpha\n");
+    let recorded = run.stage("code").outputs[0].sha256.clone();
+    assert_eq!(recorded, alpha);
+
     // An artifact changed while the run waited.
     let artifact = run_dir.join("artifacts/code/a.txt");
     std::fs::write(&artifact, "tampered\n")?;
     let ran = resume()?;
+    // State first: nothing was built from the changed bytes, and the record still holds the
+    // digest of what was published.
+    // (The message names the changed file's digest; no output may hold it.)
+    assert_eq!(shipped(), "", "ship ran on a changed artifact");
+    let kept = run_record(&run_dir)?;
+    assert_eq!(
+        kept.stage("code").map(|s| s.outputs[0].sha256.clone()),
+        Some(alpha.clone())
+    );
+    assert_ne!(kept.stage("ship").map(|s| s.status), Some(Succeeded));
     assert_ne!(ran.code, exit_codes::SUCCESS);
     ran.assert_stderr(&["artifact `code/a.txt` changed after it was published"]);
     std::fs::write(&artifact, "alpha\n")?;
@@ -476,17 +480,45 @@ fn a_resumed_run_re_verifies_every_artifact_and_path_it_recorded() -> Result<()>
         original.replace("\"artifacts/code/a.txt\"", "\"../../../../etc/passwd\""),
     )?;
     let ran = resume()?;
+    // State first: nothing was built from the file it names.
+    assert_eq!(shipped(), "", "ship ran on a file outside the run");
+    assert_nowhere_in_run(&run_dir, &ran, &sha256_of(Path::new("/etc/passwd"))?);
     assert_ne!(ran.code, exit_codes::SUCCESS);
     ran.assert_stderr(&["names the path `../../../../etc/passwd`"]);
     std::fs::write(&report_file, &original)?;
 
-    // Intact, it resumes, and the release sums the bytes that were recorded.
-    resume()?.assert_exit(exit_codes::SUCCESS);
-    let sums = std::fs::read_dir(run_dir.join("artifacts/ship"))?
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect::<String>();
-    let recorded = &run.stage("code").outputs[0].sha256;
-    assert!(sums.contains(recorded.as_str()), "{sums}");
+    // Intact, it resumes, and the release sums the bytes that were published: the digest the
+    // test computes of `alpha`, not that of anything it was changed to.
+    let ran = resume()?;
+    let sums = shipped();
+    assert!(sums.contains(alpha.as_str()), "{sums}");
+    assert!(!sums.contains(&sha256_text("tampered\n")), "{sums}");
+    assert_eq!(
+        run_record(&run_dir)?.stage("ship").map(|s| s.status),
+        Some(Succeeded)
+    );
+    ran.assert_exit(exit_codes::SUCCESS);
     Ok(())
+}
+
+/// The sha256 of `text`, computed here.
+fn sha256_text(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(text))
+}
+
+/// The run record `run_dir` holds now.
+fn run_record(run_dir: &Path) -> Result<sluice::model::report::RunReport> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        run_dir.join("report.json"),
+    )?)?)
+}
+
+/// `digest` is in no file of the run folder and nothing sluice printed.
+#[track_caller]
+fn assert_nowhere_in_run(run_dir: &Path, ran: &Ran, digest: &str) {
+    assert!(!ran.stdout.contains(digest) && !ran.stderr.contains(digest));
+    for (file, text) in all_text_under(run_dir) {
+        assert!(!text.contains(digest), "{digest} in {}", file.display());
+    }
 }

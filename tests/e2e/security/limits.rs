@@ -6,40 +6,180 @@ use super::*;
 #[test]
 fn flooding_the_log_hits_the_log_limit() -> Result<()> {
     let run = run_attack(attack("log-flood").limit("log", "64 KiB"))?;
-    assert_stopped(&run, Error, &["exceeded its 64 KiB log limit"])?;
+    // State first: the log on disk, and what sluice printed of it, stayed near the limit.
     let log = run.run_dir().join("logs/attack.log");
-    assert!(
-        std::fs::metadata(log)?.len() < 200 * 1024,
-        "the log grew past its limit"
+    let kept = std::fs::metadata(log)?.len();
+    assert!(kept < 200 * 1024, "the log grew to {kept} bytes");
+    let printed = run.ran.stderr.len() + run.ran.stdout.len();
+    assert!(printed < 200 * 1024, "sluice printed {printed} bytes");
+    assert_stopped(&run, Error, &["exceeded its 64 KiB log limit"])
+}
+
+/// Runs `pipeline` like [`Sandbox::run_pipeline`], watching the sluice process: its outcome and
+/// its peak resident memory in KiB (`VmHWM`, read until it exits).
+fn run_measured(sandbox: &Sandbox, pipeline: &Pipeline) -> Result<(Outcome, u64)> {
+    use anyhow::Context;
+    let file = sandbox.write(pipeline)?;
+    let report = sandbox.path().join("measured-report.json");
+    let (stdout, stderr) = (
+        sandbox.path().join("measured.stdout"),
+        sandbox.path().join("measured.stderr"),
     );
+    let _ = std::fs::remove_file(&report);
+    let args = [
+        "run".to_string(),
+        file.display().to_string(),
+        "--format".into(),
+        "plain".into(),
+        "--runs-dir".into(),
+        sandbox.runs_dir().display().to_string(),
+        "--report".into(),
+        report.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = sandbox
+        .command(&args)
+        .stdout(std::fs::File::create(&stdout)?)
+        .stderr(std::fs::File::create(&stderr)?)
+        .spawn()?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        // The high-water mark only grows: the last reading before exit is the peak, but for
+        // what the last few milliseconds added.
+        let now = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0);
+        peak = peak.max(now);
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let ran = Ran {
+        command: format!("sluice {}", args.join(" ")),
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&stdout)?,
+        stderr: std::fs::read_to_string(&stderr)?,
+    };
+    ran.assert_no_panic();
+    assert!(peak > 0, "never saw sluice's memory\n{}", ran.stderr);
+    let text = std::fs::read_to_string(&report)
+        .with_context(|| format!("no report written (exit {}):\n{}", ran.code, ran.stderr))?;
+    Ok((Outcome::from((ran, serde_json::from_str(&text)?)), peak))
+}
+
+/// What a stage that blew a limit leaves, in the same sandbox: the run's record in its folder is
+/// complete (every stage, the exit code, no journal left), and a run after it works.
+fn assert_host_survived(sandbox: &Sandbox, run: &Outcome, status: StageStatus) -> Result<()> {
+    let kept: sluice::model::report::RunReport = serde_json::from_str(&run.file("report.json")?)?;
+    let statuses: Vec<(&str, StageStatus)> = kept
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect();
+    assert_eq!(statuses, stopped_at("attack", status), "{}", run.describe());
+    assert_eq!(kept.exit_code, run.ran.code);
+    assert!(!kept.finished_at.is_empty());
+    assert!(
+        !run.run_dir().join("journal.jsonl").exists(),
+        "the run was left unfinished"
+    );
+    let next = sandbox.run_pipeline(&Pipeline::three_stage(
+        attack("emit").config("files", table([("after.txt", "still here\n")])),
+    ))?;
+    next.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+    assert_eq!(next.file("artifacts/attack/after.txt")?, "still here\n");
     Ok(())
+}
+
+/// The peak memory of an ordinary run in `sandbox` (the same three stages, `emit` in the middle).
+fn ordinary_peak(sandbox: &Sandbox) -> Result<u64> {
+    let (run, peak) = run_measured(
+        sandbox,
+        &Pipeline::three_stage(attack("emit").config("files", table([("x", "x")]))),
+    )?;
+    run.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+    Ok(peak)
 }
 
 #[test]
 fn a_memory_bomb_hits_the_memory_limit() -> Result<()> {
-    let run = run_attack(attack("memory-bomb").limit("memory", "64 MiB"))?;
+    let sandbox = Sandbox::new()?;
+    let ordinary = ordinary_peak(&sandbox)?;
+    let (run, peak) = run_measured(
+        &sandbox,
+        &Pipeline::three_stage(attack("memory-bomb").limit("memory", "64 MiB")),
+    )?;
+    // State first: sluice's memory grew by no more than the limit (and some slack), the record
+    // is complete, the next run works, the first stage's artifacts are intact.
+    let bound = ordinary + (64 + 48) * 1024;
+    assert!(
+        peak <= bound,
+        "sluice peaked at {peak} KiB, over {bound} KiB (an ordinary run: {ordinary} KiB)"
+    );
+    assert_host_survived(&sandbox, &run, Error)?;
     assert_stopped(&run, Error, &["exceeded its 64 MiB memory limit"])
 }
 
 #[test]
 fn deep_recursion_crashes_the_stage_not_the_host() -> Result<()> {
-    let run = run_attack(attack("deep-recursion"))?;
+    let sandbox = Sandbox::new()?;
+    let ordinary = ordinary_peak(&sandbox)?;
+    let (run, peak) = run_measured(&sandbox, &Pipeline::three_stage(attack("deep-recursion")))?;
+    // State first: the stack the guest used is small (a few MiB at most), the record is complete,
+    // the next run works, the first stage's artifacts are intact.
+    let bound = ordinary + 32 * 1024;
+    assert!(
+        peak <= bound,
+        "sluice peaked at {peak} KiB, over {bound} KiB (an ordinary run: {ordinary} KiB)"
+    );
+    assert_host_survived(&sandbox, &run, Crashed)?;
     assert_stopped(&run, Crashed, &["call stack exhausted"])
+}
+
+/// The sha256 of `text`, as sluice would record it.
+fn sha256_text(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(text))
 }
 
 #[test]
 fn output_count_and_size_limits_hold() -> Result<()> {
-    let run = run_attack(
+    // Over the count: neither output is recorded, hashed into any record or handed on.
+    let sandbox = Sandbox::new()?;
+    let (x, y) = (unique("first-output"), unique("second-output"));
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
         attack("emit")
             .limit("outputs", 1)
-            .config("files", table([("x", "1"), ("y", "2")])),
-    )?;
+            .config("files", table([("x", x.as_str()), ("y", y.as_str())])),
+    ))?;
+    assert_nowhere(
+        sandbox.path(),
+        &run.ran,
+        &[&sha256_text(&x), &sha256_text(&y)],
+        &[],
+    );
     assert_stopped(&run, Error, &["declared 2 outputs, over its limit of 1"])?;
-    let run = run_attack(
+
+    // Over the size: the file is deleted, its content and digest nowhere in the run folder.
+    let sandbox = Sandbox::new()?;
+    let big = unique("more-than-ten-bytes");
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
         attack("emit")
             .limit("output_size", "10 B")
-            .config("files", table([("x", "more than ten bytes")])),
-    )?;
+            .config("files", table([("x", big.as_str())])),
+    ))?;
+    let out = run.run_dir().join("artifacts/attack");
+    let left = entries_under(&out);
+    assert!(left.is_empty(), "left in {}: {left:?}", out.display());
+    assert_nowhere(sandbox.path(), &run.ran, &[&sha256_text(&big)], &[]);
+    assert_nowhere(&out, &run.ran, &[&big], &[]);
     assert_stopped(
         &run,
         Error,
@@ -57,26 +197,28 @@ fn folders_count_toward_the_output_limit_and_empty_ones_do_not_stay() -> Result<
             .limit("timeout", "60s")
             .config("mode", "mkdir-flood"),
     )?;
-    assert_stopped(&run, Error, &["more than 50 files and folders"])?;
+    // State first: stopped long before the timeout, and not a folder left.
     assert!(
         started.elapsed() < std::time::Duration::from_secs(30),
         "stopped by its timeout, not its output limit"
     );
     let out = run.run_dir().join("artifacts/attack");
-    let left = std::fs::read_dir(&out).map(Iterator::count).unwrap_or(0);
-    assert_eq!(left, 0, "{} entries left in {}", left, out.display());
+    let left = entries_under(&out);
+    assert!(left.is_empty(), "left in {}: {left:?}", out.display());
+    assert_stopped(&run, Error, &["more than 50 files and folders"])?;
 
     // A stage that succeeds keeps its outputs and none of its empty folders.
     let run = run_attack(attack("escape").config("mode", "empty-dirs"))?;
-    assert_eq!(run.ran.code, 0, "{}", run.describe());
     let out = run.run_dir().join("artifacts/attack");
     assert_eq!(
         std::fs::read_to_string(out.join("kept/report.txt"))?,
         "the one output"
     );
+    assert_eq!(entries_under(&out).len(), 2, "{:?}", entries_under(&out));
     for gone in ["a", "e"] {
         assert!(!out.join(gone).exists(), "empty folder {gone} kept");
     }
+    assert_eq!(run.ran.code, 0, "{}", run.describe());
     Ok(())
 }
 
@@ -106,7 +248,15 @@ fn a_read_that_never_returns_is_stopped_by_the_timeout() -> Result<()> {
 fn hookable_program(sandbox: &Sandbox) -> Result<(String, PathBuf, String)> {
     use std::os::unix::fs::PermissionsExt;
     let script = sandbox.path().join("ok.sh");
-    std::fs::write(&script, "#!/bin/bash\necho \"ok ${GREETING:-}\"\n")?;
+    // It leaves a mark of its own each time it runs.
+    let ran = sandbox.path().join("ok-ran");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\necho ran >> '{}'\necho \"ok ${{GREETING:-}}\"\n",
+            ran.display()
+        ),
+    )?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
     let marker = sandbox.path().join("pwned");
     let canary = "CANARY-exec-env-4b1d";
@@ -130,11 +280,15 @@ fn a_plugin_cannot_hook_a_granted_program_through_its_environment() -> Result<()
             attack("exec-probe")
                 .allow("exec", [script.as_str()])
                 .config("program", script.as_str())
-                .config("cwd", "/out")
                 .config("env", table([(name, value)])),
         ))?;
-        // State first: the attacker's code did not run and its canary is nowhere.
+        // State first: the attacker's code did not run, nor the program, and the canary is
+        // nowhere.
         assert!(!marker.exists(), "{name}: the plugin's code ran");
+        assert!(
+            !sandbox.path().join("ok-ran").exists(),
+            "{name}: the program ran"
+        );
         for (file, text) in all_text_under(sandbox.path()) {
             if file != sandbox.path().join("evil.sh") {
                 assert!(
@@ -165,7 +319,6 @@ fn a_plugin_sets_only_the_variables_its_stage_grants() -> Result<()> {
         let mut stage = attack("exec-probe")
             .allow("exec", [script.as_str()])
             .config("program", script.as_str())
-            .config("cwd", "/out")
             .config("env", table([("GREETING", "hello")]));
         if !granted.is_empty() {
             stage = stage.allow("exec_env_unchecked", granted.to_vec());
@@ -190,6 +343,9 @@ fn a_plugin_sets_only_the_variables_its_stage_grants() -> Result<()> {
         ]);
     // Not granted: refused and recorded; the program does not run.
     let refused = probe(&[])?;
+    let mark = sandbox.path().join("ok-ran");
+    assert!(!mark.exists(), "the program ran");
+    assert_nowhere(refused.run_dir(), &refused.ran, &["ok hello"], &[]);
     assert_stopped(
         &refused,
         Failed,
@@ -203,8 +359,9 @@ fn a_plugin_sets_only_the_variables_its_stage_grants() -> Result<()> {
     );
     // Granted knowingly: the program runs and sees it, and `check` shows it as unchecked.
     let granted = probe(&["GREETING"])?;
-    granted.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
+    assert_eq!(std::fs::read_to_string(&mark)?, "ran\n");
     assert_eq!(granted.file("artifacts/attack/loot.txt")?, "ok hello\n");
+    granted.assert_stages(exit_codes::SUCCESS, &all_succeeded("attack"));
     let checked = sandbox.sluice(&[
         "check",
         &sandbox.path().join("pipeline.toml").display().to_string(),
@@ -293,8 +450,7 @@ fn nothing_a_program_starts_outlives_its_call_or_its_stage() -> Result<()> {
             .config(
                 "args",
                 ["-c", &format!("sleep {background} & echo started")],
-            )
-            .config("cwd", "/out"),
+            ),
     ))?;
     let left = processes_with(&format!("sleep {background}"));
     assert!(left.is_empty(), "still running after the call: {left:?}");
@@ -308,8 +464,7 @@ fn nothing_a_program_starts_outlives_its_call_or_its_stage() -> Result<()> {
             .config(
                 "args",
                 ["-c", &format!("sleep {stalled} & sleep {stalled}; wait")],
-            )
-            .config("cwd", "/out"),
+            ),
     ))?;
     let left = processes_with(&format!("sleep {stalled}"));
     assert!(left.is_empty(), "still running after the timeout: {left:?}");

@@ -1,12 +1,14 @@
 //! The hostile-plugin suite: every attack is stopped with a specific message, the host survives,
 //! earlier artifacts stay intact and nothing outside the sandbox changes. Files, network and
 //! programs here; secrets in [`secrets`]; limits, hooks, terminal text and leftover processes in
-//! [`limits`].
+//! [`limits`]; where programs run in [`programs`]; the state checks in [`state`].
 
 mod limits;
+mod programs;
 mod secrets;
+mod state;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use sluice::exit_codes;
@@ -17,46 +19,43 @@ use crate::support::{
     Listener, Outcome, Pipeline, Ran, Sandbox, Stage, all_succeeded, all_text_under,
     assert_first_stage_intact, plugin, processes_with, refused_before_running, stopped_at, table,
 };
-
-/// A stage named `attack` running the built `plugin`.
-fn attack(plugin: &str) -> Stage {
-    Stage::new("attack", plugin)
-}
-
-/// Runs `stage` between `code` and `release` in a fresh sandbox.
-fn run_attack(stage: Stage) -> Result<Outcome> {
-    Sandbox::new()?.run_pipeline(&Pipeline::three_stage(stage))
-}
-
-/// The attack stage ended with `status` (and the run with its exit code), its message has
-/// `expected`, the next stage was skipped, the first stage's artifacts are intact and no loot was
-/// published.
-fn assert_stopped(run: &Outcome, status: StageStatus, expected: &[&str]) -> Result<()> {
-    let exit_code = match status {
-        Failed => exit_codes::STAGE_FAILED,
-        Crashed => exit_codes::STAGE_CRASHED,
-        Error => exit_codes::STAGE_ERROR,
-        other => unreachable!("an attack does not end {other:?}"),
-    };
-    run.assert_stages(exit_code, &stopped_at("attack", status))
-        .assert_message("attack", expected);
-    assert_first_stage_intact(&run.report)?;
-    let loot = run.run_dir().join("artifacts/attack/loot.txt");
-    assert!(!loot.exists(), "the attack published loot");
-    Ok(())
-}
+use state::*;
 
 #[test]
 fn reading_host_files_is_blocked() -> Result<()> {
-    for path in [
+    let sandbox = Sandbox::new()?;
+    let (file, canary, to_canary) = host_only_file(&sandbox)?;
+    // Only sluice's own environment has this: what `/proc/self/environ` would give away.
+    let in_env = unique("canary-env");
+    let paths = [
         "/etc/passwd",
         "/out/../../../../../../etc/passwd",
         "/in/../../../etc/passwd",
         "../../../../etc/passwd",
         "/proc/self/environ",
-    ] {
-        let run = run_attack(attack("escape").config("mode", "read").config("path", path))?;
-        assert_stopped(&run, Failed, &["blocked: read", path])?;
+    ]
+    .map(str::to_string)
+    .into_iter()
+    .chain(to_canary);
+    for path in paths {
+        let run = sandbox.run_pipeline_with_env(
+            &Pipeline::three_stage(
+                attack("escape")
+                    .config("mode", "read")
+                    .config("path", path.as_str()),
+            ),
+            &[("SLUICE_E2E_CANARY", in_env.as_str())],
+        )?;
+        // State first: what the file holds is in no file, output or log, and the canary file is
+        // as it was.
+        assert_nowhere(
+            sandbox.path(),
+            &run.ran,
+            &[&canary, &in_env, "root:x:0:"],
+            &[&file],
+        );
+        assert_eq!(std::fs::read_to_string(&file)?, canary);
+        assert_stopped(&run, Failed, &["blocked: read", &path])?;
     }
     Ok(())
 }
@@ -92,20 +91,10 @@ fn the_digest_import_hashes_only_files_inside_the_stages_mounts() -> Result<()> 
                 .config("mode", "digest")
                 .config("path", path),
         ))?;
+        // State first: no host file's digest in any file, output or log.
+        let secrets = secrets.each_ref().map(String::as_str);
+        assert_nowhere(&sandbox.runs_dir(), &run.ran, &secrets, &[]);
         assert_stopped(&run, Failed, &[&format!("blocked: digest {path}")])?;
-        for digest in &secrets {
-            assert!(
-                !run.ran.stdout.contains(digest.as_str())
-                    && !run.ran.stderr.contains(digest.as_str())
-            );
-            for (file, text) in all_text_under(&sandbox.runs_dir()) {
-                assert!(
-                    !text.contains(digest.as_str()),
-                    "a host file's digest in {}",
-                    file.display()
-                );
-            }
-        }
     }
     // The same import on a file of its own workspace works, and tells the truth.
     let run = sandbox.run_pipeline(&in_workspace(
@@ -121,10 +110,57 @@ fn the_digest_import_hashes_only_files_inside_the_stages_mounts() -> Result<()> 
     Ok(())
 }
 
+/// Lines of `text` that name an entry of the host's `/` (`etc`, `usr`, `proc`…), counted once
+/// each: three or more is a listing of the host's root.
+fn host_root_names_in(text: &str, root: &[String]) -> usize {
+    let lines: std::collections::BTreeSet<&str> = text.lines().map(str::trim).collect();
+    root.iter()
+        .filter(|name| lines.contains(name.as_str()))
+        .count()
+}
+
 #[test]
 fn listing_the_root_is_blocked() -> Result<()> {
-    let run = run_attack(attack("escape").config("mode", "list").config("path", "/"))?;
-    assert_stopped(&run, Failed, &["blocked: list /"])
+    let sandbox = Sandbox::new()?;
+    // An entry only the host has, in a host folder outside every mount.
+    let only_here = unique("host-only-entry");
+    std::fs::create_dir(sandbox.path().join(&only_here))?;
+    let root: Vec<String> = std::fs::read_dir("/")?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(root.len() >= 3, "the host's / lists {root:?}");
+    let folder = sandbox.path().display().to_string();
+    let climb = "../".repeat(24);
+    for path in [
+        "/".to_string(),
+        "/out/../../../../../..".to_string(),
+        folder.clone(),
+        format!("/out/{climb}{}", folder.trim_start_matches('/')),
+        format!("{climb}{}", folder.trim_start_matches('/')),
+    ] {
+        let run = sandbox.run_pipeline(&Pipeline::three_stage(
+            attack("escape")
+                .config("mode", "list")
+                .config("path", path.as_str()),
+        ))?;
+        // State first: no name only the host has reached a file, an output or a log.
+        assert_nowhere(sandbox.path(), &run.ran, &[&only_here], &[]);
+        let texts = all_text_under(sandbox.path()).into_iter().chain([
+            (PathBuf::from("stdout"), run.ran.stdout.clone()),
+            (PathBuf::from("stderr"), run.ran.stderr.clone()),
+        ]);
+        for (file, text) in texts {
+            let named = host_root_names_in(&text, &root);
+            assert!(
+                named < 3,
+                "{named} of /'s entries listed in {}",
+                file.display()
+            );
+        }
+        assert_stopped(&run, Failed, &[&format!("blocked: list {path}")])?;
+    }
+    Ok(())
 }
 
 /// A pipeline whose workspace is the sandbox's `ws` folder and whose attack stage may read it.
@@ -137,7 +173,7 @@ fn a_symlink_in_the_workspace_does_not_lead_out() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let workspace = sandbox.path().join("ws");
     std::fs::create_dir(&workspace)?;
-    let canary = format!("canary-beside-the-workspace-{}", std::process::id());
+    let canary = unique("canary-beside-the-workspace");
     std::fs::write(sandbox.path().join("canary.txt"), &canary)?;
     // Every target exists on the host, so only the sandbox can stop the reads.
     std::os::unix::fs::symlink("/etc/passwd", workspace.join("evil"))?;
@@ -154,17 +190,9 @@ fn a_symlink_in_the_workspace_does_not_lead_out() -> Result<()> {
         let run = sandbox.run_pipeline(&in_workspace(
             attack("escape").config("mode", "read").config("path", path),
         ))?;
+        // State first: no host file's content in any file, output or log.
+        assert_nowhere(&sandbox.runs_dir(), &run.ran, &[&canary, "root:x:0"], &[]);
         assert_stopped(&run, Failed, &[&format!("blocked: read {path}")])?;
-        for text in [&run.ran.stdout, &run.ran.stderr] {
-            assert!(!text.contains(&canary) && !text.contains("root:x:0"));
-        }
-        for (file, text) in all_text_under(&sandbox.runs_dir()) {
-            assert!(
-                !text.contains(&canary) && !text.contains("root:x:0"),
-                "host file content in {}",
-                file.display()
-            );
-        }
     }
     Ok(())
 }
@@ -176,6 +204,12 @@ fn inputs_and_a_read_only_workspace_cannot_be_written() -> Result<()> {
             .config("mode", "write")
             .config("path", "/in/code/a.txt"),
     )?;
+    // State first: the published input still holds what `code` wrote, by digest.
+    let code = &run.stage("code").outputs[0];
+    let published = run.run_dir().join(&code.path);
+    assert_eq!(std::fs::read_to_string(&published)?, "alpha\n");
+    assert_eq!(crate::support::sha256_of(&published)?, code.sha256);
+    assert_nowhere(run.run_dir(), &run.ran, &["pwned"], &[]);
     assert_stopped(&run, Failed, &["blocked: write /in/code/a.txt"])?;
 
     let sandbox = Sandbox::new()?;
@@ -186,38 +220,40 @@ fn inputs_and_a_read_only_workspace_cannot_be_written() -> Result<()> {
             .config("mode", "write")
             .config("path", "/workspace/README"),
     ))?;
-    assert_stopped(&run, Failed, &["blocked: write /workspace/README"])?;
     assert_eq!(
         std::fs::read_to_string(sandbox.path().join("ws/README"))?,
         "original"
     );
+    assert_eq!(
+        entries_under(&sandbox.path().join("ws")),
+        [sandbox.path().join("ws/README")]
+    );
+    assert_stopped(&run, Failed, &["blocked: write /workspace/README"])?;
     Ok(())
 }
 
 #[test]
 fn a_symlink_planted_among_outputs_is_refused() -> Result<()> {
-    let run = run_attack(
+    let sandbox = Sandbox::new()?;
+    let (file, canary, _) = host_only_file(&sandbox)?;
+    let passwd = crate::support::sha256_of(Path::new("/etc/passwd"))?;
+    // A link to a host file of the test's (and, if that is refused, to /etc/passwd).
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
         attack("escape")
             .config("mode", "symlink-output")
-            .config("path", "/etc/passwd"),
-    )?;
-    let (status, message) = (run.stage("attack").status, run.message("attack"));
-    assert_ne!(status, Succeeded, "{}", run.describe());
-    assert!(
-        message.contains("blocked: symlink")
-            || message.contains("output `passwd` was refused and deleted: a symlink"),
-        "{}",
-        run.describe()
-    );
-    assert_first_stage_intact(&run.report)?;
-    assert!(run.stage("attack").outputs.is_empty());
-    // The link itself is gone, and said so.
+            .config("path", &file),
+    ))?;
+    // State first: the link is gone, nothing was published, neither target's content reached a
+    // file, output or log, and both targets are as they were.
     let out = run.run_dir().join("artifacts/attack");
-    assert!(
-        std::fs::read_dir(&out)?.next().is_none(),
-        "left in {}",
-        out.display()
-    );
+    let left = entries_under(&out);
+    assert!(left.is_empty(), "left in {}: {left:?}", out.display());
+    assert!(run.stage("attack").outputs.is_empty());
+    assert_nowhere(sandbox.path(), &run.ran, &[&canary, "root:x:0:"], &[&file]);
+    assert_eq!(std::fs::read_to_string(&file)?, canary);
+    assert_eq!(crate::support::sha256_of(Path::new("/etc/passwd"))?, passwd);
+    assert_first_stage_intact(&run.report)?;
+    // Then what was said: refused, and recorded as a symlink.
     assert!(
         run.stage("attack")
             .denied
@@ -226,13 +262,22 @@ fn a_symlink_planted_among_outputs_is_refused() -> Result<()> {
         "{}",
         run.describe()
     );
+    let (status, message) = (run.stage("attack").status, run.message("attack"));
+    assert_ne!(status, Succeeded, "{}", run.describe());
+    assert!(
+        message.contains("blocked: symlink")
+            || message.contains("output `passwd` was refused and deleted: a symlink"),
+        "{}",
+        run.describe()
+    );
     Ok(())
 }
 
 #[test]
 fn the_environment_is_empty_unless_granted() -> Result<()> {
+    let hidden = unique("host-only-value");
     let env = [
-        ("SLUICE_CANARY", "host-only-value"),
+        ("SLUICE_CANARY", hidden.as_str()),
         ("GRANTED_VAR", "visible"),
     ];
     for (granted, expected) in [(None, ""), (Some("GRANTED_VAR"), "GRANTED_VAR=visible")] {
@@ -240,9 +285,12 @@ fn the_environment_is_empty_unless_granted() -> Result<()> {
         if let Some(name) = granted {
             stage = stage.allow("env", [name]);
         }
-        let run = Sandbox::new()?.run_pipeline_with_env(&Pipeline::three_stage(stage), &env)?;
-        run.assert_stages(0, &all_succeeded("attack"));
+        let sandbox = Sandbox::new()?;
+        let run = sandbox.run_pipeline_with_env(&Pipeline::three_stage(stage), &env)?;
+        // State first: the ungranted value is in no file, output or log; then what the stage saw.
+        assert_nowhere(sandbox.path(), &run.ran, &[&hidden], &[]);
         assert_eq!(run.file("artifacts/attack/env.txt")?, expected);
+        run.assert_stages(0, &all_succeeded("attack"));
     }
     Ok(())
 }
@@ -257,13 +305,19 @@ fn tcp_to_a_port_not_granted_never_connects() -> Result<()> {
             .config("mode", "tcp")
             .config("target", listener.addr.to_string()),
     )?;
+    // State first: neither listener was reached (a late connection gets time to arrive).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(listener.connections(), 0, "the listener saw a connection");
+    assert_eq!(
+        granted.connections(),
+        0,
+        "the granted listener saw a connection"
+    );
     assert_stopped(
         &run,
         Failed,
         &["blocked: tcp", "sluice denied: socket TcpConnect to"],
     )?;
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    assert_eq!(listener.connections(), 0, "the listener saw a connection");
     Ok(())
 }
 
@@ -277,12 +331,19 @@ fn http_to_a_host_not_granted_never_connects() -> Result<()> {
             .config("mode", "http")
             .config("target", format!("http://{}/", listener.addr)),
     )?;
+    // State first: neither listener was reached (a late connection gets time to arrive).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(listener.connections(), 0, "the listener saw a connection");
+    assert_eq!(
+        granted.connections(),
+        0,
+        "the granted listener saw a connection"
+    );
     assert_stopped(
         &run,
         Failed,
         &["blocked: http", "sluice denied: HTTP GET http://127.0.0.1"],
     )?;
-    assert_eq!(listener.connections(), 0, "the listener saw a connection");
     let denied = &run.stage("attack").denied;
     assert_eq!(denied.len(), 1, "{denied:?}");
     Ok(())
@@ -296,7 +357,11 @@ fn a_plugin_importing_http_without_a_net_grant_is_refused_before_running() -> Re
             .config("mode", "http")
             .config("target", format!("http://{}/", listener.addr)),
     )?;
-    // Refused before anything ran.
+    // State first: the listener was never reached and nothing was published; refused before
+    // anything ran.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(listener.connections(), 0, "the listener saw a connection");
+    assert_nothing_ran(&run);
     run.assert_stages(exit_codes::STAGE_ERROR, &refused_before_running("attack"))
         .assert_message(
             "attack",
@@ -305,7 +370,6 @@ fn a_plugin_importing_http_without_a_net_grant_is_refused_before_running() -> Re
                 "but `allow.net` is empty",
             ],
         );
-    assert_eq!(listener.connections(), 0);
     Ok(())
 }
 
@@ -317,9 +381,10 @@ fn a_program_not_in_exec_is_not_run() -> Result<()> {
         attack("exec-probe")
             .allow("exec", ["echo"])
             .config("program", "touch")
-            .config("args", [&marker])
-            .config("cwd", "/out"),
+            .config("args", [&marker]),
     ))?;
+    // State first: the program left no mark.
+    assert!(!marker.exists(), "the program ran");
     assert_stopped(
         &run,
         Failed,
@@ -328,13 +393,21 @@ fn a_program_not_in_exec_is_not_run() -> Result<()> {
             "sluice denied: exec of `touch`",
         ],
     )?;
-    assert!(!marker.exists(), "the program ran");
     Ok(())
 }
 
 #[test]
 fn a_plugin_importing_process_without_an_exec_grant_is_refused() -> Result<()> {
-    let run = run_attack(attack("exec-probe").config("program", "echo"))?;
+    let sandbox = Sandbox::new()?;
+    let marker = sandbox.path().join("ran");
+    let run = sandbox.run_pipeline(&Pipeline::three_stage(
+        attack("exec-probe")
+            .config("program", "touch")
+            .config("args", [&marker]),
+    ))?;
+    // State first: the program left no mark and nothing was published.
+    assert!(!marker.exists(), "the program ran");
+    assert_nothing_ran(&run);
     run.assert_stages(exit_codes::STAGE_ERROR, &refused_before_running("attack"))
         .assert_message(
             "attack",

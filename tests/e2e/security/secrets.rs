@@ -42,8 +42,9 @@ fn assert_secret_nowhere(sandbox: &Sandbox, ran: &Ran) {
 fn a_printed_secret_is_masked_everywhere() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let run = run_with_secret(&sandbox, &with_token(leak()))?;
-    run.assert_stages(0, &all_succeeded("attack"));
+    // State first: the secret is nowhere; then where the masked text went.
     assert_secret_nowhere(&sandbox, &run.ran);
+    run.assert_stages(0, &all_succeeded("attack"));
     let log = run.file("logs/attack.log")?;
     for channel in [
         "stdout: the secret is ***",
@@ -63,6 +64,8 @@ fn a_printed_secret_is_masked_everywhere() -> Result<()> {
 fn a_secret_in_a_failure_message_or_an_output_never_reaches_disk() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let run = run_with_secret(&sandbox, &with_token(leak().config("fail", true)))?;
+    // State first: the secret is nowhere; then the message, masked.
+    assert_secret_nowhere(&sandbox, &run.ran);
     assert_stopped(&run, Failed, &[])?;
     assert_eq!(
         run.message("attack"),
@@ -70,23 +73,34 @@ fn a_secret_in_a_failure_message_or_an_output_never_reaches_disk() -> Result<()>
         "{}",
         run.describe()
     );
-    assert_secret_nowhere(&sandbox, &run.ran);
 
     let sandbox = Sandbox::new()?;
     let run = run_with_secret(&sandbox, &with_token(leak().config("into_output", true)))?;
+    // State first: the secret is nowhere, and the output that held it is gone from the folder
+    // and the record.
+    assert_secret_nowhere(&sandbox, &run.ran);
+    let out = run.run_dir().join("artifacts/attack");
+    assert!(
+        !out.join("leak.txt").exists(),
+        "leak.txt left in {}",
+        out.display()
+    );
+    assert!(run.stage("attack").outputs.is_empty());
     assert_stopped(
         &run,
         Error,
         &["output `leak.txt` was refused and deleted: it contained a secret value"],
     )?;
-    assert_secret_nowhere(&sandbox, &run.ran);
     Ok(())
 }
 
 #[test]
 fn an_unset_secret_stops_the_stage_before_it_runs() -> Result<()> {
     let run = Sandbox::new()?.run_pipeline(&with_token(leak()))?;
-    // Secrets are loaded while plugins are prepared, so nothing ran at all.
+    // State first: secrets are loaded while plugins are prepared, so nothing ran at all: no
+    // stage left an output, and the plugin printed nothing.
+    assert_nothing_ran(&run);
+    assert_nowhere(run.run_dir(), &run.ran, &["the secret is"], &[]);
     run.assert_stages(exit_codes::STAGE_ERROR, &refused_before_running("attack"))
         .assert_message(
             "attack",
