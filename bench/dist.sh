@@ -4,21 +4,18 @@
 # time each), all 30 coordinators started at once; then the added latency of one stage sent to
 # an idle agent against the same stage run locally, median of 11 alternating runs.
 #
-#   bash bench/dist.sh [path/to/sluice]      (default: target/release/sluice; build it first with
-#                                            cargo build --release -p sluice)
+#   bash bench/dist.sh [path/to/sluice] [PIPELINES] [AGENTS] [ROUNDS]
+#     (defaults: target/release/sluice — build it first with cargo build --release -p sluice —,
+#     30 pipelines, 1 to 3 agents, 11 rounds)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-sluice=${1:-$root/target/release/sluice}
-plugins=$root/plugins/dist
-nats=$(command -v nats-server || echo /usr/sbin/nats-server)
-[ -x "$sluice" ] || { echo "no sluice binary at $sluice: cargo build --release -p sluice" >&2; exit 2; }
-[ -x "$nats" ] || { echo "nats-server is not installed: cargo xtask setup" >&2; exit 2; }
-for p in emit text-transform assert-text; do
-  [ -f "$plugins/$p.wasm" ] || { echo "no $plugins/$p.wasm: cargo xtask plugins" >&2; exit 2; }
-done
-
-# shellcheck source=bench/nats-server.sh
-source "$root/bench/nats-server.sh"
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
+need_sluice "${1:-}"
+count=${2:-30}
+most_agents=${3:-3}
+rounds=${4:-11}
+need_plugins emit text-transform assert-text
+start_nats
 
 pipeline() { # name text
   cat <<EOF
@@ -40,7 +37,7 @@ inputs = ["upper/a.txt"]
 config = { require = ["$(echo "$2" | tr a-z A-Z)"] }
 EOF
 }
-for i in $(seq 30); do
+for i in $(seq "$count"); do
   mkdir -p "$work/p$i"
   pipeline "p$i" "pipeline number $i" > "$work/p$i/pipeline.toml"
 done
@@ -56,40 +53,38 @@ start_agents() { # count
     agents+=($!)
     pids+=($!)
   done
-  for a in $(seq "$1"); do
-    for _ in $(seq 200); do grep -q serving "$work/agent-$a.log" 2>/dev/null && break; sleep 0.02; done
-  done
+  for a in $(seq "$1"); do wait_for_line "$work/agent-$a.log" serving; done
 }
 stop_agents() {
   for pid in "${agents[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   agents=()
 }
 
-echo "30 pipelines × 3 stages, all coordinators at once, through nats-server $("$nats" --version | awk '{print $2}')"
+echo "$count pipelines × 3 stages, all coordinators at once, through nats-server $("$nats" --version | awk '{print $2}')"
 printf '%-8s %12s %12s %s\n' agents "wall (s)" "stages/s" "stages per agent"
-for n in 1 2 3; do
+for n in $(seq "$most_agents"); do
   agents=()
   start_agents "$n"
   t0=$(now)
   run_pids=()
-  for i in $(seq 30); do
+  for i in $(seq "$count"); do
     "$sluice" run "$work/p$i/pipeline.toml" --nats "$url" --format json --no-stage-cache > "$work/p$i/out-$n.json" 2>&1 &
     run_pids+=($!)
   done
   failed=0
   for pid in "${run_pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
   t1=$(now)
-  [ "$failed" = 0 ] || { echo "$failed of 30 runs failed with $n agent(s)" >&2; exit 1; }
+  [ "$failed" = 0 ] || { echo "$failed of $count runs failed with $n agent(s)" >&2; exit 1; }
   per=$(for a in $(seq "$n"); do grep -c ': succeeded' "$work/agent-$a.log" || true; done | paste -sd/)
   grep -h warning "$work"/agent-*.log >&2 || true
   stop_agents
   for a in $(seq "$n"); do : > "$work/agent-$a.log"; done
-  awk -v n="$n" -v t0="$t0" -v t1="$t1" -v per="$per" \
-    'BEGIN { w = t1 - t0; printf "%-8s %12.2f %12.1f %s\n", n, w, 90 / w, per }'
+  awk -v n="$n" -v t0="$t0" -v t1="$t1" -v per="$per" -v stages=$((count * 3)) \
+    'BEGIN { w = t1 - t0; printf "%-8s %12.2f %12.1f %s\n", n, w, stages / w, per }'
 done
 
 echo
-echo "one stage (emit), local vs sent to an idle agent: 11 alternating runs, median end-to-end"
+echo "one stage (emit), local vs sent to an idle agent: $rounds alternating runs, median end-to-end"
 mkdir -p "$work/single"
 cat > "$work/single/pipeline.toml" <<EOF
 version = 1
@@ -103,7 +98,7 @@ EOF
 agents=()
 start_agents 1
 local_times=() remote_times=()
-for _ in $(seq 11); do
+for _ in $(seq "$rounds"); do
   t0=$(now); "$sluice" run "$work/single/pipeline.toml" --format json --no-stage-cache > /dev/null; t1=$(now)
   local_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) * 1000 }')")
   t0=$(now); "$sluice" run "$work/single/pipeline.toml" --nats "$url" --format json --no-stage-cache > /dev/null; t1=$(now)

@@ -6,28 +6,19 @@
 # medians with p10/p90 and the ratios.
 #
 # usage: bench/rust-crate-state.sh SLUICE_BINARY [ROUNDS]   (release: target/release/sluice)
+#   BENCH_CRATE=DIR: that crate folder instead of semver (the CI smoke pass: examples/rust-crate)
 set -euo pipefail
-sluice=$(realpath "$1")
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
+need_sluice "${1:-}"
 rounds=${2:-5}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-crate=semver-1.0.28
-curl -sSfL "https://static.crates.io/crates/semver/$crate.crate" -o "$work/crate.tar.gz"
-tar -xzf "$work/crate.tar.gz" -C "$work"
-cp -r "$work/$crate" "$work/hand"
-cp -r "$work/$crate" "$work/sluice"
+rust_crate "$work/hand"
+cp -r "$work/hand" "$work/sluice"
 (cd "$work/hand" && cargo generate-lockfile -q)
 (cd "$work/sluice" && "$sluice" init >/dev/null)
 export SLUICE_VOLUMES=$work/volumes SLUICE_STAGE_CACHE=$work/stages SLUICE_RUNS_DIR=$work/runs
 export CARGO_TARGET_DIR=$work/hand/target
 
-ms() {
-    local start end
-    start=$(date +%s%N)
-    "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log" >&2; exit 1; }
-    end=$(date +%s%N)
-    echo $(((end - start) / 1000000))
-}
 by_hand() { (cd "$work/hand" && cargo build --release --locked -q && cargo test --locked -q); }
 by_sluice() { "$sluice" run "$work/sluice/pipeline.toml" --format plain; }
 touch_one() { printf '\n// touched %s\n' "$RANDOM" >>"$1/src/lib.rs"; }

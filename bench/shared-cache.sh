@@ -7,19 +7,14 @@
 # sample, then medians and the ratio.
 #
 #   bash bench/shared-cache.sh [path/to/sluice] [ROUNDS]   (default: target/release/sluice, 3)
+#   BENCH_CRATE=DIR: that crate folder instead of semver (the CI smoke pass: examples/rust-crate)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-sluice=$(realpath "${1:-$root/target/release/sluice}")
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
+need_sluice "${1:-}"
 rounds=${2:-3}
-nats=$(command -v nats-server || echo /usr/sbin/nats-server)
-[ -x "$sluice" ] || { echo "no sluice binary at $sluice: cargo build --release -p sluice" >&2; exit 2; }
-
-# shellcheck source=bench/nats-server.sh
-source "$root/bench/nats-server.sh"
-crate=semver-1.0.28
-curl -sSfL "https://static.crates.io/crates/semver/$crate.crate" -o "$work/crate.tar.gz"
-tar -xzf "$work/crate.tar.gz" -C "$work"
-mv "$work/$crate" "$work/checkout-one"
+start_nats
+rust_crate "$work/checkout-one"
 cp -r "$work/checkout-one" "$work/checkout-two"
 (cd "$work/checkout-one" && "$sluice" init >/dev/null)
 (cd "$work/checkout-two" && "$sluice" init >/dev/null)
@@ -30,13 +25,6 @@ as_machine() { # NAME COMMAND...
   XDG_DATA_HOME=$work/$name/data XDG_CACHE_HOME=$work/$name/cache \
     SLUICE_STAGE_CACHE=$work/$name/stages SLUICE_VOLUMES=$work/$name/volumes \
     SLUICE_RUNS_DIR=$work/$name/runs "$@"
-}
-ms() {
-  local start end
-  start=$(date +%s%N)
-  "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log" >&2; exit 1; }
-  end=$(date +%s%N)
-  echo $(((end - start) / 1000000))
 }
 shared() { # the second machine, served from the shared cache
   as_machine second "$sluice" run "$work/checkout-two/pipeline.toml" --format plain \

@@ -5,28 +5,26 @@
 # and a run with one file changed (one file sent), end to end and as the coordinator logs it —
 # against `tar c | sha256sum` of the same tree (reading and hashing every byte once).
 #
-#   bash bench/workspace-shipping.sh [path/to/sluice]   (default: target/release/sluice)
+#   bash bench/workspace-shipping.sh [path/to/sluice] [FILES]
+#     (defaults: target/release/sluice, 5000 files)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-sluice=${1:-$root/target/release/sluice}
-plugins=$root/plugins/dist
-nats=$(command -v nats-server || echo /usr/sbin/nats-server)
-[ -x "$sluice" ] || { echo "no sluice binary at $sluice: cargo build --release -p sluice" >&2; exit 2; }
-[ -f "$plugins/exec.wasm" ] || { echo "no $plugins/exec.wasm: cargo xtask plugins" >&2; exit 2; }
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
+need_sluice "${1:-}"
+files=${2:-5000}
+need_plugins exec
+start_nats
 
-# shellcheck source=bench/nats-server.sh
-source "$root/bench/nats-server.sh"
-
-# 5,000 files of 20 KiB (random bytes: nothing compresses or deduplicates) in 50 folders.
+# Files of 20 KiB (random bytes: nothing compresses or deduplicates), 100 to a folder.
 mkdir -p "$work/ws"
-python3 - "$work/ws" <<'PY'
+python3 - "$work/ws" "$files" <<'PY'
 import os, sys
-root = sys.argv[1]
-for d in range(50):
+root, files = sys.argv[1], int(sys.argv[2])
+for n in range(files):
+    d, f = divmod(n, 100)
     os.makedirs(f"{root}/d{d:02}", exist_ok=True)
-    for f in range(100):
-        with open(f"{root}/d{d:02}/f{f:03}.bin", "wb") as out:
-            out.write(os.urandom(20 * 1024))
+    with open(f"{root}/d{d:02}/f{f:03}.bin", "wb") as out:
+        out.write(os.urandom(20 * 1024))
 PY
 cat > "$work/pipeline.toml" <<EOF
 version = 1
@@ -46,9 +44,8 @@ EOF
 
 "$sluice" agent --nats "$url" --name bench --jobs 1 --work-dir "$work/agent" > "$work/agent.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do grep -q serving "$work/agent.log" 2>/dev/null && break; sleep 0.1; done
+wait_for_line "$work/agent.log" serving
 
-ms() { local s e; s=$(date +%s%N); "$@" > "$work/last.log" 2>&1 || { cat "$work/last.log" >&2; exit 1; }; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
 run() { "$sluice" run "$work/pipeline.toml" --nats "$url" --format plain; }
 sent() { grep -o "workspace sent by content: [^)]*)\|workspace built on agent [^:]*: .*ms" "$work/last.log" | tr "\n" " "; }
 baseline() { tar -cf - -C "$work/ws" . | sha256sum > /dev/null; }

@@ -5,6 +5,11 @@
 //! - a whole one-stage `runner::run` (run folder, log, report included);
 //! - resolving a signed registry plugin on a warm run (pipeline.lock + local plugin store, no
 //!   network), for a small and a large component.
+//!
+//! `cargo bench -p sluice --bench stage_overhead -- [SAMPLES] [--only-calls] [--languages=A,B]`:
+//! SAMPLES caps the samples of every figure; `--languages` loads only those guest languages'
+//! plugins (the CI smoke pass: `1 --languages=Rust,C`, as the Python and JavaScript components
+//! take about a minute each to compile on a debug build).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,14 +36,48 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench(&root, &noop))
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cap: usize = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map_or(Ok(usize::MAX), |a| a.parse())
+        .context("SAMPLES is a number")?;
+    let options = Options {
+        samples: Samples(cap.max(1)),
+        only_calls: args.iter().any(|a| a == "--only-calls"),
+        languages: args
+            .iter()
+            .find_map(|a| a.strip_prefix("--languages="))
+            .map(|list| list.split(',').map(str::to_lowercase).collect()),
+    };
+    runtime.block_on(bench(&root, &noop, &options))
 }
 
-async fn bench(root: &Path, noop: &Path) -> Result<()> {
+/// What the command line asked for.
+struct Options {
+    samples: Samples,
+    /// Only the instantiate + call figure, many times.
+    only_calls: bool,
+    /// The guest languages whose plugins are loaded (all when `None`), lower case.
+    languages: Option<Vec<String>>,
+}
+
+/// How many samples a figure takes: its own number, at most the cap from the command line.
+#[derive(Clone, Copy)]
+struct Samples(usize);
+
+impl Samples {
+    fn of(self, n: usize) -> usize {
+        n.min(self.0)
+    }
+}
+
+async fn bench(root: &Path, noop: &Path, options: &Options) -> Result<()> {
+    let samples = options.samples;
     let scratch = tempfile::tempdir()?;
     let cache = scratch.path().join("cache");
 
-    let cold = sample(5, || {
+    let cold = sample(samples.of(5), || {
         let host = Host::new(None)?;
         let started = Instant::now();
         plugin::load(&host, noop, "noop", CapSet::default())?;
@@ -49,7 +88,7 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
     let host = Host::new(Some(&cache))?;
     plugin::load(&host, noop, "noop", CapSet::default())?;
     settle();
-    let warm = sample(200, || {
+    let warm = sample(samples.of(200), || {
         // A new host per load, as each `sluice run` is a new process.
         let host = Host::new(Some(&cache))?;
         let started = Instant::now();
@@ -59,8 +98,8 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
     print("plugin load, warm (compiled-code cache)", &warm);
 
     let loaded = plugin::load(&host, noop, "noop", CapSet::default())?;
-    let only_calls = std::env::args().any(|a| a == "--only-calls");
-    let n = if only_calls { 50_000 } else { 2000 };
+    let only_calls = options.only_calls;
+    let n = samples.of(if only_calls { 50_000 } else { 2000 });
     let mut calls = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
@@ -81,14 +120,14 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
         ),
     )?;
     let pipeline = local(manifest::load(&pipeline_file)?).await?;
-    let options = runner::RunOptions {
+    let run_options = runner::RunOptions {
         runs_dir: Some(scratch.path().join("runs")),
         ..Default::default()
     };
-    let mut runs = Vec::with_capacity(200);
-    for _ in 0..200 {
+    let mut runs = Vec::new();
+    for _ in 0..samples.of(200) {
         let started = Instant::now();
-        runner::run(&host, &pipeline, &options, &EventSink::discard()).await?;
+        runner::run(&host, &pipeline, &run_options, &EventSink::discard()).await?;
         runs.push(started.elapsed());
     }
     print(
@@ -97,25 +136,25 @@ async fn bench(root: &Path, noop: &Path) -> Result<()> {
     );
 
     let hello = local(manifest::load(&root.join("examples/hello/pipeline.toml"))?).await?;
-    let mut hello_runs = Vec::with_capacity(50);
-    for _ in 0..50 {
+    let mut hello_runs = Vec::new();
+    for _ in 0..samples.of(50) {
         let started = Instant::now();
-        runner::run(&host, &hello, &options, &EventSink::discard()).await?;
+        runner::run(&host, &hello, &run_options, &EventSink::discard()).await?;
         hello_runs.push(started.elapsed());
     }
     print("examples/hello runner::run, 4 stages, warm", &hello_runs);
     for plugin in ["emit", "config-check"] {
         let component = root.join("plugins/dist").join(format!("{plugin}.wasm"));
         if component.is_file() {
-            warm_resolution(&component).await?;
+            warm_resolution(&component, samples).await?;
         }
     }
-    languages(root).await
+    languages(root, options).await
 }
 
 /// `manifest::load` + `resolve_pipeline` for one signed registry plugin already in the lock and
 /// the store. The reference names a port nothing listens on: any network use would fail.
-async fn warm_resolution(component: &Path) -> Result<()> {
+async fn warm_resolution(component: &Path, samples: Samples) -> Result<()> {
     use sluice::registry::media::{
         Descriptor, Manifest, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
     };
@@ -172,19 +211,19 @@ async fn warm_resolution(component: &Path) -> Result<()> {
         update: false,
         locked: true,
     };
-    let mut samples = Vec::with_capacity(50);
-    for _ in 0..50 {
+    let mut times = Vec::new();
+    for _ in 0..samples.of(50) {
         let started = Instant::now();
         let pipeline = manifest::load(&pipeline_file)?;
         resolve_pipeline(pipeline, &options, &EventSink::discard()).await?;
-        samples.push(started.elapsed());
+        times.push(started.elapsed());
     }
     print(
         &format!(
             "resolve a signed registry plugin, warm ({} KiB, lock + store)",
             bytes.len() / 1024
         ),
-        &samples,
+        &times,
     );
     Ok(())
 }
@@ -204,27 +243,46 @@ async fn local(pipeline: manifest::Pipeline) -> Result<ResolvedPipeline> {
 
 /// Per guest language: component size, first (cold) compile, warm load from the cache, and
 /// instantiate + call of `describe` on a fresh store.
-async fn languages(root: &Path) -> Result<()> {
-    println!();
-    for (language, plugin) in [
+async fn languages(root: &Path, options: &Options) -> Result<()> {
+    let samples = options.samples;
+    let plugins = [
         ("Rust", "emit"),
         ("Python", "config-check"),
         ("JavaScript", "notify"),
         ("C", "digest"),
-    ] {
+    ];
+    for asked in options.languages.iter().flatten() {
+        anyhow::ensure!(
+            plugins.iter().any(|(l, _)| l.to_lowercase() == *asked),
+            "--languages: no guest language {asked}"
+        );
+    }
+    println!();
+    for (language, plugin) in plugins {
         let path = root.join("plugins/dist").join(format!("{plugin}.wasm"));
         if !path.is_file() {
             println!("{language:<10} {plugin}: not built (run `cargo xtask plugins`)");
             continue;
         }
         let size = std::fs::metadata(&path)?.len();
+        let chosen = options
+            .languages
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|l| *l == language.to_lowercase()));
+        if !chosen {
+            println!(
+                "{language:<10} {plugin:<13} {:>9.1} KiB   not loaded (--languages)",
+                size as f64 / 1024.0
+            );
+            continue;
+        }
         let scratch = tempfile::tempdir()?;
         let host = Host::new(Some(scratch.path()))?;
         let started = Instant::now();
         plugin::load(&host, &path, plugin, CapSet::all())?;
         let cold = started.elapsed();
         settle();
-        let warm = sample(20, || {
+        let warm = sample(samples.of(20), || {
             // A new host per load, as each `sluice run` is a new process.
             let host = Host::new(Some(scratch.path()))?;
             let started = Instant::now();
@@ -232,8 +290,8 @@ async fn languages(root: &Path) -> Result<()> {
             Ok(started.elapsed())
         })?;
         let loaded = plugin::load(&host, &path, plugin, CapSet::all())?;
-        let mut calls = Vec::with_capacity(200);
-        for _ in 0..200 {
+        let mut calls = Vec::new();
+        for _ in 0..samples.of(200) {
             let started = Instant::now();
             loaded.describe(&host).await?;
             calls.push(started.elapsed());

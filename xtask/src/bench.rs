@@ -1,21 +1,25 @@
 //! `cargo xtask bench`: every figure beside its baseline, in the release profile — sluice against
 //! a shell script, bubblewrap and bare wasmtime ([`crate::bench_baselines`]), the engine's own
 //! micro-figures (`host/benches/stage_overhead.rs`: plugin loads per guest language, resolution),
-//! many runs at once ([`crate::bench_load`]) and the graph engine's ([`crate::bench_graph`]). `--smoke` runs each comparison once on the
-//! debug build CI already has, to prove the benchmarks still work (no timing).
+//! many runs at once ([`crate::bench_load`]) and the graph engine's ([`crate::bench_graph`]).
+//! `--smoke` runs every benchmark once at its smallest on the debug build CI already has, to
+//! prove they all still work (no timing; [`smoke`]).
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_baselines::Bench;
+use crate::bench_baselines::{Bench, Size};
 use crate::{host_binary, setup, sh, sh_env};
+
+mod smoke;
 
 pub fn bench(root: &Path, smoke: bool) -> Result<()> {
     if smoke {
-        return smoke_pass(root);
+        return smoke::run(root);
     }
     setup(root)?;
     baselines(root)?;
@@ -64,31 +68,25 @@ pub fn baselines(root: &Path) -> Result<()> {
         ],
         &crate::build_env::remap_env(),
     )?;
-    Bench::new(root, host_binary(root, "release"), bare, "bench", 21, 2000).run()
+    let (sluice, size) = (host_binary(root, "release"), Size::FIGURES);
+    Bench::new(root, sluice, bare, "bench", size).run()
 }
 
-/// Each comparison once, on the binaries `cargo test --no-run` built (CI's host build): the
-/// scripts, bubblewrap, bare wasmtime and sluice all still run. Not for timing.
-fn smoke_pass(root: &Path) -> Result<()> {
-    let env = crate::build_env::host_test_env(root)?;
-    let bare = bench_executable(
-        root,
-        &[
-            "test",
-            "--package",
-            "sluice",
-            "--bench",
-            "bare_wasmtime",
-            "--no-run",
-        ],
-        &env,
-    )?;
-    Bench::new(root, host_binary(root, "debug"), bare, "bench-smoke", 1, 3).run()
-}
-
-/// Builds a bench target with `cargo_args` and returns its executable (from cargo's JSON
-/// messages, since its file name carries a hash).
+/// Builds one bench target with `cargo_args` and returns its executable.
 fn bench_executable(root: &Path, cargo_args: &[&str], env: &[(&str, OsString)]) -> Result<PathBuf> {
+    bench_executables(root, cargo_args, env)?
+        .into_values()
+        .next()
+        .context("cargo built no bench executable")
+}
+
+/// Builds bench targets with `cargo_args` and returns each one's executable by target name (from
+/// cargo's JSON messages, since their file names carry a hash).
+fn bench_executables(
+    root: &Path,
+    cargo_args: &[&str],
+    env: &[(&str, OsString)],
+) -> Result<BTreeMap<String, PathBuf>> {
     eprintln!("xtask: $ cargo {}", cargo_args.join(" "));
     let output = Command::new("cargo")
         .args(cargo_args)
@@ -105,10 +103,13 @@ fn bench_executable(root: &Path, cargo_args: &[&str], env: &[(&str, OsString)]) 
             output.status
         );
     }
-    String::from_utf8_lossy(&output.stdout)
+    Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|message| message["target"]["kind"][0] == "bench")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .context("cargo built no bench executable")
+        .filter_map(|message| {
+            let name = message["target"]["name"].as_str()?.to_string();
+            Some((name, PathBuf::from(message["executable"].as_str()?)))
+        })
+        .collect())
 }

@@ -56,31 +56,40 @@ impl Contender {
     }
 }
 
-/// Everything the comparisons need: the binaries, a scratch folder and how many rounds.
+/// How much work the comparisons take.
+pub struct Size {
+    /// Rounds of each alternating comparison.
+    pub rounds: usize,
+    /// The stages of the long pipeline of the per-stage slope (against one stage).
+    pub many_stages: usize,
+    /// Calls per bare-wasmtime measurement.
+    pub bare_calls: usize,
+}
+
+impl Size {
+    /// The figures of BENCHMARKS.md.
+    pub const FIGURES: Size = Size {
+        rounds: 21,
+        many_stages: 41,
+        bare_calls: 2000,
+    };
+}
+
+/// Everything the comparisons need: the binaries, a scratch folder and their size.
 pub struct Bench {
     root: PathBuf,
     sluice: PathBuf,
     bare: PathBuf,
     scratch: PathBuf,
-    /// Rounds of each alternating comparison (21 for figures, 1 for the CI smoke pass).
-    rounds: usize,
-    /// Calls per bare-wasmtime measurement.
-    bare_calls: usize,
+    size: Size,
     /// Where the markdown table goes.
     table: PathBuf,
 }
 
 impl Bench {
-    /// Comparisons with `rounds` rounds and `bare_calls` bare calls, in `target/<scratch>`,
-    /// whose table goes to `target/<scratch>/baselines.md`.
-    pub fn new(
-        root: &Path,
-        sluice: PathBuf,
-        bare: PathBuf,
-        scratch: &str,
-        rounds: usize,
-        bare_calls: usize,
-    ) -> Self {
+    /// Comparisons of `size` in `target/<scratch>`, whose table goes to
+    /// `target/<scratch>/baselines.md`.
+    pub fn new(root: &Path, sluice: PathBuf, bare: PathBuf, scratch: &str, size: Size) -> Self {
         let scratch = crate::target_dir(root).join(scratch);
         Self {
             root: root.to_path_buf(),
@@ -88,8 +97,7 @@ impl Bench {
             bare,
             table: scratch.join("baselines.md"),
             scratch,
-            rounds,
-            bare_calls,
+            size,
         }
     }
 
@@ -156,7 +164,7 @@ impl Bench {
         let mut bwrap = Contender::new("hello: each step in bubblewrap (bench/hello-bwrap.sh)");
         let mut warm = Contender::new("hello: sluice run, warm compiled cache");
         let mut cold = Contender::new("hello: sluice run, cold (compiles 4 plugins)");
-        for round in 0..self.rounds {
+        for round in 0..self.size.rounds {
             let dir = self.fresh("hello-out")?;
             shell.samples.push(measure(
                 self.script("hello.sh").arg(dir.join(format!("sh{round}"))),
@@ -185,9 +193,9 @@ impl Bench {
         ))
     }
 
-    /// The slope between a 41-stage and a 1-stage pipeline of one-file `emit` stages, for sluice
-    /// (one stage at a time, as the baselines), the shell script and bubblewrap; and sluice's
-    /// peak memory for both.
+    /// The slope between a many-stage (41 for the figures) and a 1-stage pipeline of one-file
+    /// `emit` stages, for sluice (one stage at a time, as the baselines), the shell script and
+    /// bubblewrap; and sluice's peak memory for both.
     fn per_stage(&self, table: &mut String) -> Result<String> {
         let emit = self.root.join("plugins/dist/emit.wasm");
         let pipelines = self.fresh("emit-pipelines")?;
@@ -204,23 +212,22 @@ impl Bench {
             std::fs::write(&file, text)?;
             Ok(file)
         };
-        let (one, many) = (write(1)?, write(41)?);
+        let many_stages = self.size.many_stages;
+        let (one, many) = (write(1)?, write(many_stages)?);
         let state = self.fresh("emit-state")?;
         measure(&mut self.sluice_run(&one, &state, &["--jobs", "1"]))?;
-        let mut contenders: Vec<Contender> = [
-            "1 emit stage: shell",
-            "41 emit stages: shell",
-            "1 emit stage: bubblewrap",
-            "41 emit stages: bubblewrap",
-            "1 emit stage: sluice run --jobs 1",
-            "41 emit stages: sluice run --jobs 1",
-        ]
-        .into_iter()
-        .map(Contender::new)
-        .collect();
-        for round in 0..self.rounds {
+        let mut contenders: Vec<Contender> = ["shell", "bubblewrap", "sluice run --jobs 1"]
+            .into_iter()
+            .flat_map(|who| {
+                [
+                    Contender::new(&format!("1 emit stage: {who}")),
+                    Contender::new(&format!("{many_stages} emit stages: {who}")),
+                ]
+            })
+            .collect();
+        for round in 0..self.size.rounds {
             let dir = self.fresh("emit-out")?;
-            for (index, stages) in [1usize, 41].into_iter().enumerate() {
+            for (index, stages) in [1, many_stages].into_iter().enumerate() {
                 let n = stages.to_string();
                 let out = dir.join(format!("sh{round}-{stages}"));
                 contenders[index]
@@ -244,14 +251,15 @@ impl Bench {
             row(table, contender);
         }
         let slope = |pair: usize| {
-            (contenders[pair * 2 + 1].wall().median - contenders[pair * 2].wall().median) / 40.0
+            (contenders[pair * 2 + 1].wall().median - contenders[pair * 2].wall().median)
+                / (many_stages - 1) as f64
         };
         let (shell, bwrap, sluice) = (slope(0), slope(1), slope(2));
         let (peak_one, peak_many) = (contenders[4].peak_mib(), contenders[5].peak_mib());
         Ok(format!(
-            "per stage (slope 41 vs 1 stages): sluice {sluice:.3} ms, shell {shell:.3} ms, bubblewrap {bwrap:.3} ms \
+            "per stage (slope {many_stages} vs 1 stages): sluice {sluice:.3} ms, shell {shell:.3} ms, bubblewrap {bwrap:.3} ms \
              → sluice/shell {:.2}×, sluice/bubblewrap {:.2}× (target ≤ 0.4 ms)\n\
-             peak memory: 41 stages {peak_many:.1} MiB vs 1 stage {peak_one:.1} MiB = {:.2}× (target ≤ 1.2×)\n\
+             peak memory: {many_stages} stages {peak_many:.1} MiB vs 1 stage {peak_one:.1} MiB = {:.2}× (target ≤ 1.2×)\n\
              SLUICE_PER_STAGE_MS={sluice:.3}",
             sluice / shell,
             sluice / bwrap,
@@ -263,7 +271,7 @@ impl Bench {
     fn bare(&self) -> Result<String> {
         let emit = self.root.join("plugins/dist/emit.wasm");
         let config = r#"{"files":{"f.txt":"stage 1\n"}}"#;
-        let calls = self.bare_calls.to_string();
+        let calls = self.size.bare_calls.to_string();
         let mut lines = String::new();
         for mode in [None, Some("--blocking")] {
             let output = Command::new(&self.bare)

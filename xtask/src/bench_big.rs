@@ -52,12 +52,18 @@ version = "1.0.0"
     )
 }
 
-/// Runs the comparison with `sluice` (a built binary); prints and returns the table.
+/// Runs the comparison with `sluice` (a built binary) on an artifact of `SLUICE_BENCH_BIG_MIB`
+/// MiB (1024 unless set); prints and returns the table.
 pub fn bench(root: &Path, sluice: &Path) -> Result<String> {
     let mib = std::env::var("SLUICE_BENCH_BIG_MIB")
         .ok()
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(DEFAULT_MIB);
+    artifact(root, sluice, mib)
+}
+
+/// The comparison on an artifact of `mib` MiB; prints and returns the table.
+pub fn artifact(root: &Path, sluice: &Path, mib: u64) -> Result<String> {
     let scratch = crate::target_dir(root).join("bench-big");
     let mut table = format!(
         "| {mib} MiB artifact | native (bench/big.sh) ms | sluice ms | sluice/native | native peak RSS MiB | sluice peak RSS MiB |\n|---|---:|---:|---:|---:|---:|\n"

@@ -8,12 +8,36 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+/// How much work the figures take.
+pub struct Size {
+    /// Rounds of the `spin` plugin per stage (2400: about 2 s).
+    pub spin_rounds: u32,
+    /// How many independent stages, one pipeline each.
+    pub stage_counts: &'static [usize],
+    /// Measured runs of each side (medians of these).
+    pub repeats: usize,
+}
+
+impl Size {
+    /// The figures of BENCHMARKS.md.
+    pub const FIGURES: Size = Size {
+        spin_rounds: 2400,
+        stage_counts: &[3, 4],
+        repeats: 3,
+    };
+}
+
 pub fn bench(root: &Path, sluice: &Path) -> Result<()> {
-    let scratch = root.join("target").join("bench-graph");
+    figures(root, sluice, &Size::FIGURES)
+}
+
+/// Both figures at `size`.
+pub fn figures(root: &Path, sluice: &Path, size: &Size) -> Result<()> {
+    let scratch = crate::target_dir(root).join("bench-graph");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
-    parallel_stages(root, sluice, &scratch)?;
-    cached_cargo_build(root, sluice, &scratch)
+    parallel_stages(root, sluice, &scratch, size)?;
+    cached_cargo_build(root, sluice, &scratch, size.repeats)
 }
 
 /// `sluice run FILE ARGS` in `scratch`; the wall time in ms and the report.
@@ -51,14 +75,19 @@ fn median(samples: &mut [f64]) -> f64 {
     samples[samples.len() / 2]
 }
 
-fn parallel_stages(root: &Path, sluice: &Path, scratch: &Path) -> Result<()> {
+fn parallel_stages(root: &Path, sluice: &Path, scratch: &Path, size: &Size) -> Result<()> {
     let spin = root.join("plugins/dist/spin.wasm");
-    println!("independent CPU-bound stages (spin, 2400 rounds each, ~2 s), wall ms, median of 3:");
-    for (count, bound) in [(3, 1.5), (4, 2.0)] {
+    let (rounds, repeats) = (size.spin_rounds, size.repeats);
+    println!(
+        "independent CPU-bound stages (spin, {rounds} rounds each), wall ms, median of {repeats}:"
+    );
+    for &count in size.stage_counts {
+        // What 2 cores can give `count` equal stages: `count` stage-times in ⌈count/2⌉.
+        let bound = count as f64 / count.div_ceil(2) as f64;
         let mut text = format!("version = 1\n[pipeline]\nname = \"spin{count}\"\n");
         for index in 0..count {
             text.push_str(&format!(
-                "[[stage]]\nname = \"s{index}\"\nplugin = \"{}\"\ninputs = []\n[stage.config]\nrounds = 2400\n",
+                "[[stage]]\nname = \"s{index}\"\nplugin = \"{}\"\ninputs = []\n[stage.config]\nrounds = {rounds}\n",
                 spin.display()
             ));
         }
@@ -67,7 +96,7 @@ fn parallel_stages(root: &Path, sluice: &Path, scratch: &Path) -> Result<()> {
         // Warm the compiled-code cache first; then alternate, so drift hits both sides alike.
         run(sluice, scratch, &file, &["--no-stage-cache"])?;
         let (mut one, mut two) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
+        for _ in 0..repeats {
             one.push(run(sluice, scratch, &file, &["--no-stage-cache", "--jobs", "1"])?.0);
             two.push(run(sluice, scratch, &file, &["--no-stage-cache", "--jobs", "2"])?.0);
         }
@@ -91,7 +120,7 @@ fn stage_ms(report: &serde_json::Value, stage: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn cached_cargo_build(root: &Path, sluice: &Path, scratch: &Path) -> Result<()> {
+fn cached_cargo_build(root: &Path, sluice: &Path, scratch: &Path, repeats: usize) -> Result<()> {
     let crate_dir: PathBuf = root.join("examples/rust-crate");
     let text = format!(
         r#"version = 1
@@ -119,7 +148,7 @@ remove = ["target"]
     std::fs::write(&file, text)?;
     let (_, first) = run(sluice, scratch, &file, &[])?;
     let (mut cold, mut hit) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for _ in 0..repeats {
         cold.push(stage_ms(
             &run(sluice, scratch, &file, &["--no-stage-cache"])?.1,
             "build",
@@ -132,7 +161,7 @@ remove = ["target"]
     }
     let (cold, hit) = (median(&mut cold), median(&mut hit));
     println!(
-        "cargo build --release of examples/rust-crate on an unchanged workspace, stage ms, median of 3:\n  \
+        "cargo build --release of examples/rust-crate on an unchanged workspace, stage ms, median of {repeats}:\n  \
          run again: {cold:.0}   from the stage cache: {hit:.1}   → {:.0}× faster (first run {:.0} ms)",
         cold / hit,
         stage_ms(&first, "build")

@@ -1,14 +1,15 @@
 //! `cargo xtask bench-load`: many `sluice run`s of the hello example at once on one machine (one
 //! runs folder, one compiled cache), beside the same number of the hello shell script at once —
-//! all must succeed; total wall time and each process's peak memory (from `wait4`).
+//! all must succeed; total wall time and each process's own peak memory ([`crate::measure`]).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
-use crate::measure::wait_with_peak_memory;
+use crate::measure::{reap, spawn_traced};
 
 /// How many at once, unless `SLUICE_BENCH_LOAD` says otherwise.
 const DEFAULT_AT_ONCE: usize = 200;
@@ -20,22 +21,22 @@ struct Crowd {
 }
 
 impl Crowd {
-    /// Starts every command, then reaps each; fails if any did not exit 0.
+    /// Starts every command (one process group, each held at its exec until all have started),
+    /// lets them all go at once and reaps them; fails if any did not exit 0.
     fn run(label: &str, commands: Vec<Command>) -> Result<Crowd> {
         let started = Instant::now();
         let mut children: Vec<Child> = Vec::with_capacity(commands.len());
         for mut command in commands {
-            let child = command
+            let group = children.first().map_or(0, Child::id);
+            command
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("cannot start {command:?}"))?;
-            children.push(child);
+                .process_group(i32::try_from(group)?);
+            children.push(spawn_traced(&mut command)?);
         }
         let mut peaks_kib = Vec::with_capacity(children.len());
         let mut failed = 0;
-        for child in &children {
-            let (status, peak) = wait_with_peak_memory(child)?;
+        for (status, peak) in reap(&children)? {
             failed += usize::from(status != 0);
             peaks_kib.push(peak);
         }
@@ -69,12 +70,18 @@ impl Crowd {
     }
 }
 
-/// Runs the load comparison with `sluice` (a built binary); prints and returns the table.
+/// Runs the load comparison with `sluice` (a built binary), `SLUICE_BENCH_LOAD` runs at once
+/// (200 unless set); prints and returns the table.
 pub fn bench(root: &Path, sluice: &Path) -> Result<String> {
     let at_once = std::env::var("SLUICE_BENCH_LOAD")
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(DEFAULT_AT_ONCE);
+    crowds(root, sluice, at_once)
+}
+
+/// The load comparison with `at_once` runs of each at once; prints and returns the table.
+pub fn crowds(root: &Path, sluice: &Path, at_once: usize) -> Result<String> {
     let scratch = crate::target_dir(root).join("bench-load");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;

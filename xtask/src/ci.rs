@@ -70,7 +70,8 @@ pub fn test(root: &Path) -> Result<()> {
                 )
             }),
         ),
-        // The benchmarks still run (each comparison once; figures come from `cargo xtask bench`).
+        // Every benchmark once at its smallest on the debug build, so none rots (no timing;
+        // figures come from `cargo xtask bench`).
         ("bench-smoke", Box::new(|| crate::bench::bench(root, true))),
         // Nothing above may have changed the checkout: a golden file rewritten, a test writing
         // beside the sources.

@@ -47,8 +47,8 @@ usage: cargo xtask <command>
   setup         install the wasm32-wasip2 target, nginx and docker-registry; build the plugins
   bench         release build; every figure beside its baseline in one run: sluice against a
                 shell script, bubblewrap and bare wasmtime (wall, per-stage slope, peak memory),
-                plugin loads per guest language, the graph engine's figures; `--smoke`: each
-                comparison once on the debug build (what CI runs; not for timing)
+                plugin loads per guest language, the graph engine's figures; `--smoke`: every
+                benchmark once at its smallest on the debug build (what CI runs; not for timing)
   bench-baselines  only the comparisons with the shell script, bubblewrap and bare wasmtime
   bench-graph   only the graph engine's figures
   bench-big     only a 1 GiB artifact through exec, checksum and release (128 MiB per stage),
