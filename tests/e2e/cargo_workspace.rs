@@ -3,7 +3,6 @@
 //! XML's special characters intact, and the failing tests named with their panic messages.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use sluice::exit_codes;
@@ -11,8 +10,10 @@ use sluice::model::report::StageStatus;
 
 use crate::support::{Pipeline, Sandbox, Stage, valid_junit};
 
-fn cargo(dir: &Path, args: &[&str]) -> Result<()> {
-    let status = Command::new("cargo")
+fn cargo(sandbox: &Sandbox, dir: &Path, args: &[&str]) -> Result<()> {
+    // With the sandbox's HOME and CARGO_HOME: nothing of it lands in the user's ~/.cargo.
+    let status = sandbox
+        .program("cargo")
         .args(args)
         .current_dir(dir)
         .env("CARGO_TERM_COLOR", "never")
@@ -33,8 +34,16 @@ fn cargo_test_reports_each_test_binary_of_a_workspace_and_names_the_failures() -
         ws.join("Cargo.toml"),
         "[workspace]\nresolver = \"3\"\nmembers = [\"alpha\", \"beta\"]\n",
     )?;
-    cargo(&ws, &["new", "-q", "--lib", "--vcs", "none", "alpha"])?;
-    cargo(&ws, &["new", "-q", "--lib", "--vcs", "none", "beta"])?;
+    cargo(
+        &sandbox,
+        &ws,
+        &["new", "-q", "--lib", "--vcs", "none", "alpha"],
+    )?;
+    cargo(
+        &sandbox,
+        &ws,
+        &["new", "-q", "--lib", "--vcs", "none", "beta"],
+    )?;
     std::fs::write(
         ws.join("alpha/src/lib.rs"),
         r#"/// Adds.
@@ -97,7 +106,7 @@ mod tests {
 }
 "#,
     )?;
-    cargo(&ws, &["generate-lockfile", "--offline"])?;
+    cargo(&sandbox, &ws, &["generate-lockfile", "--offline"])?;
 
     let pipeline = Pipeline::new("workspace").set("workspace", "ws").stage(
         Stage::new("test", "cargo-test")

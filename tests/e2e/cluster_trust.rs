@@ -203,6 +203,7 @@ fn forged_replayed_and_unsigned_messages_change_nothing() -> Result<()> {
                         .await;
                     let _ = client.flush().await;
                 });
+                // The noise's pace, for as long as the run lasts: part of the scenario.
                 std::thread::sleep(Duration::from_millis(100));
             }
         })

@@ -164,7 +164,9 @@ fn an_agent_killed_mid_stage_loses_nothing_the_stage_runs_again_elsewhere() -> R
     let server = NatsServer::start()?;
     let url = server.url();
     let sandbox = Sandbox::new()?;
-    let quick = ["--ack-wait", "2s"];
+    // A job is given away after 3 s without a heartbeat (one a second): the killed agent's job
+    // soon, the rescuer's 3 s stage never, however slow the machine is for a beat or two.
+    let quick = ["--ack-wait", "3s"];
     let mut first = Agent::start(&sandbox, &url, "doomed", &quick, &[])?;
     let file = sandbox.write(
         &Pipeline::new("survives")
@@ -172,7 +174,7 @@ fn an_agent_killed_mid_stage_loses_nothing_the_stage_runs_again_elsewhere() -> R
             .stage(slow("long", "3.0417")),
     )?;
     let report = sandbox.path().join("report.json");
-    let run = coordinator(&sandbox, &file, &url, &report, &["--ack-wait", "2s"])?;
+    let run = coordinator(&sandbox, &file, &url, &report, &quick)?;
     // `code` is done; `long` is on the first agent: kill it there.
     first.wait_for(": succeeded", Duration::from_secs(60))?;
     wait_for_process("3.0417")?;

@@ -1,40 +1,50 @@
 //! `external-links`: the links of a site that leave it, followed over the granted hosts only,
-//! against a real HTTP server (Python's `http.server`) on a free loopback port.
+//! against a real HTTP server (Python's `http.server`) on a loopback port it picks itself.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sluice::exit_codes;
 use sluice::model::report::StageStatus;
 
-use crate::support::{Pipeline, Sandbox, Stage, free_port, table};
+use crate::support::{Pipeline, Sandbox, Stage, table};
 
-/// `python3 -m http.server` serving `dir`, stopped when dropped.
+/// `python3 -m http.server` serving `dir` on the port it reports, stopped when dropped.
 struct StaticServer(Child);
 
 impl StaticServer {
-    fn start(dir: &std::path::Path, port: u16) -> Result<Self> {
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-            ])
+    /// The server, and its port: it binds port 0 and says which port it got ("Serving HTTP on
+    /// 127.0.0.1 port N", unbuffered), after it listens.
+    fn start(sandbox: &Sandbox, dir: &std::path::Path) -> Result<(Self, u16)> {
+        use std::io::BufRead;
+        let mut child = sandbox
+            .program("python3")
+            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
             .current_dir(dir)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start python3 -m http.server")?;
+        let out = child.stdout.take().context("no stdout")?;
         let server = Self(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        bail!("http.server did not listen on {port}")
+        // Read on a thread, so a server that never says anything fails the test, not hangs it.
+        let (said_tx, said_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(out).lines();
+            let _ = said_tx.send(lines.next());
+            // Keep reading, so the pipe never fills.
+            for _ in lines {}
+        });
+        let said = said_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .context("http.server said nothing within 30 s")?
+            .context("http.server exited without a word")??;
+        let port = said
+            .split(" port ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u16>().ok())
+            .with_context(|| format!("no port in http.server's {said:?}"))?;
+        Ok((server, port))
     }
 }
 
@@ -51,8 +61,7 @@ fn external_links_are_followed_on_granted_hosts_only() -> Result<()> {
     let served = sandbox.path().join("served");
     std::fs::create_dir_all(&served)?;
     std::fs::write(served.join("ok.html"), "<p>fine</p>\n")?;
-    let port = free_port()?;
-    let _server = StaticServer::start(&served, port)?;
+    let (_server, port) = StaticServer::start(&sandbox, &served)?;
     let host = format!("127.0.0.1:{port}");
     let page = format!(
         "<a href=\"http://{host}/ok.html#part\">ok</a> <a href=\"http://{host}/ok.html\">again</a> \

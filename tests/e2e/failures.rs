@@ -156,16 +156,16 @@ fn ctrl_c_stops_the_running_stage_and_the_run_is_recorded() -> Result<()> {
         Stage::new("spin", "busy-loop").limit("timeout", "5m"),
     ))?;
     let report_path = sandbox.path().join("report.json");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", &pipeline.display().to_string(), "--format", "plain"])
+    let child = sandbox
+        .command(&["run", &pipeline.display().to_string(), "--format", "plain"])
         .arg("--runs-dir")
         .arg(sandbox.runs_dir())
         .arg("--report")
         .arg(&report_path)
-        .env("SLUICE_CACHE_DIR", sandbox.cache_dir())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    // Wait until the endless stage is running (its log exists), then press Ctrl-C.
+    // Wait until the endless stage is running (its log exists: it is made when the stage
+    // starts, and an interrupt from then on stops the stage), then press Ctrl-C.
     let started = Instant::now();
     let running = || {
         std::fs::read_dir(sandbox.runs_dir())
@@ -181,7 +181,6 @@ fn ctrl_c_stops_the_running_stage_and_the_run_is_recorded() -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(200));
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()?;

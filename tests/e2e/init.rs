@@ -10,7 +10,8 @@ use crate::support::Sandbox;
 #[test]
 fn init_on_a_new_rust_crate_checks_and_runs_green() -> Result<()> {
     let sandbox = Sandbox::new()?;
-    let made = std::process::Command::new("cargo")
+    let made = sandbox
+        .program("cargo")
         .args(["new", "--lib", "--vcs", "none", "fresh"])
         .current_dir(sandbox.path())
         .output()?;
@@ -82,7 +83,7 @@ fn init_on_a_new_rust_crate_checks_and_runs_green() -> Result<()> {
         scope.join("cargo-target/debug").is_dir(),
         "no test build kept"
     );
-    std::thread::sleep(std::time::Duration::from_millis(60));
+    crate::support::settle();
     let (ran, again) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let hits: Vec<&str> = again
@@ -159,7 +160,8 @@ fn init_on_a_new_node_package_installs_and_tests_it() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let project = sandbox.path().join("webapp");
     std::fs::create_dir_all(project.join("test"))?;
-    let made = std::process::Command::new("npm")
+    let made = sandbox
+        .program("npm")
         .args(["init", "-y"])
         .current_dir(&project)
         .output()?;

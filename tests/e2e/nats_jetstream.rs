@@ -172,41 +172,45 @@ fn a_job_whose_agent_stops_heartbeating_goes_to_another_until_the_limit() -> Res
     let server = NatsServer::start()?;
     runtime()?.block_on(async {
         let client = NatsOptions::new(server.url()).connect().await?;
+        // The ack wait is several heartbeats long, so a slow machine delaying one heartbeat
+        // does not give the job away while its agent lives.
+        let ack_wait = Duration::from_secs(2);
         let redelivery = Redelivery {
-            ack_wait: Duration::from_millis(700),
+            ack_wait,
             max_deliver: 2,
         };
         let queue = JobQueue::open(client, redelivery).await?;
         let none = labels(&[]);
         queue.publish(&none, b"long stage".to_vec()).await?;
-        // A live agent heartbeats past the ack wait: nobody else gets the job meanwhile.
         let first = queue
-            .take(&none, Duration::from_secs(2))
+            .take(&none, Duration::from_secs(10))
             .await?
             .ok_or_else(|| anyhow::anyhow!("no job"))?;
-        for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        // A live agent heartbeats past the ack wait (a beat about every 250-400 ms, for longer
+        // than the ack wait): nobody else gets the job meanwhile — asked between the beats.
+        let alive = std::time::Instant::now();
+        while alive.elapsed() < ack_wait + ack_wait / 2 {
+            let other = queue.take(&none, Duration::from_millis(250)).await?;
+            assert!(
+                other.is_none(),
+                "the job was given to another agent while its agent was heartbeating it"
+            );
             first.heartbeat().await?;
         }
-        assert!(
-            queue
-                .take(&none, Duration::from_millis(200))
-                .await?
-                .is_none()
-        );
         // Then it dies (no ack, no heartbeat): the job is delivered again, to the next agent.
         drop(first);
         let second = queue
-            .take(&none, Duration::from_secs(3))
+            .take(&none, ack_wait * 5)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the job was not delivered again"))?;
         assert_eq!(
             (second.payload.as_slice(), second.delivered),
             (&b"long stage"[..], 2)
         );
-        // That agent dies too: two deliveries were the limit, no third.
+        // That agent dies too: two deliveries were the limit, no third (waited for past the
+        // ack wait, when a third would come).
         drop(second);
-        assert!(queue.take(&none, Duration::from_secs(2)).await?.is_none());
+        assert!(queue.take(&none, ack_wait * 2).await?.is_none());
         anyhow::Ok(())
     })
 }

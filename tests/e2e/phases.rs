@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use sluice::exit_codes;
 use sluice::model::report::{RunReport, RunStatus, StageStatus};
 
-use crate::support::{Sandbox, repo_root, stage_outcome};
+use crate::support::{Sandbox, eventually, repo_root, stage_outcome};
 
 /// A copy of examples/website in a sandbox, on its own port, with nginx serving its deploy root.
 struct Website {
@@ -27,25 +27,42 @@ impl Website {
         let _ = std::fs::remove_dir_all(dir.join(".sluice"));
         let _ = std::fs::remove_dir_all(dir.join(".deploy"));
         std::fs::create_dir_all(dir.join(".deploy"))?;
-        let port = crate::support::free_port()?;
-        let dist = repo_root().join("plugins/dist");
-        for file in ["pipeline.toml", "broken-release.toml"] {
-            let text = std::fs::read_to_string(dir.join(file))?
-                .replace("../../plugins/dist", &dist.display().to_string())
-                .replace("18080", &port.to_string());
-            std::fs::write(dir.join(file), text)?;
-        }
         let mut site = Self {
             sandbox,
             dir,
-            port,
+            port: 0,
             nginx: None,
         };
         site.start_nginx()?;
+        // The pipelines check and deploy to the port nginx listens on.
+        let dist = repo_root().join("plugins/dist");
+        for file in ["pipeline.toml", "broken-release.toml"] {
+            let text = std::fs::read_to_string(site.dir.join(file))?
+                .replace("../../plugins/dist", &dist.display().to_string())
+                .replace("18080", &site.port.to_string());
+            std::fs::write(site.dir.join(file), text)?;
+        }
         Ok(site)
     }
 
+    /// nginx on a port that was free a moment ago: nginx cannot bind port 0 and say which port
+    /// it got, so another process may take the port first; then nginx exits and another port
+    /// is tried.
     fn start_nginx(&mut self) -> Result<()> {
+        const TRIES: usize = 5;
+        for _ in 0..TRIES {
+            let port = crate::support::free_port()?;
+            if let Some(child) = self.nginx_on(port)? {
+                self.nginx = Some(child);
+                self.port = port;
+                return Ok(());
+            }
+        }
+        bail!("nginx found every one of {TRIES} free ports taken before it could bind it")
+    }
+
+    /// nginx started on `port`, once it listens there; `None` when the port was taken.
+    fn nginx_on(&self, port: u16) -> Result<Option<Child>> {
         let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .map(PathBuf::from)
@@ -61,24 +78,52 @@ impl Website {
             .replace("{USER}", if root_user { "user root;" } else { "" })
             .replace("{PREFIX}", &prefix.display().to_string())
             .replace("{ROOT}", &self.dir.join(".deploy").display().to_string())
-            .replace("{PORT}", &self.port.to_string());
+            .replace("{PORT}", &port.to_string());
         std::fs::write(prefix.join("nginx.conf"), conf)?;
-        let child = Command::new(binary)
+        // nginx writes its pid file once it holds its port: the sign that what answers on the
+        // port is this nginx, not whoever took the port first.
+        let (pid_file, error_log) = (prefix.join("nginx.pid"), prefix.join("error.log"));
+        let _ = std::fs::remove_file(&pid_file);
+        let _ = std::fs::remove_file(&error_log);
+        let mut child = self
+            .sandbox
+            .program(binary)
             .arg("-c")
             .arg(prefix.join("nginx.conf"))
             .arg("-p")
             .arg(&prefix)
             .arg("-e")
-            .arg(prefix.join("error.log"))
+            .arg(&error_log)
             .spawn()?;
-        self.nginx = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
+        let pid = child.id().to_string();
+        let said = || std::fs::read_to_string(&error_log).unwrap_or_default();
+        let started = eventually(
+            std::time::Duration::from_secs(30),
+            format_args!("nginx listening on 127.0.0.1:{port}"),
+            || {
+                if let Some(status) = child.try_wait()? {
+                    let said = said();
+                    if said.contains("Address already in use") {
+                        return Ok(Some(false));
+                    }
+                    bail!("nginx exited ({status}):\n{said}");
+                }
+                let ours = std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == pid);
+                Ok(
+                    (ours && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+                        .then_some(true),
+                )
+            },
+        );
+        match started {
+            Ok(true) => Ok(Some(child)),
+            Ok(false) => Ok(None),
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(err.context(format!("nginx said:\n{}", said())))
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        bail!("nginx did not listen on {}", self.port)
     }
 
     fn run(&self, file: &str, extra: &[&str]) -> Result<(crate::support::Ran, RunReport)> {
@@ -454,9 +499,17 @@ fn run_on_a_terminal(site: &Website, answer: &str) -> Result<(i32, RunReport)> {
         site.dir.join("pipeline.toml").display(),
         report.display()
     );
-    let mut child = Command::new("script")
+    // The terminal's shell starts sluice with the sandbox's environment (its cache, runs folder,
+    // HOME), as `Sandbox::command` would.
+    let mut script = Command::new("script");
+    for (name, value) in site.sandbox.command(&[]).get_envs() {
+        match value {
+            Some(value) => script.env(name, value),
+            None => script.env_remove(name),
+        };
+    }
+    let mut child = script
         .args(["-qec", &command, "/dev/null"])
-        .env("SLUICE_CACHE_DIR", site.sandbox.cache_dir())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -4,7 +4,6 @@
 //! artifacts under the target folder (`tmp/report-page/`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use sluice::exit_codes;
@@ -18,7 +17,9 @@ const HOSTILE: &str = "<script>document.title='pwned';document.documentElement.s
 /// Runs headless Chromium with `args` on `page`, with its own profile, for at most a minute.
 fn chromium(sandbox: &Sandbox, args: &[&str], page: &Path) -> Result<String> {
     let profile = tempfile::tempdir_in(sandbox.path())?;
-    let output = Command::new("timeout")
+    // With the sandbox's HOME and XDG folders: its dconf and crash settings stay there.
+    let output = sandbox
+        .program("timeout")
         .args([
             "120",
             "chromium",

@@ -11,7 +11,7 @@ use sluice::exit_codes;
 use sluice::model::report::RunReport;
 
 use crate::real_content::git;
-use crate::support::{Pipeline, Ran, Sandbox, Stage, table};
+use crate::support::{Pipeline, Ran, Sandbox, Stage, settle, table};
 
 /// A pipeline whose `code` stage packs the workspace `ws` (cacheable: it only reads it).
 fn checkout() -> Pipeline {
@@ -48,11 +48,6 @@ fn member(archive: &Path, name: &str) -> Result<String> {
         .arg(name)
         .output()?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Waits out the racy-clean window so a file just written counts as settled.
-fn settle() {
-    std::thread::sleep(std::time::Duration::from_millis(60));
 }
 
 #[test]

@@ -413,10 +413,16 @@ struct JobFolder(PathBuf);
 impl JobFolder {
     fn make(work_dir: &Path, job: &StageJob, delivery: i64) -> Result<Self> {
         let stage = sha256_bytes(job.stage.name.as_bytes());
-        let dir = work_dir
-            .join("jobs")
-            .join(format!("{}-{}-{delivery}", job.run_id, &stage[..12]));
-        let _ = std::fs::remove_dir_all(&dir);
+        let jobs = work_dir.join("jobs");
+        std::fs::create_dir_all(&jobs)
+            .with_context(|| format!("cannot create {}", jobs.display()))?;
+        // A folder of its own, made exclusively: after a NATS restart the same delivery of a job
+        // can come twice, and the second must not empty the first's folder under it.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{}-{}-{delivery}-", job.run_id, &stage[..12]))
+            .tempdir_in(&jobs)
+            .with_context(|| format!("cannot create a job folder in {}", jobs.display()))?
+            .keep();
         for sub in ["artifacts", "logs"] {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;

@@ -367,5 +367,4 @@ pub fn slow(name: &str, seconds: &str) -> Stage {
         .allow("exec", ["sleep"])
         .config("program", "sleep")
         .config("args", [seconds])
-        .config("cwd", "/out")
 }

@@ -42,7 +42,15 @@ pub fn plugin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// An isolated place for one test: its own runs folder and pipeline files.
+/// An isolated place for one test: its own runs folder, pipeline files, HOME and temp folder.
+///
+/// Every process the tests start through it (`command`, `program`) gets `HOME` (`home`), the
+/// `XDG_*` folders (`xdg`), `CARGO_HOME` and `TMPDIR` (`tmp`) inside the sandbox, and the
+/// programs sluice runs for stages get that HOME too (sluice hands them its own): nothing a test
+/// does writes into the real home folder. The sandbox's HOME links `.rustup` to the real
+/// toolchains (only read: the `cargo` proxies on PATH find them there) and has a `.cargo` of its
+/// own (cargo's package-cache locks and cache tracker), with the real `.cargo/config.toml`
+/// linked in when there is one.
 pub struct Sandbox {
     /// Shared with the `Outcome`s of its runs, so their run folders outlive a temporary sandbox.
     dir: Arc<tempfile::TempDir>,
@@ -122,22 +130,34 @@ impl Sandbox {
     pub fn new() -> Result<Self> {
         let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-compile-cache");
         warm_shared_cache(&shared);
-        Ok(Self {
-            dir: Arc::new(tempfile::tempdir()?),
-            shared_cache: Some(shared),
-        })
+        Self::made(Some(shared))
     }
 
     /// A sandbox with a compile cache of its own, for tests about the cache itself.
     pub fn with_own_cache() -> Result<Self> {
+        Self::made(None)
+    }
+
+    fn made(shared_cache: Option<PathBuf>) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        make_home(dir.path())?;
         Ok(Self {
-            dir: Arc::new(tempfile::tempdir()?),
-            shared_cache: None,
+            dir: Arc::new(dir),
+            shared_cache,
         })
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `program` (cargo, npm, a server…) with this sandbox's HOME, XDG folders and TMPDIR, not
+    /// started yet: whatever it keeps per user, or leaves in the temp folder, stays in the
+    /// sandbox.
+    pub fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        isolate(&mut command, self.path());
+        command
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -249,9 +269,9 @@ impl Sandbox {
         Ok(ran)
     }
 
-    /// `sluice ARGS` with this sandbox's cache and store, not started yet.
+    /// `sluice ARGS` with this sandbox's cache, store and HOME, not started yet.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut command = self.program(env!("CARGO_BIN_EXE_sluice"));
         command
             .args(args)
             .env("SLUICE_CACHE_DIR", self.cache_dir())
@@ -260,17 +280,11 @@ impl Sandbox {
             .env("SLUICE_RUNS_DIR", self.runs_dir())
             .env("SLUICE_STAGE_CACHE", self.path().join("stage-cache"))
             .env("SLUICE_VOLUMES", self.path().join("volumes"))
-            // What sluice keeps per user (the cluster key, blob caches) stays in the sandbox;
-            // the compiled-code cache keeps the test process's key, so the shared cache warmed
-            // by this process verifies in every sluice it starts.
-            .env("XDG_DATA_HOME", self.path().join("xdg/data"))
-            .env("XDG_STATE_HOME", self.path().join("xdg/state"))
-            .env("XDG_CACHE_HOME", self.path().join("xdg/cache"))
-            .env("XDG_CONFIG_HOME", self.path().join("xdg/config"))
+            // What sluice keeps per user (the cluster key, blob caches) stays in the sandbox's
+            // XDG folders; the compiled-code cache key is the one the shared cache was warmed
+            // with, so that cache verifies in every sluice the tests start.
+            .env("SLUICE_CACHE_KEY", shared_cache_key())
             .env_remove("RUST_BACKTRACE");
-        if let Some(key) = sluice::trust::local_key::path(None) {
-            command.env("SLUICE_CACHE_KEY", key);
-        }
         // A developer's own tracing setup does not reach the tests (the trace tests set theirs).
         for name in [
             "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -310,6 +324,34 @@ impl Sandbox {
         let report: RunReport = serde_json::from_str(&text)?;
         Ok((ran, report))
     }
+}
+
+/// Asks `check` every 20 ms until it answers `Some`, fails, or `within` has passed; then fails
+/// saying what did not happen: the way to wait for something to happen (a server listening, a
+/// file appearing) instead of sleeping and hoping it did.
+pub fn eventually<T>(
+    within: std::time::Duration,
+    what: impl std::fmt::Display,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check()? {
+            return Ok(value);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no {what} within {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits out sluice's racy-clean window (`SETTLE`, a few times over) so that files just written
+/// count as settled: a file's times must lie that far before sluice reads it for its identity
+/// to stand for its content. Part of a scenario (the next run may trust what the last one
+/// wrote), not a wait for something to happen.
+pub fn settle() {
+    std::thread::sleep(sluice::model::identity::SETTLE * 3);
 }
 
 /// The digest of a file, computed with the `sha2` crate rather than the host's own code, so a bug
@@ -369,6 +411,70 @@ pub fn all_text_under(dir: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
+/// `command` with HOME (`home`), the XDG folders (`xdg/data`, `xdg/state`, `xdg/cache`,
+/// `xdg/config`) and TMPDIR (`tmp`) under `root`, which [`make_home`] prepared: what it keeps
+/// per user, or leaves in the temp folder (sluice's `sluice-exec-*` working folders, when it is
+/// killed), goes there. `CARGO_HOME` too (`home/.cargo`): the rustup proxy that started `cargo
+/// test` set it to the real one, and a cargo the process runs itself (`sluice init` runs `cargo
+/// generate-lockfile`) would write its locks and cache tracker there; `RUSTUP_HOME` stays the
+/// real one, only read.
+fn isolate(command: &mut Command, root: &Path) {
+    let (home, xdg) = (root.join("home"), root.join("xdg"));
+    command
+        .env("HOME", &home)
+        .env("CARGO_HOME", home.join(".cargo"))
+        .env("TMPDIR", root.join("tmp"))
+        .env("XDG_DATA_HOME", xdg.join("data"))
+        .env("XDG_STATE_HOME", xdg.join("state"))
+        .env("XDG_CACHE_HOME", xdg.join("cache"))
+        .env("XDG_CONFIG_HOME", xdg.join("config"));
+    if let (Some(rustup), _) = real_tool_homes()
+        && rustup.is_dir()
+    {
+        command.env("RUSTUP_HOME", rustup);
+    }
+}
+
+/// The real home folder's rustup and cargo folders, as rustup finds them: `$RUSTUP_HOME` and
+/// `$CARGO_HOME` (the rustup proxy that started `cargo test` sets both), else `~/.rustup` and
+/// `~/.cargo`.
+fn real_tool_homes() -> (Option<PathBuf>, Option<PathBuf>) {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let pick = |var: &str, dot: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(dot)))
+    };
+    (pick("RUSTUP_HOME", ".rustup"), pick("CARGO_HOME", ".cargo"))
+}
+
+/// `home` and `tmp` under `root`, for [`isolate`]: a HOME where cargo still works without the
+/// network — `.rustup` links to the real toolchains (only read: no test installs a toolchain),
+/// `.cargo` is the sandbox's own (cargo writes its package-cache locks and global cache tracker
+/// there), with the real `config.toml` linked in, so a machine's cargo settings (mirrors,
+/// offline) still apply.
+fn make_home(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root.join("tmp"))?;
+    let home = root.join("home");
+    std::fs::create_dir_all(home.join(".cargo"))?;
+    let (rustup, cargo) = real_tool_homes();
+    if let Some(rustup) = rustup.filter(|r| r.is_dir()) {
+        std::os::unix::fs::symlink(rustup, home.join(".rustup"))?;
+    }
+    for name in ["config.toml", "config"] {
+        if let Some(config) = cargo.as_ref().map(|c| c.join(name)).filter(|c| c.is_file()) {
+            std::os::unix::fs::symlink(config, home.join(".cargo").join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// The compiled-code cache key of every sluice the tests start, beside the shared compile cache
+/// in cargo's target folder (never the developer's own, in `~/.local/share/sluice`).
+fn shared_cache_key() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-compile-cache.key")
+}
+
 /// Where `cargo xtask plugins` put the toolchains (the test command passes it on).
 pub fn toolchains() -> PathBuf {
     std::env::var_os("SLUICE_TOOLCHAINS")
@@ -378,20 +484,48 @@ pub fn toolchains() -> PathBuf {
 
 /// Compiles every built plugin into the shared compile cache once, before the first test uses
 /// it: the tests start together and would otherwise all compile the same components at once.
-/// Failures are left for the tests themselves to report.
+/// `sluice inspect` compiles each (through the cache, with the tests' key), two at a time, in a
+/// HOME of its own. Failures are left for the tests themselves to report.
 fn warm_shared_cache(dir: &Path) {
     static WARM: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     WARM.get_or_init(|| {
-        let Ok(host) = sluice::Host::new(Some(dir)) else {
+        let Ok(scratch) = tempfile::tempdir() else {
             return;
         };
+        if make_home(scratch.path()).is_err() {
+            return;
+        }
         let Ok(entries) = std::fs::read_dir(repo_root().join("plugins/dist")) else {
             return;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|ext| ext == "wasm") {
-                let _ = sluice::plugin::compile(&host, &path);
+        let plugins: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+            .collect();
+        for pair in plugins.chunks(2) {
+            let started: Vec<std::process::Child> = pair
+                .iter()
+                .filter_map(|plugin| {
+                    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+                    isolate(&mut command, scratch.path());
+                    command
+                        .arg("inspect")
+                        .arg(plugin)
+                        .env("SLUICE_CACHE_DIR", dir)
+                        .env("SLUICE_CACHE_KEY", shared_cache_key())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .ok()
+                })
+                .collect();
+            for mut child in started {
+                let within = std::time::Duration::from_secs(300);
+                if eventually(within, "end of sluice inspect", || Ok(child.try_wait()?)).is_err() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
             }
         }
     });

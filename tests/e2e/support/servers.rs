@@ -92,7 +92,10 @@ impl Drop for Listener {
     }
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now — and nothing holds for the caller: another process may
+/// take it next. For a port that must stay closed (a client's "nobody answers" case), or for a
+/// server that cannot bind port 0 and say which port it got, which must then try another port
+/// when this one was taken (see the website test's nginx). Servers that can bind port 0 do.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -124,9 +127,9 @@ impl RegistryServer {
                 "docker-registry is not installed: run `cargo xtask setup` (the test command does)"
             );
         }
-        let port = free_port()?;
         let storage = tempfile::tempdir()?;
-        let log = std::fs::File::create(storage.path().join("registry.log"))?;
+        let log_path = storage.path().join("registry.log");
+        let log = std::fs::File::create(&log_path)?;
         let mut command = Command::new(binary);
         if let Some((user, password)) = login {
             let hash = bcrypt::hash(password, 5)?;
@@ -137,31 +140,57 @@ impl RegistryServer {
                 .env("REGISTRY_AUTH_HTPASSWD_REALM", "sluice-tests")
                 .env("REGISTRY_AUTH_HTPASSWD_PATH", htpasswd);
         }
+        // Port 0: the registry binds a free port itself and says which (at log level info) —
+        // no port handed over that someone else could take in between.
         let child = command
             .arg("serve")
             .arg(repo_root().join("registry/config.yml"))
-            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
+            .env("REGISTRY_LOG_LEVEL", "info")
             .env(
                 "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
                 storage.path().join("data"),
             )
+            .env("HOME", storage.path())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("cannot start docker-registry")?;
         let mut server = Self {
             child: Some(child),
-            port,
+            port: 0,
             storage,
         };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
+        let said = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let listening = super::eventually(
+            std::time::Duration::from_secs(30),
+            "docker-registry listening",
+            || {
+                if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().transpose()) {
+                    bail!("docker-registry exited ({}):\n{}", status?, said());
+                }
+                let Some(port) = said()
+                    .split("msg=\"listening on 127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next()?.parse::<u16>().ok())
+                else {
+                    return Ok(None);
+                };
+                Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+                    .is_ok()
+                    .then_some(port))
+            },
+        );
+        match listening {
+            Ok(port) => {
+                server.port = port;
+                Ok(server)
             }
-            std::thread::sleep(std::time::Duration::from_millis(25));
+            Err(err) => {
+                server.stop();
+                Err(err.context(format!("docker-registry said:\n{}", said())))
+            }
         }
-        server.stop();
-        bail!("docker-registry did not listen on 127.0.0.1:{port}")
     }
 
     /// `oci://127.0.0.1:PORT/PATH`.
