@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use sluice::exit_codes;
 use sluice::model::report::{RunReport, RunStatus, StageStatus};
 
-use crate::support::{Pipeline, Sandbox, Stage, sha256_of, table};
+use crate::support::{Pipeline, Sandbox, Stage, sha256_of, table, take_env_of};
 
 /// What a script run on a small disk printed, and a copy of that disk afterwards.
 struct SmallDisk {
@@ -35,12 +35,7 @@ fn on_a_small_disk(sandbox: &Sandbox, size: &str, script: &str) -> Result<SmallD
         .env("COPY", &copy)
         .env("SLUICE", template.get_program())
         .current_dir(sandbox.path());
-    for (key, value) in template.get_envs() {
-        match value {
-            Some(value) => command.env(key, value),
-            None => command.env_remove(key),
-        };
-    }
+    take_env_of(&mut command, &template);
     let output = command
         .output()
         .context("cannot start unshare (util-linux)")?;

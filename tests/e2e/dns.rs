@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use sluice::exit_codes;
 use sluice::model::report::StageStatus::{Failed, Succeeded};
 
-use crate::support::{Listener, Outcome, Pipeline, Ran, Sandbox, Stage, stopped_at};
+use crate::support::{Listener, Outcome, Pipeline, Ran, Sandbox, Stage, stopped_at, take_env_of};
 
 /// A DNS server of the test's on port 53 of a loopback address of its own: it answers `granted`
 /// with 127.0.0.1 and any other name with NXDOMAIN, and keeps every query it was sent (UDP, as
@@ -132,16 +132,7 @@ fn run_resolving_with(
     )?;
     let report = sandbox.path().join("report.json");
     let _ = std::fs::remove_file(&report);
-    let args = [
-        "run".to_string(),
-        file.display().to_string(),
-        "--format".into(),
-        "plain".into(),
-        "--runs-dir".into(),
-        sandbox.runs_dir().display().to_string(),
-        "--report".into(),
-        report.display().to_string(),
-    ];
+    let args = sandbox.run_args(&file, &report);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let template = sandbox.command(&args);
     let mut command = std::process::Command::new("unshare");
@@ -151,12 +142,7 @@ fn run_resolving_with(
         .arg(&resolv)
         .arg(template.get_program())
         .args(template.get_args());
-    for (key, value) in template.get_envs() {
-        match value {
-            Some(value) => command.env(key, value),
-            None => command.env_remove(key),
-        };
-    }
+    take_env_of(&mut command, &template);
     let output = command
         .output()
         .context("cannot start unshare (util-linux)")?;

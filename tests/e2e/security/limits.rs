@@ -26,16 +26,7 @@ fn run_measured(sandbox: &Sandbox, pipeline: &Pipeline) -> Result<(Outcome, u64)
         sandbox.path().join("measured.stderr"),
     );
     let _ = std::fs::remove_file(&report);
-    let args = [
-        "run".to_string(),
-        file.display().to_string(),
-        "--format".into(),
-        "plain".into(),
-        "--runs-dir".into(),
-        sandbox.runs_dir().display().to_string(),
-        "--report".into(),
-        report.display().to_string(),
-    ];
+    let args = sandbox.run_args(&file, &report);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut child = sandbox
         .command(&args)

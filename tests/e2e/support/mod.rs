@@ -305,26 +305,42 @@ impl Sandbox {
     }
 
     /// `run` with extra environment variables for the sluice process.
+    /// The arguments of `sluice run PIPELINE` in plain format, into this sandbox's runs folder,
+    /// with its record written to `report`.
+    pub fn run_args(&self, pipeline: &Path, report: &Path) -> Vec<String> {
+        vec![
+            "run".into(),
+            pipeline.display().to_string(),
+            "--format".into(),
+            "plain".into(),
+            "--runs-dir".into(),
+            self.runs_dir().display().to_string(),
+            "--report".into(),
+            report.display().to_string(),
+        ]
+    }
+
     pub fn run_with_env(&self, pipeline: &Path, env: &[(&str, &str)]) -> Result<(Ran, RunReport)> {
         let report_path = self.path().join("report.json");
         let _ = std::fs::remove_file(&report_path);
-        let ran = self.sluice_with_env(
-            &[
-                "run",
-                &pipeline.display().to_string(),
-                "--format",
-                "plain",
-                "--runs-dir",
-                &self.runs_dir().display().to_string(),
-                "--report",
-                &report_path.display().to_string(),
-            ],
-            env,
-        )?;
+        let args = self.run_args(pipeline, &report_path);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = self.sluice_with_env(&args, env)?;
         let text = std::fs::read_to_string(&report_path)
             .with_context(|| format!("no report written (exit {}):\n{}", ran.code, ran.stderr))?;
         let report: RunReport = serde_json::from_str(&text)?;
         Ok((ran, report))
+    }
+}
+
+/// Gives `command` the environment changes of `template` (what [`Sandbox::command`] sets and
+/// removes), to run sluice under another program (`unshare`).
+pub fn take_env_of(command: &mut Command, template: &Command) {
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
     }
 }
 
