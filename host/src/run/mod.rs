@@ -16,6 +16,7 @@ mod record;
 pub mod schedule;
 pub mod single;
 mod slot;
+mod workers;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
