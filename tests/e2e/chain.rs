@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use sluice::model::report::{RunStatus, StageStatus};
 
-use crate::support::{Sandbox, repo_root, sha256_of};
+use crate::support::{Pipeline, Sandbox, Stage, repo_root, sha256_of, table};
 
 #[test]
 fn hello_example_passes_artifacts_down_the_chain() -> Result<()> {
@@ -98,5 +98,61 @@ fn json_format_streams_every_event_in_order() -> Result<()> {
     assert_eq!(kinds.iter().filter(|k| **k == "stage-finished").count(), 4);
     assert_eq!(kinds.iter().filter(|k| **k == "plugin-ready").count(), 4);
     assert!(kinds.contains(&"artifact-written") && kinds.contains(&"log"));
+    Ok(())
+}
+
+/// A stage sees, under `/in/<stage>`, exactly the artifacts it chose: all of an earlier stage's
+/// (handed over as that stage's own folder, read-only, nothing linked) or only the ones it named
+/// (linked into a folder of their own) — never a file it did not ask for.
+#[test]
+fn a_stage_sees_exactly_the_inputs_it_chose_and_nothing_is_left_behind() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    let list = |name: &str| {
+        Stage::new(name, "escape")
+            .config("mode", "list")
+            .config("path", "/in/code")
+    };
+    let pipeline = Pipeline::new("t")
+        .stage(
+            Stage::new("code", "emit")
+                .phase("code")
+                .config("files", table([("a.txt", "alpha\n"), ("b.txt", "beta\n")])),
+        )
+        .stage(list("every"))
+        .stage(list("one").inputs(["code/a.txt"]));
+    let run = sandbox.run_pipeline(&pipeline)?;
+    run.assert_stages(
+        0,
+        &[
+            ("code", StageStatus::Succeeded),
+            ("every", StageStatus::Succeeded),
+            ("one", StageStatus::Succeeded),
+        ],
+    );
+    let seen = |stage: &str| -> Result<Vec<String>> {
+        let text =
+            std::fs::read_to_string(run.run_dir().join(format!("artifacts/{stage}/loot.txt")))?;
+        let mut names: Vec<String> = text.lines().map(str::to_string).collect();
+        names.sort();
+        Ok(names)
+    };
+    assert_eq!(seen("every")?, ["a.txt", "b.txt"]);
+    assert_eq!(
+        seen("one")?,
+        ["a.txt"],
+        "a stage that named a.txt saw b.txt"
+    );
+    // The published files are intact, and no scratch folder remains.
+    for artifact in &run.stage("code").outputs {
+        assert_eq!(
+            sha256_of(&run.run_dir().join(&artifact.path))?,
+            artifact.sha256
+        );
+    }
+    let work = run.run_dir().join("work");
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", work.display());
     Ok(())
 }

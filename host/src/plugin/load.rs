@@ -317,7 +317,7 @@ impl Plugin {
         let no_secrets = Default::default();
         let spec = SandboxSpec {
             stage: "describe",
-            inputs: None,
+            inputs: &[],
             outputs: None,
             workspace: None,
             grants: &grants,

@@ -17,7 +17,7 @@ use crate::sandbox::capture::StageLog;
 use crate::sandbox::limits::StageLimiter;
 use crate::sandbox::net::{Denials, NetPolicy};
 use crate::sandbox::process::Mount;
-use crate::sandbox::spec::{GUEST_INPUT_DIR, GUEST_OUTPUT_DIR, GUEST_WORKSPACE_DIR, SandboxSpec};
+use crate::sandbox::spec::{GUEST_OUTPUT_DIR, GUEST_WORKSPACE_DIR, SandboxSpec};
 use crate::sandbox::state::{CapabilityState, StageState};
 
 /// Whether every file the stage can open is a regular file or folder sluice made: its inputs
@@ -73,8 +73,8 @@ impl StageState {
                 });
                 Ok(())
             };
-        if let Some(dir) = spec.inputs {
-            mount(dir, GUEST_INPUT_DIR, Access::Read, true)?;
+        for input in spec.inputs {
+            mount(&input.host, &input.guest, Access::Read, true)?;
         }
         if let Some(dir) = spec.outputs {
             mount(dir, GUEST_OUTPUT_DIR, Access::Write, true)?;

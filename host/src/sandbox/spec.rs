@@ -16,8 +16,8 @@ pub const GUEST_WORKSPACE_DIR: &str = "/workspace";
 #[derive(Debug, Clone, Copy)]
 pub struct SandboxSpec<'a> {
     pub stage: &'a str,
-    /// Staged inputs, visible read-only at `/in`.
-    pub inputs: Option<&'a Path>,
+    /// The inputs, one read-only folder per earlier stage, each at `/in/<stage>`.
+    pub inputs: &'a [InputMount],
     /// The stage's output folder, visible read-write at `/out`.
     pub outputs: Option<&'a Path>,
     /// The project checkout, mounted at `/workspace` per `grants.workspace`.
@@ -28,6 +28,14 @@ pub struct SandboxSpec<'a> {
     pub secrets: &'a BTreeMap<String, String>,
     /// The cache volumes it is granted, each taken (locked) for it.
     pub caches: &'a [CacheMount],
+}
+
+/// Where a stage sees the artifacts it reads of one earlier stage: the host folder `host`,
+/// read-only at `guest` (`/in/<stage>`).
+#[derive(Debug, Clone)]
+pub struct InputMount {
+    pub host: std::path::PathBuf,
+    pub guest: String,
 }
 
 /// A cache volume as a stage gets it: mounted read-write at `guest`, and its host folder in the

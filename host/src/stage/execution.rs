@@ -348,12 +348,18 @@ impl<'a> StageExecution<'a> {
             Err(message) => return Ending::error(message),
         };
         record.inputs = inputs.iter().map(|a| a.reference()).collect();
-        let in_dir = layout.work_of(name).join("in");
-        let handed = hand_over(layout, &inputs, &in_dir, !stage.grants.exec.is_empty())
-            .and_then(|()| output.create());
-        if let Err(err) = handed {
-            return Ending::error(format!("cannot prepare its files: {err:#}"));
-        }
+        let work = layout.work_of(name).join("in");
+        let handed = hand_over(
+            layout,
+            &inputs,
+            available,
+            &work,
+            !stage.grants.exec.is_empty(),
+        );
+        let input_mounts = match handed.and_then(|mounts| output.create().map(|()| mounts)) {
+            Ok(mounts) => mounts,
+            Err(err) => return Ending::error(format!("cannot prepare its files: {err:#}")),
+        };
         // Held until the stage is done: no other stage uses these volumes meanwhile.
         let volumes = self
             .around
@@ -378,7 +384,7 @@ impl<'a> StageExecution<'a> {
         let caches: Vec<CacheMount> = volumes.iter().map(TakenVolume::mount).collect();
         let spec = SandboxSpec {
             stage: name,
-            inputs: (!inputs.is_empty()).then_some(in_dir.as_path()),
+            inputs: &input_mounts,
             outputs: Some(output.path()),
             workspace: Some(&stage.workspace),
             grants: &stage.grants,

@@ -10,7 +10,7 @@ use crate::config::pipeline::InputSelection;
 use crate::model::artifacts::{self, ArtifactRecord};
 use crate::model::layout::{RunLayout, artifact_rel};
 use crate::sandbox::bindings::sluice::pipeline::types::Artifact;
-use crate::sandbox::spec::GUEST_INPUT_DIR;
+use crate::sandbox::spec::{GUEST_INPUT_DIR, InputMount};
 
 /// The artifacts a stage may read, or why its `inputs` cannot be met.
 pub fn select_inputs<'a>(
@@ -55,23 +55,76 @@ pub fn select_inputs<'a>(
     Ok(chosen)
 }
 
-/// Hands a stage its inputs under `in_dir` (`<stage>/<name>`), each verified against its
-/// recorded digest first, so a stage never consumes bytes that changed after they were
-/// recorded. `programs`: the stage runs host programs, which could write through a hard link, so
-/// inputs are copied.
+/// Hands a stage its inputs — each verified against its recorded digest first, so a stage never
+/// consumes bytes that changed after they were recorded — and returns where it sees them: one
+/// read-only mount per earlier stage, at `/in/<stage>`.
+///
+/// A stage that reads every artifact an earlier stage published, and runs no host programs, is
+/// given that stage's artifact folder itself (read-only): nothing is linked or copied, and no
+/// folder is made or removed. Otherwise the chosen files are hard-linked under `work_dir`
+/// (`<stage>/<name>`); `programs`: the stage runs host programs, which could write through a hard
+/// link or into a mounted folder, so they are copied.
 pub fn hand_over(
     layout: &RunLayout,
     inputs: &[&ArtifactRecord],
-    in_dir: &Path,
+    available: &[ArtifactRecord],
+    work_dir: &Path,
     programs: bool,
-) -> Result<()> {
+) -> Result<Vec<InputMount>> {
+    let mut producers: Vec<&str> = Vec::new();
     for artifact in inputs {
-        let source = artifacts::verify_recorded(&layout.dir, artifact)
-            .map_err(|why| anyhow::anyhow!("{why}; refusing to hand it on"))?;
-        let dest = in_dir.join(&artifact.stage).join(&artifact.name);
-        artifacts::hand_over(&source, &dest, programs)?;
+        if !producers.contains(&artifact.stage.as_str()) {
+            producers.push(&artifact.stage);
+        }
     }
-    Ok(())
+    let mut mounts = Vec::with_capacity(producers.len());
+    for producer in producers {
+        let chosen: Vec<&&ArtifactRecord> = inputs.iter().filter(|a| a.stage == producer).collect();
+        let mut sources = Vec::with_capacity(chosen.len());
+        for artifact in &chosen {
+            let source = artifacts::verify_recorded(&layout.dir, artifact)
+                .map_err(|why| anyhow::anyhow!("{why}; refusing to hand it on"))?;
+            sources.push(source);
+        }
+        let published = available.iter().filter(|a| a.stage == producer).count();
+        let folder = layout.artifacts_of(producer);
+        let host = if !programs && chosen.len() == published && holds_only_files(&folder, published)
+        {
+            folder
+        } else {
+            let dir = work_dir.join(producer);
+            for (artifact, source) in chosen.iter().zip(&sources) {
+                artifacts::hand_over(source, &dir.join(&artifact.name), programs)?;
+            }
+            dir
+        };
+        mounts.push(InputMount {
+            host,
+            guest: format!("{GUEST_INPUT_DIR}/{producer}"),
+        });
+    }
+    Ok(mounts)
+}
+
+/// Whether `folder` holds exactly `count` regular files (in any subfolders) and nothing else
+/// that is not a folder: then it is the published artifacts and only them.
+fn holds_only_files(folder: &Path, count: usize) -> bool {
+    fn walk(dir: &Path, files: &mut usize) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(&entry.path(), files)?;
+            } else if kind.is_file() {
+                *files += 1;
+            } else {
+                return Err(std::io::Error::other("not a file or folder"));
+            }
+        }
+        Ok(())
+    }
+    let mut files = 0;
+    walk(folder, &mut files).is_ok() && files == count
 }
 
 /// The inputs as the plugin is told of them: where it finds each under `/in`.
