@@ -1,8 +1,8 @@
 //! The dispatcher of one run: every stage whose dependencies are done is decided (run, skip, or
 //! wait at its gate, by the rules in [`super::schedule`]); up to `jobs` stages run at once, on
-//! the run's stage threads ([`super::workers`]), here or on an agent; when a stage does not succeed in a fail-fast
-//! pipeline, the stages running beside it are cancelled. Every transition is journaled, so a
-//! run killed at any point can be resumed.
+//! the run's stage threads ([`super::workers`]), here or on an agent; when a stage does not
+//! succeed in a fail-fast pipeline, the stages running beside it are cancelled. Every
+//! transition is journaled, so a run killed at any point can be resumed.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
