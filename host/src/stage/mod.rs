@@ -5,6 +5,7 @@
 //! stage [`cache`], its cache [`volumes`], and the rule that keeps sluice's own folders out of
 //! its [`reach`].
 
+mod attempt;
 pub mod cache;
 mod ending;
 mod execution;
