@@ -50,8 +50,13 @@ impl<'scope, 'env> Workers<'scope, 'env> {
                     }
                 });
             if spawned.is_err() {
-                // No thread to be had: the job waits for one of those already started.
                 self.started -= 1;
+                if self.started == 0 {
+                    // No thread to be had at all: the job runs here rather than wait forever.
+                    job();
+                    return;
+                }
+                // The job waits for one of the threads already started.
             }
         }
         // The receiver lives as long as any worker, and the queue is only closed by drop.
