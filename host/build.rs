@@ -18,6 +18,7 @@ const SHIPPED_STAGES: &[&str] = &[
     "checkout",
     "exec",
     "cargo-test",
+    "go-test",
     "markdown-site",
     "link-check",
 ];

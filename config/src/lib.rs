@@ -6,6 +6,7 @@
 pub mod diagnostic;
 pub mod files;
 pub mod grants;
+pub mod ignore;
 pub mod limits;
 pub mod lockfile;
 pub mod names;

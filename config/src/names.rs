@@ -15,6 +15,16 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 pub const MAX_OUTPUT_NAME_BYTES: usize = 255;
 
 /// Output names are relative paths of plain components: no `..`, no root, no `.`, no empty part.
+/// How a program inside the workspace is granted: `${workspace}/.venv/bin/python`.
+pub const WORKSPACE_PROGRAM_PREFIX: &str = "${workspace}/";
+
+/// The path inside the workspace a `${workspace}/…` program names (`.venv/bin/python`), when
+/// `program` is one and that path is plain (no `..`, `.` or empty parts).
+pub fn workspace_program(program: &str) -> Option<&str> {
+    let rest = program.strip_prefix(WORKSPACE_PROGRAM_PREFIX)?;
+    check_relative_name(rest).ok().map(|()| rest)
+}
+
 pub fn check_relative_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("the name is empty");

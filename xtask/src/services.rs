@@ -33,6 +33,8 @@ const DEBIAN_TOOLS: &[(&str, &[&str])] = &[
     // `python3 -m http.server` is the web server external links are followed to.
     ("git", &["/usr/bin/git"]),
     ("python3", &["/usr/bin/python3"]),
+    // `sluice init` on a Go module: the build and go-test stages run `go` (Debian 12: Go 1.19).
+    ("golang-go", &["/usr/bin/go"]),
     // NATS with JetStream: where distributed runs keep jobs, blobs and state.
     (
         "nats-server",

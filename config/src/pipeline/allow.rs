@@ -64,14 +64,25 @@ impl RawAllow {
                 return Err(src.error(program.span(), format!("invalid program `{text}`: a program name has no spaces"))
                     .with_hint("list program names (\"cargo\") or absolute paths; arguments are chosen by the plugin"));
             }
-            if text.contains('/') && !text.starts_with('/') {
+            if text.starts_with(names::WORKSPACE_PROGRAM_PREFIX) {
+                if names::workspace_program(text).is_none() {
+                    return Err(src
+                        .error(program.span(), format!("program `{text}` is not a plain path inside the workspace"))
+                        .with_hint("write `${workspace}/` and a relative path without `.` or `..` parts, e.g. \"${workspace}/.venv/bin/python\""));
+                }
+                if grants.workspace == Access::None {
+                    return Err(src
+                        .error(program.span(), format!("program `{text}` is in the workspace, which this stage is not granted"))
+                        .with_hint("grant the workspace (workspace = \"read\") or name a program on the host's PATH"));
+                }
+            } else if text.contains('/') && !text.starts_with('/') {
                 return Err(src
                     .error(
                         program.span(),
                         format!("program `{text}` is a relative path"),
                     )
                     .with_hint(
-                        "name a program found on the host's PATH (\"cargo\") or give its absolute path",
+                        "name a program found on the host's PATH (\"cargo\"), give its absolute path, or one in the workspace as \"${workspace}/.venv/bin/python\"",
                     ));
             }
             seen.check(src, text, program.span(), || {

@@ -99,6 +99,12 @@ pub struct StageSpec {
     /// Commands (program and arguments, no shell) whose output joins the stage-cache key; each
     /// program is one the stage may run (`allow.exec`).
     pub cache_key: Vec<Vec<String>>,
+    /// `.gitignore`-style patterns of paths the stage-cache key leaves out of the workspace and
+    /// granted folders (each checked to be a valid glob).
+    pub cache_ignore: Vec<String>,
+    /// Paths in the workspace the stage makes for later stages (plain relative paths): left out
+    /// of its stage-cache key, and the cache serves it only while they are there.
+    pub makes: Vec<String>,
     /// Labels an agent needs to run this stage when the run is distributed (`--nats`); a run
     /// on one machine ignores them.
     pub runs_on: Vec<String>,

@@ -86,6 +86,14 @@ pub(crate) struct RawStage {
     /// a content key cannot see, like the toolchain behind a rustup proxy.
     #[serde(default)]
     pub cache_key: Option<Vec<Text>>,
+    /// Paths of the workspace (and granted folders) the stage-cache key leaves out, as
+    /// `.gitignore` patterns (`[".venv/", "node_modules/"]`): what the stage itself installs.
+    #[serde(default)]
+    pub cache_ignore: Option<Vec<Text>>,
+    /// What the stage makes in the workspace for the stages after it (`[".venv"]`,
+    /// `["node_modules"]`): left out of stage-cache keys, and a cache hit needs it there.
+    #[serde(default)]
+    pub makes: Option<Vec<Text>>,
     /// One instance of the stage per combination of these values.
     #[serde(default)]
     pub matrix: Option<toml::Table>,

@@ -50,6 +50,8 @@ pub(super) fn resolve(
         allow_failure: stage.allow_failure.unwrap_or(false),
         cache: stage.cache,
         cache_key,
+        cache_ignore: cache_ignore(stage.cache_ignore.as_deref(), src)?,
+        makes: makes(stage.makes.as_deref(), src)?,
         runs_on: runs_on(stage.runs_on.as_deref(), src)?,
         group: name.clone(),
         matrix: Default::default(),
@@ -261,6 +263,69 @@ fn cache_key(
         out.push(words);
     }
     Ok(out)
+}
+
+/// At most this many `cache_ignore` patterns.
+const MAX_CACHE_IGNORE: usize = 32;
+
+/// `cache_ignore`: `.gitignore`-style patterns, each a valid glob naming paths inside the folder.
+fn cache_ignore(patterns: Option<&[Text]>, src: &Source<'_>) -> Result<Vec<String>, Diagnostic> {
+    let patterns = patterns.unwrap_or_default();
+    if let Some(extra) = patterns.get(MAX_CACHE_IGNORE) {
+        return Err(src
+            .error(
+                extra.span(),
+                format!("`cache_ignore` lists more than {MAX_CACHE_IGNORE} patterns"),
+            )
+            .with_hint(
+                "name the folders the stage installs into (\".venv/\", \"node_modules/\")",
+            ));
+    }
+    let mut out = Vec::new();
+    for pattern in patterns {
+        let text = pattern.get_ref().trim();
+        if let Err(why) = crate::ignore::IgnoreList::new(&[text.to_string()]) {
+            return Err(src
+                .error(pattern.span(), format!("invalid `cache_ignore` pattern `{text}`: {why}"))
+                .with_hint(
+                    "write `.gitignore`-style patterns relative to the workspace: \".venv/\", \"*.egg-info/\", \"build/out.log\"",
+                ));
+        }
+        out.push(text.to_string());
+    }
+    Ok(out)
+}
+
+/// `makes`: plain paths inside the workspace (a trailing `/` is allowed and dropped).
+fn makes(paths: Option<&[Text]>, src: &Source<'_>) -> Result<Vec<String>, Diagnostic> {
+    let mut out = Vec::new();
+    for path in paths.unwrap_or_default() {
+        let text = path.get_ref().trim().trim_end_matches('/');
+        if let Err(why) = names::check_relative_name(text) {
+            return Err(src
+                .error(path.span(), format!("invalid `makes` path `{text}`: {why}"))
+                .with_hint(
+                    "name what the stage makes inside the workspace: \".venv\", \"node_modules\"",
+                ));
+        }
+        out.push(text.to_string());
+    }
+    if out.len() > MAX_CACHE_IGNORE {
+        return Err(src
+            .error(
+                path_span(paths),
+                format!("`makes` lists more than {MAX_CACHE_IGNORE} paths"),
+            )
+            .with_hint("name the folders the stage installs into"));
+    }
+    Ok(out)
+}
+
+fn path_span(paths: Option<&[Text]>) -> std::ops::Range<usize> {
+    paths
+        .and_then(|p| p.last())
+        .map(|p| p.span())
+        .unwrap_or_default()
 }
 
 fn retries(value: Option<&toml::Spanned<i64>>, src: &Source<'_>) -> Result<u32, Diagnostic> {

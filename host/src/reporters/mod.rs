@@ -8,6 +8,7 @@ mod json_lines;
 mod junit;
 mod plain;
 mod terminal;
+mod test_cases;
 pub mod trace;
 
 use std::sync::mpsc;

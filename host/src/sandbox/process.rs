@@ -117,6 +117,21 @@ impl ExecPolicy {
                 }
             ));
         }
+        if let Some(inside) = crate::config::names::workspace_program(program) {
+            // What the stages that write the workspace put there (a virtual environment's
+            // interpreter): the pipeline's author granted that path, not what it holds.
+            let workspace = self.mount("/workspace").ok_or_else(|| {
+                format!("`{program}` is in the workspace, which this stage does not see")
+            })?;
+            let path = workspace.host.join(inside);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!(
+                    "`{program}` is not there: no file `{inside}` in the workspace (a stage before this one makes it?)"
+                ))
+            };
+        }
         if program.contains('/') {
             // pipeline.toml only grants absolute paths; a relative one would depend on the cwd.
             return if program.starts_with('/') {

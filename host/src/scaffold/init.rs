@@ -2,13 +2,19 @@
 //! ship with sluice. A Rust crate (a `Cargo.toml`) gets code → build → test: `checkout` packs
 //! the sources, `exec` runs `cargo build --release`, `cargo-test` runs the tests and writes
 //! JUnit. A Node package (`package.json`) gets `npm ci`, `npm run build` if it has a build
-//! script, and `npm test` if it has tests. A Markdown site gets `markdown-site` and `link-check`.
+//! script, and `npm test` if it has tests. A Python project (`pyproject.toml`, `setup.py` or
+//! `requirements*.txt`) gets a virtual environment with the project and its test requirements,
+//! pytest with JUnit, and a wheel and sdist when it is a package. A Go module (`go.mod`) gets
+//! `go build ./...` and `go test -json ./...` turned into JUnit. A Markdown site gets
+//! `markdown-site` and `link-check`.
 //! The shipped stages the binary carries are written to `.sluice/stages/` beside the pipeline
 //! (commit them with it: they are what `sluice check` and every run use).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use super::python::PythonProject;
 
 include!(concat!(env!("OUT_DIR"), "/shipped_stages.rs"));
 
@@ -19,6 +25,9 @@ const RUST_PIPELINE: &str = include_str!("../../templates/pipelines/rust.toml");
 const NODE_PIPELINE: &str = include_str!("../../templates/pipelines/node.toml");
 const NODE_BUILD: &str = include_str!("../../templates/pipelines/node-build.toml");
 const NODE_TEST: &str = include_str!("../../templates/pipelines/node-test.toml");
+const PYTHON_PIPELINE: &str = include_str!("../../templates/pipelines/python.toml");
+const PYTHON_RELEASE: &str = include_str!("../../templates/pipelines/python-release.toml");
+const GO_PIPELINE: &str = include_str!("../../templates/pipelines/go.toml");
 const SITE_PIPELINE: &str = include_str!("../../templates/pipelines/markdown-site.toml");
 
 /// Where the shipped stages go, relative to the project.
@@ -35,8 +44,9 @@ pub struct Initialized {
 }
 
 /// Writes `dir/pipeline.toml` and the stages it uses; refuses to overwrite a pipeline unless
-/// `force`. A Rust crate (`Cargo.toml`) comes first, then a Node package (`package.json`), then
-/// a Markdown site (`docs/*.md`, or `*.md` at the top).
+/// `force`. A Rust crate (`Cargo.toml`) comes first, then a Node package (`package.json`), a
+/// Python project, a Go module (`go.mod`), then a Markdown site (`docs/*.md`, or `*.md` at the
+/// top).
 pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
     let pipeline = dir.join("pipeline.toml");
     if pipeline.exists() && !force {
@@ -49,13 +59,18 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
         rust_crate(dir)?
     } else if dir.join("package.json").is_file() {
         node_package(dir)?
+    } else if let Some(project) = PythonProject::read(dir) {
+        python_project(dir, &project)?
+    } else if dir.join("go.mod").is_file() {
+        go_module(dir)?
     } else if let Some(site) = markdown_folder(dir) {
         markdown_site(dir, &site)
     } else {
         bail!(
             "{} holds no project sluice init knows: it starts pipelines for Rust crates (a Cargo.toml), \
-             Node packages (a package.json) and Markdown sites (*.md here or in docs/); for anything \
-             else, start from the examples in sluice's README",
+             Node packages (a package.json), Python projects (a pyproject.toml, setup.py or \
+             requirements.txt), Go modules (a go.mod) and Markdown sites (*.md here or in docs/); \
+             for anything else, start from the examples in sluice's README",
             dir.display()
         );
     };
@@ -135,6 +150,85 @@ fn node_package(dir: &Path) -> Result<Plan> {
         ),
     }
     Ok(("Node package", text, &["checkout", "exec"], notes))
+}
+
+fn python_project(dir: &Path, project: &PythonProject) -> Result<Plan> {
+    // The stages make the environment with `python3 -m venv`, which Debian ships apart.
+    let venv = std::process::Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !venv.is_ok_and(|status| status.success()) {
+        bail!(
+            "python3 with its venv module is needed to make the project's virtual environment: \
+             install Python 3 and venv (Debian/Ubuntu: apt install python3-venv)"
+        );
+    }
+    let name = project.name.clone().unwrap_or_else(|| folder_name(dir));
+    let ignore = toml_list(super::python::WRITTEN_BY_STAGES.iter().copied());
+    let mut text = PYTHON_PIPELINE
+        .replace("{{name}}", &toml_string(&name))
+        .replace(
+            "{{install}}",
+            &toml_list(project.install_args().iter().map(String::as_str)),
+        );
+    let mut notes = Vec::new();
+    if project.packaged {
+        text.push('\n');
+        text.push_str(PYTHON_RELEASE);
+    } else {
+        notes.push(
+            "no pyproject.toml [project] or setup.py: the pipeline installs the requirements and \
+             tests, and builds no wheel"
+                .into(),
+        );
+    }
+    if project.test_extra.is_none() && project.group_requirements.is_empty() && project.packaged {
+        notes.push(
+            "no test extra or dependency group (test, tests, testing, dev): the deps stage \
+             installs pytest alone; add what the tests import to its args"
+                .into(),
+        );
+    }
+    Ok((
+        "Python project",
+        text.replace("{{ignore}}", &ignore),
+        &["checkout", "exec"],
+        notes,
+    ))
+}
+
+fn go_module(dir: &Path) -> Result<Plan> {
+    run_in(
+        dir,
+        "go",
+        &["version"],
+        "install Go (Debian: apt install golang-go)",
+    )?;
+    // `module example.com/tally` → `tally`.
+    let name = std::fs::read_to_string(dir.join("go.mod"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix("module "))
+                .map(|m| {
+                    m.trim()
+                        .trim_matches('"')
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(m)
+                        .to_string()
+                })
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| folder_name(dir));
+    let text = GO_PIPELINE.replace("{{name}}", &toml_string(&name));
+    Ok((
+        "Go module",
+        text,
+        &["checkout", "exec", "go-test"],
+        Vec::new(),
+    ))
 }
 
 /// The folder a Markdown site is in: `docs` when it has pages, else the project itself.
@@ -225,6 +319,10 @@ fn folder_name(dir: &Path) -> String {
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "project".into())
+}
+
+fn toml_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    toml::Value::Array(items.map(|i| toml::Value::String(i.to_string())).collect()).to_string()
 }
 
 fn toml_string(text: &str) -> String {

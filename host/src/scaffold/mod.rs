@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 
 mod builder;
 pub mod init;
+mod python;
 pub mod sdk;
 
 pub use builder::build_plugin;

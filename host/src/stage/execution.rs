@@ -201,10 +201,22 @@ impl<'a> StageExecution<'a> {
         });
         if let Some(parts) = &key {
             let key = parts.key();
-            match cache
-                .serve(&key, &self.output(), record, self.around.events)
-                .await
-            {
+            // What the stage makes for later stages must be there for a hit to stand in for it.
+            let served = if parts.missing.is_empty() {
+                cache
+                    .serve(&key, &self.output(), record, self.around.events)
+                    .await
+            } else {
+                self.say(
+                    LogSource::Info,
+                    &format!(
+                        "sluice: stage cache not used: {} is not there (a stage makes it)",
+                        parts.missing.join(", ")
+                    ),
+                );
+                Ok(false)
+            };
+            match served {
                 Ok(true) => {
                     self.finish(record, clock.elapsed());
                     return None;

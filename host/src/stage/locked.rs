@@ -39,6 +39,14 @@ pub struct LockedStage {
     /// Commands whose output joins its stage-cache key (`cache_key`).
     #[serde(default)]
     pub cache_key: Vec<Vec<String>>,
+    /// Paths its stage-cache key leaves out of the workspace and granted folders
+    /// (`cache_ignore`, `.gitignore` patterns).
+    #[serde(default)]
+    pub cache_ignore: Vec<String>,
+    /// What it makes in the workspace for later stages (`makes`): left out of its key, and
+    /// needed there for a hit.
+    #[serde(default)]
+    pub makes: Vec<String>,
     /// Labels an agent needs to run it.
     pub runs_on: Vec<String>,
     /// Where the values of the secrets it is granted come from (never the values).
@@ -66,6 +74,8 @@ impl LockedStage {
             allow_failure: spec.allow_failure,
             uncacheable: uncacheable(spec).map(str::to_string),
             cache_key: spec.cache_key.clone(),
+            cache_ignore: spec.cache_ignore.clone(),
+            makes: spec.makes.clone(),
             runs_on: spec.runs_on.clone(),
             secrets: pipeline
                 .secrets

@@ -27,7 +27,15 @@ pub struct KeyParts {
     /// by digest beside the entries, for `cache why` to name changed paths).
     #[serde(skip)]
     pub trees: BTreeMap<String, ContentTree>,
+    /// Granted programs the stages make in the workspace (under `cache_ignore`) that are not
+    /// there now: the stage runs to make them, whatever the cache holds.
+    #[serde(skip)]
+    pub missing: Vec<String>,
 }
+
+/// The key part of a granted program the stages make (under `cache_ignore`): what it is made
+/// from is in the key already.
+pub(super) const MADE_BY_THE_STAGES: &str = "made by the stages (cache_ignore)";
 
 /// A folder the key needs the content tree of: the part's label and the host folder.
 pub(super) struct Folder<'a> {
@@ -87,6 +95,12 @@ impl KeyParts {
                 put(format!("grant {name}"), list.join(", "));
             }
         }
+        if !stage.cache_ignore.is_empty() {
+            put("cache ignore".into(), stage.cache_ignore.join(", "));
+        }
+        if !stage.makes.is_empty() {
+            put("makes".into(), stage.makes.join(", "));
+        }
         put("limits".into(), format!("{:?}", stage.limits));
         put("phase".into(), stage.phase.clone().unwrap_or_default());
         for input in inputs {
@@ -117,6 +131,7 @@ impl KeyParts {
             Self {
                 parts,
                 trees: BTreeMap::new(),
+                missing: Vec::new(),
             },
             folders,
         )
@@ -220,6 +235,7 @@ mod tests {
                 .map(|(l, v)| (l.to_string(), v.to_string()))
                 .collect(),
             trees: BTreeMap::new(),
+            missing: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use ring::hmac;
 
+use crate::config::ignore::IgnoreList;
 use crate::model::artifacts::{ArtifactRecord, sha256_file};
 use crate::model::events::{Event, EventSink};
 use crate::model::layout::artifact_rel;
@@ -23,6 +24,7 @@ use super::inputs::select_inputs;
 use super::output::OutputFolder;
 pub use entry::{CachedOutput, Entry};
 pub use key::KeyParts;
+use key::MADE_BY_THE_STAGES;
 use program::{command_output, program_fingerprint};
 use scan::git_state;
 pub use shared::{SharedHit, SharedStageCache};
@@ -129,11 +131,41 @@ impl StageCache {
     /// The key's parts for `stage` on `inputs`: its folders scanned into content trees (only
     /// files whose identity changed are hashed), the git state of a workspace it reads.
     pub fn key_parts(&self, stage: &LockedStage, inputs: &[&ArtifactRecord]) -> Result<KeyParts> {
-        let (mut parts, folders) = KeyParts::of(stage, inputs, |name| {
-            program_fingerprint(name, |path| self.program_digest(path))
+        // Checked when the pipeline was read; a stage sent by another machine is checked here.
+        // What the stage makes is as good as ignored: anchored at the workspace's top.
+        let patterns: Vec<String> = stage
+            .cache_ignore
+            .iter()
+            .cloned()
+            .chain(stage.makes.iter().map(|path| format!("/{path}")))
+            .collect();
+        let ignore = IgnoreList::new(&patterns)
+            .map_err(|why| anyhow::anyhow!("stage `{}`: cache_ignore: {why}", stage.name))?;
+        // A program in the workspace under an ignored path (`${workspace}/.venv/bin/python`) is
+        // made by the stages from what the key does see; it must be there to serve a hit.
+        fn made<'a>(program: &'a str, ignore: &IgnoreList) -> Option<&'a str> {
+            crate::config::names::workspace_program(program).filter(|rel| ignore.covers(rel))
+        }
+        let (mut parts, folders) = KeyParts::of(stage, inputs, |name| match made(name, &ignore) {
+            Some(_) => MADE_BY_THE_STAGES.to_string(),
+            None => program_fingerprint(name, &stage.workspace, |path| self.program_digest(path)),
         });
+        parts.missing = stage
+            .grants
+            .exec
+            .iter()
+            .filter(|p| made(p, &ignore).is_some_and(|rel| !stage.workspace.join(rel).is_file()))
+            .cloned()
+            .chain(
+                stage
+                    .makes
+                    .iter()
+                    .filter(|path| std::fs::symlink_metadata(stage.workspace.join(path)).is_err())
+                    .cloned(),
+            )
+            .collect();
         for folder in folders {
-            let tree = self.scan_folder(folder.path)?;
+            let tree = self.scan_folder(folder.path, &ignore)?;
             parts.add_tree(folder.label, tree);
         }
         if stage.grants.workspace != crate::config::grants::Access::None {

@@ -24,16 +24,21 @@ const MAX_OUTPUT: u64 = 64 << 10;
 /// is the same part), given by `digest` (which remembers it per file identity).
 pub(super) fn program_fingerprint(
     program: &str,
+    workspace: &Path,
     digest: impl Fn(&Path) -> Option<String>,
 ) -> String {
-    match resolve(program).and_then(|path| digest(&path)) {
+    match resolve(program, workspace).and_then(|path| digest(&path)) {
         Some(sha256) => format!("sha256:{sha256}"),
         None => "missing".to_string(),
     }
 }
 
-/// `program` on the host: as written when it is a path, else the first match on PATH.
-fn resolve(program: &str) -> Option<PathBuf> {
+/// `program` on the host: inside `workspace` for a `${workspace}/…` program, as written when it
+/// is a path, else the first match on PATH.
+fn resolve(program: &str, workspace: &Path) -> Option<PathBuf> {
+    if let Some(inside) = crate::config::names::workspace_program(program) {
+        return Some(workspace.join(inside));
+    }
     if program.contains('/') {
         return Some(PathBuf::from(program));
     }
@@ -57,7 +62,8 @@ pub(super) fn command_output(
     let Some((program, args)) = words.split_first() else {
         bail!("an empty cache_key command");
     };
-    let path = resolve(program).with_context(|| format!("`{program}` was not found on PATH"))?;
+    let path =
+        resolve(program, dir).with_context(|| format!("`{program}` was not found on PATH"))?;
     let mut child = Command::new(&path)
         .args(args)
         .current_dir(dir)

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
+use crate::config::ignore::IgnoreList;
 use crate::model::digests::{sha256_bytes, sha256_file};
 use crate::model::identity::FileIdentity;
 use crate::model::tree::{ContentTree, EntryKind, TreeEntry};
@@ -69,9 +70,14 @@ impl StatCache {
     }
 }
 
-/// Scans `root` into a content tree, leaving out every `.git` entry; hashes only what `stats`
-/// cannot vouch for, and returns the stat cache for next time (settled files only).
-pub(super) fn scan(root: &Path, stats: &StatCache) -> Result<(ContentTree, StatCache)> {
+/// Scans `root` into a content tree, leaving out every `.git` entry and what `ignore` names
+/// (an ignored folder is not entered); hashes only what `stats` cannot vouch for, and returns
+/// the stat cache for next time (settled files only).
+pub(super) fn scan(
+    root: &Path,
+    stats: &StatCache,
+    ignore: &IgnoreList,
+) -> Result<(ContentTree, StatCache)> {
     let started = SystemTime::now();
     let mut tree = ContentTree::default();
     let mut next = StatCache::default();
@@ -94,6 +100,9 @@ pub(super) fn scan(root: &Path, stats: &StatCache) -> Result<(ContentTree, StatC
                 continue;
             };
             let rel = relative(root, &path);
+            if ignore.ignores(&rel, meta.is_dir()) {
+                continue;
+            }
             let entry = if meta.is_dir() {
                 stack.push(path);
                 TreeEntry {
@@ -156,7 +165,7 @@ impl super::StageCache {
     /// `folder`'s content tree, through the stat cache kept for it: what a distributed run ships
     /// to its agents, the same tree its stage-cache keys are made of.
     pub fn content_tree(&self, folder: &Path) -> Result<ContentTree> {
-        self.scan_folder(folder)
+        self.scan_folder(folder, &IgnoreList::default())
     }
 
     /// The sha256 of the program file at `path`, through a stat cache of the programs stages
@@ -190,7 +199,7 @@ impl super::StageCache {
     }
 
     /// `folder`'s content tree, through the stat cache kept for it.
-    pub(super) fn scan_folder(&self, folder: &Path) -> Result<ContentTree> {
+    pub(super) fn scan_folder(&self, folder: &Path, ignore: &IgnoreList) -> Result<ContentTree> {
         let absolute = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
         let stats_file = self.root.as_ref().map(|root| {
             let name = sha256_bytes(absolute.as_os_str().as_encoded_bytes());
@@ -200,7 +209,7 @@ impl super::StageCache {
             (Some(file), Some(key)) => StatCache::load(file, key),
             _ => StatCache::default(),
         };
-        let (tree, next) = scan(folder, &known)?;
+        let (tree, next) = scan(folder, &known, ignore)?;
         // Written only when something moved: an unchanged tree costs a read, not a write.
         if let (Some(file), Some(key)) = (&stats_file, &self.key)
             && next != known
@@ -264,9 +273,9 @@ mod tests {
         let file = dir.path().join("src.txt");
         std::fs::write(&file, b"aaaa")?;
         std::thread::sleep(crate::model::identity::SETTLE * 2);
-        let (before, stats) = scan(dir.path(), &StatCache::default())?;
+        let (before, stats) = scan(dir.path(), &StatCache::default(), &IgnoreList::default())?;
         assert_eq!(stats.files.len(), 1, "a settled file is remembered");
-        let (again, _) = scan(dir.path(), &stats)?;
+        let (again, _) = scan(dir.path(), &stats, &IgnoreList::default())?;
         assert_eq!(before.digest(), again.digest());
         let mtime = std::fs::metadata(&file)?.modified()?;
         std::fs::write(&file, b"bbbb")?;
@@ -274,7 +283,7 @@ mod tests {
             .write(true)
             .open(&file)?
             .set_modified(mtime)?;
-        let (after, _) = scan(dir.path(), &stats)?;
+        let (after, _) = scan(dir.path(), &stats, &IgnoreList::default())?;
         assert_ne!(before.digest(), after.digest());
         Ok(())
     }
@@ -288,8 +297,8 @@ mod tests {
         }
         std::fs::create_dir_all(b.path().join(".git"))?;
         std::fs::write(b.path().join(".git/HEAD"), b"ref: refs/heads/main\n")?;
-        let (ta, _) = scan(a.path(), &StatCache::default())?;
-        let (tb, _) = scan(b.path(), &StatCache::default())?;
+        let (ta, _) = scan(a.path(), &StatCache::default(), &IgnoreList::default())?;
+        let (tb, _) = scan(b.path(), &StatCache::default(), &IgnoreList::default())?;
         assert_eq!(ta.digest(), tb.digest());
         assert!(git_state(a.path()).is_none());
         let head = git_state(b.path());

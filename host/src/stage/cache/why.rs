@@ -27,6 +27,7 @@ impl StageCache {
         let earlier = KeyParts {
             parts: entry.parts.clone(),
             trees: BTreeMap::new(),
+            missing: Vec::new(),
         };
         // Paths come from the workspace, which a stage may have written: made safe to print.
         parts
@@ -52,6 +53,7 @@ impl StageCache {
         let mut now = KeyParts {
             parts: newer.parts.clone(),
             trees: BTreeMap::new(),
+            missing: Vec::new(),
         };
         for (label, tree) in self.trees_of(&newer) {
             now.trees.insert(label, tree);
@@ -59,6 +61,7 @@ impl StageCache {
         let earlier = KeyParts {
             parts: older.parts.clone(),
             trees: BTreeMap::new(),
+            missing: Vec::new(),
         };
         let lines = now.changes_since(&earlier, &self.trees_of(&older), CHANGED_PATHS_SHOWN);
         Some((newer, older, lines))

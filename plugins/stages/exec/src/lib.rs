@@ -1,5 +1,7 @@
 //! Build/test stage: runs one allow-listed host program (`allow.exec`) — `cargo build`, `make`,
-//! a test runner — fails when it exits non-zero, and publishes its log and the files it made.
+//! a test runner — after the commands `before` lists (`python3 -m venv .venv`), fails when one
+//! exits non-zero, and publishes the log and the files the program made (a folder's whole
+//! content when an output ends in `/`, like `dist/` for a wheel whose name holds a version).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,11 @@ struct Config {
     program: String,
     #[serde(default)]
     args: Vec<String>,
+    /// Commands run first, in order, each a program and its arguments (`["python3", "-m",
+    /// "venv", ".venv"]`), in the same folder with the same environment; the first that fails
+    /// fails the stage.
+    #[serde(default)]
+    before: Vec<Vec<String>>,
     /// A guest path inside /workspace or a granted dir; default /workspace (or a fresh empty
     /// folder). Programs never run in /out: give them `${out}` paths.
     #[serde(default)]
@@ -20,7 +27,8 @@ struct Config {
     env: BTreeMap<String, String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
-    /// Files the program wrote under /out (e.g. via `${out}` in args) to publish.
+    /// Files the program wrote under /out (e.g. via `${out}` in args) to publish; a name ending
+    /// in `/` publishes every file in that folder (at least one).
     #[serde(default)]
     outputs: Vec<String>,
     /// Files to publish under another name: `{ from = "/workspace/target/release/app", to = "app" }`
@@ -51,47 +59,41 @@ impl Stage for Exec {
 
     fn run(ctx: &mut Context) -> Result<(), Failure> {
         let config: Config = ctx.config()?;
-        let mut command = Command::new(&config.program).args(config.args.iter().cloned());
-        if let Some(cwd) = &config.cwd {
-            command = command.cwd(cwd);
-        }
-        for (key, value) in &config.env {
-            command = command.env(key, value);
-        }
-        if let Some(ms) = config.timeout_ms {
-            command = command.timeout_ms(ms);
-        }
-        let done = command.run()?;
         let log_name = config.log_name.clone().unwrap_or_else(|| {
             format!(
                 "{}.log",
                 config.program.rsplit('/').next().unwrap_or("program")
             )
         });
-        let mut log = done.stdout.clone();
-        log.extend_from_slice(&done.stderr);
+        let mut log = Vec::new();
+        let main = std::iter::once(config.program.clone())
+            .chain(config.args.iter().cloned())
+            .collect::<Vec<_>>();
+        let mut declared = 0;
+        for words in config.before.iter().chain(std::iter::once(&main)) {
+            let ran = run_one(&config, words, &mut log);
+            if let Err(failure) = ran {
+                // The log of what ran so far is kept either way.
+                ctx.write_output(&log_name, "text/plain", &log)?;
+                return Err(failure);
+            }
+        }
         ctx.write_output(&log_name, "text/plain", &log)?;
-        if done.timed_out {
-            fail!("`{}` timed out", config.program);
-        }
-        if !done.success() {
-            let stderr = done.stderr_text();
-            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            fail!(
-                "`{} {}` exited with {}{}",
-                config.program,
-                config.args.join(" "),
-                done.exit_code
-                    .map_or("a signal".to_string(), |c| c.to_string()),
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", tail.join(" / "))
-                }
-            );
-        }
         for name in &config.outputs {
+            if let Some(folder) = name.strip_suffix('/') {
+                let files = files_under(&ctx.output_path(folder), folder);
+                if files.is_empty() {
+                    fail!(
+                        "`{}` succeeded but wrote no file in output folder {name}",
+                        config.program
+                    );
+                }
+                for file in files {
+                    ctx.declare_output(&file, "application/octet-stream");
+                    declared += 1;
+                }
+                continue;
+            }
             if !ctx.output_path(name).is_file() {
                 fail!(
                     "`{}` succeeded but did not write output {name}",
@@ -99,6 +101,7 @@ impl Stage for Exec {
                 );
             }
             ctx.declare_output(name, "application/octet-stream");
+            declared += 1;
         }
         for item in &config.collect {
             // Moved or hard-linked, never read through the stage's memory.
@@ -117,10 +120,84 @@ impl Stage for Exec {
         ctx.set_summary(format!(
             "`{}` exited 0; {} outputs",
             config.program,
-            config.outputs.len() + config.collect.len() + 1
+            declared + config.collect.len() + 1
         ));
         Ok(())
     }
+}
+
+/// Runs one command (`words`: program and arguments) as the config says, its output appended
+/// to `log`; a failure names the command and the end of what it printed.
+fn run_one(config: &Config, words: &[String], log: &mut Vec<u8>) -> Result<(), Failure> {
+    let Some((program, args)) = words.split_first() else {
+        fail!("an empty command in `before`: give a program and its arguments");
+    };
+    let mut command = Command::new(program).args(args.iter().cloned());
+    if let Some(cwd) = &config.cwd {
+        command = command.cwd(cwd);
+    }
+    for (key, value) in &config.env {
+        command = command.env(key, value);
+    }
+    if let Some(ms) = config.timeout_ms {
+        command = command.timeout_ms(ms);
+    }
+    let done = command.run()?;
+    log.extend_from_slice(&done.stdout);
+    log.extend_from_slice(&done.stderr);
+    if done.timed_out {
+        fail!("`{program}` timed out");
+    }
+    if !done.success() {
+        // Where a program says why: its error output, else the end of what it printed
+        // (pytest's `FAILED tests/...` lines and its summary).
+        let stderr = done.stderr_text();
+        let said = if stderr.trim().is_empty() {
+            done.stdout_text()
+        } else {
+            stderr
+        };
+        let tail: Vec<&str> = said
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .rev()
+            .take(3)
+            .collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        fail!(
+            "`{}` exited with {}{}",
+            words.join(" "),
+            done.exit_code
+                .map_or("a signal".to_string(), |c| c.to_string()),
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", tail.join(" / "))
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Every regular file under `dir`, named `prefix/relative/path`, sorted.
+fn files_under(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), prefix.to_string())];
+    while let Some((folder, name)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push((entry.path(), child)),
+                Ok(kind) if kind.is_file() => found.push(child),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 sluice_sdk::stage!(Exec);
