@@ -92,6 +92,17 @@ impl PythonProject {
             None if packaged => vec!["setuptools>=40.8.0".into(), "wheel".into()],
             None => Vec::new(),
         };
+        // setuptools before 70.1 asks for `wheel` to build one (a venv comes with an old
+        // setuptools, which satisfies `setuptools>=61`).
+        let mut build_requires = build_requires;
+        let named = |prefix: &str| {
+            build_requires
+                .iter()
+                .any(|r| r.trim_start().starts_with(prefix))
+        };
+        if named("setuptools") && !named("wheel") {
+            build_requires.push("wheel".into());
+        }
         Some(Self {
             name: project
                 .and_then(|p| p.get("name"))
@@ -214,6 +225,12 @@ mod tests {
             read.install_args()[4..],
             ["-e", ".", "pytest", "build", "setuptools>=40.8.0", "wheel"]
         );
+        let (_dir, modern) = project(&[(
+            "pyproject.toml",
+            "[build-system]\nrequires = [\"setuptools>=61\"]\n[project]\nname = \"x\"\n",
+        )]);
+        let modern = modern.expect("a Python project");
+        assert_eq!(modern.build_requires, ["setuptools>=61", "wheel"]);
         let (_dir, none) = project(&[("README.md", "# hi\n")]);
         assert_eq!(none, None);
     }
