@@ -77,6 +77,7 @@ pub async fn check(
                 for grant in &stage.grants {
                     println!("      grants  {grant}");
                 }
+                println!("      cache   {}", stage.stage_cache);
                 for import in stage.imports.iter().filter(|i| {
                     !i.starts_with("wasi:cli/")
                         && !i.starts_with("wasi:io/")

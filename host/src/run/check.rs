@@ -41,6 +41,8 @@ pub struct StageCheck {
     pub imports: Vec<String>,
     /// What its pipeline entry grants, one capability per line.
     pub grants: Vec<String>,
+    /// Whether the stage cache may serve it, and what its key leaves out.
+    pub stage_cache: String,
     /// Why the stage cannot run, if it cannot.
     pub problem: Option<String>,
 }
@@ -100,6 +102,7 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
             cache_hit: None,
             imports: Vec::new(),
             grants: spec.grants.describe(),
+            stage_cache: stage_cache_line(spec),
             problem: None,
         };
         let prepared =
@@ -138,4 +141,25 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
         stages,
         waves: waves(pipeline),
     }
+}
+
+/// `cached`, with what the key leaves out and what the stage makes, or why it never is.
+fn stage_cache_line(spec: &crate::config::pipeline::StageSpec) -> String {
+    if let Some(why) = crate::stage::uncacheable(spec) {
+        return format!("never served from the stage cache: {why}");
+    }
+    let mut line = "served from the stage cache while its key is unchanged".to_string();
+    if !spec.cache_ignore.is_empty() {
+        line.push_str(&format!(
+            "; the key leaves out {}",
+            spec.cache_ignore.join(", ")
+        ));
+    }
+    if !spec.makes.is_empty() {
+        line.push_str(&format!(
+            "; makes {} (a hit needs it there)",
+            spec.makes.join(", ")
+        ));
+    }
+    line
 }
