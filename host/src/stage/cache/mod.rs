@@ -25,7 +25,7 @@ use super::output::OutputFolder;
 pub use entry::{CachedOutput, Entry};
 pub use key::KeyParts;
 use key::MADE_BY_THE_STAGES;
-use program::{command_output, program_fingerprint};
+use program::{CommandMemo, program_fingerprint};
 use scan::git_state;
 pub use shared::{SharedHit, SharedStageCache};
 
@@ -46,6 +46,8 @@ pub struct StageCache {
     key: Option<hmac::Key>,
     /// Asked after a local miss, and told of every entry kept.
     shared: Option<std::sync::Arc<dyn SharedStageCache>>,
+    /// What each `cache_key` command printed in this run (a cache is opened per run).
+    commands: CommandMemo,
 }
 
 impl std::fmt::Debug for StageCache {
@@ -64,6 +66,7 @@ impl StageCache {
             root,
             key: None,
             shared: None,
+            commands: Default::default(),
         }
     }
 
@@ -103,6 +106,7 @@ impl StageCache {
                     root: Some(root),
                     key: Some(key),
                     shared: None,
+                    commands: Default::default(),
                 },
                 None,
             )),
@@ -173,7 +177,9 @@ impl StageCache {
             parts.parts.insert("git".into(), git);
         }
         for words in &stage.cache_key {
-            let output = command_output(words, &stage.workspace, &stage.grants.env)?;
+            let output = self
+                .commands
+                .output(words, &stage.workspace, &stage.grants.env)?;
             parts
                 .parts
                 .insert(format!("command {}", words.join(" ")), output);

@@ -50,14 +50,33 @@ fn resolve(program: &str, workspace: &Path) -> Option<PathBuf> {
     })
 }
 
+/// What each `cache_key` command printed, by command, folder and environment, so that one run
+/// runs it once, not once per stage (`python3 --version` through pyenv's shim takes ~150 ms).
+/// Clones share it: every stage of the run sees what one of them ran.
+#[derive(Default, Clone)]
+pub(super) struct CommandMemo(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+);
+
+impl CommandMemo {
+    /// [`command_output`], or what it gave the last time it ran the same way.
+    pub(super) fn output(&self, words: &[String], dir: &Path, env: &[String]) -> Result<String> {
+        let memo = serde_json::json!([words, dir, env]).to_string();
+        if let Some(output) = self.0.lock().ok().and_then(|m| m.get(&memo).cloned()) {
+            return Ok(output);
+        }
+        let output = command_output(words, dir, env)?;
+        if let Ok(mut known) = self.0.lock() {
+            known.insert(memo, output.clone());
+        }
+        Ok(output)
+    }
+}
+
 /// The key part of one `cache_key` command run in `dir` with the environment its stage's
 /// programs get (`allowed_env` on top of PATH and HOME): its first line of output, for
 /// `cache why` to show, and the digest of all of it. `Err` when it cannot run, fails or hangs.
-pub(super) fn command_output(
-    words: &[String],
-    dir: &Path,
-    allowed_env: &[String],
-) -> Result<String> {
+fn command_output(words: &[String], dir: &Path, allowed_env: &[String]) -> Result<String> {
     let shown = words.join(" ");
     let Some((program, args)) = words.split_first() else {
         bail!("an empty cache_key command");
@@ -141,5 +160,25 @@ mod tests {
         let dir = std::env::temp_dir();
         assert!(command_output(&words("false"), &dir, &[]).is_err());
         assert!(command_output(&words("no-such-program-sluice"), &dir, &[]).is_err());
+    }
+
+    #[test]
+    fn one_run_runs_a_cache_key_command_once_per_folder() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let script = dir.path().join("count.sh");
+        std::fs::write(&script, "echo ran >> \"$(dirname \"$0\")/runs\"\necho v1\n")?;
+        let command = vec!["sh".to_string(), script.display().to_string()];
+        let memo = CommandMemo::default();
+        let first = memo.output(&command, dir.path(), &[])?;
+        assert_eq!(first, memo.output(&command, dir.path(), &[])?);
+        assert_eq!(std::fs::read_to_string(dir.path().join("runs"))?, "ran\n");
+        // Another folder (another workspace) is another command.
+        let other = tempfile::tempdir()?;
+        memo.output(&command, other.path(), &[])?;
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("runs"))?,
+            "ran\nran\n"
+        );
+        Ok(())
     }
 }
