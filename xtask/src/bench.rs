@@ -43,19 +43,7 @@ pub fn bench(root: &Path, smoke: bool) -> Result<()> {
 
 /// Only the comparisons with the shell script, bubblewrap and bare wasmtime (release build).
 pub fn baselines(root: &Path) -> Result<()> {
-    sh_env(
-        root,
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--package",
-            "sluice",
-            "--bin",
-            "sluice",
-        ],
-        &crate::build_env::remap_env(),
-    )?;
+    release_sluice(root)?;
     let bare = bench_executable(
         root,
         &[
@@ -112,4 +100,23 @@ fn bench_executables(
             Some((name, PathBuf::from(message["executable"].as_str()?)))
         })
         .collect())
+}
+
+/// The release `sluice`, built (or found up to date) the way every benchmark measures it: with
+/// the remapped paths an installed binary has.
+pub fn release_sluice(root: &Path) -> Result<PathBuf> {
+    sh_env(
+        root,
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--package",
+            "sluice",
+            "--bin",
+            "sluice",
+        ],
+        &crate::build_env::remap_env(),
+    )?;
+    Ok(host_binary(root, "release"))
 }

@@ -13,6 +13,7 @@ mod bench_baselines;
 mod bench_big;
 mod bench_graph;
 mod bench_load;
+mod bench_projects;
 mod build_env;
 mod c_bindings;
 mod cargo_tools;
@@ -55,6 +56,11 @@ usage: cargo xtask <command>
                 beside dd + openssl + tar/gzip (SLUICE_BENCH_BIG_MIB=N for another size)
   bench-load    only 200 runs of the hello example at once (SLUICE_BENCH_LOAD=N for another
                 count), beside as many shell scripts at once
+  bench-projects [--project rust|npm|python] [--rounds N] [--sluice BINARY]
+                real projects as published (semver from crates.io, deep-is from npm,
+                more-itertools from PyPI) through `sluice init` + `sluice run` beside the same
+                commands by hand, release build, alternating rounds (3 by default): cold, nothing
+                changed, one file touched, with the stages the stage cache served
   readme        the README's runnable blocks, in order, in a folder outside the checkout with the
                 built sluice installed alone on PATH (part of `test`)
   install [--root DIR]
@@ -93,6 +99,7 @@ fn run() -> Result<()> {
         Some("bench") => bench::bench(&root, args.iter().any(|a| a == "--smoke")),
         // Only the comparisons with the baselines (part of `bench`).
         Some("bench-baselines") => bench::baselines(&root),
+        Some("bench-projects") => bench_projects::bench(&root, &args[1..]),
         Some("readme") => readme::run(&root),
         Some("install") => install::install(&root, &args[1..]),
         Some("fuzz") => fuzz::fuzz(&root, &fuzz::Options::parse(&args[1..])?),
