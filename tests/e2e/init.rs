@@ -5,7 +5,7 @@ use anyhow::Result;
 use sluice::exit_codes;
 use sluice::model::report::StageStatus;
 
-use crate::support::Sandbox;
+use crate::support::{Sandbox, cache_hits, statuses};
 
 #[test]
 fn init_on_a_new_rust_crate_checks_and_runs_green() -> Result<()> {
@@ -86,13 +86,7 @@ fn init_on_a_new_rust_crate_checks_and_runs_green() -> Result<()> {
     crate::support::settle();
     let (ran, again) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    let hits: Vec<&str> = again
-        .stages
-        .iter()
-        .filter(|s| s.cache.as_ref().is_some_and(|c| c.hit))
-        .map(|s| s.name.as_str())
-        .collect();
-    assert_eq!(hits, ["code", "build", "test"]);
+    assert_eq!(cache_hits(&again), ["code", "build", "test"]);
     // One file touched: build and test run again, and say why.
     std::fs::write(
         project.join("src/lib.rs"),
@@ -127,12 +121,13 @@ fn init_says_what_it_cannot_start() -> Result<()> {
     Ok(())
 }
 
-/// `sluice init` in `project`, then `check` and `run`; the stages' statuses.
-fn init_check_run(
+/// `sluice init` in `project` (it must say `for a KIND`) and `sluice check` on what it wrote;
+/// the pipeline's path.
+pub(crate) fn init_and_check(
     sandbox: &Sandbox,
     project: &std::path::Path,
     kind: &str,
-) -> Result<(crate::support::Ran, sluice::model::report::RunReport)> {
+) -> Result<std::path::PathBuf> {
     let init = sandbox.command(&["init"]).current_dir(project).output()?;
     let said = String::from_utf8_lossy(&init.stdout);
     assert!(
@@ -144,15 +139,17 @@ fn init_check_run(
     let pipeline = project.join("pipeline.toml");
     let checked = sandbox.sluice(&["check", &pipeline.display().to_string()])?;
     assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
-    sandbox.run(&pipeline)
+    Ok(pipeline)
 }
 
-fn statuses(report: &sluice::model::report::RunReport) -> Vec<(&str, StageStatus)> {
-    report
-        .stages
-        .iter()
-        .map(|s| (s.name.as_str(), s.status))
-        .collect()
+/// `sluice init` in `project`, then `check` and `run`.
+fn init_check_run(
+    sandbox: &Sandbox,
+    project: &std::path::Path,
+    kind: &str,
+) -> Result<(crate::support::Ran, sluice::model::report::RunReport)> {
+    let pipeline = init_and_check(sandbox, project, kind)?;
+    sandbox.run(&pipeline)
 }
 
 #[test]

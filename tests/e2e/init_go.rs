@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use sluice::exit_codes;
 use sluice::model::report::{RunReport, StageStatus};
 
-use crate::support::{Sandbox, settle, stage_outcome};
+use crate::support::{Sandbox, cache_hits, settle, stage_outcome, statuses};
 
 const TALLY: &str = "// Package tally adds numbers.
 package tally
@@ -55,14 +55,6 @@ fn go_state_in(home: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn statuses(report: &RunReport) -> Vec<(&str, StageStatus)> {
-    report
-        .stages
-        .iter()
-        .map(|s| (s.name.as_str(), s.status))
-        .collect()
-}
-
 fn junit_of(report: &RunReport) -> Result<String> {
     let path = Path::new(&report.run_dir).join("artifacts/test/junit.xml");
     std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -97,21 +89,11 @@ fn init_on_a_go_module_builds_tests_caches_and_names_a_failing_test() -> Result<
     std::fs::write(project.join("tally.go"), TALLY)?;
     std::fs::write(project.join("tally_test.go"), TALLY_TEST)?;
 
-    let init = sandbox.command(&["init"]).current_dir(&project).output()?;
-    let said = String::from_utf8_lossy(&init.stdout);
-    assert!(
-        init.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    assert!(said.contains("for a Go module"), "{said}");
+    let pipeline = crate::init::init_and_check(&sandbox, &project, "Go module")?;
     for stage in ["checkout", "exec", "go-test"] {
         let wasm = project.join(format!(".sluice/stages/{stage}.wasm"));
         assert!(wasm.is_file(), "{} missing", wasm.display());
     }
-    let pipeline = project.join("pipeline.toml");
-    let checked = sandbox.sluice(&["check", &pipeline.display().to_string()])?;
-    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
 
     let (ran, report) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, exit_codes::SUCCESS, "{}", ran.stderr);
@@ -169,13 +151,7 @@ fn init_on_a_go_module_builds_tests_caches_and_names_a_failing_test() -> Result<
     settle();
     let (ran, again) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, exit_codes::SUCCESS, "{}", ran.stderr);
-    let hits: Vec<&str> = again
-        .stages
-        .iter()
-        .filter(|s| s.cache.as_ref().is_some_and(|c| c.hit))
-        .map(|s| s.name.as_str())
-        .collect();
-    assert_eq!(hits, ["code", "build", "test"]);
+    assert_eq!(cache_hits(&again), ["code", "build", "test"]);
 
     // A failing test stops the pipeline at the test stage, named with its message.
     std::fs::write(

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use sluice::model::report::{RunReport, StageStatus};
 
-use crate::support::{Sandbox, settle, sha256_of};
+use crate::init::init_and_check;
+use crate::support::{Sandbox, cache_hits, settle, sha256_of, statuses};
 
 /// A published source archive: where it is, its digest, the folder it unpacks to.
 struct Published {
@@ -69,39 +70,6 @@ fn unpacked(sandbox: &Sandbox, published: &Published) -> Result<PathBuf> {
     Ok(into.join(published.folder))
 }
 
-/// `sluice init` (it must say `for a KIND`), `sluice check`, then the pipeline's path.
-fn init(sandbox: &Sandbox, project: &Path, kind: &str) -> Result<PathBuf> {
-    let made = sandbox.command(&["init"]).current_dir(project).output()?;
-    let said = String::from_utf8_lossy(&made.stdout);
-    assert!(
-        made.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    assert!(said.contains(&format!("for a {kind}")), "{said}");
-    let pipeline = project.join("pipeline.toml");
-    let checked = sandbox.sluice(&["check", &pipeline.display().to_string()])?;
-    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
-    Ok(pipeline)
-}
-
-fn statuses(report: &RunReport) -> Vec<(&str, StageStatus)> {
-    report
-        .stages
-        .iter()
-        .map(|s| (s.name.as_str(), s.status))
-        .collect()
-}
-
-fn hits(report: &RunReport) -> Vec<&str> {
-    report
-        .stages
-        .iter()
-        .filter(|s| s.cache.as_ref().is_some_and(|c| c.hit))
-        .map(|s| s.name.as_str())
-        .collect()
-}
-
 fn artifact(report: &RunReport, path: &str) -> Result<String> {
     let file = Path::new(&report.run_dir).join(path);
     std::fs::read_to_string(&file).with_context(|| format!("no {}", file.display()))
@@ -111,7 +79,7 @@ fn artifact(report: &RunReport, path: &str) -> Result<String> {
 fn a_pypi_package_is_installed_tested_and_built_and_its_failures_named() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let project = unpacked(&sandbox, &SIX)?;
-    let pipeline = init(&sandbox, &project, "Python project")?;
+    let pipeline = init_and_check(&sandbox, &project, "Python project")?;
     let written = std::fs::read_to_string(&pipeline)?;
     // setup.py only: the project installed editable, pytest, and setuptools to build with.
     assert!(
@@ -154,7 +122,7 @@ fn a_pypi_package_is_installed_tested_and_built_and_its_failures_named() -> Resu
     settle();
     let (ran, again) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(hits(&again), ["code", "deps", "test", "release"]);
+    assert_eq!(cache_hits(&again), ["code", "deps", "test", "release"]);
 
     // A failing test fails the stage, names the test, and the page shows it.
     let tests = project.join("test_six.py");
@@ -184,7 +152,7 @@ fn a_pypi_package_is_installed_tested_and_built_and_its_failures_named() -> Resu
 fn an_npm_package_is_tested_and_node_modules_made_again_when_gone() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let project = unpacked(&sandbox, &DEEP_IS)?;
-    let pipeline = init(&sandbox, &project, "Node package")?;
+    let pipeline = init_and_check(&sandbox, &project, "Node package")?;
     assert!(project.join("package-lock.json").is_file());
     let (ran, report) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
@@ -202,13 +170,13 @@ fn an_npm_package_is_tested_and_node_modules_made_again_when_gone() -> Result<()
     settle();
     let (ran, again) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(hits(&again), ["code", "deps", "test"]);
+    assert_eq!(cache_hits(&again), ["code", "deps", "test"]);
 
     // node_modules is what deps makes (`makes`): gone, deps runs again whatever its key says.
     std::fs::remove_dir_all(project.join("node_modules"))?;
     let (ran, remade) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(hits(&remade), ["code", "test"]);
+    assert_eq!(cache_hits(&remade), ["code", "test"]);
     ran.assert_stderr(&["stage cache not used: node_modules is not there"]);
     assert!(project.join("node_modules/tape").is_dir());
     Ok(())
@@ -218,7 +186,7 @@ fn an_npm_package_is_tested_and_node_modules_made_again_when_gone() -> Result<()
 fn a_crates_io_crate_is_built_and_tested() -> Result<()> {
     let sandbox = Sandbox::new()?;
     let project = unpacked(&sandbox, &SEMVER)?;
-    let pipeline = init(&sandbox, &project, "Rust crate")?;
+    let pipeline = init_and_check(&sandbox, &project, "Rust crate")?;
     let (ran, report) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(
@@ -235,6 +203,6 @@ fn a_crates_io_crate_is_built_and_tested() -> Result<()> {
     settle();
     let (ran, again) = sandbox.run(&pipeline)?;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(hits(&again), ["code", "build", "test"]);
+    assert_eq!(cache_hits(&again), ["code", "build", "test"]);
     Ok(())
 }

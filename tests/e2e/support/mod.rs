@@ -397,6 +397,25 @@ pub fn assert_first_stage_intact(report: &RunReport) -> Result<()> {
     Ok(())
 }
 
+/// Each stage's name and status, in the report's order.
+pub fn statuses(report: &RunReport) -> Vec<(&str, StageStatus)> {
+    report
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect()
+}
+
+/// The stages the stage cache served, in the report's order.
+pub fn cache_hits(report: &RunReport) -> Vec<&str> {
+    report
+        .stages
+        .iter()
+        .filter(|s| s.cache.as_ref().is_some_and(|c| c.hit))
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
 /// The stage's status and message.
 pub fn stage_outcome(report: &RunReport, stage: &str) -> (StageStatus, String) {
     report
