@@ -12,6 +12,7 @@ use sluice::sandbox::cache::CompiledCache;
 
 mod args;
 mod error;
+mod subcommands;
 
 // Helpers some commands share.
 mod agent_env;
