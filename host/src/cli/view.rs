@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 
 use sluice::model::events::EventSink;
-use sluice::model::report::RunReport;
+use sluice::model::report::{RunReport, StageRecord};
 use sluice::reporters::{
     self, CiLogReporter, CiSystem, JsonLinesReporter, PlainReporter, Reporter, TerminalReporter,
     Verbosity,
@@ -53,6 +53,7 @@ where
         Err(err) => CliError::internal(format!("{err:#}")),
     })?;
     write_html(&outcome.report);
+    print_learned(&outcome.report.stages);
     export_trace(&outcome.report).await;
     if let Some(path) = &view.junit {
         let xml = sluice::reporters::junit_xml(&outcome.report);
@@ -72,6 +73,21 @@ where
         })?;
     }
     Ok(outcome.report.exit_code)
+}
+
+/// After a run with `--learn`: each stage's proposed `[stage.allow]` table, on stderr (stdout
+/// may carry `--format json-lines`).
+pub fn print_learned(stages: &[StageRecord]) {
+    let learned: Vec<String> = stages
+        .iter()
+        .filter_map(|stage| Some(stage.learned.as_ref()?.to_text(&stage.name)))
+        .collect();
+    if !learned.is_empty() {
+        eprintln!(
+            "\nsluice: learned from this run (paste into pipeline.toml, each table under its stage's [[stage]]):\n{}",
+            learned.join("\n")
+        );
+    }
 }
 
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the run goes to the team's tracing backend; a backend

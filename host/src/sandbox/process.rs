@@ -11,7 +11,7 @@ use crate::config::names::is_program_hook;
 use crate::model::events::LogSource;
 use crate::sandbox::bindings::sluice::pipeline::process::{Command, Completed};
 use crate::sandbox::capture::StageLog;
-use crate::sandbox::net::Denials;
+use crate::sandbox::net::{Denials, GrantKey};
 use crate::sandbox::process_group::{ProcessGroup, Watchman};
 
 /// Captured output beyond this is dropped (it is still logged, up to the log limit).
@@ -107,7 +107,7 @@ impl ExecPolicy {
                 LogSource::Warn,
                 &format!("sluice denied {what}: not in this stage's allow.exec"),
             );
-            self.denials.record(what);
+            self.denials.record_wanted(what, GrantKey::Exec, program);
             return Err(format!(
                 "`{program}` is not in this stage's allow.exec ({})",
                 if self.programs.is_empty() {
@@ -179,7 +179,11 @@ impl ExecPolicy {
                 LogSource::Warn,
                 &format!("sluice denied {what}: not in this stage's allow.exec_env"),
             );
-            self.denials.record(what);
+            if is_program_hook(name) {
+                self.denials.record(what);
+            } else {
+                self.denials.record_wanted(what, GrantKey::ExecEnv, name);
+            }
             return Err(if is_program_hook(name) {
                 format!("`{name}` makes programs load or run other code; a plugin may never set it")
             } else {
