@@ -78,16 +78,23 @@ where
 /// After a run with `--learn`: each stage's proposed `[stage.allow]` table, on stderr (stdout
 /// may carry `--format json-lines`).
 pub fn print_learned(stages: &[StageRecord]) {
-    let learned: Vec<String> = stages
-        .iter()
-        .filter_map(|stage| Some(stage.learned.as_ref()?.to_text(&stage.name)))
-        .collect();
-    if !learned.is_empty() {
-        eprintln!(
-            "\nsluice: learned from this run (paste into pipeline.toml, each table under its stage's [[stage]]):\n{}",
-            learned.join("\n")
-        );
+    if stages.iter().all(|stage| stage.learned.is_none()) {
+        return;
     }
+    let mut text = String::from(
+        "\nsluice: learned from this run (paste each table under its stage's [[stage]] in pipeline.toml):\n",
+    );
+    for stage in stages {
+        match &stage.learned {
+            Some(learned) => text.push_str(&learned.to_text(&stage.name)),
+            None => text.push_str(&format!(
+                "# stage `{}` did not run ({}): paste the tables above and run with --learn again\n",
+                stage.name,
+                stage.status.label()
+            )),
+        }
+    }
+    eprint!("{text}");
 }
 
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the run goes to the team's tracing backend; a backend

@@ -48,12 +48,14 @@ pub fn lesson(grants: &Grants, wanted: &[Wanted], denied: &[String]) -> LearnedG
 
 /// Why a refusal no grant entry allows was not learned.
 fn unlearnable(what: &str) -> String {
-    if what.starts_with("name lookup of ") {
-        format!(
-            "{what}: the port it would connect to is unknown; grant `NAME:PORT` in `net` if it needs it"
-        )
-    } else {
-        format!("{what}: no [stage.allow] entry allows it")
+    match what
+        .strip_prefix("name lookup of `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        Some(name) => format!(
+            "{what}: which port it would connect to is unknown (grant `{name}:PORT` in `net`)"
+        ),
+        None => format!("{what}: no [stage.allow] entry allows it"),
     }
 }
 
@@ -81,17 +83,17 @@ pub fn conclude(learned: &mut LearnedGrants, grants: &Grants, status: StageStatu
     if status != StageStatus::Succeeded {
         if !learned.learned.is_empty() {
             learned.not_learned.push(format!(
-                "the stage {}, maybe at its first refusal, so what it would do next is unknown: paste this table and run with --learn again",
+                "what it does after a refusal (it {}, maybe at the first one): paste this table and run with --learn again",
                 status.label()
             ));
         }
         if grants.workspace == Access::None {
             learned.not_learned.push(
-                "files and folders: a path outside the stage's folders is refused inside the plugin, where sluice cannot see it; if it reads the project checkout, add `workspace = \"read\"`".to_string(),
+                "files and folders outside its mounts, refused inside the plugin unseen by sluice (reads the project checkout? add `workspace = \"read\"`)".to_string(),
             );
         }
         learned.not_learned.push(
-            "variables read from the plugin's own environment (std::env::var, os.environ) are not seen; only those asked through sluice_sdk::env are learned".to_string(),
+            "variables read straight from its environment (std::env::var): only those asked through sluice_sdk::env are seen".to_string(),
         );
     }
     let mask = |list: &mut Vec<String>| {
@@ -107,4 +109,79 @@ pub fn conclude(learned: &mut LearnedGrants, grants: &Grants, status: StageStatu
         mask(&mut table.secrets);
     }
     mask(&mut learned.not_learned);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::grants::NetGrant;
+
+    fn wanted(key: GrantKey, entry: &str, what: &str) -> Wanted {
+        Wanted {
+            what: what.into(),
+            key,
+            entry: entry.into(),
+        }
+    }
+
+    #[test]
+    fn proposes_its_own_grants_plus_exactly_what_it_was_refused() {
+        let mut grants = Grants::none();
+        grants.workspace = Access::Read;
+        grants.exec = vec!["git".into()];
+        grants.net = vec![NetGrant {
+            host: "crates.io".into(),
+            port: 443,
+        }];
+        let refused = [
+            wanted(GrantKey::Net, "127.0.0.1:8080", "HTTP GET http://127.0.0.1:8080/x"),
+            wanted(GrantKey::Net, "127.0.0.1:8080", "socket TcpConnect to 127.0.0.1:8080"),
+            wanted(GrantKey::Exec, "cargo", "exec of `cargo`"),
+            wanted(GrantKey::Env, "GREETING", "env `GREETING`"),
+            wanted(GrantKey::Secrets, "TOKEN", "secret `TOKEN`"),
+            wanted(GrantKey::ExecEnv, "RUSTFLAGS", "setting `RUSTFLAGS` for `cargo`"),
+        ];
+        let denied: Vec<String> = refused
+            .iter()
+            .map(|w| w.what.clone())
+            .chain(["name lookup of `example.com`".to_string()])
+            .collect();
+        let lesson = lesson(&grants, &refused, &denied);
+        assert_eq!(lesson.learned.net, ["127.0.0.1:8080"]);
+        assert_eq!(lesson.learned.exec, ["cargo"]);
+        assert_eq!(lesson.learned.env, ["GREETING"]);
+        assert_eq!(lesson.learned.secrets, ["TOKEN"]);
+        assert_eq!(lesson.learned.exec_env, ["RUSTFLAGS"]);
+        assert_eq!(lesson.learned.workspace, None);
+        assert_eq!(lesson.proposed.net, ["crates.io:443", "127.0.0.1:8080"]);
+        assert_eq!(lesson.proposed.exec, ["git", "cargo"]);
+        assert_eq!(lesson.proposed.workspace.as_deref(), Some("read"));
+        assert_eq!(
+            lesson.not_learned,
+            ["name lookup of `example.com`: which port it would connect to is unknown (grant `example.com:PORT` in `net`)"]
+        );
+    }
+
+    #[test]
+    fn an_entry_it_already_has_is_not_learned_again() {
+        let mut grants = Grants::none();
+        grants.exec = vec!["echo".into()];
+        let refused = [wanted(GrantKey::Exec, "echo", "exec of `echo`")];
+        let lesson = lesson(&grants, &refused, &[]);
+        assert!(lesson.learned.is_empty());
+        assert_eq!(lesson.proposed.exec, ["echo"]);
+    }
+
+    #[test]
+    fn a_stage_that_did_not_succeed_says_what_it_may_not_have_shown() {
+        let refused = [wanted(GrantKey::Exec, "echo", "exec of `echo`")];
+        let masker = Masker::default();
+        let mut failed = lesson(&Grants::none(), &refused, &[]);
+        conclude(&mut failed, &Grants::none(), StageStatus::Failed, &masker);
+        assert!(failed.not_learned[0].contains("run with --learn again"), "{failed:?}");
+        assert!(failed.not_learned.iter().any(|l| l.contains("workspace = \"read\"")));
+        let mut succeeded = lesson(&Grants::none(), &[], &[]);
+        conclude(&mut succeeded, &Grants::none(), StageStatus::Succeeded, &masker);
+        assert!(succeeded.not_learned.is_empty());
+    }
 }
