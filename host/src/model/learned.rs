@@ -137,7 +137,10 @@ mod tests {
         assert_eq!(allow["exec"][0].as_str(), Some("say \"hi\"\\"));
         assert_eq!(allow["net"][0].as_str(), Some("127.0.0.1:8080"));
         assert!(allow.get("secrets").is_none());
-        assert!(text.contains("# could not learn: name lookup of `x`"), "{text}");
+        assert!(
+            text.contains("# could not learn: name lookup of `x`"),
+            "{text}"
+        );
         assert!(text.contains("keep this stage's dirs lines"), "{text}");
         let nothing = LearnedGrants::default().to_text("quiet");
         assert!(!nothing.contains("[stage.allow]"), "{nothing}");

@@ -65,12 +65,20 @@ impl Denials {
     }
 
     pub fn list(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).shown.clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shown
+            .clone()
     }
 
     /// The refusals a grant would have allowed, in the order they happened.
     pub fn wanted(&self) -> Vec<Wanted> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).wanted.clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wanted
+            .clone()
     }
 }
 

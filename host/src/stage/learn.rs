@@ -79,7 +79,12 @@ fn own_table(grants: &Grants) -> AllowTable {
 
 /// Once the attempt ended with `status`: what its ending means for the lesson, and every entry
 /// masked like the rest of its record (a refused name can carry a secret's value).
-pub fn conclude(learned: &mut LearnedGrants, grants: &Grants, status: StageStatus, masker: &Masker) {
+pub fn conclude(
+    learned: &mut LearnedGrants,
+    grants: &Grants,
+    status: StageStatus,
+    masker: &Masker,
+) {
     if status != StageStatus::Succeeded {
         if !learned.learned.is_empty() {
             learned.not_learned.push(format!(
@@ -134,12 +139,24 @@ mod tests {
             port: 443,
         }];
         let refused = [
-            wanted(GrantKey::Net, "127.0.0.1:8080", "HTTP GET http://127.0.0.1:8080/x"),
-            wanted(GrantKey::Net, "127.0.0.1:8080", "socket TcpConnect to 127.0.0.1:8080"),
+            wanted(
+                GrantKey::Net,
+                "127.0.0.1:8080",
+                "HTTP GET http://127.0.0.1:8080/x",
+            ),
+            wanted(
+                GrantKey::Net,
+                "127.0.0.1:8080",
+                "socket TcpConnect to 127.0.0.1:8080",
+            ),
             wanted(GrantKey::Exec, "cargo", "exec of `cargo`"),
             wanted(GrantKey::Env, "GREETING", "env `GREETING`"),
             wanted(GrantKey::Secrets, "TOKEN", "secret `TOKEN`"),
-            wanted(GrantKey::ExecEnv, "RUSTFLAGS", "setting `RUSTFLAGS` for `cargo`"),
+            wanted(
+                GrantKey::ExecEnv,
+                "RUSTFLAGS",
+                "setting `RUSTFLAGS` for `cargo`",
+            ),
         ];
         let denied: Vec<String> = refused
             .iter()
@@ -158,7 +175,9 @@ mod tests {
         assert_eq!(lesson.proposed.workspace.as_deref(), Some("read"));
         assert_eq!(
             lesson.not_learned,
-            ["name lookup of `example.com`: which port it would connect to is unknown (grant `example.com:PORT` in `net`)"]
+            [
+                "name lookup of `example.com`: which port it would connect to is unknown (grant `example.com:PORT` in `net`)"
+            ]
         );
     }
 
@@ -178,10 +197,23 @@ mod tests {
         let masker = Masker::default();
         let mut failed = lesson(&Grants::none(), &refused, &[]);
         conclude(&mut failed, &Grants::none(), StageStatus::Failed, &masker);
-        assert!(failed.not_learned[0].contains("run with --learn again"), "{failed:?}");
-        assert!(failed.not_learned.iter().any(|l| l.contains("workspace = \"read\"")));
+        assert!(
+            failed.not_learned[0].contains("run with --learn again"),
+            "{failed:?}"
+        );
+        assert!(
+            failed
+                .not_learned
+                .iter()
+                .any(|l| l.contains("workspace = \"read\""))
+        );
         let mut succeeded = lesson(&Grants::none(), &[], &[]);
-        conclude(&mut succeeded, &Grants::none(), StageStatus::Succeeded, &masker);
+        conclude(
+            &mut succeeded,
+            &Grants::none(),
+            StageStatus::Succeeded,
+            &masker,
+        );
         assert!(succeeded.not_learned.is_empty());
     }
 }

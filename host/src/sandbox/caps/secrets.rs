@@ -7,8 +7,8 @@ use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::config::grants::Grants;
-use crate::sandbox::bindings::sluice::pipeline::secrets;
 use crate::model::events::LogSource;
+use crate::sandbox::bindings::sluice::pipeline::secrets;
 use crate::sandbox::capability::{Capability, StageSetup};
 use crate::sandbox::net::GrantKey;
 use crate::sandbox::state::StageState;
