@@ -79,6 +79,12 @@ impl LearnedGrants {
                     text.push_str(&format!("{key} = [{}]\n", items.join(", ")));
                 }
             }
+            if !self.learned.secrets.is_empty() {
+                text.push_str(&format!(
+                    "# and declare {} in [secrets] (where each value comes from)\n",
+                    self.learned.secrets.join(", ")
+                ));
+            }
             if !self.keep.is_empty() {
                 text.push_str(&format!(
                     "# and keep this stage's {} lines as they are\n",

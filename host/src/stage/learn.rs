@@ -4,6 +4,9 @@
 //! run could not show.
 
 use crate::config::grants::{Access, Grants};
+use crate::config::names::{
+    check_env_name, check_readable_variable, check_secret_name, is_safe_exec_variable,
+};
 use crate::model::learned::{AllowTable, LearnedGrants};
 use crate::model::report::StageStatus;
 use crate::sandbox::net::{GrantKey, Wanted};
@@ -13,7 +16,12 @@ use crate::trust::secrets::Masker;
 pub fn lesson(grants: &Grants, wanted: &[Wanted], denied: &[String]) -> LearnedGrants {
     let mut learned = AllowTable::default();
     let mut proposed = own_table(grants);
+    let mut not_learned = Vec::new();
     for want in wanted {
+        if let Err(why) = grantable(want) {
+            not_learned.push(format!("{}: {why}", want.what));
+            continue;
+        }
         let (new, all) = match want.key {
             GrantKey::Net => (&mut learned.net, &mut proposed.net),
             GrantKey::Exec => (&mut learned.exec, &mut proposed.exec),
@@ -26,11 +34,12 @@ pub fn lesson(grants: &Grants, wanted: &[Wanted], denied: &[String]) -> LearnedG
             new.push(want.entry.clone());
         }
     }
-    let not_learned = denied
-        .iter()
-        .filter(|what| !wanted.iter().any(|want| &want.what == *what))
-        .map(|what| unlearnable(what))
-        .collect();
+    not_learned.extend(
+        denied
+            .iter()
+            .filter(|what| !wanted.iter().any(|want| &want.what == *what))
+            .map(|what| unlearnable(what)),
+    );
     let mut keep = Vec::new();
     if !grants.dirs.is_empty() {
         keep.push("`dirs`".to_string());
@@ -43,6 +52,24 @@ pub fn lesson(grants: &Grants, wanted: &[Wanted], denied: &[String]) -> LearnedG
         proposed,
         keep,
         not_learned,
+    }
+}
+
+/// Whether `pipeline.toml` could grant what the stage asked for: never a variable a pipeline may
+/// not read (`SLUICE_*`, protected), never one off the `exec_env` safe list (that is a choice to
+/// make knowingly, in `exec_env_unchecked`), never a name the file would refuse.
+fn grantable(want: &Wanted) -> Result<(), String> {
+    let name = want.entry.as_str();
+    match want.key {
+        GrantKey::Env => {
+            check_env_name(name).map_err(|why| format!("not a variable name ({why})"))?;
+            check_readable_variable(name)
+        }
+        GrantKey::ExecEnv if !is_safe_exec_variable(name) => Err(format!(
+            "`{name}` is off the exec_env safe list; grant it in `exec_env_unchecked` only if you know what it does to the program"
+        )),
+        GrantKey::Secrets => check_secret_name(name),
+        GrantKey::Net | GrantKey::Exec | GrantKey::ExecEnv => Ok(()),
     }
 }
 
@@ -154,8 +181,8 @@ mod tests {
             wanted(GrantKey::Secrets, "TOKEN", "secret `TOKEN`"),
             wanted(
                 GrantKey::ExecEnv,
-                "RUSTFLAGS",
-                "setting `RUSTFLAGS` for `cargo`",
+                "NO_COLOR",
+                "setting `NO_COLOR` for `cargo`",
             ),
         ];
         let denied: Vec<String> = refused
@@ -168,7 +195,7 @@ mod tests {
         assert_eq!(lesson.learned.exec, ["cargo"]);
         assert_eq!(lesson.learned.env, ["GREETING"]);
         assert_eq!(lesson.learned.secrets, ["TOKEN"]);
-        assert_eq!(lesson.learned.exec_env, ["RUSTFLAGS"]);
+        assert_eq!(lesson.learned.exec_env, ["NO_COLOR"]);
         assert_eq!(lesson.learned.workspace, None);
         assert_eq!(lesson.proposed.net, ["crates.io:443", "127.0.0.1:8080"]);
         assert_eq!(lesson.proposed.exec, ["git", "cargo"]);
@@ -178,6 +205,31 @@ mod tests {
             [
                 "name lookup of `example.com`: which port it would connect to is unknown (grant `example.com:PORT` in `net`)"
             ]
+        );
+    }
+
+    #[test]
+    fn what_pipeline_toml_could_not_grant_is_not_proposed() {
+        let refused = [
+            wanted(
+                GrantKey::Env,
+                "SLUICE_NATS_PASSWORD",
+                "env `SLUICE_NATS_PASSWORD`",
+            ),
+            wanted(GrantKey::Env, "A-B", "env `A-B`"),
+            wanted(GrantKey::ExecEnv, "FOO_HOME", "setting `FOO_HOME` for `x`"),
+        ];
+        let denied: Vec<String> = refused.iter().map(|w| w.what.clone()).collect();
+        let lesson = lesson(&Grants::none(), &refused, &denied);
+        assert!(lesson.learned.is_empty(), "{lesson:?}");
+        assert_eq!(lesson.not_learned.len(), 3, "{lesson:?}");
+        assert!(
+            lesson.not_learned[0].contains("sluice's own settings"),
+            "{lesson:?}"
+        );
+        assert!(
+            lesson.not_learned[2].contains("exec_env_unchecked"),
+            "{lesson:?}"
         );
     }
 
