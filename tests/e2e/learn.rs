@@ -129,3 +129,36 @@ fn stage_run_learns_too_and_keeps_the_grants_it_has() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_program_asked_to_run_in_the_workspace_teaches_workspace_read() -> Result<()> {
+    let sandbox = Sandbox::new()?;
+    // A checkout of its own: the sandbox's folder also holds the runs folder.
+    std::fs::create_dir(sandbox.path().join("project"))?;
+    let pipeline = Pipeline::new("learn").set("workspace", "project").stage(
+        Stage::new("build", "exec")
+            .config("program", "true")
+            .config("cwd", "/workspace"),
+    );
+    let file = sandbox.write(&pipeline)?;
+    let report = sandbox.path().join("learn.json");
+    let mut args = sandbox.run_args(&file, &report);
+    args.push("--learn".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let learning = sandbox.sluice(&args)?;
+    learning.assert_exit(exit_codes::STAGE_FAILED);
+    let table = proposed_table(&learning.stderr)?;
+    assert_eq!(
+        table.lines().skip(1).collect::<Vec<_>>(),
+        ["workspace = \"read\"", "exec = [\"true\"]"],
+        "{}",
+        learning.stderr
+    );
+    let text = std::fs::read_to_string(&file)?;
+    std::fs::write(&file, format!("{text}\n{table}"))?;
+    let (ran, granted) = sandbox.run(&file)?;
+    ran.assert_exit(exit_codes::SUCCESS);
+    let build = granted.stage("build").context("no stage build")?;
+    assert!(build.denied.is_empty(), "{:?}", build.denied);
+    Ok(())
+}

@@ -85,6 +85,8 @@ impl Denials {
 /// The `[stage.allow]` keys a refusal can be learned for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum GrantKey {
+    /// The project checkout, asked for where the stage does not have it (its entry: "read").
+    Workspace,
     Net,
     Exec,
     Env,

@@ -93,10 +93,26 @@ impl ExecPolicy {
                     mount.guest
                 ))
             }
-            None => Err(format!(
-                "working directory `{guest}` is not inside a folder this stage may run programs in ({places})"
-            )),
+            None => {
+                if is_in_workspace(guest) {
+                    self.want_workspace(format!("running `{program}` in `{guest}`"));
+                }
+                Err(format!(
+                    "working directory `{guest}` is not inside a folder this stage may run programs in ({places})"
+                ))
+            }
         }
+    }
+
+    /// Records that the stage asked for the workspace it is not granted (`workspace = "read"`
+    /// would have given it: the least that does).
+    fn want_workspace(&self, what: String) {
+        let _ = self.log.message(
+            LogSource::Warn,
+            &format!("sluice denied {what}: this stage is not granted the workspace"),
+        );
+        self.denials
+            .record_wanted(what, GrantKey::Workspace, "read");
     }
 
     /// Resolves a granted program to a host path.
@@ -121,6 +137,7 @@ impl ExecPolicy {
             // What the stages that write the workspace put there (a virtual environment's
             // interpreter): the pipeline's author granted that path, not what it holds.
             let workspace = self.mount("/workspace").ok_or_else(|| {
+                self.want_workspace(format!("exec of `{program}` in the workspace"));
                 format!("`{program}` is in the workspace, which this stage does not see")
             })?;
             let path = workspace.host.join(inside);
@@ -202,13 +219,21 @@ impl ExecPolicy {
 
     /// Runs `command`; Err (to the guest) when it is not granted or cannot start.
     pub async fn run(&self, command: Command) -> Result<Completed, String> {
-        let program = self.program_path(&command.program)?;
-        self.check_env(&command)?;
+        // Every check runs, so that each refusal of one call is recorded (`--learn` sees them
+        // all); the first one is the answer.
+        let program = self.program_path(&command.program);
+        let env = self.check_env(&command);
+        let asked_cwd = command
+            .cwd
+            .as_ref()
+            .map(|guest| self.working_folder(&command.program, guest));
+        let program = program?;
+        env?;
         // Without a working folder: the workspace, or a fresh empty folder no plugin has seen
         // (kept until the program ends).
         let mut fresh = None;
-        let cwd = match &command.cwd {
-            Some(guest) => self.working_folder(&command.program, guest)?,
+        let cwd = match asked_cwd {
+            Some(folder) => folder?,
             None => match self.mount("/workspace") {
                 Some(workspace) => workspace.host.clone(),
                 None => fresh
@@ -377,4 +402,9 @@ pub fn base_env(granted: &[String]) -> Vec<(String, String)> {
         }
     }
     env
+}
+
+/// Whether guest path `guest` is the workspace or inside it.
+fn is_in_workspace(guest: &str) -> bool {
+    guest == "/workspace" || guest.starts_with("/workspace/")
 }

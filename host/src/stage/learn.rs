@@ -22,7 +22,15 @@ pub fn lesson(grants: &Grants, wanted: &[Wanted], denied: &[String]) -> LearnedG
             not_learned.push(format!("{}: {why}", want.what));
             continue;
         }
+        if want.key == GrantKey::Workspace {
+            if proposed.workspace.is_none() {
+                proposed.workspace = Some(want.entry.clone());
+                learned.workspace = Some(want.entry.clone());
+            }
+            continue;
+        }
         let (new, all) = match want.key {
+            GrantKey::Workspace => continue,
             GrantKey::Net => (&mut learned.net, &mut proposed.net),
             GrantKey::Exec => (&mut learned.exec, &mut proposed.exec),
             GrantKey::Env => (&mut learned.env, &mut proposed.env),
@@ -69,7 +77,7 @@ fn grantable(want: &Wanted) -> Result<(), String> {
             "`{name}` is off the exec_env safe list; grant it in `exec_env_unchecked` only if you know what it does to the program"
         )),
         GrantKey::Secrets => check_secret_name(name),
-        GrantKey::Net | GrantKey::Exec | GrantKey::ExecEnv => Ok(()),
+        GrantKey::Workspace | GrantKey::Net | GrantKey::Exec | GrantKey::ExecEnv => Ok(()),
     }
 }
 
@@ -119,7 +127,7 @@ pub fn conclude(
                 status.label()
             ));
         }
-        if grants.workspace == Access::None {
+        if grants.workspace == Access::None && learned.learned.workspace.is_none() {
             learned.not_learned.push(
                 "files and folders outside its mounts, refused inside the plugin unseen by sluice (reads the project checkout? add `workspace = \"read\"`)".to_string(),
             );
@@ -177,6 +185,11 @@ mod tests {
                 "socket TcpConnect to 127.0.0.1:8080",
             ),
             wanted(GrantKey::Exec, "cargo", "exec of `cargo`"),
+            wanted(
+                GrantKey::Workspace,
+                "read",
+                "running `cargo` in `/workspace`",
+            ),
             wanted(GrantKey::Env, "GREETING", "env `GREETING`"),
             wanted(GrantKey::Secrets, "TOKEN", "secret `TOKEN`"),
             wanted(
@@ -196,6 +209,7 @@ mod tests {
         assert_eq!(lesson.learned.env, ["GREETING"]);
         assert_eq!(lesson.learned.secrets, ["TOKEN"]);
         assert_eq!(lesson.learned.exec_env, ["NO_COLOR"]);
+        // It had the workspace already: nothing to learn there.
         assert_eq!(lesson.learned.workspace, None);
         assert_eq!(lesson.proposed.net, ["crates.io:443", "127.0.0.1:8080"]);
         assert_eq!(lesson.proposed.exec, ["git", "cargo"]);
@@ -231,6 +245,19 @@ mod tests {
             lesson.not_learned[2].contains("exec_env_unchecked"),
             "{lesson:?}"
         );
+    }
+
+    #[test]
+    fn a_stage_that_asked_for_the_workspace_gets_it_read_only() {
+        let refused = [wanted(
+            GrantKey::Workspace,
+            "read",
+            "running `make` in `/workspace/src`",
+        )];
+        let lesson = lesson(&Grants::none(), &refused, &[refused[0].what.clone()]);
+        assert_eq!(lesson.learned.workspace.as_deref(), Some("read"));
+        assert_eq!(lesson.proposed.workspace.as_deref(), Some("read"));
+        assert!(lesson.not_learned.is_empty(), "{lesson:?}");
     }
 
     #[test]
