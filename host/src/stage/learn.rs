@@ -22,15 +22,14 @@ pub fn lesson(grants: &Grants, wanted: &[Wanted], denied: &[String]) -> LearnedG
             not_learned.push(format!("{}: {why}", want.what));
             continue;
         }
-        if want.key == GrantKey::Workspace {
-            if proposed.workspace.is_none() {
-                proposed.workspace = Some(want.entry.clone());
-                learned.workspace = Some(want.entry.clone());
-            }
-            continue;
-        }
         let (new, all) = match want.key {
-            GrantKey::Workspace => continue,
+            GrantKey::Workspace => {
+                if proposed.workspace.is_none() {
+                    proposed.workspace = Some(want.entry.clone());
+                    learned.workspace = Some(want.entry.clone());
+                }
+                continue;
+            }
             GrantKey::Net => (&mut learned.net, &mut proposed.net),
             GrantKey::Exec => (&mut learned.exec, &mut proposed.exec),
             GrantKey::Env => (&mut learned.env, &mut proposed.env),
