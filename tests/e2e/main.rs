@@ -24,6 +24,7 @@ mod grants;
 mod graph;
 mod init;
 mod init_go;
+mod learn;
 mod nats_jetstream;
 mod nats_roles;
 mod phases;

@@ -164,6 +164,10 @@ pub struct RunArgs {
     /// ~/.local/state/sluice/runs/<pipeline>-<hash>]
     #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
     pub runs_dir: Option<PathBuf>,
+    /// Grant nothing more, record every refusal, and print per stage the smallest
+    /// [stage.allow] table that would have allowed them (no stage cache)
+    #[arg(long)]
+    pub learn: bool,
     #[command(flatten)]
     pub flags: RunFlags,
 }

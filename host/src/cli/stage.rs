@@ -31,6 +31,9 @@ pub async fn run(host: &Host, store: &PluginStore, args: StageRunArgs) -> Outcom
         .clone()
         .or_else(|| runs_home().map(|h| h.join("stage-runs")))
         .unwrap_or_else(|| PathBuf::from(".sluice/stage-runs"));
+    if args.learn {
+        host.learn_grants();
+    }
     let (sink, reporter_thread) = reporters::spawn(reporter_for(&args.view));
     let outcome = run_stage(host, &pipeline, index, &plugin, &inputs, &runs_root, &sink).await;
     drop(sink);
@@ -55,6 +58,7 @@ pub async fn run(host: &Host, store: &PluginStore, args: StageRunArgs) -> Outcom
         );
     }
     println!("  run folder {}", run_dir.display());
+    crate::view::print_learned(std::slice::from_ref(&record));
     Ok(match record.status {
         StageStatus::Succeeded => exit_codes::SUCCESS,
         StageStatus::Failed => exit_codes::STAGE_FAILED,

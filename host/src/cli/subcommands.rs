@@ -181,6 +181,10 @@ pub struct StageRunArgs {
     /// Where the run folder goes (and, with --from, where the run is looked for)
     #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
     pub runs_dir: Option<PathBuf>,
+    /// Grant nothing more, record every refusal, and print the smallest [stage.allow] table
+    /// that would have allowed them
+    #[arg(long)]
+    pub learn: bool,
     #[command(flatten)]
     pub resolve: ResolveArgs,
     #[command(flatten)]

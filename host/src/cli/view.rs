@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 
 use sluice::model::events::EventSink;
-use sluice::model::report::RunReport;
+use sluice::model::report::{RunReport, StageRecord};
 use sluice::reporters::{
     self, CiLogReporter, CiSystem, JsonLinesReporter, PlainReporter, Reporter, TerminalReporter,
     Verbosity,
@@ -53,6 +53,7 @@ where
         Err(err) => CliError::internal(format!("{err:#}")),
     })?;
     write_html(&outcome.report);
+    print_learned(&outcome.report.stages);
     export_trace(&outcome.report).await;
     if let Some(path) = &view.junit {
         let xml = sluice::reporters::junit_xml(&outcome.report);
@@ -72,6 +73,28 @@ where
         })?;
     }
     Ok(outcome.report.exit_code)
+}
+
+/// After a run with `--learn`: each stage's proposed `[stage.allow]` table, on stderr (stdout
+/// may carry `--format json-lines`).
+pub fn print_learned(stages: &[StageRecord]) {
+    if stages.iter().all(|stage| stage.learned.is_none()) {
+        return;
+    }
+    let mut text = String::from(
+        "\nsluice: learned from this run (paste each table under its stage's [[stage]] in pipeline.toml):\n",
+    );
+    for stage in stages {
+        match &stage.learned {
+            Some(learned) => text.push_str(&learned.to_text(&stage.name)),
+            None => text.push_str(&format!(
+                "# stage `{}` did not run ({}): paste the tables above and run with --learn again\n",
+                stage.name,
+                stage.status.label()
+            )),
+        }
+    }
+    eprint!("{text}");
 }
 
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the run goes to the team's tracing backend; a backend

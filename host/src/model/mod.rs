@@ -8,6 +8,7 @@ pub mod events;
 pub mod identity;
 pub mod journal;
 pub mod layout;
+pub mod learned;
 pub mod report;
 pub mod text;
 pub mod tree;

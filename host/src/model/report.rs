@@ -156,6 +156,9 @@ pub struct StageRecord {
     /// What sluice refused the stage (network, programs, secrets it was not granted).
     #[serde(default)]
     pub denied: Vec<String>,
+    /// With `--learn`: the grants it was refused and the `[stage.allow]` table that allows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<crate::model::learned::LearnedGrants>,
     /// The stages it waited for.
     #[serde(default)]
     pub depends_on: Vec<String>,

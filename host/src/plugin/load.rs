@@ -324,6 +324,7 @@ impl Plugin {
             limits,
             secrets: &no_secrets,
             caches: &[],
+            learn: false,
         };
         let state = StageState::new(&spec, log).map_err(|e| crashed(format!("{e:#}")))?;
         let mut store = Store::new(&host.engine, state);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::sandbox::bindings::StageFullPre;
-use crate::sandbox::bindings::sluice::pipeline::{digest, log};
+use crate::sandbox::bindings::sluice::pipeline::{digest, env, log};
 use crate::sandbox::cache::CompiledCache;
 use crate::sandbox::caps::CapSet;
 use crate::sandbox::state::StageState;
@@ -28,6 +29,9 @@ pub struct Host {
     /// One pre-linked instance per (plugin sha256, capabilities), however many stages use it.
     linked: Mutex<HashMap<(String, CapSet), StageFullPre<StageState>>>,
     pub(crate) cache: CompiledCache,
+    /// `--learn`: every capability is linked with the stage's own grants only, so what a stage
+    /// asks beyond them is refused and recorded instead of stopping it at load.
+    learning: AtomicBool,
     _ticker: EpochTicker,
 }
 
@@ -48,15 +52,28 @@ impl Host {
             linkers: Mutex::new(HashMap::new()),
             linked: Mutex::new(HashMap::new()),
             cache,
+            learning: AtomicBool::new(false),
             _ticker: ticker,
         })
+    }
+
+    /// Runs every stage from now on in learning mode (`sluice run --learn`): nothing more is
+    /// granted, but a plugin importing a capability its stage lacks is linked (everything it
+    /// asks is refused and recorded) instead of being refused before it runs.
+    pub fn learn_grants(&self) {
+        self.learning.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether stages run in learning mode.
+    pub fn learning(&self) -> bool {
+        self.learning.load(Ordering::Relaxed)
     }
 
     pub fn cache_dir(&self) -> Option<&Path> {
         self.cache.dir()
     }
 
-    /// The linker for stages granted `caps`: WASI p2 and `log` always; wasi-http, `process` and
+    /// The linker for stages granted `caps`: WASI p2, `log`, `digest` and `env` always; wasi-http, `process` and
     /// `secrets` only when granted, so an ungranted import cannot even be linked.
     pub(crate) fn linker(&self, caps: CapSet) -> Result<Arc<Linker<StageState>>> {
         let mut linkers = self.linkers.lock().unwrap_or_else(|p| p.into_inner());
@@ -70,6 +87,9 @@ impl Host {
             .map_err(into_anyhow)?;
         // Reads only what the stage can read: linked for every stage.
         digest::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |s| s)
+            .map_err(into_anyhow)?;
+        // Hands out only granted variables: linked for every stage.
+        env::add_to_linker::<StageState, HasSelf<StageState>>(&mut linker, |s| s)
             .map_err(into_anyhow)?;
         for capability in caps.iter() {
             capability.link(&mut linker)?;

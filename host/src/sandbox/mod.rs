@@ -10,6 +10,7 @@ pub mod capture;
 pub mod digest;
 pub mod dns;
 pub mod engine;
+pub mod env;
 pub mod limits;
 pub mod net;
 pub mod process;

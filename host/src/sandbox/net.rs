@@ -28,24 +28,79 @@ pub struct NetPolicy {
     log: StageLog,
 }
 
-/// What a stage tried and was refused, in its words: "HTTP to 10.0.0.1:80".
+/// What a stage tried and was refused, in its words ("HTTP to 10.0.0.1:80"), and which of those
+/// refusals a grant would have allowed (for `sluice run --learn`).
 #[derive(Debug, Clone, Default)]
-pub struct Denials(Arc<Mutex<Vec<String>>>);
+pub struct Denials(Arc<Mutex<Refusals>>);
+
+#[derive(Debug, Default)]
+struct Refusals {
+    shown: Vec<String>,
+    wanted: Vec<Wanted>,
+}
 
 impl Denials {
     /// Records a refusal; `what` often holds plugin text (a program, a host), so it is made safe
     /// to show first.
     pub fn record(&self, what: String) {
         let what = one_line(&what, MAX_FIELD_BYTES);
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if list.len() < 100 && !list.contains(&what) {
-            list.push(what);
+        let mut refusals = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if refusals.shown.len() < 100 && !refusals.shown.contains(&what) {
+            refusals.shown.push(what);
+        }
+    }
+
+    /// Records a refusal that the grant `key = [entry]` would have allowed.
+    pub fn record_wanted(&self, what: String, key: GrantKey, entry: &str) {
+        let wanted = Wanted {
+            what: one_line(&what, MAX_FIELD_BYTES),
+            key,
+            entry: one_line(entry, MAX_FIELD_BYTES),
+        };
+        self.record(what);
+        let mut refusals = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if refusals.wanted.len() < 100 && !refusals.wanted.contains(&wanted) {
+            refusals.wanted.push(wanted);
         }
     }
 
     pub fn list(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shown
+            .clone()
     }
+
+    /// The refusals a grant would have allowed, in the order they happened.
+    pub fn wanted(&self) -> Vec<Wanted> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wanted
+            .clone()
+    }
+}
+
+/// The `[stage.allow]` keys a refusal can be learned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GrantKey {
+    /// The project checkout, asked for where the stage does not have it (its entry: "read").
+    Workspace,
+    Net,
+    Exec,
+    Env,
+    ExecEnv,
+    Secrets,
+}
+
+/// One refusal a grant would have allowed: how it was shown (`denied`), and the entry of `key`
+/// that allows it (`127.0.0.1:8080` for `net`, `echo` for `exec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub what: String,
+    pub key: GrantKey,
+    pub entry: String,
 }
 
 impl NetPolicy {
@@ -114,17 +169,23 @@ impl NetPolicy {
         }
         let found = self.names.get(&normal_name(name)).cloned();
         if found.is_none() {
-            self.deny(format!("name lookup of `{name}`"));
+            // No port is known yet: nothing to propose (`--learn` says so).
+            self.deny(format!("name lookup of `{name}`"), None);
         }
         found
     }
 
-    pub fn deny(&self, what: String) {
+    /// Records a refusal; `wanted` is the `allow.net` entry that would have allowed it, if
+    /// one would have.
+    pub fn deny(&self, what: String, wanted: Option<String>) {
         let _ = self.log.message(
             LogSource::Warn,
             &format!("sluice denied {what}: not in this stage's allow.net"),
         );
-        self.denials.record(what);
+        match wanted {
+            Some(entry) => self.denials.record_wanted(what, GrantKey::Net, &entry),
+            None => self.denials.record(what),
+        }
     }
 
     /// The check WASI sockets run before every connect, bind or send.
@@ -150,7 +211,9 @@ impl NetPolicy {
                 }
             };
             if !allowed {
-                policy.deny(format!("socket {usage:?} to {addr}"));
+                let connect = matches!(usage, SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend);
+                let wanted = connect.then(|| addr.to_string());
+                policy.deny(format!("socket {usage:?} to {addr}"), wanted);
             }
             Box::pin(async move { allowed })
         }
@@ -182,7 +245,8 @@ impl WasiHttpHooks for NetPolicy {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         if !self.allows(&host, port) {
-            self.deny(format!("HTTP {} {uri}", request.method()));
+            let wanted = Some(format!("{}:{port}", host.to_ascii_lowercase()));
+            self.deny(format!("HTTP {} {uri}", request.method()), wanted);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         Box::new(async move {

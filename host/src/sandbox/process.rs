@@ -11,7 +11,7 @@ use crate::config::names::is_program_hook;
 use crate::model::events::LogSource;
 use crate::sandbox::bindings::sluice::pipeline::process::{Command, Completed};
 use crate::sandbox::capture::StageLog;
-use crate::sandbox::net::Denials;
+use crate::sandbox::net::{Denials, GrantKey};
 use crate::sandbox::process_group::{ProcessGroup, Watchman};
 
 /// Captured output beyond this is dropped (it is still logged, up to the log limit).
@@ -93,10 +93,26 @@ impl ExecPolicy {
                     mount.guest
                 ))
             }
-            None => Err(format!(
-                "working directory `{guest}` is not inside a folder this stage may run programs in ({places})"
-            )),
+            None => {
+                if is_in_workspace(guest) {
+                    self.want_workspace(format!("running `{program}` in `{guest}`"));
+                }
+                Err(format!(
+                    "working directory `{guest}` is not inside a folder this stage may run programs in ({places})"
+                ))
+            }
         }
+    }
+
+    /// Records that the stage asked for the workspace it is not granted (`workspace = "read"`
+    /// would have given it: the least that does).
+    fn want_workspace(&self, what: String) {
+        let _ = self.log.message(
+            LogSource::Warn,
+            &format!("sluice denied {what}: this stage is not granted the workspace"),
+        );
+        self.denials
+            .record_wanted(what, GrantKey::Workspace, "read");
     }
 
     /// Resolves a granted program to a host path.
@@ -107,7 +123,7 @@ impl ExecPolicy {
                 LogSource::Warn,
                 &format!("sluice denied {what}: not in this stage's allow.exec"),
             );
-            self.denials.record(what);
+            self.denials.record_wanted(what, GrantKey::Exec, program);
             return Err(format!(
                 "`{program}` is not in this stage's allow.exec ({})",
                 if self.programs.is_empty() {
@@ -121,6 +137,7 @@ impl ExecPolicy {
             // What the stages that write the workspace put there (a virtual environment's
             // interpreter): the pipeline's author granted that path, not what it holds.
             let workspace = self.mount("/workspace").ok_or_else(|| {
+                self.want_workspace(format!("exec of `{program}` in the workspace"));
                 format!("`{program}` is in the workspace, which this stage does not see")
             })?;
             let path = workspace.host.join(inside);
@@ -179,7 +196,11 @@ impl ExecPolicy {
                 LogSource::Warn,
                 &format!("sluice denied {what}: not in this stage's allow.exec_env"),
             );
-            self.denials.record(what);
+            if is_program_hook(name) {
+                self.denials.record(what);
+            } else {
+                self.denials.record_wanted(what, GrantKey::ExecEnv, name);
+            }
             return Err(if is_program_hook(name) {
                 format!("`{name}` makes programs load or run other code; a plugin may never set it")
             } else {
@@ -198,13 +219,21 @@ impl ExecPolicy {
 
     /// Runs `command`; Err (to the guest) when it is not granted or cannot start.
     pub async fn run(&self, command: Command) -> Result<Completed, String> {
-        let program = self.program_path(&command.program)?;
-        self.check_env(&command)?;
+        // Every check runs, so that each refusal of one call is recorded (`--learn` sees them
+        // all); the first one is the answer.
+        let program = self.program_path(&command.program);
+        let env = self.check_env(&command);
+        let asked_cwd = command
+            .cwd
+            .as_ref()
+            .map(|guest| self.working_folder(&command.program, guest));
+        let program = program?;
+        env?;
         // Without a working folder: the workspace, or a fresh empty folder no plugin has seen
         // (kept until the program ends).
         let mut fresh = None;
-        let cwd = match &command.cwd {
-            Some(guest) => self.working_folder(&command.program, guest)?,
+        let cwd = match asked_cwd {
+            Some(folder) => folder?,
             None => match self.mount("/workspace") {
                 Some(workspace) => workspace.host.clone(),
                 None => fresh
@@ -373,4 +402,9 @@ pub fn base_env(granted: &[String]) -> Vec<(String, String)> {
         }
     }
     env
+}
+
+/// Whether guest path `guest` is the workspace or inside it.
+fn is_in_workspace(guest: &str) -> bool {
+    guest == "/workspace" || guest.starts_with("/workspace/")
 }

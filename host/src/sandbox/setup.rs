@@ -46,13 +46,17 @@ impl StageState {
             .stderr(log.stream(LogSource::Stderr))
             .allow_blocking_current_thread(only_regular_files(spec))
             .allow_udp(false)
-            .allow_tcp(!net.is_empty())
-            .allow_ip_name_lookup(!net.is_empty())
+            // Learning, every connect and lookup reaches the policy, which refuses and records it.
+            .allow_tcp(!net.is_empty() || spec.learn)
+            .allow_ip_name_lookup(!net.is_empty() || spec.learn)
             .socket_addr_check(net.socket_check());
+        let mut env = Vec::new();
         for name in &grants.env {
-            if let Ok(value) = std::env::var(name) {
+            let value = std::env::var(name).ok();
+            if let Some(value) = &value {
                 builder.env(name, value);
             }
+            env.push((name.clone(), value));
         }
         let mut mounts = Vec::new();
         let mut mount =
@@ -103,9 +107,16 @@ impl StageState {
         // The plugin finds each volume where it sees it, under the same variable.
         for cache in spec.caches {
             builder.env(&cache.env, &cache.guest);
+            env.push((cache.env.clone(), Some(cache.guest.clone())));
         }
         let mut capabilities = CapabilityState::default();
-        for capability in CapSet::of(grants).iter() {
+        // Learning, every capability is there, holding only what the stage is granted.
+        let caps = if spec.learn {
+            CapSet::all()
+        } else {
+            CapSet::of(grants)
+        };
+        for capability in caps.iter() {
             capability.prepare(&mut StageSetup {
                 spec,
                 log: &log,
@@ -124,6 +135,7 @@ impl StageState {
             limiter: StageLimiter::new(spec.limits.memory),
             denials,
             mounts,
+            env,
         })
     }
 }

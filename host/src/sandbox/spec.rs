@@ -28,6 +28,9 @@ pub struct SandboxSpec<'a> {
     pub secrets: &'a BTreeMap<String, String>,
     /// The cache volumes it is granted, each taken (locked) for it.
     pub caches: &'a [CacheMount],
+    /// `sluice run --learn`: every capability is linked and prepared with the stage's own
+    /// grants, so what it asks beyond them is refused and recorded rather than never asked.
+    pub learn: bool,
 }
 
 /// Where a stage sees the artifacts it reads of one earlier stage: the host folder `host`,

@@ -41,6 +41,9 @@ pub struct StageState {
     pub(super) denials: Denials,
     /// Where each guest folder is on the host (for `digest`).
     pub(super) mounts: Vec<super::process::Mount>,
+    /// The variables the stage is granted (`allow.env`, cache volumes) and their values (none
+    /// when unset on the host), for `env.get`.
+    pub(super) env: Vec<(String, Option<String>)>,
 }
 
 impl StageState {
@@ -58,10 +61,9 @@ impl StageState {
         self.capabilities.get_mut::<T>()
     }
 
-    /// Records something the stage was refused, and says so in its log.
-    pub(crate) fn deny(&self, what: String, message: &str) {
-        let _ = self.log.message(LogSource::Warn, message);
-        self.denials.record(what);
+    /// What the stage was refused that a grant would have allowed.
+    pub fn wanted(&self) -> Vec<super::net::Wanted> {
+        self.denials.wanted()
     }
 }
 

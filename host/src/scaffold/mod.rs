@@ -26,6 +26,7 @@ pub enum Lang {
 const WIT: &[(&str, &str)] = &[
     ("types.wit", include_str!("../../../wit/types.wit")),
     ("digest.wit", include_str!("../../../wit/digest.wit")),
+    ("env.wit", include_str!("../../../wit/env.wit")),
     ("log.wit", include_str!("../../../wit/log.wit")),
     ("process.wit", include_str!("../../../wit/process.wit")),
     ("secrets.wit", include_str!("../../../wit/secrets.wit")),

@@ -38,6 +38,7 @@ impl StageExecution<'_> {
         output.empty();
         record.outputs.clear();
         record.summary = None;
+        record.learned = None;
         let log_rel = layout.log_rel(name);
         let ending = match StageLog::new(
             name,
@@ -62,6 +63,9 @@ impl StageExecution<'_> {
         };
         let _ = std::fs::remove_dir_all(layout.work_of(name));
         record.status = ending.status;
+        if let Some(learned) = &mut record.learned {
+            super::learn::conclude(learned, &self.stage.grants, ending.status, masker);
+        }
         let masked = |text: Option<String>| text.map(|t| masker.mask(&t).into_owned());
         record.summary = masked(record.summary.take());
         for denied in &mut record.denied {
@@ -128,6 +132,7 @@ impl StageExecution<'_> {
             limits: stage.limits,
             secrets: self.secrets,
             caches: &caches,
+            learn: self.around.host.learning(),
         };
         let state = match StageState::new(&spec, log.clone()) {
             Ok(state) => state,
@@ -168,6 +173,10 @@ impl StageExecution<'_> {
             why = output.overrun() => Err(Stopped::Overrun(why)),
         };
         record.denied = store.data().denials();
+        if self.around.host.learning() {
+            let wanted = store.data().wanted();
+            record.learned = Some(super::learn::lesson(&stage.grants, &wanted, &record.denied));
+        }
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(Stopped::Interrupted) => {

@@ -11,6 +11,7 @@ mod ending;
 mod execution;
 pub mod inputs;
 mod interrupt;
+mod learn;
 mod locked;
 pub mod output;
 mod prepare;

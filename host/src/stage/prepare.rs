@@ -103,8 +103,14 @@ fn load_checked(
     reference: &str,
     expected: Option<&str>,
 ) -> Result<Plugin, String> {
-    let plugin =
-        plugin::load(host, path, stage, CapSet::of(grants)).map_err(|err| err.to_string())?;
+    // Learning (`--learn`), a plugin importing what its stage lacks runs, and is refused each
+    // call (the sandbox still holds only its grants).
+    let caps = if host.learning() {
+        CapSet::all()
+    } else {
+        CapSet::of(grants)
+    };
+    let plugin = plugin::load(host, path, stage, caps).map_err(|err| err.to_string())?;
     if let Some(expected) = expected
         && expected != plugin.sha256
     {

@@ -34,6 +34,7 @@ pub fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord {
         grants: spec.grants.describe(),
         gate: spec.manual_approval,
         denied: Vec::new(),
+        learned: None,
         depends_on: spec.depends_on.clone(),
         matrix: spec.matrix.clone(),
         cache: None,

@@ -63,6 +63,13 @@ pub fn log(level: Level, message: &str) {
     bindings::sluice::pipeline::log::log(level, message);
 }
 
+/// The host variable `name`, when the stage is granted it (`allow.env`) and it is set. Unlike
+/// `std::env::var`, asking here lets sluice see the name: one the stage is not granted is
+/// recorded, and `sluice run --learn` proposes `env = ["NAME"]` for it.
+pub fn env(name: &str) -> Option<String> {
+    bindings::sluice::pipeline::env::get(name)
+}
+
 /// `info!("built {} files", n)` — a formatted info line in the stage log.
 #[macro_export]
 macro_rules! info {

@@ -7,8 +7,10 @@ use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::config::grants::Grants;
+use crate::model::events::LogSource;
 use crate::sandbox::bindings::sluice::pipeline::secrets;
 use crate::sandbox::capability::{Capability, StageSetup};
+use crate::sandbox::net::GrantKey;
 use crate::sandbox::state::StageState;
 use crate::sandbox::trap::into_anyhow;
 
@@ -52,10 +54,11 @@ impl secrets::Host for StageState {
             Some(value) => Ok(value),
             None => {
                 let what = format!("secret `{name}`");
-                self.deny(
-                    what,
+                let _ = self.log.message(
+                    LogSource::Warn,
                     &format!("sluice denied secret `{name}`: not in this stage's allow.secrets"),
                 );
+                self.denials.record_wanted(what, GrantKey::Secrets, &name);
                 Err(format!(
                     "secret `{name}` is not granted to this stage (allow.secrets)"
                 ))
