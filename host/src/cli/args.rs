@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use sluice::exit_codes;
 
 use crate::nats::{NatsConnection, SendToAgents};
+pub use crate::shared_flags::{Format, ResolveArgs, ViewArgs};
 pub use crate::subcommands::*;
 
 /// `sluice --version`: the version and the commit it was built from.
@@ -48,17 +49,6 @@ pub struct GlobalArgs {
     /// Run every stage; neither read nor write the stage cache
     #[arg(long, global = true)]
     pub no_stage_cache: bool,
-}
-
-/// How `oci://` plugins are resolved before a run.
-#[derive(Args, Debug, Clone, Copy)]
-pub struct ResolveArgs {
-    /// Use only the local plugin store; say what is missing instead of fetching it
-    #[arg(long)]
-    pub offline: bool,
-    /// Refuse to run if pipeline.lock would have to change (for CI)
-    #[arg(long)]
-    pub locked: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -251,42 +241,6 @@ pub struct AgentArgs {
     pub nats_password_stdin: bool,
     #[command(flatten)]
     pub connection: NatsConnection,
-}
-
-#[derive(Args, Debug)]
-pub struct ViewArgs {
-    /// Also write the JSON run report here (it is always written to the run folder)
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Also write the run as JUnit XML here: a test case per stage, plus the test suites stages
-    /// wrote as JUnit artifacts
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// How progress is shown
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
-    pub format: Format,
-    /// Show only stage results
-    #[arg(long, short, conflicts_with = "verbose")]
-    pub quiet: bool,
-    /// Also show debug logs, plugin loading and every artifact
-    #[arg(long, short)]
-    pub verbose: bool,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// Live view on a terminal, plain lines otherwise
-    Auto,
-    /// Live view with spinners
-    Tty,
-    /// Timestamped lines, for CI logs
-    Plain,
-    /// One JSON event per line on stdout
-    Json,
-    /// GitHub Actions: a collapsed group per stage, an error annotation per failed stage
-    Github,
-    /// GitLab CI: a collapsible section per stage
-    Gitlab,
 }
 
 pub fn exit_code_help() -> String {

@@ -12,6 +12,7 @@ use sluice::sandbox::cache::CompiledCache;
 
 mod args;
 mod error;
+mod shared_flags;
 mod subcommands;
 
 // Helpers some commands share.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::args::{ResolveArgs, ViewArgs};
 use crate::nats::NatsConnection;
+use crate::shared_flags::{ResolveArgs, ViewArgs};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
