@@ -38,6 +38,7 @@ mod report;
 mod resume;
 mod run;
 mod runs;
+mod runs_flaky;
 mod stage;
 mod verify;
 
