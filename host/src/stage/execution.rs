@@ -292,10 +292,12 @@ impl<'a> StageExecution<'a> {
         Some(Started { clock, key })
     }
 
-    /// Keeps a stage that succeeded in the stage cache, and says how it ended.
+    /// Keeps a stage that succeeded in the stage cache — not one its quarantine let off, whose
+    /// key does not hold the quarantine — and says how it ended.
     async fn conclude(&self, started: Started, record: &mut StageRecord) {
         if let Some(parts) = &started.key
             && record.status == StageStatus::Succeeded
+            && record.quarantined.is_empty()
             && let Err(err) = self
                 .around
                 .stage_cache
