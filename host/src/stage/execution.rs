@@ -163,7 +163,9 @@ impl<'a> StageExecution<'a> {
             layout_dir,
         ) {
             for test in &mut record.flaky {
-                test.message = self.around.masker.mask(&test.message).into_owned();
+                let masked = self.around.masker.mask(&test.message);
+                test.message =
+                    crate::model::text::one_line(&masked, crate::model::text::MAX_FIELD_BYTES);
             }
             self.warn(&self.around.masker.mask(&line));
         }
