@@ -3,12 +3,13 @@
 //! test: `sometimes` fails when the file `$FLAKY_MARKER` names is not there (and makes it),
 //! and passes when it is. `changes` fails until `mode.txt` says `fixed`: a test that failed and
 //! passed under different stage keys, which is a change, not a flake. One crate, one cargo
-//! target volume, five runs:
+//! target volume, six runs:
 //! 1. retries 0, marker absent, mode broken: the stage fails (key K1).
 //! 2. mode fixed (key K2), marker absent: fails again, `sometimes` only.
 //! 3. retries 1, marker absent: attempt 1 fails, attempt 2 passes — `sometimes` (and only it)
 //!    is flaky in the record, the page and the run's JUnit (`flakyFailure`); `runs flaky`
 //!    lists it under K2 (failed in runs 2 and 3, passed in 3) and not `changes` (K1 vs K2).
+//!    With the marker inside the workspace the failed attempt changes the key: not marked.
 //! 4. `sometimes` quarantined until 2099, marker absent, stage cache off: the stage fails only
 //!    in it, so it counts as succeeded and says so.
 //! 5. quarantined until 2000: `sluice check` and the run refuse, naming the entry and its date,
@@ -243,6 +244,17 @@ fn a_test_that_failed_and_passed_on_identical_inputs_is_proven_flaky_and_can_be_
         "{}",
         text.stdout
     );
+
+    // 3b. The marker inside the workspace: the failed attempt changed the stage's inputs (a
+    // program it ran wrote there), so the retry ran on another key and nothing is proven.
+    let inside = project.join("marker");
+    let (ran, moved) = run(&sandbox, &pipeline, &inside, &[])?;
+    std::fs::remove_file(&inside)?;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let stage = test_stage(&moved)?;
+    assert_eq!(stage.earlier_attempts.len(), 1, "{}", ran.stderr);
+    assert!(stage.flaky.is_empty(), "{:?}", stage.flaky);
+    ran.assert_stderr(&["not marked flaky: the inputs changed between attempts (key"]);
 
     // 4. Quarantined until a date to come: a failing `sometimes` does not fail the stage.
     std::fs::remove_file(&marker)?;

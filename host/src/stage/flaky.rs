@@ -86,7 +86,23 @@ pub fn mark(
     let last = passed_in(record, report_dir);
     record.flaky = proven(failed, &last, last_key, unwritable);
     if record.flaky.is_empty() {
-        return None;
+        // Tests failed and then passed, but the inputs were not provably the same: say why.
+        let moved = failed
+            .iter()
+            .find_map(|a| match (a.key.as_deref(), last_key) {
+                (Some(then), Some(now)) if then != now => {
+                    Some(format!("key {then:.12}… → {now:.12}…"))
+                }
+                (Some(_), None) => Some("no key could be made before the retry".to_string()),
+                (None, None) if !unwritable => {
+                    Some("no stage key, and the stage may write to a folder".to_string())
+                }
+                _ => None,
+            });
+        let retried_tests = failed.iter().any(|a| !a.failed.is_empty());
+        return moved.filter(|_| retried_tests).map(|why| {
+            format!("sluice: tests that failed then passed are not marked flaky: the inputs changed between attempts ({why})")
+        });
     }
     let basis = match last_key {
         Some(key) => format!("stage key {key:.12}…"),
