@@ -183,12 +183,15 @@ impl<'a> StageExecution<'a> {
         }
     }
 
-    /// Whether the stage is granted no write access to any host folder (its inputs, then,
-    /// are the same for every attempt of one run).
+    /// Whether nothing the stage does can change what it reads: no write access to a host
+    /// folder, and no host program (which could write anywhere). Its inputs, then, are the
+    /// same for every attempt of one run, key or no key.
     fn unwritable(&self) -> bool {
         use crate::config::grants::Access;
         let grants = &self.stage.grants;
-        grants.workspace != Access::Write && grants.dirs.iter().all(|d| d.access != Access::Write)
+        grants.exec.is_empty()
+            && grants.workspace != Access::Write
+            && grants.dirs.iter().all(|d| d.access != Access::Write)
     }
 
     /// Runs the stage through `runner` (an agent) instead of here: started, served from this

@@ -1,7 +1,8 @@
 //! Tests proven flaky by a stage's retries: a test that failed in an earlier attempt and passed
-//! in the last one, when both attempts ran on the same stage key (or, without a key, when the
-//! stage could not write to anything its key covers). The failed attempt's JUnit is read before
-//! the retry empties the output folder.
+//! in the last one, when both attempts ran on the same stage key (made again before each
+//! retry: a program the stage ran may have changed its workspace). The failed attempt's JUnit
+//! is read before the retry empties the output folder. Without a key, only a stage that can
+//! change nothing it reads (no write grant, no host program) has provably identical inputs.
 
 use crate::model::report::{FlakyTest, StageRecord, StageStatus, qualified};
 use crate::reporters::test_cases::{self, Outcome, TestCase};
@@ -33,8 +34,8 @@ impl FailedAttempt {
 
 /// The tests that failed in one of `failed` and passed in `last` (the passing attempt's
 /// cases), on identical inputs: each attempt's key equal to `last_key`, or, with no key at
-/// all, `unwritable` (the stage writes nothing its inputs are). One entry per test, with the
-/// first attempt it failed in.
+/// all, `unwritable` (nothing the stage does can change what it reads). One entry per test,
+/// with the first attempt it failed in.
 pub fn proven(
     failed: &[FailedAttempt],
     last: &[TestCase],
@@ -94,9 +95,10 @@ pub fn mark(
                     Some(format!("key {then:.12}… → {now:.12}…"))
                 }
                 (Some(_), None) => Some("no key could be made before the retry".to_string()),
-                (None, None) if !unwritable => {
-                    Some("no stage key, and the stage may write to a folder".to_string())
-                }
+                (None, None) if !unwritable => Some(
+                    "no stage key, and the stage may write to a folder or runs host programs"
+                        .to_string(),
+                ),
                 _ => None,
             });
         let retried_tests = failed.iter().any(|a| !a.failed.is_empty());
@@ -106,7 +108,7 @@ pub fn mark(
     }
     let basis = match last_key {
         Some(key) => format!("stage key {key:.12}…"),
-        None => "no stage key; the stage writes nothing it reads".to_string(),
+        None => "no stage key; the stage can change nothing it reads".to_string(),
     };
     let names: Vec<String> = record
         .flaky
