@@ -20,6 +20,7 @@ mod dns;
 mod external_links;
 mod failures;
 mod faults;
+mod flaky;
 mod grants;
 mod graph;
 mod init;

@@ -8,6 +8,7 @@ mod hints;
 mod inputs;
 mod limits;
 pub mod matrix;
+pub mod quarantine;
 pub(crate) mod raw;
 mod secrets;
 mod stage;
@@ -108,6 +109,8 @@ pub struct StageSpec {
     /// Labels an agent needs to run this stage when the run is distributed (`--nats`); a run
     /// on one machine ignores them.
     pub runs_on: Vec<String>,
+    /// Known-flaky tests that may fail without failing the stage, each until a date.
+    pub quarantine: Vec<quarantine::Quarantine>,
 }
 
 /// At most this many stages in a pipeline, counting each matrix instance. Each stage may wait

@@ -105,6 +105,19 @@ pub(crate) struct RawStage {
     /// Labels an agent must have to run this stage in a distributed run (`--nats`).
     #[serde(default)]
     pub runs_on: Option<Vec<Text>>,
+    /// Known-flaky tests that may fail without failing the stage, each until a date.
+    #[serde(default)]
+    pub quarantine: Option<Vec<RawQuarantine>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a quarantined test, e.g. { test = \"tests::sometimes\", until = \"2027-01-31\" }"
+)]
+pub(crate) struct RawQuarantine {
+    pub test: Text,
+    pub until: Text,
 }
 
 #[derive(Debug, Deserialize, Default)]

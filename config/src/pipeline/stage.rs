@@ -53,6 +53,7 @@ pub(super) fn resolve(
         cache_ignore: cache_ignore(stage.cache_ignore.as_deref(), src)?,
         makes: makes(stage.makes.as_deref(), src)?,
         runs_on: runs_on(stage.runs_on.as_deref(), src)?,
+        quarantine: super::quarantine::resolve(stage.quarantine.as_deref(), src)?,
         group: name.clone(),
         matrix: Default::default(),
         name: name.clone(),

@@ -39,6 +39,7 @@ mod report;
 mod resume;
 mod run;
 mod runs;
+mod runs_flaky;
 mod stage;
 mod verify;
 

@@ -48,6 +48,15 @@ pub async fn runs(args: RunsArgs) -> Outcome {
             },
             dry_run,
         ),
+        Some(RunsCommand::Flaky {
+            pipeline,
+            runs_dir,
+            json,
+        }) => {
+            let runs = find_runs(&runs_folders(pipeline.as_deref(), runs_dir.as_deref())?);
+            let reports: Vec<RunReport> = runs.into_iter().map(|run| run.report).collect();
+            crate::runs_flaky::flaky(&reports, json)
+        }
     }
 }
 

@@ -60,6 +60,18 @@ pub enum RunsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Tests that both passed and failed under the same stage key (identical plugin, config,
+    /// grants, inputs and workspace) across the run history: proven flaky
+    Flaky {
+        /// Only this pipeline's runs [default: every pipeline's default runs folder]
+        pipeline: Option<PathBuf>,
+        /// The runs folder to read
+        #[arg(long, value_name = "DIR", env = "SLUICE_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+        /// Print the list as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -178,6 +178,43 @@ pub struct StageRecord {
     /// result (`ci-7 (ed25519:0123456789abcdef)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ran_on: Option<String>,
+    /// Tests that failed in an earlier attempt and passed in the last one, on identical inputs
+    /// (`retries`): proven flaky.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flaky: Vec<FlakyTest>,
+    /// The failed tests its `quarantine` let fail: the stage counts as succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<String>,
+}
+
+/// A test that failed and then passed on identical inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlakyTest {
+    /// Its JUnit `classname` (the test binary, for cargo-test).
+    #[serde(default)]
+    pub class: String,
+    pub name: String,
+    /// The attempt it failed in (1 is the first).
+    pub failed_attempt: u32,
+    /// Why it failed then (its failure's message or first line).
+    #[serde(default)]
+    pub message: String,
+}
+
+impl FlakyTest {
+    /// `class::name`, or the name alone.
+    pub fn qualified(&self) -> String {
+        qualified(&self.class, &self.name)
+    }
+}
+
+/// A test's name as people read it: `class::name`, or the name alone.
+pub fn qualified(class: &str, name: &str) -> String {
+    if class.is_empty() {
+        name.to_string()
+    } else {
+        format!("{class}::{name}")
+    }
 }
 
 /// How a stage met the stage cache.

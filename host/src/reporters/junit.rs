@@ -7,7 +7,7 @@
 use quick_xml::Reader;
 use quick_xml::events::Event as Xml;
 
-use crate::model::report::{RunReport, StageRecord, StageStatus};
+use crate::model::report::{FlakyTest, RunReport, StageRecord, StageStatus};
 
 /// Stage artifacts bigger than this are not read for test suites.
 const MAX_MERGED_BYTES: u64 = 16 << 20;
@@ -36,7 +36,7 @@ pub fn junit_xml(report: &RunReport) -> String {
             if let Ok(text) = std::fs::read_to_string(path) {
                 for suite in test_suites(&text) {
                     merged.push_str("  ");
-                    merged.push_str(suite);
+                    merged.push_str(&with_flaky(suite, &stage.flaky));
                     merged.push('\n');
                 }
             }
@@ -164,6 +164,73 @@ fn test_suites(document: &str) -> Vec<&str> {
     suites
 }
 
+/// `suite` (one `<testsuite>` element as written) with a `<flakyFailure>` inside each
+/// `<testcase>` of a test in `flaky`, as nextest and Surefire write them: the attempt it failed
+/// in, and why. The suite as it is when nothing in it was flaky (or it cannot be read).
+fn with_flaky<'a>(suite: &'a str, flaky: &[FlakyTest]) -> std::borrow::Cow<'a, str> {
+    if flaky.is_empty() {
+        return suite.into();
+    }
+    let mut reader = Reader::from_str(suite);
+    // (where, what to put there, how many bytes it replaces)
+    let mut edits: Vec<(usize, String, usize)> = Vec::new();
+    let element = |test: &FlakyTest| {
+        format!(
+            "<flakyFailure message=\"{}\" type=\"flaky\">failed in attempt {}, then passed on identical inputs: {}</flakyFailure>",
+            attr(&test.message),
+            test.failed_attempt,
+            text(&test.message)
+        )
+    };
+    let find = |start: &quick_xml::events::BytesStart<'_>| {
+        let value = |key: &[u8]| {
+            start
+                .try_get_attribute(key)
+                .ok()
+                .flatten()
+                .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
+                .unwrap_or_default()
+        };
+        let (class, name) = (value(b"classname"), value(b"name"));
+        flaky
+            .iter()
+            .find(|f| f.class == class && f.name == name)
+            .map(element)
+    };
+    loop {
+        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(_) => return suite.into(),
+        };
+        let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        match event {
+            Xml::Start(start) if start.name().as_ref() == b"testcase" => {
+                if let Some(inner) = find(&start) {
+                    edits.push((after, inner, 0));
+                }
+            }
+            Xml::Empty(start) if start.name().as_ref() == b"testcase" => {
+                let written = suite.get(before..after).unwrap_or_default();
+                if let (Some(inner), Some(open)) = (find(&start), written.strip_suffix("/>")) {
+                    edits.push((before, format!("{open}>{inner}</testcase>"), after - before));
+                }
+            }
+            Xml::Eof => break,
+            _ => {}
+        }
+    }
+    let mut out = String::with_capacity(suite.len() + edits.len() * 128);
+    let mut at = 0;
+    for (position, insert, replaced) in edits {
+        out.push_str(suite.get(at..position).unwrap_or_default());
+        out.push_str(&insert);
+        at = position + replaced;
+    }
+    out.push_str(suite.get(at..).unwrap_or_default());
+    out.into()
+}
+
 /// Where `<testsuite>` elements sit: the root itself, or the children of a `<testsuites>` root.
 fn is_suite_level(depth: usize, root: Option<&[u8]>) -> bool {
     match root {
@@ -216,6 +283,30 @@ mod tests {
         assert!(test_suites("<testsuite name=\"a\"><testcase></testsuite>").is_empty());
         assert!(test_suites("<html><testsuite name=\"a\"/></html>").is_empty());
         assert!(test_suites("not xml at all <").is_empty());
+    }
+
+    #[test]
+    fn a_flaky_test_gets_a_flaky_failure_inside_its_passing_testcase_and_no_other_does() {
+        let suite = "<testsuite name=\"unit\" tests=\"3\"><testcase classname=\"c\" name=\"tests::sometimes\"/><testcase classname=\"c\" name=\"tests::always\"/><testcase classname=\"c\" name=\"tests::slow\"><system-out>x</system-out></testcase></testsuite>";
+        let flaky = |name: &str| FlakyTest {
+            class: "c".into(),
+            name: name.into(),
+            failed_attempt: 1,
+            message: "boom <1>".into(),
+        };
+        let out = with_flaky(suite, &[flaky("tests::sometimes"), flaky("tests::slow")]);
+        assert_eq!(
+            out,
+            "<testsuite name=\"unit\" tests=\"3\"><testcase classname=\"c\" name=\"tests::sometimes\"><flakyFailure message=\"boom &lt;1&gt;\" type=\"flaky\">failed in attempt 1, then passed on identical inputs: boom &lt;1&gt;</flakyFailure></testcase><testcase classname=\"c\" name=\"tests::always\"/><testcase classname=\"c\" name=\"tests::slow\"><flakyFailure message=\"boom &lt;1&gt;\" type=\"flaky\">failed in attempt 1, then passed on identical inputs: boom &lt;1&gt;</flakyFailure><system-out>x</system-out></testcase></testsuite>"
+        );
+        assert_eq!(super::super::test_cases::parse(&out).len(), 3);
+        assert_eq!(with_flaky(suite, &[]), suite);
+        // Another class's test of the same name is not it.
+        let other = FlakyTest {
+            class: "d".into(),
+            ..flaky("tests::always")
+        };
+        assert_eq!(with_flaky(suite, &[other]), suite);
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! run's record also becomes a page (`report.html`), JUnit XML and an OpenTelemetry trace.
 
 mod ci_log;
+pub mod flaky;
 mod html;
 mod json_lines;
 mod junit;
 mod plain;
 mod terminal;
-mod test_cases;
+pub mod test_cases;
 pub mod trace;
 
 use std::sync::mpsc;

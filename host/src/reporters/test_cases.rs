@@ -6,7 +6,7 @@
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event as Xml};
 
-use crate::model::report::{RunReport, StageRecord, StageStatus};
+use crate::model::report::{RunReport, StageRecord, StageStatus, qualified};
 
 /// JUnit artifacts bigger than this are not read.
 const MAX_JUNIT_BYTES: u64 = 16 << 20;
@@ -55,14 +55,30 @@ pub fn of_stage(report: &RunReport, stage: &StageRecord) -> Vec<TestCase> {
             files.extend(names.into_iter().map(|n| format!("{folder}/{n}")));
         }
     }
+    read_all(files.iter().filter_map(|file| report.file_in_run(file)))
+}
+
+/// Every case in the JUnit `.xml` files at the top of `dir` (a stage's output folder while it
+/// runs), in name order.
+pub fn in_folder(dir: &std::path::Path) -> Vec<TestCase> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".xml"))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    read_all(files.into_iter())
+}
+
+/// The cases of each file that is a plain file (not a link) of at most [`MAX_JUNIT_BYTES`].
+fn read_all(files: impl Iterator<Item = std::path::PathBuf>) -> Vec<TestCase> {
     let mut cases = Vec::new();
-    for file in files {
+    for path in files {
         if cases.len() >= MAX_CASES {
             break;
         }
-        let Some(path) = report.file_in_run(&file) else {
-            continue;
-        };
         let small = std::fs::symlink_metadata(&path)
             .is_ok_and(|m| m.is_file() && m.len() <= MAX_JUNIT_BYTES);
         if !small {
@@ -191,9 +207,15 @@ fn result(case: &mut TestCase, element: &BytesStart<'_>) {
         .to_string();
 }
 
-/// The stage's tests on its page: counts in the summary (open when one failed), the failed
-/// ones first with why, then the rest; every text escaped with `esc`.
-pub fn html_section(page: &mut String, cases: &[TestCase], esc: impl Fn(&str) -> String) {
+/// The stage's tests on its page: counts in the summary (open when one failed or was flaky),
+/// the failed ones first with why, then the rest; a test `stage` proved flaky (its retries) or
+/// let fail (its quarantine) says so. Every text escaped with `esc`.
+pub fn html_section(
+    page: &mut String,
+    cases: &[TestCase],
+    stage: &StageRecord,
+    esc: impl Fn(&str) -> String,
+) {
     if cases.is_empty() {
         return;
     }
@@ -203,14 +225,37 @@ pub fn html_section(page: &mut String, cases: &[TestCase], esc: impl Fn(&str) ->
         count(Outcome::Failed),
         count(Outcome::Skipped),
     );
+    let flaky_of = |case: &TestCase| {
+        stage
+            .flaky
+            .iter()
+            .find(|f| f.class == case.class && f.name == case.name)
+    };
+    let quarantined = |case: &TestCase| {
+        let shown = qualified(&case.class, &case.name);
+        stage.quarantined.iter().any(|q| {
+            q.strip_prefix(&shown)
+                .is_some_and(|rest| rest.starts_with(" ("))
+        })
+    };
     let mut summary = format!("tests: {passed} passed");
+    if !stage.flaky.is_empty() {
+        summary.push_str(&format!(" ({} flaky)", stage.flaky.len()));
+    }
     if failed > 0 {
         summary.push_str(&format!(", {failed} failed"));
+    }
+    if !stage.quarantined.is_empty() {
+        summary.push_str(&format!(" ({} quarantined)", stage.quarantined.len()));
     }
     if skipped > 0 {
         summary.push_str(&format!(", {skipped} skipped"));
     }
-    let open = if failed > 0 { " open" } else { "" };
+    let open = if failed > 0 || !stage.flaky.is_empty() {
+        " open"
+    } else {
+        ""
+    };
     page.push_str(&format!(
         "<details class=\"tests\"{open}><summary>{}</summary><div class=\"scroll\"><table><thead><tr><th>test</th><th>result</th><th>why</th></tr></thead><tbody>\n",
         esc(&summary)
@@ -218,20 +263,29 @@ pub fn html_section(page: &mut String, cases: &[TestCase], esc: impl Fn(&str) ->
     let order = [Outcome::Failed, Outcome::Skipped, Outcome::Passed];
     for outcome in order {
         for case in cases.iter().filter(|c| c.outcome == outcome) {
-            let (class, label) = match outcome {
-                Outcome::Failed => ("failed", "failed"),
-                Outcome::Skipped => ("skipped", "skipped"),
-                Outcome::Passed => ("succeeded", "passed"),
+            let (class, label, why) = match (outcome, flaky_of(case)) {
+                (Outcome::Failed, _) if quarantined(case) => (
+                    "failed quarantined",
+                    "failed (quarantined)".into(),
+                    case.message.clone(),
+                ),
+                (Outcome::Failed, _) => ("failed", "failed".into(), case.message.clone()),
+                (Outcome::Skipped, _) => ("skipped", "skipped".into(), case.message.clone()),
+                (Outcome::Passed, Some(flaky)) => (
+                    "succeeded flaky",
+                    "flaky".to_string(),
+                    format!(
+                        "failed in attempt {}, then passed on identical inputs: {}",
+                        flaky.failed_attempt, flaky.message
+                    ),
+                ),
+                (Outcome::Passed, None) => ("succeeded", "passed".into(), case.message.clone()),
             };
-            let qualified = if case.class.is_empty() {
-                case.name.clone()
-            } else {
-                format!("{}::{}", case.class, case.name)
-            };
+            let qualified = qualified(&case.class, &case.name);
             page.push_str(&format!(
                 "<tr class=\"test {class}\"><td>{}</td><td>{label}</td><td>{}</td></tr>\n",
                 esc(&qualified),
-                esc(&case.message)
+                esc(&why)
             ));
         }
     }
@@ -278,7 +332,14 @@ mod tests {
             "<testsuite name=\"s\"><testcase classname=\"c\" name=\"ok\"/><testcase name=\"&lt;script&gt;\"><failure message=\"no &lt;b&gt;\"/></testcase></testsuite>",
         );
         let mut page = String::new();
-        html_section(&mut page, &cases, |t| t.replace('<', "&lt;"));
+        let stage: StageRecord = serde_json::from_value(serde_json::json!({
+            "name": "test", "phase": null, "status": "failed", "started_at": null,
+            "duration_ms": null, "outputs": [], "inputs": [], "summary": null, "message": null,
+            "log": null, "plugin": { "reference": "t.wasm", "sha256": null, "size": null,
+            "name": null, "version": null, "cache_hit": null, "load_ms": null },
+        }))
+        .expect("a stage record");
+        html_section(&mut page, &cases, &stage, |t| t.replace('<', "&lt;"));
         assert!(page.contains("tests: 1 passed, 1 failed"), "{page}");
         assert!(page.contains("<details class=\"tests\" open>"), "{page}");
         let failed = page.find("&lt;script>").expect("the failed test is listed");
@@ -286,6 +347,38 @@ mod tests {
         assert!(failed < passed, "failures first: {page}");
         assert!(
             !page.contains("<script>") && !page.contains("<b>"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn the_page_marks_a_flaky_test_and_a_quarantined_failure() {
+        let cases = parse(
+            "<testsuite name=\"s\"><testcase classname=\"c\" name=\"sometimes\"/><testcase classname=\"c\" name=\"steady\"/><testcase classname=\"c\" name=\"known\"><failure message=\"boom\"/></testcase></testsuite>",
+        );
+        let stage: StageRecord = serde_json::from_value(serde_json::json!({
+            "name": "test", "phase": null, "status": "succeeded", "started_at": null,
+            "duration_ms": null, "outputs": [], "inputs": [], "summary": null, "message": null,
+            "log": null, "plugin": { "reference": "t.wasm", "sha256": null, "size": null,
+            "name": null, "version": null, "cache_hit": null, "load_ms": null },
+            "flaky": [{ "class": "c", "name": "sometimes", "failed_attempt": 1,
+                "message": "marker missing" }],
+            "quarantined": ["c::known (quarantined until 2099-12-31)"],
+        }))
+        .expect("a stage record");
+        let mut page = String::new();
+        html_section(&mut page, &cases, &stage, |t| t.to_string());
+        assert!(
+            page.contains("tests: 2 passed (1 flaky), 1 failed (1 quarantined)"),
+            "{page}"
+        );
+        assert!(page.contains("<tr class=\"test succeeded flaky\"><td>c::sometimes</td><td>flaky</td><td>failed in attempt 1, then passed on identical inputs: marker missing</td></tr>"), "{page}");
+        assert!(
+            page.contains("<tr class=\"test succeeded\"><td>c::steady</td><td>passed</td>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td>c::known</td><td>failed (quarantined)</td>"),
             "{page}"
         );
     }

@@ -37,6 +37,7 @@ impl StageExecution<'_> {
         // What an earlier attempt left is not this attempt's output.
         output.empty();
         record.outputs.clear();
+        record.quarantined.clear();
         record.summary = None;
         record.learned = None;
         let log_rel = layout.log_rel(name);
@@ -71,6 +72,9 @@ impl StageExecution<'_> {
         for denied in &mut record.denied {
             // A refused URL or program line can carry a token.
             *denied = masker.mask(denied).into_owned();
+        }
+        for test in &mut record.quarantined {
+            *test = masker.mask(test).into_owned();
         }
         record.message = masked(ending.message);
     }
@@ -238,11 +242,17 @@ impl StageExecution<'_> {
         record.plugin.name = Some(one_line(&info.name, MAX_FIELD_BYTES));
         record.plugin.version = Some(one_line(&info.version, MAX_FIELD_BYTES));
         match result {
-            Err(failure) => Ending {
-                status: StageStatus::Failed,
-                message: Some(one_line(&failure.message, MAX_MESSAGE_BYTES)),
+            Err(failure) => {
+                let message = one_line(&failure.message, MAX_MESSAGE_BYTES);
+                if let Some(ending) = self.excuse(output, log, &message, record) {
+                    return ending;
+                }
+                Ending {
+                    status: StageStatus::Failed,
+                    message: Some(message),
+                }
+                .explained_by(&record.denied)
             }
-            .explained_by(&record.denied),
             Ok(result) => {
                 let tidied = output.tidy(log, &mut record.denied);
                 output.publish(result, &tidied, record, self.around.events)

@@ -16,6 +16,7 @@ use crate::sandbox::engine::Host;
 use crate::trust::secrets::Masker;
 
 use super::cache::{KeyParts, StageCache};
+use super::flaky::{self, FailedAttempt};
 use super::output::OutputFolder;
 use super::volumes::CacheVolumes;
 use super::{Interrupt, LockedStage, PreparedStage, earlier_stages};
@@ -103,6 +104,9 @@ impl<'a> StageExecution<'a> {
             return;
         };
         let mut attempt = 1;
+        // The key of the inputs the current attempt runs on, and what each failed one left.
+        let mut key = started.key.as_ref().map(KeyParts::key);
+        let mut failed = Vec::new();
         loop {
             let attempt_clock = Instant::now();
             self.attempt(available, record).await;
@@ -112,6 +116,18 @@ impl<'a> StageExecution<'a> {
                 && !self.interrupted();
             if !retry {
                 break;
+            }
+            // Read before the retry empties the output folder.
+            if record.status == StageStatus::Failed {
+                failed.push(FailedAttempt::read(
+                    attempt,
+                    key.clone(),
+                    self.output().path(),
+                ));
+            }
+            if key.is_some() {
+                // A stage (or a program it ran) may have changed what its key covers.
+                key = self.key_now(available);
             }
             let pause = Duration::from_millis(500 << (attempt - 1).min(5));
             self.warn(&format!(
@@ -138,7 +154,44 @@ impl<'a> StageExecution<'a> {
             self.output().explain_full_disk(record);
             record.failure_allowed = self.stage.allow_failure;
         }
+        let layout_dir = &self.around.layout.dir;
+        if let Some(line) = flaky::mark(
+            record,
+            &failed,
+            key.as_deref(),
+            self.unwritable(),
+            layout_dir,
+        ) {
+            for test in &mut record.flaky {
+                let masked = self.around.masker.mask(&test.message);
+                test.message =
+                    crate::model::text::one_line(&masked, crate::model::text::MAX_FIELD_BYTES);
+            }
+            self.warn(&self.around.masker.mask(&line));
+        }
         self.conclude(started, record).await;
+    }
+
+    /// The stage's key on `available` now, when one can be made.
+    fn key_now(&self, available: &[ArtifactRecord]) -> Option<String> {
+        match self.around.stage_cache.key_for(self.stage, available) {
+            Ok(parts) => parts.as_ref().map(KeyParts::key),
+            Err(err) => {
+                self.warn(&format!("sluice: no stage key before the retry ({err:#})"));
+                None
+            }
+        }
+    }
+
+    /// Whether nothing the stage does can change what it reads: no write access to a host
+    /// folder, and no host program (which could write anywhere). Its inputs, then, are the
+    /// same for every attempt of one run, key or no key.
+    fn unwritable(&self) -> bool {
+        use crate::config::grants::Access;
+        let grants = &self.stage.grants;
+        grants.exec.is_empty()
+            && grants.workspace != Access::Write
+            && grants.dirs.iter().all(|d| d.access != Access::Write)
     }
 
     /// Runs the stage through `runner` (an agent) instead of here: started, served from this
@@ -244,10 +297,12 @@ impl<'a> StageExecution<'a> {
         Some(Started { clock, key })
     }
 
-    /// Keeps a stage that succeeded in the stage cache, and says how it ended.
+    /// Keeps a stage that succeeded in the stage cache — not one its quarantine let off, whose
+    /// key does not hold the quarantine — and says how it ended.
     async fn conclude(&self, started: Started, record: &mut StageRecord) {
         if let Some(parts) = &started.key
             && record.status == StageStatus::Succeeded
+            && record.quarantined.is_empty()
             && let Err(err) = self
                 .around
                 .stage_cache

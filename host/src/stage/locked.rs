@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::grants::{Access, Grants, SecretSource};
 use crate::config::limits::Limits;
+use crate::config::pipeline::quarantine::Quarantine;
 use crate::config::pipeline::{InputSelection, Pipeline, StageSpec, When};
 
 /// One stage, as decided before it runs.
@@ -54,6 +55,9 @@ pub struct LockedStage {
     /// The folder its cache volumes are kept in, on whichever machine runs it.
     #[serde(default)]
     pub volume_scope: String,
+    /// Known-flaky tests that may fail without failing it, each until a date (`quarantine`).
+    #[serde(default)]
+    pub quarantine: Vec<Quarantine>,
 }
 
 impl LockedStage {
@@ -84,6 +88,7 @@ impl LockedStage {
                 .map(|(name, source)| (name.clone(), source.clone()))
                 .collect(),
             volume_scope: super::volumes::scope_of(pipeline),
+            quarantine: spec.quarantine.clone(),
         }
     }
 }

@@ -42,6 +42,15 @@ impl PreparedStage {
         stage: &ResolvedStage,
         runs_on: RunsOn<'_>,
     ) -> Result<Self, String> {
+        let today = crate::config::pipeline::quarantine::today();
+        let expired = super::quarantine::expired(&spec.quarantine, today);
+        if !expired.is_empty() {
+            return Err(format!(
+                "its quarantine has expired for {}: fix the test{} or, if it must stay quarantined, give it a later `until` (YYYY-MM-DD) in the stage's `quarantine`",
+                expired.join(", "),
+                if expired.len() > 1 { "s" } else { "" }
+            ));
+        }
         let secrets = match runs_on {
             RunsOn::Here(values) => preflight(&spec.grants, values)?,
             RunsOn::Agent => BTreeMap::new(),

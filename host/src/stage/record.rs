@@ -41,6 +41,8 @@ pub fn pending_record(spec: &StageSpec, pin: Option<&Pin>) -> StageRecord {
         earlier_attempts: Vec::new(),
         failure_allowed: false,
         ran_on: None,
+        flaky: Vec::new(),
+        quarantined: Vec::new(),
     }
 }
 
