@@ -125,7 +125,7 @@ pub struct LockedLocal {
 
 /// A component's capability set: the reviewer's view of what the code could ask for. Grants
 /// still decide what a stage gets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
     /// Its world: the names it exports (a sluice stage exports the functions `describe` and
     /// `run`), sorted.
@@ -180,7 +180,7 @@ pub fn interface(import: &str) -> String {
 
 /// How a plugin's capability set changed: interfaces it now imports, ones it no longer imports,
 /// and its world (exports) before and after when that changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CapsDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
@@ -374,14 +374,6 @@ impl Lock {
 
     pub fn set(&mut self, entry: LockedPlugin) {
         self.entries.insert(entry.reference.clone(), entry);
-    }
-
-    /// Puts back the entry as it was read (or none): an update that was not accepted.
-    pub fn restore(&mut self, reference: &str) {
-        match self.read.get(reference) {
-            Some(old) => self.entries.insert(reference.to_string(), old.clone()),
-            None => self.entries.remove(reference),
-        };
     }
 
     /// The local plugin entry for `path` (as written in the pipeline file).
