@@ -1,11 +1,11 @@
 //! A component's capability set — the interfaces it imports and the names it exports (its world)
-//! — read from the component's own top-level import and export sections, the names wasmtime's
-//! component type lists, without compiling it. pipeline.lock records it for every plugin so an
+//! — read from the component's own top-level import and export sections (types left out), the
+//! names wasmtime's component type lists, without compiling it. pipeline.lock records it for every plugin so an
 //! update that asks for more is seen; grants still decide what a stage gets.
 
 use std::path::Path;
 
-use wasmparser::{Parser, Payload};
+use wasmparser::{ComponentExternalKind, ComponentTypeRef, Parser, Payload};
 
 use crate::config::lockfile::Capabilities;
 
@@ -26,13 +26,19 @@ pub fn of_bytes(bytes: &[u8]) -> Result<Capabilities, String> {
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
                     let import = import.map_err(|err| format!("its imports are malformed: {err}"))?;
-                    imports.push(import.name.name.to_string());
+                    // A type (`use types.{failure}` in a world) names no capability, and
+                    // wasmtime's component type does not list it either.
+                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                        imports.push(import.name.name.to_string());
+                    }
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
                     let export = export.map_err(|err| format!("its exports are malformed: {err}"))?;
-                    exports.push(export.name.name.to_string());
+                    if export.kind != ComponentExternalKind::Type {
+                        exports.push(export.name.name.to_string());
+                    }
                 }
             }
             _ => {}

@@ -259,11 +259,13 @@ fn versions(previous: &LockedPlugin, now: &LockedPlugin) -> String {
     let repository = after
         .as_ref()
         .map_or_else(|| now.reference.clone(), |r| r.repository.clone());
-    match (
-        before.and_then(|r| r.tag),
-        after.and_then(|r| r.tag),
-    ) {
+    let (old_tag, new_tag) = (before.and_then(|r| r.tag), after.and_then(|r| r.tag));
+    match (old_tag, new_tag) {
         (Some(old), Some(new)) if old != new => format!("{repository} {old} → {new}"),
+        (_, Some(tag)) if previous.manifest == now.manifest => format!("{repository} {tag}"),
+        _ if previous.manifest == now.manifest => {
+            format!("{repository} {}", short_digest(&now.manifest))
+        }
         _ => format!(
             "{repository} {} → {}",
             short_digest(&previous.manifest),
