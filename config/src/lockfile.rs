@@ -367,8 +367,7 @@ impl Lock {
         let exact = reference.to_string();
         self.read.values().filter(move |entry| {
             entry.reference != exact
-                && PluginRef::parse(&entry.reference)
-                    .is_ok_and(|r| r.name() == reference.name())
+                && PluginRef::parse(&entry.reference).is_ok_and(|r| r.name() == reference.name())
         })
     }
 
@@ -401,12 +400,11 @@ impl Lock {
         for (reference, entry) in &self.entries {
             match self.read.get(reference) {
                 None => changes.push(format!("add {reference} → {}", entry.manifest)),
-                Some(old) if old.manifest != entry.manifest || old.layer != entry.layer => {
-                    changes.push(format!(
+                Some(old) if old.manifest != entry.manifest || old.layer != entry.layer => changes
+                    .push(format!(
                         "update {reference}: {} → {}",
                         old.manifest, entry.manifest
-                    ))
-                }
+                    )),
                 Some(old) if old.capabilities.is_none() && entry.capabilities.is_some() => {
                     changes.push(format!("record what {reference} imports and exports"))
                 }
@@ -565,7 +563,9 @@ fn checked_local(
         return Err(src
             .error(
                 raw.path.span(),
-                format!("the lock file's [[local]] entry names `{path}`, which is not a plugin file"),
+                format!(
+                    "the lock file's [[local]] entry names `{path}`, which is not a plugin file"
+                ),
             )
             .with_hint(REWRITE_HINT));
     }
@@ -721,7 +721,10 @@ mod tests {
         );
 
         // Another world, the same imports: a widening too.
-        let other_world = caps(&["run", "wasi:http/incoming-handler@0.2.6"], &v1.imports.iter().map(String::as_str).collect::<Vec<_>>());
+        let other_world = caps(
+            &["run", "wasi:http/incoming-handler@0.2.6"],
+            &v1.imports.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         let diff = v1.diff(&other_world);
         assert!(diff.widens());
         assert!(diff.added.is_empty() && diff.removed.is_empty());
@@ -734,7 +737,10 @@ mod tests {
     #[test]
     fn interfaces_drop_only_a_numeric_patch_version() {
         assert_eq!(interface("wasi:http/types@0.2.6"), "wasi:http/types@0.2.x");
-        assert_eq!(interface("wasi:http/types@0.3.0-rc-2025"), "wasi:http/types@0.3.x");
+        assert_eq!(
+            interface("wasi:http/types@0.3.0-rc-2025"),
+            "wasi:http/types@0.3.x"
+        );
         assert_eq!(interface("log"), "log");
         assert_eq!(interface("a:b/c@1.0"), "a:b/c@1.0");
     }
@@ -750,10 +756,16 @@ mod tests {
         );
         let mut lock = Lock::parse(path, &v1)?;
         assert_eq!(lock.read_version(), 1);
-        assert_eq!(lock.get("oci://r/a:1").map(|e| e.capabilities.is_none()), Some(true));
+        assert_eq!(
+            lock.get("oci://r/a:1").map(|e| e.capabilities.is_none()),
+            Some(true)
+        );
         assert!(!lock.needs_write(), "reading changes nothing");
         lock.set(entry("oci://r/a:1", '1'));
-        assert_eq!(lock.changes(), vec!["record what oci://r/a:1 imports and exports"]);
+        assert_eq!(
+            lock.changes(),
+            vec!["record what oci://r/a:1 imports and exports"]
+        );
         lock.set_local(LockedLocal {
             path: "plugins/x.wasm".into(),
             sha256: digest('9'),
@@ -762,21 +774,32 @@ mod tests {
         });
         let text = lock.render()?;
         assert!(text.contains("version = 2"), "{text}");
-        assert!(text.contains("[[local]]\npath = \"plugins/x.wasm\""), "{text}");
+        assert!(
+            text.contains("[[local]]\npath = \"plugins/x.wasm\""),
+            "{text}"
+        );
         assert!(text.contains("\"sluice:pipeline/log@0.1.0\""), "{text}");
         let again = Lock::parse(path, &text)?;
         assert_eq!(again.read_version(), 2);
         assert_eq!(again.get("oci://r/a:1"), Some(&entry("oci://r/a:1", '1')));
         assert_eq!(
-            again.local("plugins/x.wasm").map(|l| l.capabilities.imports.clone()),
+            again
+                .local("plugins/x.wasm")
+                .map(|l| l.capabilities.imports.clone()),
             Some(vec!["wasi:cli/stdout@0.2.6".to_string()])
         );
         assert_eq!(again.render()?, text, "rendering is stable");
 
         // A version-1 file with version-2 fields is not a lock sluice wrote.
         let mixed = format!("{v1}imports = []\nexports = []\n");
-        let message = Lock::parse(path, &mixed).err().map(|d| d.to_string()).unwrap_or_default();
-        assert!(message.contains("version-1 lock file records no capability sets"), "{message}");
+        let message = Lock::parse(path, &mixed)
+            .err()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("version-1 lock file records no capability sets"),
+            "{message}"
+        );
         Ok(())
     }
 }

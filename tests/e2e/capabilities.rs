@@ -19,10 +19,7 @@ fn pipeline_using(sandbox: &Sandbox, deploy: &str) -> Result<PathBuf> {
     sandbox.write(
         &Pipeline::new("ship")
             .secret("DEPLOY_TOKEN", table([("env", "DEPLOY_TOKEN")]))
-            .stage(
-                Stage::new("code", "emit")
-                    .config("files", table([("release.txt", "1.0.0\n")])),
-            )
+            .stage(Stage::new("code", "emit").config("files", table([("release.txt", "1.0.0\n")])))
             .stage(
                 Stage::with_plugin("deploy", deploy)
                     .inputs(["code/*"])
@@ -60,7 +57,10 @@ fn a_registry_update_that_imports_more_is_refused_until_accepted() -> Result<()>
     assert!(locked.contains("version = 2"), "{locked}");
     assert!(locked.contains("\"sluice:pipeline/log@0.1.0\""), "{locked}");
     assert!(!locked.contains("sluice:pipeline/secrets"), "{locked}");
-    assert!(locked.contains("\"describe\""), "the world is recorded: {locked}");
+    assert!(
+        locked.contains("\"describe\""),
+        "the world is recorded: {locked}"
+    );
     // The local plugin of the first stage is recorded too.
     assert!(locked.contains("[[local]]"), "{locked}");
 
@@ -90,7 +90,10 @@ fn a_registry_update_that_imports_more_is_refused_until_accepted() -> Result<()>
         .assert_exit(0)
         .assert_stderr(&[&format!("now imports {NEW_IMPORT}"), "(accepted)"]);
     let accepted = lock_text(&pipeline);
-    assert!(accepted.contains("\"sluice:pipeline/secrets@0.1.0\""), "{accepted}");
+    assert!(
+        accepted.contains("\"sluice:pipeline/secrets@0.1.0\""),
+        "{accepted}"
+    );
 
     // Back to the narrower version: reported, not refused.
     push(&publisher, &v1, &stable)?;
@@ -150,7 +153,10 @@ fn a_version_1_lock_is_read_and_locked_asks_to_record_capabilities() -> Result<(
         .assert_exit(0)
         .assert_stderr(&[&format!("record what {reference} imports and exports")]);
     let text = lock_text(&pipeline);
-    assert!(text.contains("version = 2") && text.contains(&manifest), "{text}");
+    assert!(
+        text.contains("version = 2") && text.contains(&manifest),
+        "{text}"
+    );
     team.sluice_with_env(
         &["check", &pipeline.display().to_string(), "--locked"],
         &[("DEPLOY_TOKEN", "t0ken")],
@@ -190,12 +196,14 @@ fn a_local_plugin_that_now_imports_more_is_refused_by_locked_and_check() -> Resu
     std::fs::copy(plugin("deploy-v2")?, &local)?;
     let before = sha256_of(&lock_of(&pipeline))?;
     let checked = sandbox.sluice_with_env(&["check", &file], &token)?;
-    checked.assert_exit(exit_codes::STAGE_ERROR).assert_stdout(&[
-        "DIFFERS from pipeline.lock",
-        "asks for more than pipeline.lock records",
-        &format!("now imports {NEW_IMPORT}"),
-        "--accept deploy",
-    ]);
+    checked
+        .assert_exit(exit_codes::STAGE_ERROR)
+        .assert_stdout(&[
+            "DIFFERS from pipeline.lock",
+            "asks for more than pipeline.lock records",
+            &format!("now imports {NEW_IMPORT}"),
+            "--accept deploy",
+        ]);
     let runs = sandbox.runs_dir();
     let ran = sandbox.sluice_with_env(
         &[

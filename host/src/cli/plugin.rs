@@ -224,7 +224,9 @@ fn stored_capabilities(
     let manifest = store.read_blob(digest).ok().flatten()?;
     let (_, layer) = sharing::parse_wasm_manifest(&manifest, reference).ok()?;
     let path = store.verified_blob(&layer).ok().flatten()?;
-    sluice::plugin::caps::of_file(&path).ok().map(|(caps, _, _)| caps)
+    sluice::plugin::caps::of_file(&path)
+        .ok()
+        .map(|(caps, _, _)| caps)
 }
 
 #[cfg(test)]

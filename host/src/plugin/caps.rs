@@ -25,7 +25,8 @@ pub fn of_bytes(bytes: &[u8]) -> Result<Capabilities, String> {
             Payload::End(_) => depth -= 1,
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    let import = import.map_err(|err| format!("its imports are malformed: {err}"))?;
+                    let import =
+                        import.map_err(|err| format!("its imports are malformed: {err}"))?;
                     // A type (`use types.{failure}` in a world) names no capability, and
                     // wasmtime's component type does not list it either.
                     if !matches!(import.ty, ComponentTypeRef::Type(_)) {
@@ -35,7 +36,8 @@ pub fn of_bytes(bytes: &[u8]) -> Result<Capabilities, String> {
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
-                    let export = export.map_err(|err| format!("its exports are malformed: {err}"))?;
+                    let export =
+                        export.map_err(|err| format!("its exports are malformed: {err}"))?;
                     if export.kind != ComponentExternalKind::Type {
                         exports.push(export.name.name.to_string());
                     }
@@ -70,10 +72,15 @@ mod tests {
         let caps = of_bytes(&bytes)?;
         assert_eq!(caps.exports, vec!["describe", "run"]);
         assert!(
-            caps.imports.iter().any(|i| i.starts_with("sluice:pipeline/log@")),
+            caps.imports
+                .iter()
+                .any(|i| i.starts_with("sluice:pipeline/log@")),
             "{caps:?}"
         );
-        assert!(of_bytes(b"\0asm\x01\0\0\0").is_err(), "a core module is refused");
+        assert!(
+            of_bytes(b"\0asm\x01\0\0\0").is_err(),
+            "a core module is refused"
+        );
         assert!(of_bytes(b"not wasm").is_err());
         Ok(())
     }

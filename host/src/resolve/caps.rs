@@ -190,7 +190,11 @@ pub(super) fn compare(
                     stage.capabilities = Some(CapsStatus::Matches { now });
                     continue;
                 }
-                let line = format!("stage `{}`: local plugin {key} {}", spec.name, diff.describe());
+                let line = format!(
+                    "stage `{}`: local plugin {key} {}",
+                    spec.name,
+                    diff.describe()
+                );
                 let first = said.insert(format!("local:{key}"));
                 if !diff.widens() || accepted(&[&spec.name, &key]) {
                     if first {

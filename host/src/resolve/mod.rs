@@ -149,7 +149,10 @@ pub async fn resolve_pipeline(
         })
         .collect();
     let lock_path = Lock::path_for(&pipeline.file);
-    let registry_plugins = pipeline.stages.iter().any(|s| s.plugin.registry().is_some());
+    let registry_plugins = pipeline
+        .stages
+        .iter()
+        .any(|s| s.plugin.registry().is_some());
     // A pipeline of local plugins keeps a lock only when asked to (`sluice lock`) or when it
     // already has one: a plain run does not add a file to the user's checkout.
     let lock_exists = lock_path.exists() || std::fs::symlink_metadata(&lock_path).is_ok();
