@@ -3,6 +3,7 @@
 //! network, no file writing: everything here is a pure function of the files' text, so it builds
 //! in seconds and every user mistake can be tested against a golden error message.
 
+pub mod capabilities;
 pub mod diagnostic;
 pub mod files;
 pub mod grants;

@@ -210,6 +210,8 @@ async fn warm_resolution(component: &Path, samples: Samples) -> Result<()> {
         offline: false,
         update: false,
         locked: true,
+        record: false,
+        accept: Vec::new(),
     };
     let mut times = Vec::new();
     for _ in 0..samples.of(50) {
@@ -235,6 +237,8 @@ async fn local(pipeline: manifest::Pipeline) -> Result<ResolvedPipeline> {
         offline: true,
         update: false,
         locked: true,
+        record: false,
+        accept: Vec::new(),
     };
     Ok(resolve_pipeline(pipeline, &options, &EventSink::discard())
         .await?

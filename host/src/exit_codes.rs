@@ -15,8 +15,9 @@ pub const STAGE_ERROR: i32 = 4;
 /// The run stopped at a manual gate (`approval = "manual"`) nobody approved; continue it with
 /// `sluice resume RUN_ID --approve STAGE`.
 pub const AWAITING_APPROVAL: i32 = 5;
-/// A registry plugin was refused before anything ran: not found, changed since it was pinned
-/// (digest mismatch), not signed by a trusted key, or missing from the store with `--offline`.
+/// A plugin was refused before anything ran: a registry plugin not found, changed since it was
+/// pinned (digest mismatch), not signed by a trusted key, or missing from the store with
+/// `--offline`; or a plugin that asks for more than pipeline.lock records (not accepted).
 pub const PLUGIN_REFUSED: i32 = 6;
 /// sluice itself failed (I/O on the run directory, an internal bug). Please report it.
 pub const INTERNAL_ERROR: i32 = 70;
@@ -40,7 +41,7 @@ pub const TABLE: &[(i32, &str)] = &[
     ),
     (
         PLUGIN_REFUSED,
-        "a registry plugin was refused (missing, tampered, unsigned); nothing ran",
+        "a plugin was refused (missing, tampered, unsigned, or asking for more than pipeline.lock records); nothing ran",
     ),
     (INTERNAL_ERROR, "sluice itself failed"),
 ];

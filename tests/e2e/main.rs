@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod big;
 mod cache;
+mod capabilities;
 mod cargo_workspace;
 mod chain;
 mod ci_reports;

@@ -90,6 +90,10 @@ pub enum Command {
         update: bool,
         #[arg(long)]
         offline: bool,
+        /// Accept that this plugin now asks for more (new imports, another world): a stage name,
+        /// a registry repository (acme/deploy) or a local plugin path as written; repeatable
+        #[arg(long, value_name = "NAME")]
+        accept: Vec<String>,
     },
     /// Make ed25519 signing keys
     #[command(subcommand)]

@@ -1,5 +1,6 @@
 //! `sluice check`: validates a pipeline file and every plugin it names, and prints each stage
-//! with its plugin, grants and problems, and the graph's waves; runs nothing.
+//! with its plugin, grants, capability set beside pipeline.lock's, and problems, and the graph's
+//! waves; runs nothing.
 
 use std::path::Path;
 
@@ -72,6 +73,9 @@ pub async fn check(
                     format!(", signed by {}", stage.signed_by.join(", "))
                 };
                 println!("      pinned  {} → {digest}{signed}", stage.reference);
+            }
+            if let Some(caps) = &stage.capabilities {
+                println!("      lock    {}", caps.describe());
             }
             if verbose_check(&stage.grants, &stage.imports) {
                 for grant in &stage.grants {

@@ -88,7 +88,7 @@ impl From<ResolveError> for CliError {
 impl From<ResolveFailure> for CliError {
     fn from(failure: ResolveFailure) -> Self {
         Self::Refused(format!(
-            "a registry plugin was refused; nothing ran\n{failure}"
+            "a plugin was refused before anything ran\n{failure}"
         ))
     }
 }

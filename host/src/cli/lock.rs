@@ -1,24 +1,39 @@
-//! `sluice lock`: resolves every registry plugin of a pipeline and writes pipeline.lock; runs
-//! nothing.
+//! `sluice lock`: resolves every registry plugin of a pipeline, records every plugin's capability
+//! set (local files too) and writes pipeline.lock; runs nothing.
 
 use std::path::Path;
 
 use sluice::config::pipeline;
 use sluice::registry::store::PluginStore;
+use sluice::resolve::ResolveOptions;
 
 use crate::error::{Outcome, done};
 use crate::resolve::resolve_with;
 
-/// `sluice lock PIPELINE [--update] [--offline]`: each stage's pin, or that nothing needs one.
-pub async fn lock(store: &PluginStore, path: &Path, update: bool, offline: bool) -> Outcome {
+/// `sluice lock PIPELINE [--update] [--offline] [--accept NAME]...`: each stage's pin and how
+/// its capability set changed; a plugin that asks for more is refused unless accepted by name.
+pub async fn lock(
+    store: &PluginStore,
+    path: &Path,
+    update: bool,
+    offline: bool,
+    accept: Vec<String>,
+) -> Outcome {
     let pipeline = pipeline::load(path)?;
-    let (_, resolution) = resolve_with(pipeline, store, offline, false, update).await?;
+    let options = ResolveOptions {
+        store: store.clone(),
+        offline,
+        update,
+        locked: false,
+        record: true,
+        accept,
+    };
+    let (_, resolution) = resolve_with(pipeline, &options).await?;
     if resolution.plugins.is_empty() {
         println!(
-            "{} uses no registry plugins; nothing to lock",
+            "{} uses no registry plugins; its local plugins' capability sets are recorded",
             path.display()
         );
-        return done();
     }
     for (stage, reference, pin, _) in &resolution.plugins {
         let signed = if pin.signed_by.is_empty() {

@@ -159,6 +159,12 @@ async fn pull(
     keys: &[PathBuf],
 ) -> Outcome {
     let (reference, trusted) = ref_and_keys(reference, keys)?;
+    // The version of this tag pulled before, to say what the new one asks for beyond it.
+    let before = reference
+        .digest
+        .is_none()
+        .then(|| store.remembered_tag(&reference))
+        .flatten();
     let pulled = sharing::pull(store, &reference, &trusted)
         .await
         .map_err(|err| CliError::refused(format!("cannot pull {reference}: {err:#}")))?;
@@ -175,6 +181,31 @@ async fn pull(
     if !signers.is_empty() {
         println!("  signed by {}", signers.join(", "));
     }
+    if let Ok((caps, _, _)) = sluice::plugin::caps::of_file(&path) {
+        println!("  exports   {}", caps.exports.join(", "));
+        println!("  imports   {}", caps.imports.join(", "));
+        let previous = before
+            .filter(|old| *old != digest)
+            .and_then(|old| stored_capabilities(store, &reference, &old).map(|c| (old, c)));
+        if let Some((old, recorded)) = previous {
+            let diff = recorded.diff(&caps);
+            let what = if diff.widens() {
+                format!(
+                    "{} — it asks for more: `sluice lock --update` refuses it until accepted \
+                     with --accept",
+                    diff.describe()
+                )
+            } else {
+                diff.describe()
+            };
+            println!(
+                "  changed   {} {} → {}: {what}",
+                reference.repository,
+                short_digest(&old),
+                short_digest(&digest)
+            );
+        }
+    }
     if let Some(output) = output {
         std::fs::copy(&path, output).map_err(|err| {
             CliError::internal(format!("cannot write {}: {err}", output.display()))
@@ -182,6 +213,20 @@ async fn pull(
         println!("  written   {}", output.display());
     }
     done()
+}
+
+/// The capability set of the component the stored manifest `digest` names, if both are stored.
+fn stored_capabilities(
+    store: &PluginStore,
+    reference: &PluginRef,
+    digest: &str,
+) -> Option<sluice::config::lockfile::Capabilities> {
+    let manifest = store.read_blob(digest).ok().flatten()?;
+    let (_, layer) = sharing::parse_wasm_manifest(&manifest, reference).ok()?;
+    let path = store.verified_blob(&layer).ok().flatten()?;
+    sluice::plugin::caps::of_file(&path)
+        .ok()
+        .map(|(caps, _, _)| caps)
 }
 
 #[cfg(test)]

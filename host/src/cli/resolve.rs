@@ -17,6 +17,8 @@ pub fn resolve_options(store: &PluginStore, args: ResolveArgs) -> ResolveOptions
         offline: args.offline,
         update: false,
         locked: args.locked,
+        record: false,
+        accept: Vec::new(),
     }
 }
 
@@ -27,7 +29,8 @@ pub async fn resolve(
     store: &PluginStore,
     args: ResolveArgs,
 ) -> Result<ResolvedPipeline, CliError> {
-    resolve_with(pipeline, store, args.offline, args.locked, false)
+    let options = resolve_options(store, args);
+    resolve_with(pipeline, &options)
         .await
         .map(|(resolved, _)| resolved)
 }
@@ -36,18 +39,9 @@ pub async fn resolve(
 /// what changed in pipeline.lock.
 pub async fn resolve_with(
     pipeline: Pipeline,
-    store: &PluginStore,
-    offline: bool,
-    locked: bool,
-    update: bool,
+    options: &ResolveOptions,
 ) -> Result<(ResolvedPipeline, Resolution), CliError> {
-    let options = ResolveOptions {
-        store: store.clone(),
-        offline,
-        update,
-        locked,
-    };
-    match resolve_pipeline(pipeline, &options, &EventSink::discard()).await {
+    match resolve_pipeline(pipeline, options, &EventSink::discard()).await {
         Ok((resolved, resolution)) => {
             for (stage, reference, pin, fetched) in &resolution.plugins {
                 if *fetched {
@@ -56,6 +50,12 @@ pub async fn resolve_with(
                         short_digest(&pin.manifest_digest)
                     );
                 }
+            }
+            for change in &resolution.capability_changes {
+                eprintln!("{change}");
+            }
+            for warning in &resolution.warnings {
+                eprintln!("warning: {warning}");
             }
             if let (Some(path), false) = (&resolution.lock_path, resolution.lock_changes.is_empty())
             {

@@ -165,11 +165,16 @@ impl Resolver<'_> {
         };
 
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        // What the component imports and exports, read from the verified bytes themselves.
+        let capabilities = crate::plugin::caps::of_file(&path)
+            .ok()
+            .map(|(caps, _, _)| caps);
         self.lock.set(LockedPlugin {
             reference: key,
             manifest: manifest_digest.clone(),
             layer: layer_digest.clone(),
             size,
+            capabilities,
         });
         Ok((
             path,

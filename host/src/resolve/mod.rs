@@ -1,8 +1,11 @@
 //! Turns a parsed pipeline into a [`ResolvedPipeline`] before anything runs: every stage's
 //! trusted keys are read, and every `oci://` plugin reference is pinned to verified bytes in the
 //! local plugin store (see [`fetch`]). The parsed file is never changed; what resolution
-//! settled on lives beside it.
+//! settled on lives beside it. Every plugin's capability set — what it imports and exports — is
+//! compared with the one pipeline.lock recorded (see [`caps`]): asking for more is refused until
+//! accepted by name.
 
+mod caps;
 mod fetch;
 mod guard;
 mod paths;
@@ -14,7 +17,7 @@ use crate::atomic_file;
 use crate::config::diagnostic::Diagnostic;
 use crate::config::lockfile::Lock;
 use crate::config::pipeline::{Pipeline, PluginSource, StageSpec};
-use crate::model::events::{Event, EventSink};
+use crate::model::events::{Event, EventSink, LogSource};
 use crate::registry::store::PluginStore;
 use crate::trust::keys;
 use fetch::{Problem, Resolver};
@@ -51,7 +54,15 @@ pub struct ResolvedPipeline {
 pub struct ResolvedStage {
     pub plugin_path: PathBuf,
     pub pin: Option<Pin>,
+    /// For a local plugin file whose capability set was checked against the lock: the sha256
+    /// (hex) of the bytes checked, which are then the only ones the stage may load.
+    pub checked_sha256: Option<String>,
+    /// Its capability set beside the one pipeline.lock records (None: no lock is kept, or the
+    /// file could not be read as a component, which loading it says).
+    pub capabilities: Option<CapsStatus>,
 }
+
+pub use caps::CapsStatus;
 
 impl ResolvedPipeline {
     /// The stages as written, each with what it resolved to.
@@ -70,6 +81,12 @@ pub struct ResolveOptions {
     pub update: bool,
     /// Refuse to change the lock (CI: the committed lock must already be right).
     pub locked: bool,
+    /// `sluice lock`: keep a lock even for a pipeline of local plugins only, refresh local
+    /// entries' digests, and refuse (not just warn about) a local plugin that asks for more.
+    pub record: bool,
+    /// Stage names, repositories (`acme/deploy`) or local plugin paths (as written) whose
+    /// wider capability set is accepted (`--accept`).
+    pub accept: Vec<String>,
 }
 
 /// What resolution did, for the user.
@@ -80,6 +97,12 @@ pub struct Resolution {
     pub lock_changes: Vec<String>,
     /// Stage name, reference, pin, whether bytes were fetched from the registry.
     pub plugins: Vec<(String, String, Pin, bool)>,
+    /// How plugins' capability sets changed from the lock's: one line each, accepted or not
+    /// widening (a refused widening is a [`ResolveFailure`]).
+    pub capability_changes: Vec<String>,
+    /// Local plugins that ask for more than the lock records, run anyway (not `--locked`): said
+    /// loudly, and the lock keeps the set it had.
+    pub warnings: Vec<String>,
 }
 
 /// Why resolution stopped, one line per stage that could not be pinned.
@@ -100,7 +123,8 @@ pub enum ResolveError {
     Refused(#[from] ResolveFailure),
 }
 
-/// Resolves every stage of `pipeline`: local plugins as they are, registry plugins pinned.
+/// Resolves every stage of `pipeline`: local plugins as they are, registry plugins pinned, and
+/// every capability set compared with the lock's.
 pub async fn resolve_pipeline(
     pipeline: Pipeline,
     options: &ResolveOptions,
@@ -120,17 +144,22 @@ pub async fn resolve_pipeline(
                 PluginSource::Registry(_) => PathBuf::new(),
             },
             pin: None,
+            checked_sha256: None,
+            capabilities: None,
         })
         .collect();
-    if pipeline
+    let lock_path = Lock::path_for(&pipeline.file);
+    let registry_plugins = pipeline
         .stages
         .iter()
-        .all(|s| s.plugin.registry().is_none())
-    {
+        .any(|s| s.plugin.registry().is_some());
+    // A pipeline of local plugins keeps a lock only when asked to (`sluice lock`) or when it
+    // already has one: a plain run does not add a file to the user's checkout.
+    let lock_exists = lock_path.exists() || std::fs::symlink_metadata(&lock_path).is_ok();
+    if !registry_plugins && !options.record && !lock_exists {
         let resolved = ResolvedPipeline { pipeline, stages };
         return Ok((resolved, Resolution::default()));
     }
-    let lock_path = Lock::path_for(&pipeline.file);
     // Held until the lock file is written (or resolution gives up): see `guard`.
     let _updating = guard::LockGuard::acquire(&lock_path, events).await;
     // A malformed lock is a file the user's checkout holds: an input error at its line.
@@ -195,16 +224,54 @@ pub async fn resolve_pipeline(
         }
         .into());
     }
+    // What each plugin asks for, against what the lock recorded.
+    let compared = caps::compare(&pipeline, &mut stages, &mut lock, &used, options);
+    if !compared.refused.is_empty() {
+        return Err(ResolveFailure {
+            problems: compared.refused,
+            hint: compared.hint,
+        }
+        .into());
+    }
+    for warning in &compared.warnings {
+        events.emit(Event::Log {
+            stage: String::new(),
+            source: LogSource::Warn,
+            line: format!("sluice: warning: {warning}"),
+        });
+    }
+    for change in &compared.changes {
+        events.emit(Event::Log {
+            stage: String::new(),
+            source: LogSource::Info,
+            line: format!("sluice: {change}"),
+        });
+    }
+    resolution.capability_changes = compared.changes;
+    resolution.warnings = compared.warnings;
     lock.retain(&used);
+    lock.retain_locals(&compared.locals);
     let changes = lock.changes();
     if !changes.is_empty() && options.locked {
-        return Err(ResolveFailure {
-            problems: changes
+        let problems = if lock.read_version() == 1 {
+            vec![format!(
+                "{} was written by an older sluice and records no capability sets (what each \
+                 plugin imports and exports)",
+                lock_path.display()
+            )]
+        } else {
+            changes
                 .iter()
                 .map(|c| format!("{} is out of date: would {c}", lock_path.display()))
-                .collect(),
-            hint: "run `sluice lock` and commit the lock file (--locked refuses to change it)"
-                .to_string(),
+                .collect()
+        };
+        return Err(ResolveFailure {
+            problems,
+            hint: format!(
+                "run `sluice lock {}` to record it and commit the lock file (--locked refuses to \
+                 change it)",
+                crate::shell::quote(&pipeline.file.display().to_string())
+            ),
         }
         .into());
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::model::text::{MAX_FIELD_BYTES, one_line};
 use crate::plugin;
-use crate::resolve::{Pin, ResolvedPipeline};
+use crate::resolve::{CapsStatus, Pin, ResolvedPipeline};
 use crate::sandbox::cache::CacheOutcome;
 use crate::sandbox::engine::Host;
 use crate::stage::{PreparedStage, RunsOn};
@@ -43,6 +43,10 @@ pub struct StageCheck {
     pub grants: Vec<String>,
     /// Whether the stage cache may serve it, and what its key leaves out.
     pub stage_cache: String,
+    /// Its capability set (imports and exports, read from the component) beside the one
+    /// pipeline.lock records; absent when the pipeline keeps no lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<CapsStatus>,
     /// Why the stage cannot run, if it cannot.
     pub problem: Option<String>,
 }
@@ -103,6 +107,7 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
             imports: Vec::new(),
             grants: spec.grants.describe(),
             stage_cache: stage_cache_line(spec),
+            capabilities: stage.capabilities.clone(),
             problem: None,
         };
         let prepared =
@@ -133,6 +138,21 @@ pub async fn check(host: &Host, resolved: &ResolvedPipeline) -> CheckReport {
                     Err(err) => entry.problem = Some(err.to_string()),
                 }
             }
+        }
+        // Asking for more than the lock records refuses the stage, whatever its grants.
+        if let Some(CapsStatus::Differs { diff, .. }) = &stage.capabilities {
+            let refused = format!(
+                "its plugin {} asks for more than pipeline.lock records: {}\n  = help: if that \
+                 is expected, accept it: sluice lock {} --accept {}",
+                spec.plugin_ref,
+                diff.describe(),
+                crate::shell::quote(&pipeline.file.display().to_string()),
+                crate::shell::quote(&spec.name)
+            );
+            entry.problem = Some(match entry.problem.take() {
+                None => refused,
+                Some(other) => format!("{refused}\n{other}"),
+            });
         }
         stages.push(entry);
     }

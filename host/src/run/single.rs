@@ -59,6 +59,8 @@ pub async fn run_stage(
     let stage = ResolvedStage {
         plugin_path: plugin_path.to_path_buf(),
         pin: None,
+        checked_sha256: None,
+        capabilities: None,
     };
     let mut prepared = match PreparedStage::of_pipeline(
         host,

@@ -61,10 +61,13 @@ impl PreparedStage {
                 spec.plugin_ref
             ));
         }
+        // The registry pin, or the bytes of a local file whose capability set was checked
+        // against pipeline.lock: a file changed since is not loaded unchecked.
         let pinned = stage
             .pin
             .as_ref()
-            .map(|pin| pin.layer_digest.trim_start_matches("sha256:"));
+            .map(|pin| pin.layer_digest.trim_start_matches("sha256:"))
+            .or(stage.checked_sha256.as_deref());
         let plugin = load_checked(
             host,
             &stage.plugin_path,

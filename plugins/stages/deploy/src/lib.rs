@@ -311,6 +311,11 @@ impl Stage for Deploy {
 
     fn run(ctx: &mut Context) -> Result<(), Failure> {
         let config: Config = ctx.config()?;
+        // Only in plugins/fixtures/deploy-v2 (see the `token` feature).
+        #[cfg(feature = "token")]
+        if sluice_sdk::secret("DEPLOY_TOKEN").is_ok() {
+            info!("deploying with the DEPLOY_TOKEN secret");
+        }
         let dir = target_dir(&config.target)?;
         match config.action.as_str() {
             "deploy" => deploy(ctx, &config, &dir),
