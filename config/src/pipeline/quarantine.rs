@@ -137,6 +137,15 @@ pub(super) fn resolve(
     Ok(out)
 }
 
+/// The entries expired on `today`, each as a line naming the test and its date.
+pub fn expired(entries: &[Quarantine], today: i64) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|q| !q.holds_on(today))
+        .map(|q| format!("`{}` (until {})", q.test, q.until))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +187,20 @@ mod tests {
         };
         assert!(qualified.covers("flaky_crate", "tests::sometimes"));
         assert!(!qualified.covers("other", "tests::sometimes"));
+    }
+
+    fn entry(test: &str, until_day: i64) -> Quarantine {
+        Quarantine {
+            test: test.into(),
+            until: format!("day {until_day}"),
+            until_day,
+        }
+    }
+
+    #[test]
+    fn expired_entries_are_named_with_their_date() {
+        let entries = [entry("a", 3), entry("b", 9)];
+        assert_eq!(expired(&entries, 5), ["`a` (until day 3)"]);
+        assert!(expired(&entries, 3).is_empty());
     }
 }

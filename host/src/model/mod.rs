@@ -10,5 +10,6 @@ pub mod journal;
 pub mod layout;
 pub mod learned;
 pub mod report;
+pub mod test_cases;
 pub mod text;
 pub mod tree;

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::test_cases::{self, Outcome};
 use crate::model::report::{RunReport, qualified};
+use crate::model::test_cases::{self, Outcome};
 
 /// A test that both passed and failed under one stage key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -292,7 +292,7 @@ fn stage_section(page: &mut String, stage: &StageRecord, report: &RunReport) {
         }
         page.push_str("</tbody></table></div>\n");
     }
-    let cases = super::test_cases::of_stage(report, stage);
+    let cases = crate::model::test_cases::of_stage(report, stage);
     super::test_cases::html_section(page, &cases, stage, esc);
     let log = stage.log.as_ref().and_then(|l| report.file_in_run(l));
     if let Some(log) = log.as_deref().and_then(read_log) {

@@ -299,7 +299,7 @@ mod tests {
             out,
             "<testsuite name=\"unit\" tests=\"3\"><testcase classname=\"c\" name=\"tests::sometimes\"><flakyFailure message=\"boom &lt;1&gt;\" type=\"flaky\">failed in attempt 1, then passed on identical inputs: boom &lt;1&gt;</flakyFailure></testcase><testcase classname=\"c\" name=\"tests::always\"/><testcase classname=\"c\" name=\"tests::slow\"><flakyFailure message=\"boom &lt;1&gt;\" type=\"flaky\">failed in attempt 1, then passed on identical inputs: boom &lt;1&gt;</flakyFailure><system-out>x</system-out></testcase></testsuite>"
         );
-        assert_eq!(super::super::test_cases::parse(&out).len(), 3);
+        assert_eq!(crate::model::test_cases::parse(&out).len(), 3);
         assert_eq!(with_flaky(suite, &[]), suite);
         // Another class's test of the same name is not it.
         let other = FlakyTest {

@@ -5,7 +5,7 @@
 //! change nothing it reads (no write grant, no host program) has provably identical inputs.
 
 use crate::model::report::{FlakyTest, StageRecord, StageStatus, qualified};
-use crate::reporters::test_cases::{self, Outcome, TestCase};
+use crate::model::test_cases::{self, Outcome, TestCase};
 
 /// What an attempt that failed left behind for the flakiness check.
 pub struct FailedAttempt {

@@ -43,7 +43,7 @@ impl PreparedStage {
         runs_on: RunsOn<'_>,
     ) -> Result<Self, String> {
         let today = crate::config::pipeline::quarantine::today();
-        let expired = super::quarantine::expired(&spec.quarantine, today);
+        let expired = crate::config::pipeline::quarantine::expired(&spec.quarantine, today);
         if !expired.is_empty() {
             return Err(format!(
                 "its quarantine has expired for {}: fix the test{} or, if it must stay quarantined, give it a later `until` (YYYY-MM-DD) in the stage's `quarantine`",

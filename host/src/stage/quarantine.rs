@@ -6,7 +6,7 @@
 use crate::config::pipeline::quarantine::Quarantine;
 use crate::model::events::LogSource;
 use crate::model::report::StageRecord;
-use crate::reporters::test_cases::{self, Outcome, TestCase};
+use crate::model::test_cases::{self, Outcome, TestCase};
 use crate::sandbox::bindings::sluice::pipeline::types::{Output, StageResult};
 use crate::sandbox::capture::StageLog;
 
@@ -30,15 +30,6 @@ pub fn excused<'a>(
         excused.push((shown(case), entry));
     }
     (!excused.is_empty()).then_some(excused)
-}
-
-/// The entries expired on `today`, each as a line naming the test and its date.
-pub fn expired(entries: &[Quarantine], today: i64) -> Vec<String> {
-    entries
-        .iter()
-        .filter(|q| !q.holds_on(today))
-        .map(|q| format!("`{}` (until {})", q.test, q.until))
-        .collect()
 }
 
 /// The media type a published file of a failed stage is given, by its name.
@@ -165,12 +156,5 @@ mod tests {
         // Nothing failed (a build error, no JUnit): never excused.
         assert!(excused(&entries, &[case("tests::fine", Outcome::Passed)], 1).is_none());
         assert!(excused(&entries, &[], 1).is_none());
-    }
-
-    #[test]
-    fn expired_entries_are_named_with_their_date() {
-        let entries = [entry("a", 3), entry("b", 9)];
-        assert_eq!(expired(&entries, 5), ["`a` (until day 3)"]);
-        assert!(expired(&entries, 3).is_empty());
     }
 }
