@@ -158,11 +158,17 @@ fn thirty_crate_readmes_become_a_site_whose_only_broken_links_are_truly_broken()
         assert!(html.contains("href=\"../../style.css\""), "{name}");
     }
     let pages = problems_are_real(&ran, &report, &tracked_files(&ws)?)?;
-    // Most READMEs link nothing broken (all 30 did when the stylesheet was missing).
+    // Every problem above is a real one; most READMEs link nothing broken (all 30 had
+    // problems when the stylesheet was missing). Only the READMEs count: which other
+    // pages there are depends on the crates the machine's registry holds (axum's docs alone
+    // are dozens of pages with links into files the crate does not ship).
+    let readmes_with_problems = names
+        .iter()
+        .filter(|name| pages.contains(&format!("crates/{name}/index.html")))
+        .count();
     assert!(
-        pages.len() < names.len() / 2,
-        "{} of {} pages have problems: {pages:?}",
-        pages.len(),
+        readmes_with_problems < names.len() / 2,
+        "{readmes_with_problems} of {} READMEs have problems: {pages:?}",
         names.len()
     );
     Ok(())
