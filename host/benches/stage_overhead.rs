@@ -205,14 +205,23 @@ async fn warm_resolution(component: &Path, samples: Samples) -> Result<()> {
             bytes.len()
         ),
     )?;
-    let options = ResolveOptions {
+    // A version-1 lock as an older sluice wrote it: one resolution records the plugin's
+    // capability set (version 2), as a user's first run does; then it is only read.
+    let mut options = ResolveOptions {
         store,
         offline: false,
         update: false,
-        locked: true,
+        locked: false,
         record: false,
         accept: Vec::new(),
     };
+    resolve_pipeline(
+        manifest::load(&pipeline_file)?,
+        &options,
+        &EventSink::discard(),
+    )
+    .await?;
+    options.locked = true;
     let mut times = Vec::new();
     for _ in 0..samples.of(50) {
         let started = Instant::now();
