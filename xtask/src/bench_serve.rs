@@ -121,7 +121,11 @@ fn peak_mib(pid: u32) -> Result<u64> {
 
 /// A small finished run's record.
 fn record(id: &str, i: usize) -> String {
-    let status = if i % 7 == 0 { "failed" } else { "succeeded" };
+    let status = if i.is_multiple_of(7) {
+        "failed"
+    } else {
+        "succeeded"
+    };
     serde_json::json!({
         "schema": 1, "pipeline": format!("pipeline-{}", i % 5), "pipeline_file": "pipeline.toml",
         "pipeline_sha256": "0", "run_id": id, "run_dir": "", "status": status, "exit_code": 0,

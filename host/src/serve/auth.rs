@@ -14,7 +14,7 @@ use super::{CSP, Shared, problem};
 pub(super) async fn guard(State(app): State<Shared>, request: Request, next: Next) -> Response {
     let mut response = match check(&app, &request) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     };
     let headers = response.headers_mut();
     for (name, value) in [
@@ -29,7 +29,7 @@ pub(super) async fn guard(State(app): State<Shared>, request: Request, next: Nex
     response
 }
 
-fn check(app: &Shared, request: &Request) -> Result<(), Response> {
+fn check(app: &Shared, request: &Request) -> Result<(), Box<Response>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut refused = problem(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -38,7 +38,7 @@ fn check(app: &Shared, request: &Request) -> Result<(), Response> {
         refused
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return Err(refused);
+        return Err(Box::new(refused));
     }
     match &app.token {
         Some(token) => {
@@ -53,14 +53,14 @@ fn check(app: &Shared, request: &Request) -> Result<(), Response> {
                 refused
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                Err(refused)
+                Err(Box::new(refused))
             }
         }
         None if loopback_host(request.headers()) => Ok(()),
-        None => Err(problem(
+        None => Err(Box::new(problem(
             StatusCode::MISDIRECTED_REQUEST,
             "this server answers requests for 127.0.0.1, localhost or [::1] only",
-        )),
+        ))),
     }
 }
 

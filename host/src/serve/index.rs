@@ -229,36 +229,40 @@ impl RunSummary {
 mod tests {
     use super::*;
 
-    fn write_run(root: &Path, id: &str, started_at: &str, status: &str) {
+    type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    fn write_run(root: &Path, id: &str, started_at: &str, status: &str) -> Result {
         let dir = root.join(id);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir)?;
         let record = serde_json::json!({
             "schema": 1, "pipeline": "p", "pipeline_file": "", "pipeline_sha256": "",
             "run_id": id, "run_dir": "", "status": status, "exit_code": 0,
             "started_at": started_at, "finished_at": "", "duration_ms": 1.0,
             "sluice_version": "", "stages": []
         });
-        std::fs::write(dir.join("report.json"), record.to_string()).unwrap();
+        std::fs::write(dir.join("report.json"), record.to_string())?;
+        Ok(())
     }
 
     #[test]
-    fn runs_are_listed_newest_first_and_changes_are_seen() {
-        let temp = tempfile::tempdir().unwrap();
+    fn runs_are_listed_newest_first_and_changes_are_seen() -> Result {
+        let temp = tempfile::tempdir()?;
         let root = temp.path().join("runs");
-        write_run(&root, "a-1", "2026-01-01T00:00:00Z", "succeeded");
-        write_run(&root, "b-2", "2026-01-02T00:00:00Z", "failed");
-        write_run(temp.path(), "outside", "2026-01-03T00:00:00Z", "failed");
-        std::os::unix::fs::symlink(temp.path().join("outside"), root.join("evil")).unwrap();
+        write_run(&root, "a-1", "2026-01-01T00:00:00Z", "succeeded")?;
+        write_run(&root, "b-2", "2026-01-02T00:00:00Z", "failed")?;
+        write_run(temp.path(), "outside", "2026-01-03T00:00:00Z", "failed")?;
+        std::os::unix::fs::symlink(temp.path().join("outside"), root.join("evil"))?;
         let index = RunIndex::new(std::slice::from_ref(&root), None);
         let ids: Vec<String> = index.runs().iter().map(|r| r.id.clone()).collect();
         assert_eq!(ids, ["b-2", "a-1"]);
         assert!(index.find("evil").is_none());
         assert!(index.find("../outside").is_none());
         // A changed record is read again (the listing is trusted for a moment only).
-        write_run(&root, "a-1", "2026-01-01T00:00:00Z", "error");
+        write_run(&root, "a-1", "2026-01-01T00:00:00Z", "error")?;
         std::thread::sleep(FRESH_FOR);
-        let a = index.find("a-1").unwrap();
+        let a = index.find("a-1").ok_or("a-1 is not listed")?;
         assert_eq!(a.status, RunStatus::Error);
+        Ok(())
     }
 
     #[test]

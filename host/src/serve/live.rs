@@ -32,7 +32,7 @@ pub(super) async fn log(
 ) -> Response {
     let (dir, report) = match open_run(&app, id).await {
         Ok(run) => run,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let Some(record) = report.stage(&stage) else {
         return not_found("stage");
@@ -88,7 +88,7 @@ struct Watch {
 pub(super) async fn events(State(app): State<Shared>, UrlPath(id): UrlPath<String>) -> Response {
     let (dir, _) = match open_run(&app, id).await {
         Ok(run) => run,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let watch = Watch {
         dir,

@@ -22,21 +22,27 @@ pub(super) struct TokenQuery {
 
 /// The run `id`'s folder (canonical, inside its runs folder) and its record as it stands now;
 /// `Err` is the answer to give.
-pub(super) async fn open_run(app: &Shared, id: String) -> Result<(PathBuf, RunReport), Response> {
+pub(super) async fn open_run(
+    app: &Shared,
+    id: String,
+) -> Result<(PathBuf, RunReport), Box<Response>> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || open_run_now(&app, &id))
         .await
-        .unwrap_or_else(|_| Err(not_found("run")))
+        .unwrap_or_else(|_| Err(Box::new(not_found("run"))))
 }
 
-fn open_run_now(app: &Shared, id: &str) -> Result<(PathBuf, RunReport), Response> {
-    let run = app.index.find(id).ok_or_else(|| not_found("run"))?;
-    let dir = inside(&run.root, &run.dir).ok_or_else(|| not_found("run"))?;
+fn open_run_now(app: &Shared, id: &str) -> Result<(PathBuf, RunReport), Box<Response>> {
+    let run = app
+        .index
+        .find(id)
+        .ok_or_else(|| Box::new(not_found("run")))?;
+    let dir = inside(&run.root, &run.dir).ok_or_else(|| Box::new(not_found("run")))?;
     let mut report = RunReport::read(&dir.join("report.json")).map_err(|err| {
-        problem(
+        Box::new(problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read the run's record: {err:#}"),
-        )
+        ))
     })?;
     // The folder is the run's, whatever its record says: logs and artifacts are read there.
     report.run_dir = dir.display().to_string();
@@ -104,7 +110,7 @@ pub(super) async fn page(
 ) -> Response {
     let (_, report) = match open_run(&app, id.clone()).await {
         Ok(run) => run,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let html = tokio::task::spawn_blocking(move || {
         // `id` is a plain run id (the index checked it): safe in a path as it is.
@@ -134,7 +140,7 @@ pub(super) async fn api(State(app): State<Shared>, UrlPath(id): UrlPath<String>)
             Ok(json) => json_response(json),
             Err(err) => problem(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
         },
-        Err(answer) => answer,
+        Err(answer) => *answer,
     }
 }
 
@@ -148,7 +154,7 @@ pub(super) async fn junit(State(app): State<Shared>, UrlPath(id): UrlPath<String
             junit_xml(&report),
         )
             .into_response(),
-        Err(answer) => answer,
+        Err(answer) => *answer,
     }
 }
 
@@ -158,7 +164,7 @@ pub(super) async fn provenance(
 ) -> Response {
     let (dir, report) = match open_run(&app, id).await {
         Ok(run) => run,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let Some(record) = &report.provenance else {
         return not_found("provenance");
@@ -185,7 +191,7 @@ pub(super) async fn artifact(
     }
     let (dir, report) = match open_run(&app, id).await {
         Ok(run) => run,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let found = report
         .stages
