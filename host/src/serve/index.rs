@@ -50,7 +50,17 @@ struct State {
     by_id: HashMap<String, RunSummary>,
     newest_first: Arc<Vec<RunSummary>>,
     checked: Option<Instant>,
+    /// Each runs folder's time when it was last listed in full, and when that was: a folder
+    /// whose time has not moved has no run added or removed, so only its live runs (running,
+    /// awaiting approval) and folders without a record yet are looked at again.
+    listed: HashMap<PathBuf, (SystemTime, Instant)>,
+    /// Run folders seen without a record yet (a run starting).
+    unrecorded: Vec<(PathBuf, String)>,
 }
+
+/// A folder time this recent, or a listing this old, is not trusted: the folder is listed again.
+const SETTLED: Duration = Duration::from_secs(2);
+const RELIST_EVERY: Duration = Duration::from_secs(30);
 
 /// A run id is one plain path segment (letters, digits, `-`): never a way out of a runs folder.
 pub fn is_run_id(id: &str) -> bool {
@@ -112,44 +122,60 @@ impl RunIndex {
     }
 
     fn refresh(&self, state: &mut State) {
-        let mut seen: HashMap<String, RunSummary> = HashMap::with_capacity(state.by_id.len());
         let mut changed = false;
-        for root in &self.all_roots() {
-            let Ok(entries) = std::fs::read_dir(root) else {
+        let mut unrecorded = Vec::new();
+        let roots = self.all_roots();
+        let before = state.by_id.len();
+        // Runs of folders no longer shown.
+        state.by_id.retain(|_, run| roots.contains(&run.root));
+        changed |= state.by_id.len() != before;
+        for root in &roots {
+            let Some((ids, listed)) = self.candidates(state, root) else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            if listed {
+                // Runs removed from the folder.
+                let present: std::collections::HashSet<&String> = ids.iter().collect();
+                let before = state.by_id.len();
+                state
+                    .by_id
+                    .retain(|id, run| run.root != *root || present.contains(id));
+                changed |= state.by_id.len() != before;
+            }
+            for id in ids {
+                let known = state.by_id.get(&id);
+                if known.is_some_and(|k| k.root != *root) {
+                    // The same id in an earlier runs folder: that one is shown.
                     continue;
-                };
-                // Symlinks (`latest`, or one planted to point elsewhere) are not runs here.
-                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                if !is_dir || !is_run_id(&id) || seen.contains_key(&id) {
+                }
+                let live = known.is_none_or(|k| {
+                    matches!(k.status, RunStatus::Running | RunStatus::AwaitingApproval)
+                });
+                if !live && !listed {
                     continue;
                 }
                 let dir = root.join(&id);
-                let known = state.by_id.remove(&id);
-                let running = known
-                    .as_ref()
-                    .is_none_or(|k| k.status == RunStatus::Running);
-                let Some(stamp) = stamp(&dir, running) else {
+                let Some(stamp) = stamp(&dir, live) else {
+                    changed |= state.by_id.remove(&id).is_some();
+                    unrecorded.push((root.clone(), id));
                     continue;
                 };
-                let summary = match known {
-                    Some(known) if known.stamp == stamp && known.root == *root => known,
-                    _ => {
-                        changed = true;
-                        match summarize(&dir, root, &id, stamp) {
-                            Some(summary) => summary,
-                            None => continue,
-                        }
+                if known.is_some_and(|k| k.stamp == stamp) {
+                    continue;
+                }
+                changed = true;
+                match summarize(&dir, root, &id, stamp) {
+                    Some(summary) => {
+                        state.by_id.insert(id, summary);
                     }
-                };
-                seen.insert(id, summary);
+                    None => {
+                        state.by_id.remove(&id);
+                    }
+                }
             }
         }
-        if changed || !state.by_id.is_empty() || state.newest_first.len() != seen.len() {
-            let mut list: Vec<RunSummary> = seen.values().cloned().collect();
+        if changed {
+            let mut list: Vec<RunSummary> = state.by_id.values().cloned().collect();
             list.sort_by(|a, b| {
                 b.started_at
                     .cmp(&a.started_at)
@@ -157,7 +183,50 @@ impl RunIndex {
             });
             state.newest_first = Arc::new(list);
         }
-        state.by_id = seen;
+        state.unrecorded = unrecorded;
+    }
+
+    /// The run ids of `root` to look at, and whether the folder was listed: all its folders
+    /// when it changed (or is not trusted), else those known and those without a record yet.
+    fn candidates(&self, state: &mut State, root: &Path) -> Option<(Vec<String>, bool)> {
+        let time = std::fs::metadata(root).ok()?.modified().ok()?;
+        let settled = time.elapsed().is_ok_and(|age| age >= SETTLED);
+        let unchanged = state
+            .listed
+            .get(root)
+            .is_some_and(|(listed, at)| *listed == time && at.elapsed() < RELIST_EVERY);
+        if settled && unchanged {
+            // Only those that may still change.
+            let mut ids: Vec<String> = state
+                .by_id
+                .values()
+                .filter(|run| run.root == root)
+                .filter(|run| {
+                    matches!(run.status, RunStatus::Running | RunStatus::AwaitingApproval)
+                })
+                .map(|run| run.id.clone())
+                .collect();
+            ids.extend(
+                state
+                    .unrecorded
+                    .iter()
+                    .filter(|(r, _)| r == root)
+                    .map(|(_, id)| id.clone()),
+            );
+            return Some((ids, false));
+        }
+        let entries = std::fs::read_dir(root).ok()?;
+        let ids = entries
+            .flatten()
+            // Symlinks (`latest`, or one planted to point elsewhere) are not runs here.
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
+            .filter(|id| is_run_id(id))
+            .collect();
+        state
+            .listed
+            .insert(root.to_path_buf(), (time, Instant::now()));
+        Some((ids, true))
     }
 }
 
