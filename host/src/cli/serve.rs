@@ -35,8 +35,20 @@ pub async fn serve(args: ServeArgs) -> Outcome {
         token,
     };
     check(&options).map_err(|err| CliError::input(format!("{err:#}")))?;
+    // Ctrl-C or SIGTERM stops it.
     let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     };
     sluice::serve::serve(
         options,

@@ -76,10 +76,24 @@ pub async fn serve(
         token: options.token,
     });
     bound(address);
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(stop)
-        .await
-        .context("the web server stopped")
+    // Once told to stop, open event streams (a browser watching a run) get a second to close,
+    // then the server stops regardless.
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let graceful = async move {
+        stop.await;
+        let _ = stopping.send(true);
+    };
+    let server = axum::serve(listener, router(app)).with_graceful_shutdown(graceful);
+    let deadline = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    tokio::select! {
+        done = std::future::IntoFuture::into_future(server) => {
+            done.context("the web server stopped")
+        }
+        () = deadline => Ok(()),
+    }
 }
 
 fn router(app: Shared) -> Router {
