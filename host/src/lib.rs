@@ -10,7 +10,7 @@
 //! events, reports) → [`trust`] (keys, signatures, secrets, provenance) → [`sandbox`] (wasmtime,
 //! capabilities) → [`plugin`] → [`registry`] (OCI, plugin store) → [`resolve`] → [`stage`] (one
 //! stage, wherever it runs) → [`cluster`] (NATS JetStream: coordinator and agent) → [`run`] (one
-//! run) → [`reporters`] → [`scaffold`].
+//! run) → [`reporters`] → [`scaffold`] → [`serve`] (the web view of runs).
 
 pub mod atomic_file;
 pub use sluice_config as config;
@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod run;
 pub mod sandbox;
 pub mod scaffold;
+pub mod serve;
 pub mod shell;
 pub mod stage;
 pub mod trust;

@@ -38,6 +38,7 @@ mod report_page;
 mod scaffold;
 mod seams;
 mod security;
+mod serve;
 mod shared_cache;
 mod sharing;
 mod stage_alone;

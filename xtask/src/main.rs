@@ -14,6 +14,7 @@ mod bench_big;
 mod bench_graph;
 mod bench_load;
 mod bench_projects;
+mod bench_serve;
 mod build_env;
 mod c_bindings;
 mod cargo_tools;
@@ -61,6 +62,9 @@ usage: cargo xtask <command>
                 more-itertools from PyPI) through `sluice init` + `sluice run` beside the same
                 commands by hand, release build, alternating rounds (3 by default): cold, nothing
                 changed, one file touched, with the stages the stage cache served
+  bench-serve   `sluice serve` on 10,000 runs: the runs page's and /api/runs's median times,
+                and a 100 MB log streamed with the server's peak memory (release build, or the
+                binary SLUICE_BIN names)
   readme        the README's runnable blocks, in order, in a folder outside the checkout with the
                 built sluice installed alone on PATH (part of `test`)
   install [--root DIR]
@@ -111,6 +115,11 @@ fn run() -> Result<()> {
         Some("bench-load") => {
             with_release_binary(&root, |sluice| bench_load::bench(&root, sluice).map(drop))
         }
+        // Not part of `bench`: `sluice serve` on 10,000 runs and a 100 MB log.
+        Some("bench-serve") => match std::env::var_os("SLUICE_BIN") {
+            Some(sluice) => bench_serve::bench(Path::new(&sluice)),
+            None => with_release_binary(&root, bench_serve::bench),
+        },
         Some("bench-graph") => {
             with_release_binary(&root, |sluice| bench_graph::bench(&root, sluice))
         }

@@ -139,6 +139,9 @@ pub enum Command {
     /// Serve stage jobs from a NATS JetStream server: run the stages that `sluice run --nats`
     /// sends, until Ctrl-C or SIGTERM (a running stage is finished first)
     Agent(AgentArgs),
+    /// Serve a read-only web view of the runs: the runs list, each run's page updated live, its
+    /// logs streamed, and the same as JSON (`/api/runs`)
+    Serve(crate::subcommands::ServeArgs),
     /// Print a shell completion script: `sluice completions bash > ~/.local/share/bash-completion/completions/sluice`
     Completions {
         #[arg(value_enum)]

@@ -40,6 +40,7 @@ mod resume;
 mod run;
 mod runs;
 mod runs_flaky;
+mod serve;
 mod stage;
 mod verify;
 
@@ -115,6 +116,7 @@ async fn dispatch(cli: Cli) -> Outcome {
             runs_dir,
             open,
         } => report::report(&run, runs_dir.as_deref(), open),
+        Command::Serve(args) => serve::serve(args).await,
         Command::Completions { shell } => completions::completions(shell),
     }
 }

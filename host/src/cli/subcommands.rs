@@ -227,3 +227,17 @@ pub enum CacheCommand {
         runs_dir: Option<PathBuf>,
     },
 }
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A runs folder to show (repeat for more) [default: every pipeline's default runs folder]
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Vec<PathBuf>,
+    /// The address to listen on; anything but loopback needs --token-file
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8480")]
+    pub listen: std::net::SocketAddr,
+    /// A file holding the token every request must carry (`Authorization: Bearer TOKEN`, or
+    /// `?token=TOKEN` in the address)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 pub use ci_log::{CiLogReporter, CiSystem};
-pub use html::report_html;
+pub use html::{Live, escape_html, live_report_html, page_style, report_html};
 pub use json_lines::JsonLinesReporter;
 pub use junit::junit_xml;
 pub use plain::PlainReporter;

@@ -23,6 +23,9 @@ const MAX_LOG_LINE_BYTES: usize = 64 << 10;
 /// by never printing a newline.
 const MAX_LINE_BYTES: usize = 16 * 1024;
 
+/// How far behind the log file may lag what the stage wrote (while more keeps coming).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The log of one stage run. Cheap to clone; all clones write to the same place.
 #[derive(Clone)]
 pub struct StageLog(Arc<Mutex<Inner>>);
@@ -31,6 +34,9 @@ struct Inner {
     stage: String,
     started: Instant,
     file: Option<BufWriter<File>>,
+    /// When the file was last flushed: a log is readable while the stage runs (`sluice serve`
+    /// streams it), at most `FLUSH_EVERY` behind, without a write per line.
+    flushed: Instant,
     events: EventSink,
     stdout_partial: Vec<u8>,
     stderr_partial: Vec<u8>,
@@ -73,6 +79,9 @@ impl StageLog {
             stage: stage.to_string(),
             started: Instant::now(),
             file,
+            flushed: Instant::now()
+                .checked_sub(FLUSH_EVERY)
+                .unwrap_or_else(Instant::now),
             events,
             stdout_partial: Vec::new(),
             stderr_partial: Vec::new(),
@@ -97,6 +106,7 @@ impl StageLog {
         for line in message.lines() {
             inner.emit(source, line.as_bytes());
         }
+        inner.flush_now_and_then();
         inner.check()
     }
 
@@ -131,6 +141,7 @@ impl StageLog {
             }
         }
         *inner.partial_mut(source) = partial;
+        inner.flush_now_and_then();
         inner.check()
     }
 
@@ -172,6 +183,18 @@ impl StageLog {
 pub struct LogFull;
 
 impl Inner {
+    /// Flushes the file when it was last flushed `FLUSH_EVERY` ago or more.
+    fn flush_now_and_then(&mut self) {
+        if self.flushed.elapsed() < FLUSH_EVERY {
+            return;
+        }
+        if let Some(file) = self.file.as_mut() {
+            // A failed write shows at the end, when `finish` flushes again.
+            let _ = file.flush();
+        }
+        self.flushed = Instant::now();
+    }
+
     fn check(&self) -> Result<(), LogFull> {
         if self.overflowed {
             Err(LogFull)

@@ -7,16 +7,58 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::SystemTime;
 
 use crate::model::report::{RunReport, StageRecord, StageStatus};
 
+mod stage;
+mod style;
+use stage::stage_section;
+use style::STYLE;
+
 /// A stage's log is shown up to this much (its end, where failures are).
 const MAX_LOG_BYTES: usize = 256 << 10;
 
+/// What the live view (`sluice serve`) adds to the page: links to the server's own endpoints and
+/// the same-origin script that keeps the page up to date. Every string is escaped here.
+pub struct Live<'a> {
+    /// The run's path on the server (`/runs/ID`).
+    pub base: &'a str,
+    /// Carried on to every link (`token=...`), or empty.
+    pub query: &'a str,
+    /// The live script's path, for a run still going; `None` for a finished run.
+    pub script: Option<&'a str>,
+}
+
+impl Live<'_> {
+    fn href(&self, path: &str) -> String {
+        let sep = if self.query.is_empty() { "" } else { "?" };
+        esc(&format!("{}{path}{sep}{}", self.base, self.query))
+    }
+}
+
 /// The page for `report`; logs are read from the run's folder.
 pub fn report_html(report: &RunReport) -> String {
+    render(report, None)
+}
+
+/// The page `sluice serve` shows: the same page, with links to download artifacts, JUnit and
+/// provenance, and — while the run goes on — a script that updates it and streams logs.
+pub fn live_report_html(report: &RunReport, live: &Live) -> String {
+    render(report, Some(live))
+}
+
+/// The style sheet of the pages (shared with the runs list of `sluice serve`).
+pub fn page_style() -> &'static str {
+    STYLE
+}
+
+/// Text as HTML (every character markup could use escaped).
+pub fn escape_html(text: &str) -> String {
+    esc(text)
+}
+
+fn render(report: &RunReport, live: Option<&Live>) -> String {
     let mut page = String::new();
     let title = format!(
         "sluice · {} · {} · {}",
@@ -28,18 +70,39 @@ pub fn report_html(report: &RunReport) -> String {
         page,
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n\
-         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
-        esc(&title)
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:{live_csp}\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n{script}</head>\n<body>\n",
+        esc(&title),
+        live_csp = if live.is_some() {
+            "; script-src 'self'; connect-src 'self'"
+        } else {
+            ""
+        },
+        script = live
+            .and_then(|l| Some((l, l.script?)))
+            .map(|(l, src)| format!(
+                "<script src=\"{}\" data-base=\"{}\" defer></script>\n",
+                esc(src),
+                esc(l.base)
+            ))
+            .unwrap_or_default(),
     );
     header(&mut page, report);
+    if let Some(live) = live {
+        let _ = writeln!(
+            page,
+            "<p class=\"links\"><a href=\"{}\">JUnit XML</a> · <a href=\"{}\">report.json</a></p>",
+            live.href("/junit.xml"),
+            live.href("/report.json"),
+        );
+    }
     graph(&mut page, report);
     timeline(&mut page, report);
     page.push_str("<h2>Stages</h2>\n");
     for stage in &report.stages {
-        stage_section(&mut page, stage, report);
+        stage_section(&mut page, stage, report, live);
     }
-    provenance(&mut page, report);
+    provenance(&mut page, report, live);
     page.push_str("</body>\n</html>\n");
     page
 }
@@ -200,143 +263,21 @@ fn timeline(page: &mut String, report: &RunReport) {
     );
 }
 
-fn stage_section(page: &mut String, stage: &StageRecord, report: &RunReport) {
-    let status = stage.status.label();
-    let cached = stage.cache.as_ref().is_some_and(|c| c.hit);
-    let _ = write!(
-        page,
-        "<section class=\"stage {class}\" id=\"stage-{id}\" data-stage=\"{name}\" data-status=\"{status}\">\n\
-         <h3><span class=\"badge {class}\">{mark} {status}</span> {name}{took}{cached}</h3>\n",
-        class = status_class(stage.status),
-        id = esc(&anchor(&stage.name)),
-        name = esc(&stage.name),
-        status = esc(status),
-        mark = mark(stage.status),
-        took = stage
-            .duration_ms
-            .map(|ms| format!(" <small>{}</small>", esc(&seconds(ms))))
-            .unwrap_or_default(),
-        cached = if cached {
-            " <span class=\"tag\">cache hit</span>"
-        } else {
-            ""
-        },
-    );
-    if let Some(message) = &stage.message {
-        let _ = writeln!(page, "<p class=\"message\">{}</p>", esc(message));
-    }
-    if let Some(summary) = &stage.summary {
-        let _ = writeln!(page, "<p class=\"summary\">{}</p>", esc(summary));
-    }
-    page.push_str("<dl class=\"facts\">");
-    let plugin = &stage.plugin;
-    let described = match (&plugin.name, &plugin.version) {
-        (Some(name), Some(version)) => format!("{name} {version} "),
-        _ => String::new(),
-    };
-    let _ = write!(
-        page,
-        "<dt>plugin</dt><dd>{}{}{}</dd>",
-        esc(&described),
-        esc(&plugin.reference),
-        plugin
-            .sha256
-            .as_ref()
-            .map(|d| format!(" <code>{}</code>", esc(d)))
-            .unwrap_or_default()
-    );
-    if let Some(phase) = &stage.phase {
-        let _ = write!(page, "<dt>phase</dt><dd>{}</dd>", esc(phase));
-    }
-    if stage.gate {
-        page.push_str("<dt>gate</dt><dd>waits for a person's approval</dd>");
-    }
-    if !stage.depends_on.is_empty() {
-        let _ = write!(
-            page,
-            "<dt>after</dt><dd>{}</dd>",
-            esc(&stage.depends_on.join(", "))
-        );
-    }
-    if !stage.inputs.is_empty() {
-        let _ = write!(
-            page,
-            "<dt>inputs</dt><dd>{}</dd>",
-            esc(&stage.inputs.join(", "))
-        );
-    }
-    let grants = if stage.grants.is_empty() {
-        "nothing".to_string()
-    } else {
-        stage.grants.join("; ")
-    };
-    let _ = write!(page, "<dt>granted</dt><dd>{}</dd>", esc(&grants));
-    if !stage.denied.is_empty() {
-        let _ = write!(
-            page,
-            "<dt>refused</dt><dd class=\"refused\">{}</dd>",
-            esc(&stage.denied.join("; "))
-        );
-    }
-    page.push_str("</dl>\n");
-    if !stage.outputs.is_empty() {
-        page.push_str("<div class=\"scroll\"><table><thead><tr><th>artifact</th><th>size</th><th>sha256</th></tr></thead><tbody>\n");
-        for artifact in &stage.outputs {
-            let _ = writeln!(
-                page,
-                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                esc(&artifact.name),
-                bytesize::ByteSize(artifact.size),
-                esc(&artifact.sha256)
-            );
-        }
-        page.push_str("</tbody></table></div>\n");
-    }
-    let cases = crate::model::test_cases::of_stage(report, stage);
-    super::test_cases::html_section(page, &cases, stage, esc);
-    let log = stage.log.as_ref().and_then(|l| report.file_in_run(l));
-    if let Some(log) = log.as_deref().and_then(read_log) {
-        let lines = log.lines().count();
-        let open = if matches!(
-            stage.status,
-            StageStatus::Failed | StageStatus::Crashed | StageStatus::Error
-        ) {
-            " open"
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            page,
-            "<details class=\"log\"{open}><summary>log ({lines} lines)</summary><pre>{}</pre></details>",
-            esc(&log)
-        );
-    }
-    page.push_str("</section>\n");
-}
-
-/// The log's text, its end when it is long (lossy for bytes that are not UTF-8).
-fn read_log(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    let start = bytes.len().saturating_sub(MAX_LOG_BYTES);
-    let text = String::from_utf8_lossy(&bytes[start..]).into_owned();
-    Some(if start > 0 {
-        format!("… ({start} earlier bytes not shown)\n{text}")
-    } else {
-        text
-    })
-}
-
-fn provenance(page: &mut String, report: &RunReport) {
+fn provenance(page: &mut String, report: &RunReport, live: Option<&Live>) {
     let Some(provenance) = &report.provenance else {
         return;
     };
     let _ = write!(
         page,
         "<h2>Provenance</h2>\n<dl class=\"facts\"><dt>statement</dt><dd>{}</dd>",
-        esc(&provenance.statement)
+        linked(live, "/provenance/statement", &provenance.statement)
     );
     if let Some(envelope) = &provenance.envelope {
-        let _ = write!(page, "<dt>signed envelope</dt><dd>{}</dd>", esc(envelope));
+        let _ = write!(
+            page,
+            "<dt>signed envelope</dt><dd>{}</dd>",
+            linked(live, "/provenance/envelope", envelope)
+        );
     }
     if let Some(signer) = &provenance.signed_by {
         let _ = write!(page, "<dt>signed by</dt><dd>{}</dd>", esc(signer));
@@ -349,6 +290,14 @@ fn provenance(page: &mut String, report: &RunReport) {
         );
     }
     page.push_str("</dl>\n");
+}
+
+/// `text`, a link to the server's `path` in the live view.
+fn linked(live: Option<&Live>, path: &str, text: &str) -> String {
+    match live {
+        Some(live) => format!("<a href=\"{}\">{}</a>", live.href(path), esc(text)),
+        None => esc(text),
+    }
 }
 
 /// A status mark from characters every system font has (the terminal's set includes emoji that
@@ -435,30 +384,6 @@ fn esc(text: &str) -> String {
     }
     out
 }
-
-const STYLE: &str = "
-:root{--ok:#1a7f37;--bad:#cf222e;--wait:#8250df;--run:#0969da;--off:#8c959f;--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#fff;--soft:#f6f8fa}
-*{box-sizing:border-box}body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:var(--fg);background:var(--bg);margin:0 auto;padding:16px;max-width:1100px}
-h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.15em;margin:1.4em 0 .5em;border-bottom:1px solid var(--line)}h3{font-size:1em;margin:0 0 .4em}
-.badge{display:inline-block;padding:0 .55em;border-radius:1em;color:#fff;font-size:.8em;vertical-align:middle}
-.badge.ok{background:var(--ok)}.badge.bad{background:var(--bad)}.badge.wait{background:var(--wait)}.badge.run{background:var(--run)}.badge.off{background:var(--off)}
-.tag{font-size:.75em;border:1px solid var(--run);color:var(--run);border-radius:1em;padding:0 .5em}
-.facts{display:grid;grid-template-columns:max-content 1fr;gap:.1em 1em;margin:.4em 0}.facts dt{color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}
-.scroll{overflow-x:auto}svg.graph{display:block;max-width:none}
-.edge{stroke:var(--muted);stroke-width:1.5}.node rect{stroke-width:2;fill:var(--soft)}.node text{font-size:13px;fill:var(--fg)}
-.node.ok rect{stroke:var(--ok)}.node.bad rect{stroke:var(--bad);fill:#ffebe9}.node.wait rect{stroke:var(--wait)}.node.run rect{stroke:var(--run)}.node.off rect{stroke:var(--off);stroke-dasharray:4 3}
-.timeline{font-size:.85em}.lane{display:grid;grid-template-columns:minmax(6em,12em) 1fr 5.5em;gap:.5em;align-items:center;margin:2px 0}
-.lane-name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.lane-time{text-align:right;color:var(--muted)}
-.track{position:relative;height:14px;background:var(--soft);border-radius:3px}.bar{position:absolute;top:0;bottom:0;border-radius:3px;background:var(--off)}
-.bar.ok{background:var(--ok)}.bar.bad{background:var(--bad)}.bar.wait{background:var(--wait)}.bar.run{background:var(--run)}
-.axis{display:flex;justify-content:space-between;color:var(--muted);margin-left:calc(min(12em,30%) + .5em);margin-right:6em}
-section.stage{border:1px solid var(--line);border-left:5px solid var(--off);border-radius:6px;padding:.6em .8em;margin:.7em 0}
-section.stage.ok{border-left-color:var(--ok)}section.stage.bad{border-left-color:var(--bad)}section.stage.wait{border-left-color:var(--wait)}section.stage.run{border-left-color:var(--run)}
-.message{color:var(--bad);margin:.3em 0;overflow-wrap:anywhere}.summary{margin:.3em 0;overflow-wrap:anywhere}.refused{color:var(--bad)}
-table{border-collapse:collapse;font-size:.85em}th,td{text-align:left;padding:.15em .6em;border-bottom:1px solid var(--line)}code{font-size:.85em;overflow-wrap:anywhere}
-details.log pre{background:var(--soft);padding:.5em;overflow-x:auto;max-height:30em;font-size:.8em;white-space:pre-wrap;overflow-wrap:anywhere}
-@media (max-width:600px){body{padding:8px;font-size:14px}.lane{grid-template-columns:6em 1fr 4.5em}.axis{margin-left:6.5em;margin-right:5em}}
-";
 
 #[cfg(test)]
 mod tests {
